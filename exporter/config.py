@@ -1,0 +1,292 @@
+"""Configuration: flags, environment and the YAML file become one validated `Settings`.
+
+Every problem is raised as `ConfigError` with a single line naming it; API keys are wrapped in
+`Secret` so that no repr, log line or error message can show them.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+SUBACCOUNT_PATTERN = re.compile(r"^[A-Za-z0-9\-._&]{3,50}$")
+DEFAULT_BASE_URL = "https://voice.8x8.com"
+DEFAULT_LISTEN_ADDRESS = ":9881"
+
+ENV_API_KEY = "EIGHTBYEIGHT_API_KEY"
+ENV_API_KEY_FILE = "EIGHTBYEIGHT_API_KEY_FILE"
+ENV_SUBACCOUNTS = "EIGHTBYEIGHT_SUBACCOUNTS"
+
+_DURATION = re.compile(r"^(?:(\d+(?:\.\d+)?)(ms|s|m|h)?)$")
+_DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
+_SIZE = re.compile(r"^(\d+)\s*(B|KB|KiB|MB|MiB|GB|GiB)?$")
+_SIZE_UNITS = {
+    None: 1,
+    "B": 1,
+    "KB": 10**3,
+    "KiB": 2**10,
+    "MB": 10**6,
+    "MiB": 2**20,
+    "GB": 10**9,
+    "GiB": 2**30,
+}
+
+
+class ConfigError(Exception):
+    """A configuration problem, worded for the operator in one line."""
+
+
+class Secret:
+    """An API key that refuses to show itself anywhere but in the Authorization header."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('<redacted>')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+@dataclass(frozen=True)
+class Target:
+    """One subaccount to scrape, with the key and API base URL that reach it."""
+
+    subaccount: str
+    api_key: Secret | None
+    base_url: str
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the exporter needs, validated."""
+
+    listen_address: str = DEFAULT_LISTEN_ADDRESS
+    telemetry_path: str = "/metrics"
+    base_url: str = DEFAULT_BASE_URL
+    api_timeout: float = 10.0
+    api_key: Secret | None = None
+    targets: tuple[Target, ...] = ()
+    per_number: bool = True
+    cache_ttl: float = 0.0
+    serve_stale_for: float = 0.0
+    timeout_offset: float = 0.5
+    max_response_bytes: int = 256 * 2**20
+    api_retries: int = 2
+    probe_allowed: frozenset[str] | None = None
+    web_config_file: Path | None = None
+    log_level: str = "info"
+    log_format: str = "logfmt"
+    demo: bool = False
+    secrets: tuple[Secret, ...] = field(default=(), repr=False)
+
+    def target_for(self, subaccount: str) -> Target:
+        """The configured target, or one built from the defaults for a probed subaccount."""
+        for target in self.targets:
+            if target.subaccount == subaccount:
+                return target
+        return Target(subaccount, self.api_key, self.base_url)
+
+
+def validate_subaccount(value: str) -> str:
+    if not isinstance(value, str) or not SUBACCOUNT_PATTERN.match(value):
+        raise ConfigError(
+            f"invalid subaccount ID {_quote(value)}: must match ^[A-Za-z0-9\\-._&]{{3,50}}$"
+        )
+    return value
+
+
+def validate_base_url(value: str) -> str:
+    if not isinstance(value, str) or not re.match(r"^https?://[^\s/]+(/[^\s]*)?$", value):
+        raise ConfigError(f"invalid API base URL {_quote(value)}: expected http(s)://host[:port]")
+    return value.rstrip("/")
+
+
+def parse_duration(value: str | float | int, what: str) -> float:
+    """Seconds from '10s', '500ms', '1m', '1.5' or a number."""
+    if isinstance(value, bool):
+        raise ConfigError(f"invalid duration for {what}: {value!r}")
+    if isinstance(value, int | float):
+        seconds = float(value)
+    else:
+        match = _DURATION.match(str(value).strip())
+        if not match:
+            raise ConfigError(
+                f"invalid duration for {what}: {_quote(value)} (examples: 10s, 500ms, 1m)"
+            )
+        seconds = float(match.group(1)) * _DURATION_UNITS[match.group(2)]
+    if seconds < 0:
+        raise ConfigError(f"invalid duration for {what}: must not be negative")
+    return seconds
+
+
+def parse_size(value: str | int, what: str) -> int:
+    """Bytes from '256MiB', '10MB' or a plain number of bytes."""
+    match = _SIZE.match(str(value).strip())
+    if not match or int(match.group(1)) <= 0:
+        raise ConfigError(f"invalid size for {what}: {_quote(value)} (examples: 64MiB, 10000000)")
+    return int(match.group(1)) * _SIZE_UNITS[match.group(2)]
+
+
+def read_key_file(path: str | Path) -> Secret:
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"API key file {path} does not exist") from None
+    except IsADirectoryError:
+        raise ConfigError(f"API key file {path} is a directory") from None
+    except PermissionError:
+        raise ConfigError(f"API key file {path} is not readable (permission denied)") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"API key file {path} is not UTF-8 text") from None
+    except OSError as exc:
+        raise ConfigError(f"API key file {path} cannot be read: {exc.strerror}") from None
+    key = text.strip()
+    if not key:
+        raise ConfigError(f"API key file {path} is empty")
+    if any(ch.isspace() for ch in key):
+        raise ConfigError(f"API key file {path} holds more than one word")
+    return Secret(key)
+
+
+def default_api_key(key_file: str | None, env: dict[str, str]) -> Secret | None:
+    """The default key: --api.key-file, $EIGHTBYEIGHT_API_KEY_FILE, then $EIGHTBYEIGHT_API_KEY."""
+    path = key_file or env.get(ENV_API_KEY_FILE)
+    if path:
+        return read_key_file(path)
+    value = env.get(ENV_API_KEY, "").strip()
+    return Secret(value) if value else None
+
+
+def subaccounts_from_env(env: dict[str, str]) -> list[str]:
+    raw = env.get(ENV_SUBACCOUNTS, "")
+    return [part.strip() for part in raw.split(",") if part.strip()]
+
+
+@dataclass(frozen=True)
+class FileConfig:
+    """What the YAML file (--config.file) says."""
+
+    base_url: str | None = None
+    api_key: Secret | None = None
+    targets: tuple[tuple[str, Secret | None, str | None], ...] = ()
+    probe_allowed: tuple[str, ...] | None = None
+
+
+_FILE_KEYS = {"base_url", "api_key_file", "subaccounts", "probe"}
+_SUBACCOUNT_KEYS = {"id", "api_key_file", "base_url"}
+_PROBE_KEYS = {"allowed_subaccounts"}
+
+
+def load_config_file(path: str | Path) -> FileConfig:
+    """Read and validate the YAML configuration file.
+
+    ```yaml
+    base_url: https://voice.8x8.com        # optional
+    api_key_file: /run/secrets/8x8-key     # optional default key
+    subaccounts:
+      - id: acme-prod
+        api_key_file: /run/secrets/acme-prod-key   # optional, overrides the default
+        base_url: https://voice.8x8.com            # optional
+      - id: acme-dev
+    probe:
+      allowed_subaccounts: [acme-prod, acme-dev]   # optional /probe allow-list
+    ```
+    """
+    doc = _read_yaml(path)
+    _reject_unknown(doc, _FILE_KEYS, f"{path}")
+    base_url = validate_base_url(doc["base_url"]) if "base_url" in doc else None
+    api_key = read_key_file(doc["api_key_file"]) if doc.get("api_key_file") else None
+    entries = doc.get("subaccounts") or []
+    if not isinstance(entries, list):
+        raise ConfigError(f"{path}: 'subaccounts' must be a list")
+    targets = []
+    seen: set[str] = set()
+    for index, entry in enumerate(entries):
+        where = f"{path}: subaccounts[{index}]"
+        if isinstance(entry, str):
+            entry = {"id": entry}
+        if not isinstance(entry, dict):
+            raise ConfigError(f"{where} must be a mapping with an 'id'")
+        _reject_unknown(entry, _SUBACCOUNT_KEYS, where)
+        if "id" not in entry:
+            raise ConfigError(f"{where} has no 'id'")
+        sub = _in(where, validate_subaccount, entry["id"])
+        if sub in seen:
+            raise ConfigError(f"{where}: subaccount {sub} is listed twice")
+        seen.add(sub)
+        key = read_key_file(entry["api_key_file"]) if entry.get("api_key_file") else None
+        url = _in(where, validate_base_url, entry["base_url"]) if "base_url" in entry else None
+        targets.append((sub, key, url))
+    probe = doc.get("probe") or {}
+    if not isinstance(probe, dict):
+        raise ConfigError(f"{path}: 'probe' must be a mapping")
+    _reject_unknown(probe, _PROBE_KEYS, f"{path}: probe")
+    allowed = probe.get("allowed_subaccounts")
+    if allowed is not None:
+        if not isinstance(allowed, list):
+            raise ConfigError(f"{path}: probe.allowed_subaccounts must be a list")
+        allowed = tuple(_in(f"{path}: probe", validate_subaccount, a) for a in allowed)
+    return FileConfig(base_url, api_key, tuple(targets), allowed)
+
+
+def _read_yaml(path: str | Path) -> dict[str, Any]:
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = getattr(exc, "strerror", None) or "not UTF-8 text"
+        raise ConfigError(f"config file {path} cannot be read: {reason}") from None
+    try:
+        doc = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or "invalid YAML"
+        raise ConfigError(f"config file {path} is not valid YAML{where}: {problem}") from None
+    if doc is None:
+        return {}
+    if not isinstance(doc, dict):
+        raise ConfigError(f"config file {path} must be a YAML mapping at the top level")
+    return doc
+
+
+def _reject_unknown(doc: dict[str, Any], allowed: set[str], where: str) -> None:
+    unknown = sorted(str(k) for k in doc if k not in allowed)
+    if unknown:
+        raise ConfigError(
+            f"{where}: unknown key {unknown[0]!r} (allowed: {', '.join(sorted(allowed))})"
+        )
+
+
+def _in(where: str, check: Any, value: Any) -> Any:
+    try:
+        return check(value)
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+
+
+def _quote(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def environment() -> dict[str, str]:
+    return dict(os.environ)

@@ -1,0 +1,45 @@
+"""The one error type a scrape can end with, and the failure reasons it is counted by."""
+
+from __future__ import annotations
+
+REASONS = (
+    "unauthorized",
+    "forbidden",
+    "not_found",
+    "bad_request",
+    "rate_limited",
+    "server_error",
+    "client_error",
+    "timeout",
+    "connection_error",
+    "invalid_response",
+)
+
+
+class FetchError(Exception):
+    """Reading a subaccount's numbers failed; `reason` is one of REASONS."""
+
+    def __init__(self, reason: str, detail: str, status: int | None = None) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+        self.status = status
+
+
+def reason_for_status(status: int) -> str:
+    """Map an HTTP status (or an error envelope's code) to a failure reason."""
+    if status == 401:
+        return "unauthorized"
+    if status == 403:
+        return "forbidden"
+    if status in (404, 410):
+        return "not_found"
+    if status in (400, 422):
+        return "bad_request"
+    if status == 429:
+        return "rate_limited"
+    if 500 <= status <= 599:
+        return "server_error"
+    if 400 <= status <= 499:
+        return "client_error"
+    return "invalid_response"

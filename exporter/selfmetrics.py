@@ -1,0 +1,60 @@
+"""The exporter's own metrics, served on /metrics only (never on /probe).
+
+These are direct instrumentation through prometheus_client: counters and a histogram that live
+as long as the process, unlike the target series, which are rebuilt from each API response.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+    generate_latest,
+)
+
+from exporter import __version__
+
+
+class SelfMetrics:
+    """API call counters, failures by reason, latency and build info, on their own registry."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        ProcessCollector(registry=self.registry)
+        PlatformCollector(registry=self.registry)
+        self.api_requests = Counter(
+            "eightbyeight_api_requests",
+            "Requests made to the 8x8 Virtual Numbers API (one per fetch; retries included "
+            "in that one).",
+            ["subaccount"],
+            registry=self.registry,
+        )
+        self.api_failures = Counter(
+            "eightbyeight_api_request_failures",
+            "Fetches from the 8x8 API that failed, by reason (unauthorized, forbidden, "
+            "not_found, bad_request, rate_limited, server_error, client_error, timeout, "
+            "connection_error, invalid_response).",
+            ["subaccount", "reason"],
+            registry=self.registry,
+        )
+        self.api_duration = Histogram(
+            "eightbyeight_api_request_duration_seconds",
+            "Seconds taken to fetch a subaccount's numbers from the 8x8 API, body included.",
+            ["subaccount"],
+            buckets=(0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
+            registry=self.registry,
+        )
+        build = Gauge(
+            "eightbyeight_exporter_build_info",
+            "Version of the exporter; the value is always 1.",
+            ["version"],
+            registry=self.registry,
+        )
+        build.labels(__version__).set(1)
+
+    def exposition(self) -> bytes:
+        return generate_latest(self.registry)

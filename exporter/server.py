@@ -1,0 +1,80 @@
+"""The HTTP server: a threaded WSGI server that never prints a traceback for a bad request."""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+from socketserver import TCPServer, ThreadingMixIn
+from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer
+
+from exporter.config import ConfigError
+
+log = logging.getLogger("exporter.server")
+socket_server_bind = TCPServer.server_bind
+
+
+def parse_listen_address(address: str) -> tuple[str, int]:
+    """(host, port) from ':9881', '0.0.0.0:9881', '[::]:9881' or 'localhost:9881'."""
+    host, sep, port = address.rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ConfigError(f"invalid listen address {address!r}: expected [host]:port")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    return host, int(port)
+
+
+class _QuietHandler(WSGIRequestHandler):
+    """Access lines at debug level instead of stderr prints."""
+
+    def log_message(self, format: str, *args: Any) -> None:
+        log.debug("%s %s", self.address_string(), format % args)
+
+    def handle(self) -> None:
+        try:
+            super().handle()
+        except (ConnectionError, TimeoutError, OSError) as exc:
+            log.debug("connection ended early: %s", type(exc).__name__)
+
+
+class ExporterServer(ThreadingMixIn, WSGIServer):
+    """Threaded WSGI server; one thread per connection, large listen backlog."""
+
+    daemon_threads = True
+    request_queue_size = 1024
+    allow_reuse_address = True
+
+    def server_bind(self) -> None:
+        # HTTPServer.server_bind does a reverse DNS lookup of the bound host; skip it.
+        socket_server_bind(self)
+        host, port = self.server_address[:2]
+        self.server_name = str(host)
+        self.server_port = int(port)
+        self.setup_environ()
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        log.debug("request from %s failed", client_address[0] if client_address else "?")
+
+
+class _ExporterServer6(ExporterServer):
+    address_family = socket.AF_INET6
+
+
+def make_server(address: str, app: Any) -> ExporterServer:
+    """Bind the server to a Prometheus-style listen address; ConfigError if it cannot."""
+    host, port = parse_listen_address(address)
+    server_class = _ExporterServer6 if ":" in host else ExporterServer
+    try:
+        server = server_class((host or "0.0.0.0", port), _QuietHandler)  # noqa: S104 - ':port' means all
+    except OSError as exc:
+        raise ConfigError(f"cannot listen on {address}: {exc.strerror or exc}") from None
+    server.set_app(app)
+    return server
+
+
+def serve_in_thread(server: ExporterServer) -> threading.Thread:
+    """Serve in a daemon thread (used by tests and demo mode); stop with server.shutdown()."""
+    thread = threading.Thread(target=server.serve_forever, name="exporter-http", daemon=True)
+    thread.start()
+    return thread
