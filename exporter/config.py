@@ -105,7 +105,7 @@ class Settings:
 
 
 def validate_subaccount(value: str) -> str:
-    if not isinstance(value, str) or not SUBACCOUNT_PATTERN.match(value):
+    if not isinstance(value, str) or not SUBACCOUNT_PATTERN.fullmatch(value):
         raise ConfigError(
             f"invalid subaccount ID {_quote(value)}: must match ^[A-Za-z0-9\\-._&]{{3,50}}$"
         )

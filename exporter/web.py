@@ -156,7 +156,7 @@ class ExporterApp:
         if len(targets) != 1 or not targets[0]:
             return _text(start_response, "400 Bad Request", "exactly one 'target' is required\n")
         target = targets[0]
-        if not SUBACCOUNT_PATTERN.match(target):
+        if not SUBACCOUNT_PATTERN.fullmatch(target):
             return _text(
                 start_response,
                 "400 Bad Request",

@@ -1,0 +1,116 @@
+"""The HTTP client, with `responses` standing in for the network."""
+
+import json
+
+import pytest
+import requests
+import responses
+from fakeapi import number, numbers_body
+
+from exporter.client import ApiClient
+from exporter.config import Secret
+from exporter.errors import FetchError
+
+BASE = "https://voice.example.test"
+KEY = "s3cr3t-key-value"
+URL = f"{BASE}/api/v1/subaccounts/acme-prod/numbers"
+
+
+def client(**kwargs):
+    kwargs.setdefault("retries", 0)
+    return ApiClient(BASE, Secret(KEY), **kwargs)
+
+
+@responses.activate
+def test_fetch_sends_bearer_key_and_returns_body():
+    body = json.dumps(numbers_body([number()])).encode()
+    responses.get(URL, body=body, content_type="application/json")
+    assert client().fetch_numbers("acme-prod") == body
+    sent = responses.calls[0].request
+    assert sent.headers["Authorization"] == f"Bearer {KEY}"
+    assert sent.headers["Accept"] == "application/json"
+    assert sent.headers["User-Agent"].startswith("eightbyeight-exporter/")
+
+
+@responses.activate
+def test_ampersand_in_subaccount_is_percent_encoded():
+    responses.get(f"{BASE}/api/v1/subaccounts/a%26b.c-d_e/numbers", body=b"{}")
+    assert client().fetch_numbers("a&b.c-d_e") == b"{}"
+
+
+@pytest.mark.parametrize(
+    ("status", "reason"),
+    [
+        (400, "bad_request"),
+        (401, "unauthorized"),
+        (403, "forbidden"),
+        (404, "not_found"),
+        (410, "not_found"),
+        (422, "bad_request"),
+        (426, "client_error"),
+        (429, "rate_limited"),
+        (500, "server_error"),
+        (503, "server_error"),
+    ],
+)
+@responses.activate
+def test_http_errors_map_to_reasons(status, reason):
+    responses.get(URL, status=status, json={"statusCode": status, "statusMessage": "Nope"})
+    with pytest.raises(FetchError) as caught:
+        client().fetch_numbers("acme-prod")
+    assert caught.value.reason == reason
+    assert caught.value.status == status
+    assert caught.value.detail == f"HTTP {status}: Nope"
+
+
+@responses.activate
+def test_platform_envelope_and_html_are_described():
+    responses.get(URL, status=404, json={"code": 1404, "message": "SubAccount not found by Id : x"})
+    with pytest.raises(FetchError) as caught:
+        client().fetch_numbers("acme-prod")
+    assert caught.value.detail == "HTTP 404: SubAccount not found by Id : x"
+    responses.replace(responses.GET, URL, status=502, body=b"<html>Bad gateway</html>")
+    with pytest.raises(FetchError) as caught:
+        client().fetch_numbers("acme-prod")
+    assert caught.value.detail == "HTTP 502: HTML error page"
+
+
+@responses.activate
+def test_redirect_is_not_followed():
+    responses.get(URL, status=302, headers={"Location": "https://elsewhere.test/"})
+    with pytest.raises(FetchError) as caught:
+        client().fetch_numbers("acme-prod")
+    assert caught.value.reason == "invalid_response"
+    assert len(responses.calls) == 1
+
+
+@responses.activate
+def test_declared_body_over_the_cap_is_refused():
+    responses.get(URL, body=b"x" * 2000, headers={"Content-Length": "2000"})
+    with pytest.raises(FetchError) as caught:
+        client(max_response_bytes=1000).fetch_numbers("acme-prod")
+    assert caught.value.reason == "invalid_response"
+    assert "cap" in caught.value.detail
+
+
+@responses.activate
+def test_connection_error_and_timeout_have_their_reasons():
+    responses.get(URL, body=requests.ConnectionError("Connection refused"))
+    with pytest.raises(FetchError) as caught:
+        client().fetch_numbers("acme-prod")
+    assert caught.value.reason == "connection_error"
+    responses.replace(responses.GET, URL, body=requests.ReadTimeout("read timed out"))
+    with pytest.raises(FetchError) as caught:
+        client().fetch_numbers("acme-prod")
+    assert caught.value.reason == "timeout"
+
+
+@responses.activate
+def test_key_never_appears_in_errors():
+    responses.get(URL, status=401, json={"statusMessage": f"token {KEY} invalid"})
+    with pytest.raises(FetchError) as caught:
+        client().fetch_numbers("acme-prod")
+    # The envelope's own text is reported; the exporter's log filter redacts the key in it.
+    assert caught.value.reason == "unauthorized"
+    assert KEY not in repr(Secret(KEY))
+    assert KEY not in str(client().__dict__)

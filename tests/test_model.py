@@ -1,0 +1,204 @@
+"""The response model: what counts, what is skipped, what fails the whole response."""
+
+import json
+from datetime import UTC, datetime
+
+import pytest
+from fakeapi import number, numbers_body
+
+from exporter.errors import FetchError
+from exporter.model import parse_inventory, parse_timestamp
+
+
+def parse(doc, **kwargs):
+    return parse_inventory(json.dumps(doc).encode(), **kwargs)
+
+
+def test_good_response_is_folded_into_groups_and_rows():
+    inv = parse(
+        numbers_body(
+            [
+                number("+6531234567"),
+                number("+6531234568", operationalStatus="Expiring"),
+                number("+14155550100", countryCode="US", numberType="TollFree", rentalPrice=2.5),
+            ]
+        )
+    )
+    assert inv.total_numbers == 3
+    assert inv.listed == 3
+    assert inv.invalid_records == 0
+    sg = inv.groups[("SG", "Mobile")]
+    assert sg.statuses == {"active": 1, "expiring": 1, "inactive": 0}
+    assert sg.healthy == 2
+    assert sg.rental_cost == {"USD": 10.0}
+    assert inv.groups[("US", "TollFree")].rental_cost == {"USD": 2.5}
+    assert [row.msisdn for row in inv.numbers] == ["+6531234567", "+6531234568", "+14155550100"]
+    assert inv.last_updated == datetime(2024, 7, 1, 5, 50, 23, 550000, tzinfo=UTC).timestamp()
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "not an object",
+        42,
+        None,
+        [],
+        {"countryCode": "SG"},  # no msisdn
+        {"msisdn": ""},
+        {"msisdn": 6531234567},  # a number where a string belongs
+        number(rentalPrice="5.00"),  # a string where a number belongs
+        number(billingUnit="60"),
+        number(numberHealthCheckEnabled="true"),
+        number(numberHealth={"isHealthy": "yes"}),
+        number(numberHealth="healthy"),
+        number(countryCode=65),
+        number(rentalPrice=True),
+    ],
+    ids=repr,
+)
+def test_malformed_record_is_skipped_and_counted(bad):
+    inv = parse(numbers_body([number("+6531230000"), bad]))
+    assert inv.invalid_records == 1
+    assert inv.listed == 1
+    assert inv.numbers[0].msisdn == "+6531230000"
+
+
+def test_duplicate_msisdn_counts_once_and_is_invalid():
+    inv = parse(numbers_body([number("+6531230000"), number("+6531230000")]))
+    assert (inv.listed, inv.invalid_records) == (1, 1)
+
+
+@pytest.mark.parametrize(
+    "health",
+    [{"numberHealth": None}, {"numberHealth": "absent"}, {"numberHealthCheckEnabled": False}],
+    ids=["null", "missing", "disabled"],
+)
+def test_missing_or_disabled_health_is_unknown_not_invalid(health):
+    record = number(**health)
+    if health.get("numberHealth") == "absent":
+        del record["numberHealth"]
+    inv = parse(numbers_body([record]))
+    row = inv.numbers[0]
+    assert inv.invalid_records == 0
+    assert row.healthy is None
+    assert row.health_status == "unknown"
+    assert inv.groups[("SG", "Mobile")].health_unknown == 1
+
+
+def test_disabled_checks_are_counted_and_ignored_for_check_age():
+    inv = parse(
+        numbers_body(
+            [
+                number("+6531230001", numberHealthCheckEnabled=False),
+                number(
+                    "+6531230002",
+                    numberHealth={"isHealthy": False, "lastCheckedTime": "2024-07-01T06:00:00Z"},
+                ),
+            ]
+        )
+    )
+    group = inv.groups[("SG", "Mobile")]
+    assert group.check_disabled == 1
+    assert group.unhealthy == 1
+    assert group.oldest_check == datetime(2024, 7, 1, 6, tzinfo=UTC).timestamp()
+
+
+def test_labels_are_normalised():
+    inv = parse(
+        numbers_body(
+            [
+                number(
+                    "+6531230001",
+                    operationalStatus="UNHEALTHY",
+                    numberType=None,
+                    numberHealth={"isHealthy": True, "status": "OK"},
+                ),
+                number("+6531230002", operationalStatus=None, billingCurrency=None),
+            ]
+        )
+    )
+    first, second = inv.numbers
+    assert first.operational_status == "unhealthy"  # unknown statuses pass through lower-cased
+    assert first.number_type == "unknown"
+    assert first.health_status == "ok"
+    assert second.operational_status == "unknown"
+    assert second.currency == "unknown"
+    assert inv.groups[("SG", "unknown")].statuses["unhealthy"] == 1
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("2023-02-17T05:10:14.760Z", "2023-02-17T05:10:14.760+00:00"),
+        ("2020-12-22T05:52:01.85Z", "2020-12-22T05:52:01.850+00:00"),
+        ("2021-01-01T00:00:00Z", "2021-01-01T00:00:00+00:00"),
+        ("2021-01-01T08:00:00+08:00", "2021-01-01T00:00:00+00:00"),
+        ("2021-01-01T00:00:00.123456789Z", "2021-01-01T00:00:00.123456+00:00"),
+        ("2021-01-01t00:00:00z", "2021-01-01T00:00:00+00:00"),
+        ("2021-01-01T00:00:00", "2021-01-01T00:00:00+00:00"),
+    ],
+)
+def test_rfc3339_times(text, expected):
+    assert parse_timestamp(text) == datetime.fromisoformat(expected).timestamp()
+
+
+@pytest.mark.parametrize("text", ["", "yesterday", "2021-13-01T00:00:00Z", "12:00", None])
+def test_unreadable_time_is_unknown(text):
+    assert parse_timestamp(text) is None
+
+
+def test_unparseable_time_makes_only_that_field_unknown():
+    record = number(numberHealth={"isHealthy": True, "lastCheckedTime": "not a time"})
+    inv = parse(numbers_body([record], lastUpdatedAt="garbage"))
+    assert inv.invalid_records == 0
+    assert inv.numbers[0].last_checked is None
+    assert inv.numbers[0].healthy is True
+    assert inv.last_updated is None
+
+
+def test_total_numbers_may_disagree_with_the_list():
+    inv = parse(numbers_body([number()], total=7))
+    assert (inv.total_numbers, inv.listed) == (7, 1)
+
+
+def test_empty_account_is_valid():
+    inv = parse({"totalNumbers": 0, "lastUpdatedAt": "2024-07-01T05:50:23Z", "statusCode": 0})
+    assert (inv.total_numbers, inv.listed, inv.groups) == (0, 0, {})
+
+
+def test_per_number_rows_can_be_skipped():
+    inv = parse(numbers_body([number()]), per_number=False)
+    assert inv.numbers == []
+    assert inv.listed == 1
+
+
+@pytest.mark.parametrize(
+    ("body", "reason", "words"),
+    [
+        (b"", "invalid_response", "empty body"),
+        (b"   \n ", "invalid_response", "empty body"),
+        (b"<html><body>502 Bad Gateway</body></html>", "invalid_response", "HTML"),
+        (b'{"totalNumbers": 1, "numbers": [', "invalid_response", "invalid JSON"),
+        (b"[1, 2, 3]", "invalid_response", "unexpected JSON"),
+        (b'"numbers"', "invalid_response", "unexpected JSON"),
+        (b'{"numbers": {"msisdn": "+1"}}', "invalid_response", "numbers"),
+        (b'{"totalNumbers": "two", "numbers": []}', "invalid_response", "totalNumbers"),
+        (b'{"hello": "world"}', "invalid_response", "no 'numbers'"),
+        (
+            b'{"statusCode": 401, "statusMessage": "Authentication header not found"}',
+            "unauthorized",
+            "Authentication",
+        ),
+        (
+            b'{"code": 1200, "message": "Invalid request", "errorId": "x"}',
+            "invalid_response",
+            "1200",
+        ),
+        (b'{"statusCode": "1001", "statusMessage": "Invalid"}', "invalid_response", "1001"),
+    ],
+)
+def test_bad_response_fails_whole(body, reason, words):
+    with pytest.raises(FetchError) as caught:
+        parse_inventory(body)
+    assert caught.value.reason == reason
+    assert words in caught.value.detail
