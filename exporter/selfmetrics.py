@@ -17,6 +17,7 @@ from prometheus_client import (
 )
 
 from exporter import __version__
+from exporter.errors import REASONS
 
 
 class SelfMetrics:
@@ -55,6 +56,13 @@ class SelfMetrics:
             registry=self.registry,
         )
         build.labels(__version__).set(1)
+
+    def start_at_zero(self, subaccount: str) -> None:
+        """Create the subaccount's counters at 0, so increase() sees their first failure."""
+        self.api_requests.labels(subaccount)
+        self.api_duration.labels(subaccount)
+        for reason in REASONS:
+            self.api_failures.labels(subaccount, reason)
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)

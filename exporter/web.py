@@ -42,6 +42,8 @@ class Targets:
         self.settings = settings
         self.metrics = metrics
         self.configured = [self._new(target.subaccount) for target in settings.targets]
+        for target in settings.targets:
+            metrics.start_at_zero(target.subaccount)
         self._by_id = {scraper.subaccount: scraper for scraper in self.configured}
         self._probed: OrderedDict[str, SubaccountScraper] = OrderedDict()
         self._lock = threading.Lock()

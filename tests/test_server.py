@@ -193,3 +193,11 @@ def test_custom_telemetry_path(tmp_path, api):
     with exporter(tmp_path, *args) as proc:
         assert requests.get(proc.url + "/x/metrics", timeout=5).status_code == 200
         assert requests.get(proc.url + "/metrics", timeout=5).status_code == 404
+
+
+def test_failure_counters_start_at_zero_for_configured_subaccounts(tmp_path, api):
+    with exporter(tmp_path, "--api.base-url", api.base_url, "--subaccount", "acme-prod") as proc:
+        _, p = metrics(proc.url)
+        for reason in ("unauthorized", "forbidden", "timeout", "invalid_response"):
+            labels = {"subaccount": "acme-prod", "reason": reason}
+            assert get(p, "eightbyeight_api_request_failures_total", **labels) == 0
