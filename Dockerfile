@@ -1,0 +1,51 @@
+# eightbyeight-exporter: Prometheus exporter for the 8x8 Number Health API.
+#
+# Build:  docker build -t eightbyeight-exporter .
+# Run:    docker run -p 9881:9881 -e EIGHTBYEIGHT_SUBACCOUNTS=my-subaccount \
+#           -e EIGHTBYEIGHT_API_KEY_FILE=/run/secrets/eightbyeight_api_key \
+#           -v /path/to/key:/run/secrets/eightbyeight_api_key:ro eightbyeight-exporter
+# The API key is never baked into the image: pass it at run time as a file (preferred)
+# or as EIGHTBYEIGHT_API_KEY.
+
+ARG PYTHON_IMAGE=python:3.11.14-slim-bookworm
+
+# ---- builder: turn the source into wheels (the project and its dependencies) ----
+FROM ${PYTHON_IMAGE} AS builder
+
+ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PIP_NO_CACHE_DIR=1
+
+WORKDIR /src
+COPY pyproject.toml README.md ./
+COPY exporter ./exporter
+RUN pip wheel --no-cache-dir --wheel-dir /wheels .
+
+# ---- runtime: only the installed wheels, no source tree, no build tools ----
+FROM ${PYTHON_IMAGE} AS runtime
+
+ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1
+
+# A fixed, non-zero UID/GID so that file permissions (mounted key files) and Kubernetes
+# runAsNonRoot checks are predictable.
+RUN groupadd --system --gid 10001 exporter \
+    && useradd --system --uid 10001 --gid exporter --no-create-home \
+        --home-dir /nonexistent --shell /usr/sbin/nologin exporter
+
+# Install the project's wheel with --no-index: its dependencies come only from the wheels
+# built above, nothing is fetched at this stage. The bind mount keeps the wheels out of the
+# image layers (needs BuildKit, the default builder since Docker 23).
+RUN --mount=type=bind,from=builder,source=/wheels,target=/wheels \
+    pip install --no-cache-dir --no-index --find-links=/wheels \
+        /wheels/eightbyeight_exporter-*.whl
+
+USER 10001:10001
+EXPOSE 9881
+
+# The slim image has no curl: ask the exporter's /-/healthy with the Python standard library.
+HEALTHCHECK --interval=30s --timeout=5s --start-period=10s --retries=3 \
+    CMD ["python", "-c", "import sys, urllib.request; sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:9881/-/healthy', timeout=4).status == 200 else 1)"]
+
+ENTRYPOINT ["eightbyeight-exporter"]
