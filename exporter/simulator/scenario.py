@@ -1,0 +1,45 @@
+"""Scenario files: the fault document of PUT /admin/faults written as YAML, loaded at start.
+
+    global:
+      latency_seconds: 0.2
+    subaccounts:
+      acme-prod:
+        unhealthy: ["+6561234567"]
+      acme-dev:
+        status: 503
+        retry_after: 30
+
+A file holding only a fault set (`status: 503`) applies it to every subaccount; an empty
+file means no faults.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+from exporter.simulator.faults import FaultDocument, FaultError, parse_fault_document
+
+
+class ScenarioError(ValueError):
+    """A scenario file that cannot be read or is invalid; the message is one line."""
+
+
+def load_scenario_file(path: Path) -> FaultDocument:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise ScenarioError(f"scenario file {path}: cannot read: {reason}") from None
+    try:
+        document = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or "not valid YAML"
+        raise ScenarioError(f"scenario file {path}: invalid YAML{where}: {problem}") from None
+    try:
+        return parse_fault_document(document, "scenario")
+    except FaultError as exc:
+        raise ScenarioError(f"scenario file {path}: {exc}") from None
