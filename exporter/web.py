@@ -11,7 +11,6 @@ import logging
 import math
 import threading
 import time
-import zlib
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -149,8 +148,7 @@ class ExporterApp:
 
     def _metrics(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         samples = scrape_all(self.targets.configured, self.scrape_timeout(environ))
-        chunks = [self.metrics.exposition(), *render_targets(samples, time.time())]
-        return _exposition(environ, start_response, chunks)
+        return _exposition(environ, start_response, samples, self.metrics.exposition())
 
     def _probe(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         query = parse_qs(environ.get("QUERY_STRING", ""), errors="replace")
@@ -168,7 +166,7 @@ class ExporterApp:
         if allowed is not None and target not in allowed:
             return _text(start_response, "403 Forbidden", "target is not an allowed subaccount\n")
         sample = self.targets.for_probe(target).scrape(self.scrape_timeout(environ))
-        return _exposition(environ, start_response, render_targets([sample], time.time()))
+        return _exposition(environ, start_response, [sample])
 
     def _landing(self, start_response: StartResponse) -> Iterable[bytes]:
         path = html.escape(self.settings.telemetry_path)
@@ -193,26 +191,22 @@ class ExporterApp:
 
 
 def _exposition(
-    environ: dict[str, Any], start_response: StartResponse, chunks: list[bytes]
+    environ: dict[str, Any],
+    start_response: StartResponse,
+    samples: list[TargetSample],
+    head: bytes = b"",
 ) -> Iterable[bytes]:
     headers = [("Content-Type", CONTENT_TYPE_LATEST)]
-    if "gzip" in environ.get("HTTP_ACCEPT_ENCODING", ""):
-        # Level 1: most of the size win for a fraction of the CPU of the default level.
-        chunks = _gzip(chunks)
+    # gzip reuses the inventory's pieces, compressed once per API response (level 1).
+    gzip = "gzip" in environ.get("HTTP_ACCEPT_ENCODING", "")
+    chunks = render_targets(samples, time.time(), head=head, gzip=gzip)
+    if gzip:
         headers.append(("Content-Encoding", "gzip"))
     headers.append(("Content-Length", str(sum(len(c) for c in chunks))))
     start_response("200 OK", headers)
     if environ.get("REQUEST_METHOD") == "HEAD":
         return []
     return chunks
-
-
-def _gzip(chunks: list[bytes]) -> list[bytes]:
-    """Compress chunk by chunk, so a large exposition is never joined into one more copy."""
-    compressor = zlib.compressobj(1, zlib.DEFLATED, 31)  # wbits 31: a gzip container
-    out = [compressor.compress(chunk) for chunk in chunks]
-    out.append(compressor.flush())
-    return [part for part in out if part]
 
 
 def _text(

@@ -1,0 +1,346 @@
+"""Benchmark: `python -m bench` (from the repository root, with the project's Python).
+
+For each size (1,000, 10,000 and 100,000 numbers by default) the simulator serves one
+subaccount on loopback with a frozen clock (the same body for every request), and one run
+measures side by side:
+
+- the floor: `json.loads` of the body, already in memory;
+- the exporter's work per scrape: parse_inventory + render_inventory + render_targets, and
+  the gzip deflate that the first gzip response then does once per API response;
+- the same with per-number series off (--no-collector.per-number);
+- a naive peer (bench/naive.py): one prometheus_client Gauge per family, .labels().set() per
+  sample, generate_latest;
+- over HTTP, with the exporter as a subprocess: cold scrapes, scrapes served from the cache
+  (--cache.ttl) and peak RSS (VmHWM) above the idle process, a fresh process per size.
+
+It prints a table and the targets, writes the figures to bench/results/latest.json and prints
+the changes against the previous file when there is one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+import zlib
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+if __package__ in (None, ""):  # run as `python bench/run.py`
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.scrape import REPO, measure_http
+from exporter.simulator import Simulator
+
+RESULTS = REPO / "bench" / "results" / "latest.json"
+SUBACCOUNT = "bench"
+API_KEY = "bench-key"
+SEED = 8
+
+
+def machine() -> dict[str, Any]:
+    cpu = "unknown"
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            cpu = line.split(":", 1)[1].strip()
+            break
+    mem_kib = 0
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        if line.startswith("MemTotal:"):
+            mem_kib = int(line.split()[1])
+    return {
+        "cpus": len(os.sched_getaffinity(0)),
+        "cpu_model": cpu,
+        "memory_gib": round(mem_kib / 2**20, 1),
+        "python": platform.python_version(),
+        "msgspec": version("msgspec"),
+        "prometheus_client": version("prometheus-client"),
+        "zlib": zlib.ZLIB_RUNTIME_VERSION,
+        "commit": _git("rev-parse", "--short", "HEAD"),
+        "dirty": bool(_git("status", "--porcelain", "--", "exporter")),
+    }
+
+
+def _git(*args: str) -> str:
+    try:
+        return subprocess.run(
+            ["git", *args], cwd=REPO, capture_output=True, text=True, check=True
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return ""
+
+
+def fetch_body(base_url: str) -> bytes:
+    request = urllib.request.Request(
+        f"{base_url}/api/v1/subaccounts/{SUBACCOUNT}/numbers",
+        headers={"Authorization": f"Bearer {API_KEY}"},
+    )
+    with urllib.request.urlopen(request, timeout=120) as response:  # loopback only
+        return response.read()
+
+
+def measure_in_process(body: bytes, workdir: Path, repeat: int, naive_repeat: int) -> dict:
+    """bench/inprocess.py in a fresh interpreter: nothing else on its heap."""
+    path = workdir / "body.json"
+    path.write_bytes(body)
+    argv = [sys.executable, "-m", "bench.inprocess", str(path), "--subaccount", SUBACCOUNT]
+    argv += ["--repeat", str(repeat), "--naive-repeat", str(naive_repeat)]
+    done = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"in-process measurement failed: {done.stderr.strip()[-800:]}")
+    return json.loads(done.stdout)
+
+
+def measure_size(numbers: int, args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
+    frozen = time.time()
+    with Simulator({SUBACCOUNT: numbers}, API_KEY, seed=SEED, clock=lambda: frozen) as sim:
+        body = fetch_body(sim.base_url)
+        naive_repeat = args.naive_repeat if numbers < 50_000 else min(1, args.naive_repeat)
+        repeat = args.repeat if numbers < 50_000 else max(3, args.repeat // 2)
+        print(f"  {numbers:>7,} numbers: in-process ...", end="", flush=True, file=sys.stderr)
+        result = measure_in_process(body, workdir, repeat, naive_repeat)
+        if not args.no_http:
+            print(" HTTP ...", end="", flush=True, file=sys.stderr)
+            http_repeat = args.http_repeat if numbers < 50_000 else max(3, args.http_repeat // 2)
+            result["http"] = measure_http(
+                sim.base_url,
+                API_KEY,
+                SUBACCOUNT,
+                numbers,
+                http_repeat,
+                args.cached_repeat,
+                lambda: sim.request_count(SUBACCOUNT),
+                workdir,
+            )
+        print(" done", file=sys.stderr)
+    return result
+
+
+# --- report -------------------------------------------------------------------------------------
+
+
+def _ms(seconds: float) -> str:
+    return f"{seconds * 1000:,.1f} ms" if seconds < 10 else f"{seconds:,.2f} s"
+
+
+def _mb(size: float) -> str:
+    return f"{size / 1e6:,.1f} MB" if size >= 1e5 else f"{size / 1e3:,.1f} kB"
+
+
+def _x(ratio: float) -> str:
+    return f"{ratio:,.2f} x"
+
+
+def rows(sizes: dict[str, dict[str, Any]]) -> list[tuple[str, list[str]]]:
+    """(label, one cell per size) for the table."""
+
+    def row(label: str, cell: Any) -> tuple[str, list[str]]:
+        cells = []
+        for result in sizes.values():
+            try:
+                cells.append(cell(result))
+            except (KeyError, ZeroDivisionError):
+                cells.append("-")
+        return label, cells
+
+    ex = "exporter"
+    ag = "exporter_aggregates_only"
+    return [
+        row("JSON body", lambda r: _mb(r["body_bytes"])),
+        row("floor: json.loads", lambda r: _ms(r["floor"]["best"])),
+        row("exporter work per scrape", lambda r: _ms(r[ex]["best"])),
+        row("  parse_inventory", lambda r: _ms(r[ex]["parse"])),
+        row("  render_inventory", lambda r: _ms(r[ex]["render"])),
+        row("  render_targets", lambda r: _ms(r[ex]["targets"])),
+        row("  exporter / floor", lambda r: _x(r[ex]["best"] / r["floor"]["best"])),
+        row("gzip, first response (deflate)", lambda r: _ms(r[ex]["gzip_first"])),
+        row("gzip, later responses", lambda r: _ms(r[ex]["gzip_again"])),
+        row("naive peer", lambda r: _ms(r["naive"]["best"])),
+        row("  naive / exporter", lambda r: _x(r["naive"]["best"] / r[ex]["best"])),
+        row("exposition", lambda r: _mb(r[ex]["exposition_bytes"])),
+        row("  gzip", lambda r: _mb(r[ex]["exposition_gzip_bytes"])),
+        row("  series", lambda r: f"{r[ex]['series']:,}"),
+        row("aggregates only: work", lambda r: _ms(r[ag]["best"])),
+        row("  / per-number work", lambda r: _x(r[ag]["best"] / r[ex]["best"])),
+        row("  exposition", lambda r: _mb(r[ag]["exposition_bytes"])),
+        row("  series", lambda r: f"{r[ag]['series']:,}"),
+        row("HTTP cold scrape (best)", lambda r: _ms(r["http"]["cold"]["best"])),
+        row("  median", lambda r: _ms(r["http"]["cold"]["median"])),
+        row("HTTP cached scrape (best)", lambda r: _ms(r["http"]["cached"]["best"])),
+        row("  median", lambda r: _ms(r["http"]["cached"]["median"])),
+        row(
+            "  cached / cold",
+            lambda r: _x(r["http"]["cached"]["best"] / r["http"]["cold"]["best"]),
+        ),
+        row("HTTP cold scrape without gzip", lambda r: _ms(r["http"]["cold_identity"]["best"])),
+        row(
+            "HTTP cold, aggregates only",
+            lambda r: _ms(r["http"]["aggregates_only_cold"]["best"]),
+        ),
+        row("RSS idle", lambda r: _mb(r["http"]["rss"]["idle"])),
+        row("RSS peak above idle", lambda r: _mb(r["http"]["rss"]["peak_above_idle"])),
+        row(
+            "  / body",
+            lambda r: _x(r["http"]["rss"]["peak_above_idle"] / r["body_bytes"]),
+        ),
+        row(
+            "  aggregates only",
+            lambda r: _mb(r["http"]["aggregates_only_cold"]["peak_above_idle"]),
+        ),
+        row("RSS after scrapes", lambda r: _mb(r["http"]["rss"]["after"])),
+    ]
+
+
+def table(sizes: dict[str, dict[str, Any]]) -> str:
+    header = ["", *(f"{int(size):,} numbers" for size in sizes)]
+    body = [[label, *cells] for label, cells in rows(sizes)]
+    widths = [max(len(line[i]) for line in [header, *body]) for i in range(len(header))]
+    lines = []
+    for line in [header, *body]:
+        cells = [line[0].ljust(widths[0])] + [
+            c.rjust(w) for c, w in zip(line[1:], widths[1:], strict=True)
+        ]
+        lines.append("  ".join(cells).rstrip())
+    return "\n".join(lines)
+
+
+def targets(sizes: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """The issue's targets, each with its value from this run (None if not measured)."""
+
+    def value(size: int, get: Any) -> float | None:
+        try:
+            return get(sizes[str(size)])
+        except KeyError:
+            return None
+
+    def work_ratio(r: dict) -> float:
+        return r["exporter"]["best"] / r["floor"]["best"]
+
+    checks = [
+        ("exporter work / json.loads at 10,000", value(10_000, work_ratio), "<=", 2.0),
+        ("exporter work / json.loads at 100,000", value(100_000, work_ratio), "<=", 2.0),
+        (
+            "naive peer / exporter work at 10,000",
+            value(10_000, lambda r: r["naive"]["best"] / r["exporter"]["best"]),
+            ">=",
+            5.0,
+        ),
+        (
+            "cached / cold HTTP scrape at 10,000",
+            value(10_000, lambda r: r["http"]["cached"]["best"] / r["http"]["cold"]["best"]),
+            "<=",
+            0.1,
+        ),
+        (
+            "peak RSS above idle / body at 100,000",
+            value(100_000, lambda r: r["http"]["rss"]["peak_above_idle"] / r["body_bytes"]),
+            "<=",
+            3.0,
+        ),
+    ]
+    out = []
+    for name, measured, op, limit in checks:
+        met = None if measured is None else (measured <= limit if op == "<=" else measured >= limit)
+        out.append({"target": name, "value": measured, "op": op, "limit": limit, "met": met})
+    return out
+
+
+def print_targets(results: list[dict[str, Any]]) -> None:
+    print("\nTargets")
+    width = max(len(t["target"]) for t in results)
+    for t in results:
+        shown = "not measured" if t["value"] is None else f"{t['value']:.2f}"
+        verdict = {True: "met", False: "NOT MET", None: ""}[t["met"]]
+        print(f"  {t['target'].ljust(width)}  {shown:>8} {t['op']} {t['limit']:<4}  {verdict}")
+
+
+DELTAS = [
+    ("floor", lambda r: r["floor"]["best"]),
+    ("exporter work", lambda r: r["exporter"]["best"]),
+    ("aggregates-only work", lambda r: r["exporter_aggregates_only"]["best"]),
+    ("naive peer", lambda r: r["naive"]["best"]),
+    ("HTTP cold", lambda r: r["http"]["cold"]["best"]),
+    ("HTTP cached", lambda r: r["http"]["cached"]["best"]),
+    ("RSS peak above idle", lambda r: r["http"]["rss"]["peak_above_idle"]),
+]
+
+
+def print_deltas(previous: dict[str, Any], current: dict[str, Any]) -> None:
+    when = previous.get("when", "?")
+    commit = previous.get("machine", {}).get("commit", "?")
+    print(f"\nChanges against the previous run ({when}, commit {commit})")
+    for size, result in current["sizes"].items():
+        before = previous.get("sizes", {}).get(size)
+        if not before:
+            continue
+        cells = []
+        for label, get in DELTAS:
+            try:
+                old, new = get(before), get(result)
+            except KeyError:
+                continue
+            cells.append(f"{label} {(new - old) / old:+.0%}" if old else f"{label} n/a")
+        print(f"  {int(size):>7,}: " + ", ".join(cells))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0])
+    parser.add_argument("--sizes", default="1000,10000,100000", help="numbers per subaccount")
+    parser.add_argument("--repeat", type=int, default=9, help="in-process runs per figure")
+    parser.add_argument("--naive-repeat", type=int, default=3, help="naive peer runs")
+    parser.add_argument("--http-repeat", type=int, default=7, help="cold HTTP scrapes")
+    parser.add_argument("--cached-repeat", type=int, default=25, help="cached HTTP scrapes")
+    parser.add_argument("--no-http", action="store_true", help="in-process figures only")
+    parser.add_argument("--output", type=Path, default=RESULTS, help="JSON results file")
+    args = parser.parse_args(argv)
+    try:
+        sizes = [int(size.replace("_", "")) for size in args.sizes.split(",") if size]
+    except ValueError:
+        parser.error("--sizes takes comma-separated numbers, e.g. 1000,10000")
+
+    previous = None
+    if args.output.exists():
+        try:
+            previous = json.loads(args.output.read_text())
+        except ValueError:
+            previous = None
+    info = machine()
+    print(
+        f"Machine: {info['cpus']} CPUs, {info['cpu_model']}, {info['memory_gib']} GiB; "
+        f"Python {info['python']}, msgspec {info['msgspec']}, "
+        f"prometheus_client {info['prometheus_client']}, zlib {info['zlib']}; "
+        f"commit {info['commit'] or '?'}{' (modified)' if info['dirty'] else ''}",
+        flush=True,
+    )
+    results: dict[str, Any] = {
+        "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "command": "python -m bench " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "machine": info,
+        "data": f"exporter.simulator.Simulator, seed {SEED}, frozen clock",
+        "sizes": {},
+    }
+    with tempfile.TemporaryDirectory(prefix="bench-") as workdir:
+        for numbers in sizes:
+            results["sizes"][str(numbers)] = measure_size(numbers, args, Path(workdir))
+    results["targets"] = targets(results["sizes"])
+
+    print()
+    print(table(results["sizes"]))
+    print_targets(results["targets"])
+    if previous:
+        print_deltas(previous, results)
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"\nFigures written to {args.output}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

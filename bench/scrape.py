@@ -1,0 +1,227 @@
+"""Scrapes over HTTP: the exporter as a subprocess, pointed at the simulator on loopback.
+
+Each `ExporterProcess` is a fresh `python -m exporter`, so the peak RSS (VmHWM) of one size and
+configuration never mixes with another's. Requests carry what Prometheus sends: its Accept
+header, `Accept-Encoding: gzip` and the scrape timeout (10 s, the default).
+"""
+
+from __future__ import annotations
+
+import gzip
+import http.client
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+
+REPO = Path(__file__).resolve().parent.parent
+PROMETHEUS_HEADERS = {
+    "Accept": "application/openmetrics-text;version=1.0.0;q=0.5,"
+    "text/plain;version=0.0.4;q=0.4,*/*;q=0.1",
+    "Accept-Encoding": "gzip",
+    "X-Prometheus-Scrape-Timeout-Seconds": "10",
+}
+_AGE = re.compile(rb"^eightbyeight_health_check_age_seconds\{[^}]*\} (\S+)$", re.MULTILINE)
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclass(frozen=True)
+class Scrape:
+    seconds: float
+    body: bytes  # as received
+
+    def text(self) -> bytes:
+        return gzip.decompress(self.body) if self.body[:2] == b"\x1f\x8b" else self.body
+
+
+class ExporterProcess:
+    """`python -m exporter` for one subaccount at `base_url`; always stopped on exit."""
+
+    def __init__(
+        self, base_url: str, api_key: str, subaccount: str, flags: list[str], log: Path
+    ) -> None:
+        self.port = free_port()
+        self.subaccount = subaccount
+        self._argv = [
+            sys.executable,
+            "-m",
+            "exporter",
+            "--web.listen-address",
+            f"127.0.0.1:{self.port}",
+            "--api.base-url",
+            base_url,
+            "--subaccount",
+            subaccount,
+            "--api.timeout",
+            "60s",
+            "--log.level",
+            "warn",
+            *flags,
+        ]
+        self._env = {**os.environ, "EIGHTBYEIGHT_API_KEY": api_key}
+        self._log_path = log
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    def __enter__(self) -> ExporterProcess:
+        self._log = self._log_path.open("wb")
+        self._proc = subprocess.Popen(
+            self._argv,
+            env=self._env,
+            cwd=REPO,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 30
+        while not self._healthy():
+            if self._proc.poll() is not None:
+                raise RuntimeError(f"exporter exited: {self._log_path.read_text()[-500:]}")
+            if time.monotonic() > deadline:
+                raise RuntimeError("exporter not ready after 30 s")
+            time.sleep(0.05)
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        proc = self._proc
+        if proc is not None and proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=10)
+        self._log.close()
+
+    def _healthy(self) -> bool:
+        try:
+            return self._get("/-/healthy", {})[0] == 200
+        except OSError:
+            return False
+
+    def _get(self, path: str, headers: dict[str, str]) -> tuple[int, bytes]:
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=120)
+        try:
+            conn.request("GET", path, headers=headers)
+            response = conn.getresponse()
+            return response.status, response.read()
+        finally:
+            conn.close()
+
+    def memory(self) -> dict[str, int]:
+        """VmRSS and VmHWM (peak RSS) of the process, in bytes."""
+        assert self._proc is not None
+        out = {}
+        for line in Path(f"/proc/{self._proc.pid}/status").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key in ("VmRSS", "VmHWM"):
+                out[key] = int(value.split()[0]) * 1024
+        return out
+
+    def scrape(self, gzip: bool = True) -> Scrape:
+        headers = (
+            PROMETHEUS_HEADERS if gzip else {**PROMETHEUS_HEADERS, "Accept-Encoding": "identity"}
+        )
+        started = time.perf_counter()
+        status, body = self._get("/metrics", headers)
+        seconds = time.perf_counter() - started
+        if status != 200:
+            raise RuntimeError(f"/metrics answered {status}")
+        return Scrape(seconds, body)
+
+    def check(self, scrape: Scrape, numbers: int | None) -> None:
+        """The scrape is a success with every number in it (when per-number series are on)."""
+        text = scrape.text()
+        if f'eightbyeight_up{{subaccount="{self.subaccount}"}} 1.0\n'.encode() not in text:
+            raise RuntimeError("scrape did not succeed: " + self._log_path.read_text()[-500:])
+        if numbers is not None and text.count(b"\neightbyeight_number_info{") != numbers:
+            raise RuntimeError("scrape does not hold every number")
+
+
+def check_ages(scrape: Scrape) -> list[float]:
+    return [float(value) for value in _AGE.findall(scrape.text())]
+
+
+def summary(seconds: list[float]) -> dict[str, float]:
+    ordered = sorted(seconds)
+    return {"best": ordered[0], "median": ordered[len(ordered) // 2], "runs": len(ordered)}
+
+
+def measure_http(
+    base_url: str,
+    api_key: str,
+    subaccount: str,
+    numbers: int,
+    repeat: int,
+    cached_repeat: int,
+    request_count: Callable[[], int],
+    logs: Path,
+) -> dict[str, object]:
+    """Cold scrapes, cached scrapes and memory, each configuration in a fresh process."""
+    out: dict[str, object] = {}
+    name = f"{subaccount}-{numbers}"
+
+    with ExporterProcess(base_url, api_key, subaccount, [], logs / f"{name}-cold.log") as proc:
+        idle = proc.memory()["VmRSS"]
+        first = proc.scrape()
+        proc.check(first, numbers)
+        runs = [proc.scrape() for _ in range(repeat)]
+        proc.check(runs[-1], numbers)
+        memory = proc.memory()
+        out["cold"] = {**summary([run.seconds for run in runs]), "first": first.seconds}
+        # The same without gzip, to weigh what compressing costs a cold scrape.
+        plain = [proc.scrape(gzip=False) for _ in range(max(3, repeat // 2))]
+        proc.check(plain[-1], numbers)
+        out["cold_identity"] = summary([run.seconds for run in plain])
+        out["response_gzip_bytes"] = len(first.body)
+        out["rss"] = {
+            "idle": idle,
+            "peak": memory["VmHWM"],
+            "after": memory["VmRSS"],
+            "peak_above_idle": memory["VmHWM"] - idle,
+        }
+
+    flags = ["--cache.ttl", "1h"]
+    with ExporterProcess(base_url, api_key, subaccount, flags, logs / f"{name}-cached.log") as proc:
+        proc.check(proc.scrape(), numbers)
+        before = request_count()
+        runs = [proc.scrape() for _ in range(cached_repeat)]
+        if request_count() != before:
+            raise RuntimeError("a cached scrape called the API")
+        proc.check(runs[-1], numbers)
+        first_ages, last_ages = check_ages(runs[0]), check_ages(runs[-1])
+        out["cached"] = {
+            **summary([run.seconds for run in runs]),
+            # The age is rendered per scrape: it must grow between cached scrapes.
+            "check_age_advances": bool(first_ages)
+            and all(b > a for a, b in zip(first_ages, last_ages, strict=True)),
+            "rss_after": proc.memory()["VmRSS"],
+        }
+
+    flags = ["--no-collector.per-number"]
+    with ExporterProcess(base_url, api_key, subaccount, flags, logs / f"{name}-aggr.log") as proc:
+        idle = proc.memory()["VmRSS"]
+        proc.check(proc.scrape(), None)
+        runs = [proc.scrape() for _ in range(repeat)]
+        memory = proc.memory()
+        out["aggregates_only_cold"] = {
+            **summary([run.seconds for run in runs]),
+            "response_gzip_bytes": len(runs[-1].body),
+            "peak_above_idle": memory["VmHWM"] - idle,
+        }
+    return out

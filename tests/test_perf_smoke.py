@@ -1,0 +1,52 @@
+"""Keeps a small subaccount's scrape from regressing by an order of magnitude.
+
+No absolute times: the exporter's work on a 2,000-number body is compared with `json.loads` of
+the same body, measured in the same test, best of several runs each. Today the ratio is about 3,
+gzip deflate included (bench/ measures it properly: `python -m bench`); the bound is generous
+so that only a real regression (a Python loop per sample, a quadratic step) trips it, not a busy
+machine.
+"""
+
+from __future__ import annotations
+
+import gc
+import gzip
+import json
+import time
+from collections.abc import Callable
+
+from exporter.collector import TargetSample, render_inventory, render_targets
+from exporter.model import parse_inventory
+from exporter.simulator import list_body
+
+NUMBERS = 2_000
+RUNS = 7
+BOUND = 10.0  # exporter work / json.loads
+
+
+def best_of(runs: int, work: Callable[[], object]) -> float:
+    times = []
+    for _ in range(runs):
+        gc.collect()
+        started = time.perf_counter()
+        work()
+        times.append(time.perf_counter() - started)
+    return min(times)
+
+
+def scrape(body: bytes, now: float) -> list[bytes]:
+    """What one cold scrape of a client accepting gzip costs the exporter, network aside."""
+    rendered = render_inventory(parse_inventory(body), "perf-smoke")
+    sample = TargetSample("perf-smoke", True, 0.1, rendered, now)
+    return render_targets([sample], now, gzip=True)
+
+
+def test_scrape_of_2000_numbers_stays_within_an_order_of_magnitude_of_json_loads():
+    now = time.time()
+    body = json.dumps(list_body(3, "perf-smoke", NUMBERS, now, "http://127.0.0.1:9")).encode()
+    text = gzip.decompress(b"".join(scrape(body, now)))
+    assert text.count(b"\neightbyeight_number_info{") == NUMBERS  # the work really was done
+
+    floor = best_of(RUNS, lambda: json.loads(body))
+    work = best_of(RUNS, lambda: scrape(body, now))
+    assert work < BOUND * floor, f"scrape {work * 1e3:.1f} ms vs json.loads {floor * 1e3:.1f} ms"
