@@ -321,7 +321,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     results: dict[str, Any] = {
         "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "command": "python -m bench " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "command": " ".join(["python -m bench", *(argv if argv is not None else sys.argv[1:])]),
         "machine": info,
         "data": f"exporter.simulator.Simulator, seed {SEED}, frozen clock",
         "sizes": {},
