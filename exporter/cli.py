@@ -7,6 +7,7 @@ exporter/simulator/cli.py).
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import logging
 import secrets
 import signal
@@ -35,6 +36,7 @@ from exporter.config import (
 from exporter.logs import FORMATS, LEVELS, log_event, setup_logging
 from exporter.server import make_server, parse_listen_address
 from exporter.web import ExporterApp
+from exporter.webconfig import load_web_config, ssl_context, wrap_app
 
 PROG = "eightbyeight-exporter"
 log = logging.getLogger("exporter")
@@ -46,12 +48,20 @@ class _Parser(argparse.ArgumentParser):
     """argparse that reports a bad flag in one line instead of the usage block."""
 
     def error(self, message: str) -> NoReturn:
+        prefix = "unrecognized arguments: "
+        if message.startswith(prefix):
+            # The words after an unknown flag may be a secret typed where it does not belong
+            # (`--api.key <key>`): name the unknown flags, never echo their values.
+            words = message[len(prefix) :].split()
+            flags = [w.partition("=")[0] for w in words if w.startswith("-")]
+            message = prefix + (" ".join(flags) if flags else "(values not shown)")
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(
         prog=PROG,
+        allow_abbrev=False,  # `--api.key` must not silently mean --api.key-file
         description="Prometheus exporter for 8x8 virtual numbers and their Number Health. "
         f"The API key comes from $EIGHTBYEIGHT_API_KEY, or a file named by --api.key-file or "
         f"$EIGHTBYEIGHT_API_KEY_FILE. Run '{PROG} simulate --help' for the API simulator.",
@@ -229,6 +239,8 @@ def settings_from_args(args: argparse.Namespace, env: dict[str, str]) -> Setting
         probe_allowed = frozenset(file_config.probe_allowed)
 
     web_config = Path(args.web_config_file) if args.web_config_file else None
+    if web_config is not None:
+        load_web_config(web_config)  # TLS files and bcrypt hashes are checked at start-up
     keys = {t.api_key for t in targets if t.api_key} | ({api_key} if api_key else set())
     return Settings(
         listen_address=args.listen_address,
@@ -298,14 +310,18 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _serve(settings: Settings, demo_url: str | None) -> int:
-    app = ExporterApp(settings)
     try:
-        server = make_server(settings.listen_address, app)
+        web = load_web_config(settings.web_config_file) if settings.web_config_file else None
+        tls = ssl_context(web.tls) if web is not None and web.tls is not None else None
+        app = ExporterApp(settings)
+        server = make_server(
+            settings.listen_address, wrap_app(app, web) if web else app, ssl_context=tls
+        )
     except ConfigError as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 1
     host, port = server.server_address[:2]
-    shown = "localhost" if host in ("0.0.0.0", "::", "") else host  # noqa: S104
+    shown = "localhost" if not host or ipaddress.ip_address(host).is_unspecified else host
     subs = ",".join(t.subaccount for t in settings.targets) or "none (/probe only)"
     log_event(
         log,
@@ -314,6 +330,8 @@ def _serve(settings: Settings, demo_url: str | None) -> int:
         address=f"{host}:{port}",
         version=__version__,
         subaccounts=subs,
+        tls="on" if tls else "off",
+        basic_auth="on" if web is not None and web.users else "off",
     )
     if demo_url:
         log_event(

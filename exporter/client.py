@@ -8,18 +8,24 @@ with urllib3's own `Retry`, never waiting past the deadline.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
+import random
+import socket
 import threading
 import time
 from types import TracebackType
+from typing import Any
 from urllib.parse import quote
 
 import requests
 from requests.adapters import HTTPAdapter
 from urllib3 import BaseHTTPResponse
-from urllib3.connectionpool import ConnectionPool
-from urllib3.exceptions import MaxRetryError, ResponseError
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import ConnectionPool, HTTPConnectionPool, HTTPSConnectionPool
+from urllib3.exceptions import InvalidHeader, MaxRetryError, ResponseError
+from urllib3.response import HTTPResponse
 from urllib3.util.retry import Retry
 from urllib3.util.timeout import Timeout
 
@@ -30,6 +36,7 @@ from exporter.errors import FetchError, reason_for_status
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 _CHUNK = 1 << 16
 _ERROR_BODY_PEEK = 1 << 14
+_JITTER = random.SystemRandom()  # spreads retries; not a security use
 
 
 class DeadlineRetry(Retry):
@@ -64,12 +71,32 @@ class DeadlineRetry(Retry):
         return renewed
 
     def planned_wait(self, response: BaseHTTPResponse | None) -> float:
-        """Seconds the next sleep may take: Retry-After, else backoff plus its jitter."""
+        """Longest the next sleep may take: Retry-After, else backoff plus all of its jitter."""
         if response is not None and self.respect_retry_after_header:
             retry_after = self.get_retry_after(response)
-            if retry_after is not None:
+            if retry_after:  # urllib3 sleeps the backoff instead when Retry-After is 0
                 return retry_after
-        return self.get_backoff_time() + self.backoff_jitter
+        return min(self.backoff_max, self._exponential_backoff() + self.backoff_jitter)
+
+    def get_retry_after(self, response: BaseHTTPResponse) -> float | None:
+        # A Retry-After that is neither seconds nor an HTTP date means "no advice", not a
+        # failure of its own: the answer is still the 429/503 it came with.
+        try:
+            return super().get_retry_after(response)
+        except InvalidHeader:
+            return None
+
+    def get_backoff_time(self) -> float:
+        # urllib3 retries the first failure at once and without jitter; against a rate-limited
+        # API, two exporters (an HA pair) would then retry immediately and in lockstep.
+        if not self.history:
+            return 0.0
+        jitter = _JITTER.uniform(0.0, self.backoff_jitter) if self.backoff_jitter else 0.0
+        return min(self.backoff_max, self._exponential_backoff() + jitter)
+
+    def _exponential_backoff(self) -> float:
+        failures = len(self.history)
+        return self.backoff_factor * (2 ** (failures - 1)) if failures else 0.0
 
 
 class DeadlineTimeout(Timeout):
@@ -109,7 +136,7 @@ class ApiClient:
         self._api_key = api_key
         self._session = requests.Session()
         self._session.trust_env = False  # never route the key through an ambient proxy setting
-        self._adapter = HTTPAdapter(pool_connections=1, pool_maxsize=4)
+        self._adapter = _CuttableAdapter(pool_connections=1, pool_maxsize=4)
         self._session.mount("http://", self._adapter)
         self._session.mount("https://", self._adapter)
         self._lock = threading.Lock()
@@ -122,7 +149,7 @@ class ApiClient:
         budget = self.timeout if timeout is None else min(timeout, self.timeout)
         deadline = time.monotonic() + max(budget, 0.001)
         # One fetch at a time per client: the adapter's retry policy is set per fetch.
-        with self._lock:
+        with self._lock, _DeadlineCutter(deadline):
             self._adapter.max_retries = self._retry_policy(deadline)
             response = self._send(subaccount, deadline)
             try:
@@ -169,7 +196,7 @@ class ApiClient:
         except requests.exceptions.RetryError as exc:
             raise FetchError("connection_error", _cause(exc)) from None
         except requests.ConnectionError as exc:
-            if _is_timeout(exc):
+            if _is_timeout(exc) or time.monotonic() >= deadline:
                 raise FetchError("timeout", "no answer before the deadline") from None
             raise FetchError("connection_error", _cause(exc)) from None
         except requests.RequestException as exc:
@@ -193,10 +220,6 @@ class ApiClient:
                 "invalid_response", f"body of {declared} bytes exceeds the {cap}-byte cap", 200
             )
         body = bytearray()
-        # A peer that drips bytes can keep each read alive; closing it at the deadline ends it.
-        watchdog = threading.Timer(max(0.0, deadline - time.monotonic()), response.close)
-        watchdog.daemon = True
-        watchdog.start()
         try:
             for chunk in response.iter_content(_CHUNK):
                 body += chunk
@@ -205,13 +228,98 @@ class ApiClient:
                 if time.monotonic() > deadline:
                     raise FetchError("timeout", "body not read before the deadline", 200)
         except (requests.RequestException, OSError, AttributeError, ValueError) as exc:
-            # AttributeError/ValueError: urllib3 reading from a connection the watchdog closed.
+            # AttributeError/ValueError: urllib3 reading from a connection that was cut.
             if time.monotonic() >= deadline:
                 raise FetchError("timeout", "body not read before the deadline", 200) from None
             raise FetchError("connection_error", f"body cut off: {_cause(exc)}", 200) from None
-        finally:
-            watchdog.cancel()
+        if time.monotonic() >= deadline:
+            # A socket cut at the deadline can look like a short, complete body.
+            raise FetchError("timeout", "body not read before the deadline", 200)
         return body
+
+
+_ACTIVE = threading.local()
+
+
+class _DeadlineCutter:
+    """Shuts down the sockets of the fetch in progress when its deadline passes.
+
+    A socket timeout bounds each read, not the whole answer: a peer that sends a byte now and
+    then, in the headers or the body, would otherwise hold a fetch (and the scrape waiting on
+    it) far past the deadline. Shutting the socket down wakes the blocked read at once.
+    """
+
+    def __init__(self, deadline: float) -> None:
+        self._sockets: list[socket.socket] = []
+        self._lock = threading.Lock()
+        self._cut = False
+        self._timer = threading.Timer(max(0.0, deadline - time.monotonic()), self.cut)
+        self._timer.daemon = True
+
+    def __enter__(self) -> _DeadlineCutter:
+        _ACTIVE.cutter = self
+        self._timer.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._timer.cancel()
+        _ACTIVE.cutter = None
+
+    def watch(self, sock: socket.socket | None) -> None:
+        if sock is None:
+            return
+        with self._lock:
+            self._sockets.append(sock)
+            if self._cut:
+                _shutdown(sock)
+
+    def cut(self) -> None:
+        with self._lock:
+            self._cut = True
+            for sock in self._sockets:
+                _shutdown(sock)
+
+
+def _shutdown(sock: socket.socket) -> None:
+    with contextlib.suppress(OSError):  # already closed: nothing left to cut
+        sock.shutdown(socket.SHUT_RDWR)
+
+
+def _watch(sock: socket.socket | None) -> None:
+    cutter = getattr(_ACTIVE, "cutter", None)
+    if cutter is not None:
+        cutter.watch(sock)
+
+
+class _CuttableHTTPConnection(HTTPConnection):
+    def getresponse(self) -> HTTPResponse:
+        _watch(self.sock)
+        return super().getresponse()
+
+
+class _CuttableHTTPSConnection(HTTPSConnection):
+    def getresponse(self) -> HTTPResponse:
+        _watch(self.sock)
+        return super().getresponse()
+
+
+class _CuttableHTTPPool(HTTPConnectionPool):
+    ConnectionCls = _CuttableHTTPConnection
+
+
+class _CuttableHTTPSPool(HTTPSConnectionPool):
+    ConnectionCls = _CuttableHTTPSConnection
+
+
+class _CuttableAdapter(HTTPAdapter):
+    """requests' adapter, with connections whose sockets a `_DeadlineCutter` can reach."""
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = {
+            "http": _CuttableHTTPPool,
+            "https": _CuttableHTTPSPool,
+        }
 
 
 def _error_message(response: requests.Response) -> str:

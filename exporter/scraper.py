@@ -127,20 +127,24 @@ class SubaccountScraper:
             return _Fetched(None, error, time.time(), time.monotonic())
         self.metrics.api_requests.labels(sub).inc()
         started = time.monotonic()
+        status = None
         try:
             try:
                 body = self.client.fetch_numbers(sub, timeout)
             finally:
                 self.metrics.api_duration.labels(sub).observe(time.monotonic() - started)
+            status = 200  # the body arrived; whatever fails from here on is in its content
             parsed = parse_inventory(body, self.per_number)
             # The raw JSON (~50 MB at 100,000 numbers) is not needed while rendering: free it.
             del body
             inventory = render_inventory(parsed, sub, self.per_number)
         except FetchError as error:
             self._count_failure(error)
-            return _Fetched(None, error, time.time(), time.monotonic())
+            return _Fetched(None, _detached(error), time.time(), time.monotonic())
         except Exception as exc:  # noqa: BLE001 - upstream data must never crash a scrape
-            error = FetchError("invalid_response", f"unexpected {type(exc).__name__} while reading")
+            error = FetchError(
+                "invalid_response", f"unexpected {type(exc).__name__} while reading", status
+            )
             self._count_failure(error)
             return _Fetched(None, error, time.time(), time.monotonic())
         return _Fetched(inventory, None, time.time(), time.monotonic())
@@ -156,3 +160,16 @@ class SubaccountScraper:
             reason=error.reason,
             detail=error.detail,
         )
+
+
+def _detached(error: FetchError) -> FetchError:
+    """The error without its traceback and chained exceptions.
+
+    Those reach the frames that raised it, and through them the response body (up to
+    --api.max-response-size) in a reference cycle that only the cyclic GC would free: a few
+    failed scrapes of a large body in a row would each keep a copy alive until then.
+    """
+    error.__traceback__ = None
+    error.__context__ = None
+    error.__cause__ = None
+    return error

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import socket
+import ssl
 import threading
 from socketserver import TCPServer, ThreadingMixIn
 from typing import Any
@@ -25,11 +26,46 @@ def parse_listen_address(address: str) -> tuple[str, int]:
     return host, int(port)
 
 
+class _Discard:
+    """Where wsgiref would print a traceback (e.g. a client that stopped reading): nowhere."""
+
+    def write(self, text: str) -> int:
+        return len(text)
+
+    def flush(self) -> None:
+        pass
+
+
 class _QuietHandler(WSGIRequestHandler):
-    """Access lines at debug level instead of stderr prints."""
+    """Access lines at debug level instead of stderr prints; malformed requests get a 4xx."""
+
+    # A client silent (or not reading) for this long is dropped, so idle and trickling
+    # connections cannot pile up threads. It bounds each socket operation, not a whole scrape.
+    timeout = 30
+    # Error answers to requests too broken to name an HTTP version still get a status line.
+    default_request_version = "HTTP/1.0"
 
     def log_message(self, format: str, *args: Any) -> None:
         log.debug("%s %s", self.address_string(), format % args)
+
+    def parse_request(self) -> bool:
+        if not super().parse_request():
+            return False
+        if self.headers.defects:
+            # e.g. a header line without a colon: refuse rather than guess what was meant.
+            self.send_error(400, "Malformed header line")
+            return False
+        return True
+
+    def get_stderr(self) -> _Discard:
+        return _Discard()
+
+    def setup(self) -> None:
+        super().setup()
+        if isinstance(self.connection, ssl.SSLSocket):
+            # The TLS handshake runs here, in the connection's own thread and under its
+            # timeout, so a slow or broken client never holds up the accepting thread.
+            self.connection.do_handshake()
 
     def handle(self) -> None:
         try:
@@ -61,14 +97,25 @@ class _ExporterServer6(ExporterServer):
     address_family = socket.AF_INET6
 
 
-def make_server(address: str, app: Any) -> ExporterServer:
-    """Bind the server to a Prometheus-style listen address; ConfigError if it cannot."""
+def make_server(
+    address: str, app: Any, ssl_context: ssl.SSLContext | None = None
+) -> ExporterServer:
+    """Bind the server to a Prometheus-style listen address; ConfigError if it cannot.
+
+    With an SSLContext, every connection speaks TLS (see exporter/webconfig.py).
+    """
     host, port = parse_listen_address(address)
     server_class = _ExporterServer6 if ":" in host else ExporterServer
     try:
-        server = server_class((host or "0.0.0.0", port), _QuietHandler)  # noqa: S104 - ':port' means all
+        # ':port' means every interface, as in every Prometheus exporter.
+        server = server_class((host or "0.0.0.0", port), _QuietHandler)  # noqa: S104  # nosec B104
     except OSError as exc:
         raise ConfigError(f"cannot listen on {address}: {exc.strerror or exc}") from None
+    if ssl_context is not None:
+        server.socket = ssl_context.wrap_socket(
+            server.socket, server_side=True, do_handshake_on_connect=False
+        )
+        server.base_environ["HTTPS"] = "on"
     server.set_app(app)
     return server
 

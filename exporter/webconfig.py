@@ -1,0 +1,399 @@
+"""--web.config.file: TLS and basic auth, in the file format of Prometheus' exporter-toolkit.
+
+```yaml
+tls_server_config:
+  cert_file: server.crt                 # paths are relative to this file
+  key_file: server.key
+  client_auth_type: RequireAndVerifyClientCert   # optional; needs client_ca_file
+  client_ca_file: clients-ca.crt
+  min_version: TLS12                    # TLS10, TLS11, TLS12 (default), TLS13
+  max_version: TLS13                    # optional
+http_server_config:
+  headers:                              # optional security headers on every response
+    Strict-Transport-Security: max-age=31536000
+basic_auth_users:
+  prometheus: $2b$12$...                # bcrypt hashes (htpasswd -nBC 12 "" | tr -d ':')
+```
+
+Everything is checked when the file is loaded; any problem is a `ConfigError` of one line. Basic
+auth covers every path except /-/healthy, so liveness probes need no credentials.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import re
+import secrets
+import ssl
+import threading
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import bcrypt
+import yaml
+
+from exporter.config import ConfigError
+
+UNAUTHENTICATED_PATHS = frozenset({"/-/healthy"})
+REALM = "eightbyeight-exporter"
+
+_TOP_KEYS = {"tls_server_config", "http_server_config", "basic_auth_users"}
+_TLS_KEYS = {
+    "cert_file",
+    "key_file",
+    "client_auth_type",
+    "client_ca_file",
+    "min_version",
+    "max_version",
+    "prefer_server_cipher_suites",
+}
+# Keys of the exporter-toolkit format this exporter cannot honour: refused, never ignored,
+# because silently weaker TLS than the operator asked for is worse than not starting.
+_TLS_UNSUPPORTED = {"cipher_suites", "curve_preferences", "client_allowed_sans", "cert", "key"}
+_HTTP_KEYS = {"http2", "headers"}
+_ALLOWED_HEADERS = {
+    "strict-transport-security": "Strict-Transport-Security",
+    "x-content-type-options": "X-Content-Type-Options",
+    "x-frame-options": "X-Frame-Options",
+    "x-xss-protection": "X-XSS-Protection",
+    "content-security-policy": "Content-Security-Policy",
+}
+_TLS_VERSIONS = {
+    "TLS10": ssl.TLSVersion.TLSv1,
+    "TLS11": ssl.TLSVersion.TLSv1_1,
+    "TLS12": ssl.TLSVersion.TLSv1_2,
+    "TLS13": ssl.TLSVersion.TLSv1_3,
+}
+_CLIENT_AUTH = {
+    "NoClientCert": ssl.CERT_NONE,
+    "VerifyClientCertIfGiven": ssl.CERT_OPTIONAL,
+    "RequireAndVerifyClientCert": ssl.CERT_REQUIRED,
+}
+# Go's TLS can request a client certificate without verifying it; Python's ssl module cannot,
+# and accepting unverified certificates would be no protection anyway.
+_CLIENT_AUTH_UNSUPPORTED = {"RequestClientCert", "RequireAnyClientCert", "RequireClientCert"}
+_BCRYPT_HASH = re.compile(r"^\$2[aby]\$(0[4-9]|[12][0-9]|3[01])\$[./A-Za-z0-9]{53}$")
+_BCRYPT_MAX_PASSWORD = 72  # bcrypt only ever reads this many bytes of a password
+
+
+@dataclass(frozen=True)
+class TlsSettings:
+    """Where the server's certificate is and how clients are checked."""
+
+    cert_file: Path
+    key_file: Path
+    client_auth: ssl.VerifyMode = ssl.CERT_NONE
+    client_ca_file: Path | None = None
+    min_version: ssl.TLSVersion = ssl.TLSVersion.TLSv1_2
+    max_version: ssl.TLSVersion | None = None
+    prefer_server_ciphers: bool = False
+
+
+@dataclass(frozen=True)
+class WebConfig:
+    """A validated --web.config.file."""
+
+    tls: TlsSettings | None = None
+    users: dict[str, bytes] = field(default_factory=dict, repr=False)
+    headers: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def needs_middleware(self) -> bool:
+        return bool(self.users or self.headers)
+
+
+def load_web_config(path: str | Path) -> WebConfig:
+    """Read, validate and check --web.config.file; ConfigError (one line) on any problem."""
+    path = Path(path)
+    doc = _read_yaml(path)
+    where = f"web config {path}"
+    _reject_unknown(doc, _TOP_KEYS, where)
+    tls = _tls_settings(doc.get("tls_server_config"), path.parent, f"{where}: tls_server_config")
+    headers = _headers(doc.get("http_server_config"), f"{where}: http_server_config")
+    users = _users(doc.get("basic_auth_users"), f"{where}: basic_auth_users")
+    config = WebConfig(tls, users, headers)
+    if tls is not None:
+        ssl_context(tls)  # unreadable or mismatched certificates fail now, not on first scrape
+    return config
+
+
+def ssl_context(tls: TlsSettings) -> ssl.SSLContext:
+    """A server-side SSLContext for the settings; ConfigError if a file cannot be used."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = tls.min_version
+    if tls.max_version is not None:
+        context.maximum_version = tls.max_version
+    if tls.prefer_server_ciphers:
+        context.options |= ssl.OP_CIPHER_SERVER_PREFERENCE
+    try:
+        context.load_cert_chain(tls.cert_file, tls.key_file)
+    except FileNotFoundError as exc:
+        raise ConfigError(f"TLS: {exc.filename} does not exist") from None
+    except ssl.SSLError as exc:
+        raise ConfigError(
+            f"TLS: cannot use cert_file {tls.cert_file} with key_file {tls.key_file}: "
+            f"{_ssl_reason(exc)}"
+        ) from None
+    except OSError as exc:
+        raise ConfigError(f"TLS: cannot read {exc.filename}: {exc.strerror}") from None
+    context.verify_mode = tls.client_auth
+    if tls.client_ca_file is not None:
+        try:
+            context.load_verify_locations(cafile=tls.client_ca_file)
+        except FileNotFoundError:
+            raise ConfigError(f"TLS: client_ca_file {tls.client_ca_file} does not exist") from None
+        except (ssl.SSLError, OSError) as exc:
+            raise ConfigError(
+                f"TLS: client_ca_file {tls.client_ca_file} holds no usable CA certificate: "
+                f"{_ssl_reason(exc)}"
+            ) from None
+    return context
+
+
+def _tls_settings(raw: Any, base: Path, where: str) -> TlsSettings | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where} must be a mapping")
+    for key in raw:
+        if key in _TLS_UNSUPPORTED:
+            raise ConfigError(f"{where}: {key} is not supported by this exporter")
+    _reject_unknown(raw, _TLS_KEYS, where)
+    if not raw.get("cert_file") and not raw.get("key_file"):
+        raise ConfigError(f"{where}: cert_file and key_file are required")
+    cert = _path(raw, "cert_file", base, where)
+    key = _path(raw, "key_file", base, where)
+    auth_name = raw.get("client_auth_type") or "NoClientCert"
+    if auth_name in _CLIENT_AUTH_UNSUPPORTED:
+        raise ConfigError(
+            f"{where}: client_auth_type {auth_name} is not supported (client certificates are "
+            "always verified here); use VerifyClientCertIfGiven or RequireAndVerifyClientCert"
+        )
+    if auth_name not in _CLIENT_AUTH:
+        raise ConfigError(
+            f"{where}: invalid client_auth_type {_short(auth_name)} "
+            f"(one of {', '.join(_CLIENT_AUTH)})"
+        )
+    ca = _path(raw, "client_ca_file", base, where) if raw.get("client_ca_file") else None
+    if ca is not None and auth_name == "NoClientCert":
+        raise ConfigError(f"{where}: client_ca_file is set but client_auth_type is NoClientCert")
+    if ca is None and auth_name != "NoClientCert":
+        raise ConfigError(f"{where}: client_auth_type {auth_name} needs client_ca_file")
+    min_version = _tls_version(raw.get("min_version", "TLS12"), "min_version", where)
+    max_version = (
+        _tls_version(raw["max_version"], "max_version", where) if raw.get("max_version") else None
+    )
+    if max_version is not None and max_version < min_version:
+        raise ConfigError(f"{where}: max_version is lower than min_version")
+    prefer = raw.get("prefer_server_cipher_suites", False)
+    if not isinstance(prefer, bool):
+        raise ConfigError(f"{where}: prefer_server_cipher_suites must be true or false")
+    return TlsSettings(cert, key, _CLIENT_AUTH[auth_name], ca, min_version, max_version, prefer)
+
+
+def _path(raw: dict[str, Any], key: str, base: Path, where: str) -> Path:
+    value = raw.get(key)
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigError(f"{where}: {key} is required and must be a file path")
+    path = base / value  # relative paths are relative to the web config file
+    if not path.is_file():
+        raise ConfigError(f"{where}: {key} {path} does not exist or is not a file")
+    return path
+
+
+def _tls_version(value: Any, key: str, where: str) -> ssl.TLSVersion:
+    if value not in _TLS_VERSIONS:
+        raise ConfigError(
+            f"{where}: invalid {key} {_short(value)} (one of {', '.join(_TLS_VERSIONS)})"
+        )
+    return _TLS_VERSIONS[value]
+
+
+def _headers(raw: Any, where: str) -> tuple[tuple[str, str], ...]:
+    if raw is None:
+        return ()
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where} must be a mapping")
+    _reject_unknown(raw, _HTTP_KEYS, where)
+    if not isinstance(raw.get("http2", True), bool):
+        raise ConfigError(f"{where}: http2 must be true or false")
+    headers = raw.get("headers") or {}
+    if not isinstance(headers, dict):
+        raise ConfigError(f"{where}: headers must be a mapping")
+    out = []
+    for name, value in headers.items():
+        canonical = _ALLOWED_HEADERS.get(str(name).lower())
+        if canonical is None:
+            raise ConfigError(
+                f"{where}: header {_short(name)} is not allowed "
+                f"(allowed: {', '.join(_ALLOWED_HEADERS.values())})"
+            )
+        if not isinstance(value, str) or not value or any(c in value for c in "\r\n\0"):
+            raise ConfigError(f"{where}: header {canonical} needs a one-line text value")
+        out.append((canonical, value))
+    return tuple(out)
+
+
+def _users(raw: Any, where: str) -> dict[str, bytes]:
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where} must be a mapping of user name to bcrypt hash")
+    users = {}
+    for name, hashed in raw.items():
+        if not isinstance(name, str) or not name or ":" in name:
+            raise ConfigError(f"{where}: user name {_short(name)} is empty or holds ':'")
+        if not isinstance(hashed, str) or not _BCRYPT_HASH.match(hashed):
+            # The value is never shown: it may be a password pasted where the hash belongs.
+            raise ConfigError(f"{where}: the value for user {_short(name)} is not a bcrypt hash")
+        users[name] = hashed.encode("ascii")
+    return users
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"web config file {path} does not exist") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = getattr(exc, "strerror", None) or "not UTF-8 text"
+        raise ConfigError(f"web config file {path} cannot be read: {reason}") from None
+    try:
+        doc = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or "invalid YAML"
+        raise ConfigError(f"web config file {path} is not valid YAML{at}: {problem}") from None
+    if doc is None:
+        return {}
+    if not isinstance(doc, dict):
+        raise ConfigError(f"web config file {path} must be a YAML mapping at the top level")
+    return doc
+
+
+def _reject_unknown(doc: dict[Any, Any], allowed: set[str], where: str) -> None:
+    unknown = sorted(str(k) for k in doc if k not in allowed)
+    if unknown:
+        raise ConfigError(
+            f"{where}: unknown key {_short(unknown[0])} (allowed: {', '.join(sorted(allowed))})"
+        )
+
+
+def _short(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _ssl_reason(exc: BaseException) -> str:
+    reason = getattr(exc, "reason", None) or getattr(exc, "strerror", None)
+    return str(reason or type(exc).__name__).replace("_", " ").lower()
+
+
+# --- Basic auth ------------------------------------------------------------------------------
+
+StartResponse = Callable[..., Any]
+WsgiApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
+
+
+class BasicAuth:
+    """Checks HTTP basic auth against bcrypt hashes, with verified credentials remembered.
+
+    bcrypt is slow on purpose (tens of milliseconds per check); running it on every scrape would
+    cost more than the scrape. A successful check is remembered as a keyed digest of the
+    credentials (never the password itself) and later requests are compared against it in
+    constant time. Unknown users are checked against a dummy hash so the answer takes as long
+    as for a known user.
+    """
+
+    def __init__(self, users: dict[str, bytes]) -> None:
+        self._users = dict(users)
+        self._key = secrets.token_bytes(32)
+        self._verified: dict[str, bytes] = {}
+        self._lock = threading.Lock()
+        cost = int(next(iter(users.values()))[4:6]) if users else 10
+        self._dummy = bcrypt.hashpw(secrets.token_bytes(16), bcrypt.gensalt(rounds=cost))
+
+    def check(self, authorization: str | None) -> bool:
+        """True if the Authorization header value carries valid credentials."""
+        credentials = _parse_basic(authorization)
+        if credentials is None:
+            return False
+        user, password = credentials
+        token = hmac.new(self._key, user + b"\0" + password, hashlib.sha256).digest()
+        name = user.decode("utf-8", "replace")
+        with self._lock:
+            known = self._verified.get(name)
+        if known is not None and hmac.compare_digest(known, token):
+            return True
+        hashed = self._users.get(name)
+        valid = _bcrypt_matches(password, hashed if hashed is not None else self._dummy)
+        if valid and hashed is not None:
+            with self._lock:
+                self._verified[name] = token  # one entry per configured user, at most
+            return True
+        return False
+
+
+def _parse_basic(header: str | None) -> tuple[bytes, bytes] | None:
+    if not header:
+        return None
+    scheme, _, encoded = header.strip().partition(" ")
+    if scheme.lower() != "basic" or not encoded or len(encoded) > 4096:
+        return None
+    try:
+        # WSGI hands headers over as latin-1 strings; base64 text is ASCII.
+        decoded = base64.b64decode(encoded.strip().encode("latin-1"), validate=True)
+    except (binascii.Error, UnicodeEncodeError, ValueError):
+        return None
+    user, sep, password = decoded.partition(b":")
+    if not sep:
+        return None
+    return user, password
+
+
+def _bcrypt_matches(password: bytes, hashed: bytes) -> bool:
+    try:
+        return bcrypt.checkpw(password[:_BCRYPT_MAX_PASSWORD], hashed)
+    except ValueError:
+        return False
+
+
+class WebConfigMiddleware:
+    """WSGI middleware: basic auth on every path but /-/healthy, and the configured headers."""
+
+    def __init__(self, app: WsgiApp, config: WebConfig) -> None:
+        self.app = app
+        self.auth = BasicAuth(config.users) if config.users else None
+        self.headers = list(config.headers)
+
+    def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        def respond(status: str, headers: list[tuple[str, str]], *args: Any) -> Any:
+            return start_response(status, [*headers, *self.headers], *args)
+
+        if (
+            self.auth is not None
+            and environ.get("PATH_INFO") not in UNAUTHENTICATED_PATHS
+            and not self.auth.check(environ.get("HTTP_AUTHORIZATION"))
+        ):
+            body = b"Unauthorized\n"
+            respond(
+                "401 Unauthorized",
+                [
+                    ("Content-Type", "text/plain; charset=utf-8"),
+                    ("Content-Length", str(len(body))),
+                    ("WWW-Authenticate", f'Basic realm="{REALM}", charset="UTF-8"'),
+                ],
+            )
+            return [body]
+        return self.app(environ, respond)
+
+
+def wrap_app(app: WsgiApp, config: WebConfig) -> WsgiApp:
+    """The app behind basic auth and extra headers, if the config asks for either."""
+    return WebConfigMiddleware(app, config) if config.needs_middleware else app
