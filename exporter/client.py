@@ -281,8 +281,10 @@ class _DeadlineCutter:
 
 
 def _shutdown(sock: socket.socket) -> None:
+    # The plain socket's shutdown, also for TLS: SSLSocket.shutdown would drop the SSL state
+    # under the thread that is reading from it.
     with contextlib.suppress(OSError):  # already closed: nothing left to cut
-        sock.shutdown(socket.SHUT_RDWR)
+        socket.socket.shutdown(sock, socket.SHUT_RDWR)
 
 
 def _watch(sock: socket.socket | None) -> None:
