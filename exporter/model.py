@@ -65,6 +65,8 @@ class NumbersResponse(msgspec.Struct, gc=False):
 
 
 _RESPONSE = msgspec.json.Decoder(NumbersResponse)
+# What decoding one bad record can raise; invalid UTF-8 in a string surfaces as the last.
+_BAD_RECORD = (msgspec.ValidationError, msgspec.DecodeError, UnicodeDecodeError)
 _RECORD = msgspec.json.Decoder(VirtualNumber)
 
 
@@ -183,6 +185,8 @@ def _decode_response(body: bytes | bytearray) -> NumbersResponse:
         return _RESPONSE.decode(body)
     except msgspec.ValidationError as exc:
         raise FetchError("invalid_response", f"unexpected JSON: {exc}", 200) from None
+    except UnicodeDecodeError:
+        raise FetchError("invalid_response", "a string is not valid UTF-8", 200) from None
     except msgspec.DecodeError as exc:
         if not body.strip():
             raise FetchError("invalid_response", "empty body", 200) from None
@@ -327,13 +331,13 @@ class _Fold:
     def _decode(self, raws: list[msgspec.Raw]) -> list[VirtualNumber]:
         try:
             return list(map(_RECORD.decode, raws))
-        except (msgspec.ValidationError, msgspec.DecodeError):
+        except _BAD_RECORD:
             pass  # some record of this batch is bad: decode one at a time to skip just those
         records = []
         for raw in raws:
             try:
                 records.append(_RECORD.decode(raw))
-            except (msgspec.ValidationError, msgspec.DecodeError):
+            except _BAD_RECORD:
                 self.invalid += 1
         return records
 

@@ -30,6 +30,8 @@ SUB = "acme-prod"
 KEY = "load-key-9e4b07d1-never-shown"
 WORKER = Path(__file__).with_name("load_worker.py")
 
+pytestmark = pytest.mark.load
+
 
 @dataclass
 class LoadResult:

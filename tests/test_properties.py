@@ -121,25 +121,15 @@ responses_ = st.fixed_dictionaries(
 subaccounts = st.from_regex(SUBACCOUNT_PATTERN, fullmatch=True)
 
 
-# exporter/model.py lets UnicodeDecodeError out for invalid UTF-8 inside a string (see the
-# xfail tests below). The scraper turns it into invalid_response, so no scrape breaks, but the
-# model's contract does not hold yet. Remove this tolerance together with those xfail marks.
-PENDING_MODEL_FIX: tuple[type[Exception], ...] = (UnicodeDecodeError,)
-
-
-def outcome(body: bytes) -> Inventory | FetchError | None:
+def outcome(body: bytes) -> Inventory | FetchError:
     try:
         return parse_inventory(body)
     except FetchError as error:
         return error
-    except PENDING_MODEL_FIX:
-        return None
 
 
-def assert_parsed_or_clean_error(body: bytes) -> Inventory | FetchError | None:
+def assert_parsed_or_clean_error(body: bytes) -> Inventory | FetchError:
     result = outcome(body)
-    if result is None:
-        return result
     if isinstance(result, FetchError):
         assert result.reason in BODY_REASONS
         assert "\n" not in str(result)
@@ -226,21 +216,12 @@ def test_failed_scrape_renders_parseable_output(subaccount, up, last_success):
     assert ("eightbyeight_last_success_timestamp_seconds" in families) == (last_success is not None)
 
 
-MODEL_GAP = (
-    "exporter/model.py: invalid UTF-8 raises UnicodeDecodeError; fix: catch it in "
-    "_decode_response (-> invalid_response) and in both except clauses of _Fold._decode "
-    "(-> an invalid record)"
-)
-
-
-@pytest.mark.xfail(strict=True, raises=UnicodeDecodeError, reason=MODEL_GAP)
 def test_invalid_utf8_inside_a_record_is_one_invalid_record():
     body = b'{"numbers": [{"msisdn": "+6531234567", "countryCode": "S\xff"}, {"msisdn": "+2"}]}'
     inventory = parse_inventory(body)
     assert (inventory.listed, inventory.invalid_records) == (1, 1)
 
 
-@pytest.mark.xfail(strict=True, raises=UnicodeDecodeError, reason=MODEL_GAP)
 def test_invalid_utf8_in_the_envelope_is_invalid_response():
     body = b'{"totalNumbers": 0, "statusMessage": "\xff", "numbers": []}'
     with pytest.raises(FetchError) as caught:
