@@ -107,14 +107,16 @@ class Settings:
 def validate_subaccount(value: str) -> str:
     if not isinstance(value, str) or not SUBACCOUNT_PATTERN.fullmatch(value):
         raise ConfigError(
-            f"invalid subaccount ID {_quote(value)}: must match ^[A-Za-z0-9\\-._&]{{3,50}}$"
+            f"invalid subaccount ID {quote_value(value)}: must match ^[A-Za-z0-9\\-._&]{{3,50}}$"
         )
     return value
 
 
 def validate_base_url(value: str) -> str:
     if not isinstance(value, str) or not re.match(r"^https?://[^\s/]+(/[^\s]*)?$", value):
-        raise ConfigError(f"invalid API base URL {_quote(value)}: expected http(s)://host[:port]")
+        raise ConfigError(
+            f"invalid API base URL {quote_value(value)}: expected http(s)://host[:port]"
+        )
     return value.rstrip("/")
 
 
@@ -128,7 +130,7 @@ def parse_duration(value: str | float | int, what: str) -> float:
         match = _DURATION.match(str(value).strip())
         if not match:
             raise ConfigError(
-                f"invalid duration for {what}: {_quote(value)} (examples: 10s, 500ms, 1m)"
+                f"invalid duration for {what}: {quote_value(value)} (examples: 10s, 500ms, 1m)"
             )
         seconds = float(match.group(1)) * _DURATION_UNITS[match.group(2)]
     if seconds < 0:
@@ -140,7 +142,9 @@ def parse_size(value: str | int, what: str) -> int:
     """Bytes from '256MiB', '10MB' or a plain number of bytes."""
     match = _SIZE.match(str(value).strip())
     if not match or int(match.group(1)) <= 0:
-        raise ConfigError(f"invalid size for {what}: {_quote(value)} (examples: 64MiB, 10000000)")
+        raise ConfigError(
+            f"invalid size for {what}: {quote_value(value)} (examples: 64MiB, 10000000)"
+        )
     return int(match.group(1)) * _SIZE_UNITS[match.group(2)]
 
 
@@ -209,8 +213,8 @@ def load_config_file(path: str | Path) -> FileConfig:
       allowed_subaccounts: [acme-prod, acme-dev]   # optional /probe allow-list
     ```
     """
-    doc = _read_yaml(path)
-    _reject_unknown(doc, _FILE_KEYS, f"{path}")
+    doc = read_yaml_mapping(path)
+    reject_unknown_keys(doc, _FILE_KEYS, f"{path}")
     base_url = validate_base_url(doc["base_url"]) if "base_url" in doc else None
     api_key = read_key_file(doc["api_key_file"]) if doc.get("api_key_file") else None
     entries = doc.get("subaccounts") or []
@@ -224,7 +228,7 @@ def load_config_file(path: str | Path) -> FileConfig:
             entry = {"id": entry}
         if not isinstance(entry, dict):
             raise ConfigError(f"{where} must be a mapping with an 'id'")
-        _reject_unknown(entry, _SUBACCOUNT_KEYS, where)
+        reject_unknown_keys(entry, _SUBACCOUNT_KEYS, where)
         if "id" not in entry:
             raise ConfigError(f"{where} has no 'id'")
         sub = _in(where, validate_subaccount, entry["id"])
@@ -237,7 +241,7 @@ def load_config_file(path: str | Path) -> FileConfig:
     probe = doc.get("probe") or {}
     if not isinstance(probe, dict):
         raise ConfigError(f"{path}: 'probe' must be a mapping")
-    _reject_unknown(probe, _PROBE_KEYS, f"{path}: probe")
+    reject_unknown_keys(probe, _PROBE_KEYS, f"{path}: probe")
     allowed = probe.get("allowed_subaccounts")
     if allowed is not None:
         if not isinstance(allowed, list):
@@ -246,33 +250,35 @@ def load_config_file(path: str | Path) -> FileConfig:
     return FileConfig(base_url, api_key, tuple(targets), allowed)
 
 
-def _read_yaml(path: str | Path) -> dict[str, Any]:
+def read_yaml_mapping(path: str | Path, what: str = "config file") -> dict[str, Any]:
+    """The YAML file at `path` as a mapping ({} when empty); ConfigError naming `what`."""
     try:
         text = Path(path).read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise ConfigError(f"config file {path} does not exist") from None
+        raise ConfigError(f"{what} {path} does not exist") from None
     except (OSError, UnicodeDecodeError) as exc:
         reason = getattr(exc, "strerror", None) or "not UTF-8 text"
-        raise ConfigError(f"config file {path} cannot be read: {reason}") from None
+        raise ConfigError(f"{what} {path} cannot be read: {reason}") from None
     try:
         doc = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(exc, "problem", None) or "invalid YAML"
-        raise ConfigError(f"config file {path} is not valid YAML{where}: {problem}") from None
+        raise ConfigError(f"{what} {path} is not valid YAML{where}: {problem}") from None
     if doc is None:
         return {}
     if not isinstance(doc, dict):
-        raise ConfigError(f"config file {path} must be a YAML mapping at the top level")
+        raise ConfigError(f"{what} {path} must be a YAML mapping at the top level")
     return doc
 
 
-def _reject_unknown(doc: dict[str, Any], allowed: set[str], where: str) -> None:
+def reject_unknown_keys(doc: dict[Any, Any], allowed: set[str], where: str) -> None:
+    """ConfigError naming the first key of `doc` that is not in `allowed`."""
     unknown = sorted(str(k) for k in doc if k not in allowed)
     if unknown:
         raise ConfigError(
-            f"{where}: unknown key {unknown[0]!r} (allowed: {', '.join(sorted(allowed))})"
+            f"{where}: unknown key {quote_value(unknown[0])} (allowed: {', '.join(sorted(allowed))})"
         )
 
 
@@ -283,9 +289,10 @@ def _in(where: str, check: Any, value: Any) -> Any:
         raise ConfigError(f"{where}: {exc}") from None
 
 
-def _quote(value: object) -> str:
+def quote_value(value: object) -> str:
+    """repr() of a value for an error message, shortened so one line stays one line."""
     text = repr(value)
-    return text if len(text) <= 80 else text[:77] + "..."
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def environment() -> dict[str, str]:

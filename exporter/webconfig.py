@@ -35,9 +35,8 @@ from pathlib import Path
 from typing import Any
 
 import bcrypt
-import yaml
 
-from exporter.config import ConfigError
+from exporter.config import ConfigError, quote_value, read_yaml_mapping, reject_unknown_keys
 
 UNAUTHENTICATED_PATHS = frozenset({"/-/healthy"})
 REALM = "eightbyeight-exporter"
@@ -110,9 +109,9 @@ class WebConfig:
 def load_web_config(path: str | Path) -> WebConfig:
     """Read, validate and check --web.config.file; ConfigError (one line) on any problem."""
     path = Path(path)
-    doc = _read_yaml(path)
+    doc = read_yaml_mapping(path, "web config file")
     where = f"web config {path}"
-    _reject_unknown(doc, _TOP_KEYS, where)
+    reject_unknown_keys(doc, _TOP_KEYS, where)
     tls = _tls_settings(doc.get("tls_server_config"), path.parent, f"{where}: tls_server_config")
     headers = _headers(doc.get("http_server_config"), f"{where}: http_server_config")
     users = _users(doc.get("basic_auth_users"), f"{where}: basic_auth_users")
@@ -163,7 +162,7 @@ def _tls_settings(raw: Any, base: Path, where: str) -> TlsSettings | None:
     for key in raw:
         if key in _TLS_UNSUPPORTED:
             raise ConfigError(f"{where}: {key} is not supported by this exporter")
-    _reject_unknown(raw, _TLS_KEYS, where)
+    reject_unknown_keys(raw, _TLS_KEYS, where)
     if not raw.get("cert_file") and not raw.get("key_file"):
         raise ConfigError(f"{where}: cert_file and key_file are required")
     cert = _path(raw, "cert_file", base, where)
@@ -176,7 +175,7 @@ def _tls_settings(raw: Any, base: Path, where: str) -> TlsSettings | None:
         )
     if auth_name not in _CLIENT_AUTH:
         raise ConfigError(
-            f"{where}: invalid client_auth_type {_short(auth_name)} "
+            f"{where}: invalid client_auth_type {quote_value(auth_name)} "
             f"(one of {', '.join(_CLIENT_AUTH)})"
         )
     ca = _path(raw, "client_ca_file", base, where) if raw.get("client_ca_file") else None
@@ -209,7 +208,7 @@ def _path(raw: dict[str, Any], key: str, base: Path, where: str) -> Path:
 def _tls_version(value: Any, key: str, where: str) -> ssl.TLSVersion:
     if value not in _TLS_VERSIONS:
         raise ConfigError(
-            f"{where}: invalid {key} {_short(value)} (one of {', '.join(_TLS_VERSIONS)})"
+            f"{where}: invalid {key} {quote_value(value)} (one of {', '.join(_TLS_VERSIONS)})"
         )
     return _TLS_VERSIONS[value]
 
@@ -219,7 +218,7 @@ def _headers(raw: Any, where: str) -> tuple[tuple[str, str], ...]:
         return ()
     if not isinstance(raw, dict):
         raise ConfigError(f"{where} must be a mapping")
-    _reject_unknown(raw, _HTTP_KEYS, where)
+    reject_unknown_keys(raw, _HTTP_KEYS, where)
     if not isinstance(raw.get("http2", True), bool):
         raise ConfigError(f"{where}: http2 must be true or false")
     headers = raw.get("headers") or {}
@@ -230,7 +229,7 @@ def _headers(raw: Any, where: str) -> tuple[tuple[str, str], ...]:
         canonical = _ALLOWED_HEADERS.get(str(name).lower())
         if canonical is None:
             raise ConfigError(
-                f"{where}: header {_short(name)} is not allowed "
+                f"{where}: header {quote_value(name)} is not allowed "
                 f"(allowed: {', '.join(_ALLOWED_HEADERS.values())})"
             )
         if not isinstance(value, str) or not value or any(c in value for c in "\r\n\0"):
@@ -247,47 +246,14 @@ def _users(raw: Any, where: str) -> dict[str, bytes]:
     users = {}
     for name, hashed in raw.items():
         if not isinstance(name, str) or not name or ":" in name:
-            raise ConfigError(f"{where}: user name {_short(name)} is empty or holds ':'")
+            raise ConfigError(f"{where}: user name {quote_value(name)} is empty or holds ':'")
         if not isinstance(hashed, str) or not _BCRYPT_HASH.match(hashed):
             # The value is never shown: it may be a password pasted where the hash belongs.
-            raise ConfigError(f"{where}: the value for user {_short(name)} is not a bcrypt hash")
+            raise ConfigError(
+                f"{where}: the value for user {quote_value(name)} is not a bcrypt hash"
+            )
         users[name] = hashed.encode("ascii")
     return users
-
-
-def _read_yaml(path: Path) -> dict[str, Any]:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"web config file {path} does not exist") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = getattr(exc, "strerror", None) or "not UTF-8 text"
-        raise ConfigError(f"web config file {path} cannot be read: {reason}") from None
-    try:
-        doc = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or "invalid YAML"
-        raise ConfigError(f"web config file {path} is not valid YAML{at}: {problem}") from None
-    if doc is None:
-        return {}
-    if not isinstance(doc, dict):
-        raise ConfigError(f"web config file {path} must be a YAML mapping at the top level")
-    return doc
-
-
-def _reject_unknown(doc: dict[Any, Any], allowed: set[str], where: str) -> None:
-    unknown = sorted(str(k) for k in doc if k not in allowed)
-    if unknown:
-        raise ConfigError(
-            f"{where}: unknown key {_short(unknown[0])} (allowed: {', '.join(sorted(allowed))})"
-        )
-
-
-def _short(value: object) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _ssl_reason(exc: BaseException) -> str:
