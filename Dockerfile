@@ -16,9 +16,10 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_NO_CACHE_DIR=1
 
 WORKDIR /src
-COPY pyproject.toml README.md LICENSE ./
+COPY pyproject.toml README.md LICENSE requirements.lock ./
 COPY exporter ./exporter
-RUN pip wheel --no-cache-dir --wheel-dir /wheels .
+# requirements.lock pins every runtime dependency: the image gets the audited versions.
+RUN pip wheel --no-cache-dir --wheel-dir /wheels --constraint requirements.lock .
 
 # ---- runtime: only the installed wheels, no source tree, no build tools ----
 FROM ${PYTHON_IMAGE} AS runtime
