@@ -35,6 +35,8 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 from support import REPO, find_tool, free_port, running_process, wait_until
 
+from exporter.simulator import Simulator
+
 DOCKERFILE = REPO / "Dockerfile"
 DOCKERIGNORE = REPO / ".dockerignore"
 COMPOSE_FILE = REPO / "docker-compose.yml"
@@ -641,9 +643,11 @@ def test_exporter_service_healthcheck_follows_the_health_endpoint(default_stack,
         assert (run_python_check(command, EXPORTER_PORT, port) == 0) is healthy
 
 
-def test_simulator_service_healthcheck_needs_a_listener(default_stack):
+def test_simulator_service_healthcheck_asks_the_simulator(default_stack):
     command = default_stack["services"]["simulator"]["healthcheck"]["test"][1:]
-    with health_server(200) as port:
+    assert "/admin/healthy" in command[2]
+    with Simulator(subaccounts={"acme-apac": 5}, api_key="demo") as sim:
+        port = int(sim.base_url.rsplit(":", 1)[1])
         assert run_python_check(command, SIMULATOR_PORT, port) == 0
     assert run_python_check(command, SIMULATOR_PORT, free_port()) != 0
 
