@@ -262,15 +262,19 @@ def read_yaml_mapping(path: str | Path, what: str = "config file") -> dict[str, 
     try:
         doc = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or "invalid YAML"
-        raise ConfigError(f"{what} {path} is not valid YAML{where}: {problem}") from None
+        raise ConfigError(f"{what} {path} is not valid YAML{describe_yaml_error(exc)}") from None
     if doc is None:
         return {}
     if not isinstance(doc, dict):
         raise ConfigError(f"{what} {path} must be a YAML mapping at the top level")
     return doc
+
+
+def describe_yaml_error(exc: yaml.YAMLError) -> str:
+    """' at line L, column C: problem' for a YAML error, on one line."""
+    mark = getattr(exc, "problem_mark", None)
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+    return f"{where}: {getattr(exc, 'problem', None) or 'invalid YAML'}"
 
 
 def reject_unknown_keys(doc: dict[Any, Any], allowed: set[str], where: str) -> None:

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import yaml
 
+from exporter.config import describe_yaml_error
 from exporter.simulator.faults import FaultDocument, FaultError, parse_fault_document
 
 
@@ -35,10 +36,9 @@ def load_scenario_file(path: Path) -> FaultDocument:
     try:
         document = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or "not valid YAML"
-        raise ScenarioError(f"scenario file {path}: invalid YAML{where}: {problem}") from None
+        raise ScenarioError(
+            f"scenario file {path}: invalid YAML{describe_yaml_error(exc)}"
+        ) from None
     try:
         return parse_fault_document(document, "scenario")
     except FaultError as exc:
