@@ -6,9 +6,7 @@ Every process starts on a free 127.0.0.1 port, is polled until ready and is alwa
 from __future__ import annotations
 
 import json
-import os
 import re
-import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -18,6 +16,7 @@ from typing import Any
 
 import requests
 import yaml
+from reliability_support import exporter_process as any_exporter_process
 from support import REPO, find_tool, free_port, running_process
 
 RULES_DIR = REPO / "prometheus" / "rules"
@@ -25,22 +24,10 @@ RULES_DIR = REPO / "prometheus" / "rules"
 
 @contextmanager
 def exporter_process(tmp_path: Path, base_url: str, api_key: str, *args: str) -> Iterator[str]:
-    """The exporter as a subprocess; yields its base URL."""
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("EIGHTBYEIGHT_")}
-    env["EIGHTBYEIGHT_API_KEY"] = api_key
-    argv = [
-        sys.executable,
-        "-m",
-        "exporter",
-        "--web.listen-address",
-        f"127.0.0.1:{port}",
-        "--api.base-url",
-        base_url,
-        *args,
-    ]
-    url = f"http://127.0.0.1:{port}"
-    with running_process(argv, f"{url}/-/healthy", env=env, log_path=tmp_path / "exporter.log"):
+    """The exporter as a subprocess reading `base_url`; yields its base URL."""
+    argv = ["--api.base-url", base_url, *args]
+    env = {"EIGHTBYEIGHT_API_KEY": api_key}
+    with any_exporter_process(argv, env, tmp_path / "exporter.log") as (url, _pid):
         yield url
 
 

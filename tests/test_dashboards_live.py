@@ -7,13 +7,12 @@ alert panels have firing alerts to show.
 """
 
 import contextlib
-import os
-import sys
 
 import pytest
 import test_dashboards as dashboards
+from reliability_support import exporter_process
 from stack import fast_rules, prometheus_process, query
-from support import find_tool, free_port, running_process, wait_until
+from support import find_tool, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -32,12 +31,8 @@ def test_there_are_queries_to_check():
 
 def test_every_dashboard_query_returns_data_from_the_demo(tmp_path):
     find_tool("prometheus")
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("EIGHTBYEIGHT_")}
-    argv = [sys.executable, "-m", "exporter", "--demo", "--web.listen-address", f"127.0.0.1:{port}"]
-    exporter_url = f"http://127.0.0.1:{port}"
     with (
-        running_process(argv, f"{exporter_url}/-/healthy", env=env, log_path=tmp_path / "x.log"),
+        exporter_process(["--demo"], {}, tmp_path / "exporter.log") as (exporter_url, _),
         prometheus_process(tmp_path, exporter_url, fast_rules(tmp_path, "1s")) as prom_url,
     ):
         queries = every_query()

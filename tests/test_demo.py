@@ -1,20 +1,15 @@
 """`--demo`: the exporter on its embedded default, the simulator, with nothing configured."""
 
-import os
-import sys
-
 import requests
 from prometheus_client.parser import text_string_to_metric_families
-from support import free_port, running_process, wait_until
+from reliability_support import exporter_process
+from support import wait_until
 
 
 def test_demo_mode_serves_simulated_subaccounts_and_says_where(tmp_path):
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("EIGHTBYEIGHT_")}
     log = tmp_path / "demo.log"
-    argv = [sys.executable, "-m", "exporter", "--demo", "--web.listen-address", f"127.0.0.1:{port}"]
-    with running_process(argv, f"http://127.0.0.1:{port}/-/healthy", env=env, log_path=log):
-        text = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
+    with exporter_process(["--demo"], {}, log) as (url, _):
+        text = requests.get(f"{url}/metrics", timeout=10).text
         wait_until(lambda: "demo mode" in log.read_text(), timeout=10, what="demo log line")
     values = {
         (s.name, s.labels.get("subaccount")): s.value
@@ -27,6 +22,6 @@ def test_demo_mode_serves_simulated_subaccounts_and_says_where(tmp_path):
     names = {name for name, _ in values}
     assert "eightbyeight_number_info" in names
     line = next(line for line in log.read_text().splitlines() if "demo mode" in line)
-    assert f"http://127.0.0.1:{port}/metrics" in line
+    assert f"{url}/metrics" in line
     assert "simulator=http://127.0.0.1:" in line  # the simulator is on loopback, never 8x8
     assert "8x8.com" not in log.read_text()

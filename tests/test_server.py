@@ -1,46 +1,31 @@
 """The real exporter process, started on a free port and scraped over HTTP."""
 
 import json
-import os
-import sys
 from contextlib import contextmanager
+from types import SimpleNamespace
 
 import pytest
 import requests
 from fakeapi import FakeApi, Reply, number, numbers_body
-from prometheus_client.parser import text_string_to_metric_families
-from support import free_port, running_process
+from reliability_support import exporter_process, parse_samples, value
 
 KEY = "server-test-key-9f8e7d6c"
 
 
 @contextmanager
 def exporter(tmp_path, *args, env=None):
-    port = free_port()
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith("EIGHTBYEIGHT_")}
-    full_env.update({"EIGHTBYEIGHT_API_KEY": KEY, **(env or {})})
-    log = tmp_path / f"exporter-{port}.log"
-    argv = [sys.executable, "-m", "exporter", "--web.listen-address", f"127.0.0.1:{port}", *args]
-    with running_process(
-        argv, f"http://127.0.0.1:{port}/-/healthy", env=full_env, log_path=log
-    ) as proc:
-        proc.url = f"http://127.0.0.1:{port}"
-        proc.log = log
-        yield proc
+    log = tmp_path / "exporter.log"
+    with exporter_process(args, {"EIGHTBYEIGHT_API_KEY": KEY, **(env or {})}, log) as (url, _):
+        yield SimpleNamespace(url=url, log=log)
 
 
 def metrics(url, path="/metrics", **kwargs):
     response = requests.get(url + path, timeout=10, **kwargs)
     assert response.status_code == 200, response.text
-    parsed = {}
-    for family in text_string_to_metric_families(response.text):
-        for s in family.samples:
-            parsed[(s.name, frozenset(s.labels.items()))] = s.value
-    return response, parsed
+    return response, parse_samples(response.text)
 
 
-def get(parsed, name, **labels):
-    return parsed.get((name, frozenset(labels.items())))
+get = value
 
 
 @pytest.fixture
