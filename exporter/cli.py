@@ -1,7 +1,8 @@
 """Command line: flags and environment in Prometheus style, start-up checks, serving.
 
 `eightbyeight-exporter simulate ...` runs the 8x8 API simulator instead (see
-exporter/simulator/cli.py).
+exporter/simulator/cli.py); `eightbyeight-exporter healthcheck` asks a running exporter's
+/-/healthy (exporter/healthcheck.py).
 """
 
 from __future__ import annotations
@@ -288,6 +289,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from exporter.simulator.cli import main as simulate
 
         return simulate(argv[1:])
+    if argv and argv[0] == "healthcheck":
+        from exporter.healthcheck import main as healthcheck
+
+        return healthcheck(argv[1:])
     args = build_parser().parse_args(argv)
     with ExitStack() as stack:
         try:

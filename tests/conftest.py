@@ -6,7 +6,10 @@ import pytest
 # Make tests/support.py importable as `support` from every test module.
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+# Fixtures shared by several test modules.
+from containers import exporter_image, podman_env  # noqa: F401
 from support import IN_CI
+from test_webconfig import pki  # noqa: F401
 
 
 @pytest.hookimpl(hookwrapper=True)

@@ -252,21 +252,36 @@ def run_python_check(command: list[str], port_in_command: int, port: int) -> int
     return result.returncode
 
 
-def test_image_healthcheck_asks_the_exporter_with_python():
+def run_exporter_check(command: list[str], port: int) -> int:
+    """Run an `eightbyeight-exporter healthcheck` command against 127.0.0.1:`port`."""
+    assert command[:2] == ["eightbyeight-exporter", "healthcheck"], command
+    argv = [
+        sys.executable,
+        "-m",
+        "exporter",
+        *command[1:],
+        f"--web.listen-address=127.0.0.1:{port}",
+    ]
+    return subprocess.run(argv, capture_output=True, timeout=30).returncode
+
+
+def test_image_healthcheck_is_the_exporters_own_subcommand():
     command = dockerfile_healthcheck()
-    assert "/-/healthy" in command[2]
+    assert command[:2] == ["eightbyeight-exporter", "healthcheck"]
     assert not {"curl", "wget"} & set(command), "the slim image has neither"
+    # No fixed port or scheme: the subcommand reads them from the running exporter.
+    assert not any("9881" in word or "http" in word for word in command)
 
 
 @pytest.mark.parametrize(("status", "healthy"), [(200, True), (503, False)])
 def test_image_healthcheck_follows_the_health_endpoint(status, healthy):
     with health_server(status) as port:
-        returncode = run_python_check(dockerfile_healthcheck(), EXPORTER_PORT, port)
+        returncode = run_exporter_check(dockerfile_healthcheck(), port)
     assert (returncode == 0) is healthy
 
 
 def test_image_healthcheck_fails_when_nothing_listens():
-    assert run_python_check(dockerfile_healthcheck(), EXPORTER_PORT, free_port()) != 0
+    assert run_exporter_check(dockerfile_healthcheck(), free_port()) != 0
 
 
 # ---------------------------------------------------------------------------------------
@@ -639,8 +654,9 @@ def test_alertmanager_config_is_mounted_where_alertmanager_reads_it(default_stac
 @pytest.mark.parametrize(("status", "healthy"), [(200, True), (503, False)])
 def test_exporter_service_healthcheck_follows_the_health_endpoint(default_stack, status, healthy):
     command = default_stack["services"]["exporter"]["healthcheck"]["test"][1:]
+    assert command == dockerfile_healthcheck(), "the image's own check"
     with health_server(status) as port:
-        assert (run_python_check(command, EXPORTER_PORT, port) == 0) is healthy
+        assert (run_exporter_check(command, port) == 0) is healthy
 
 
 def test_simulator_service_healthcheck_asks_the_simulator(default_stack):
@@ -796,8 +812,8 @@ def test_compose_commands_run_the_simulator_and_exporter(default_stack, tmp_path
             cwd=REPO,
             log_path=tmp_path / "exporter.log",
         ):
-            assert run_python_check(exporter_check, EXPORTER_PORT, exporter_port) == 0
-            assert run_python_check(dockerfile_healthcheck(), EXPORTER_PORT, exporter_port) == 0
+            assert run_exporter_check(exporter_check, exporter_port) == 0
+            assert run_exporter_check(dockerfile_healthcheck(), exporter_port) == 0
             response = requests.get(f"http://127.0.0.1:{exporter_port}/metrics", timeout=30)
             assert response.status_code == 200
             up = _exported_up(response.text)

@@ -1,0 +1,157 @@
+"""`eightbyeight-exporter healthcheck`: finding the running exporter's address and TLS, and
+asking its /-/healthy (real exporter processes, plain and TLS, on free loopback ports)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+import requests
+from reliability_support import exporter_process
+from support import free_port
+
+from exporter.healthcheck import (
+    Endpoint,
+    endpoint,
+    exporter_args,
+    running_exporter_args,
+    served_flags,
+)
+
+
+@pytest.mark.parametrize(
+    ("cmdline", "expected"),
+    [
+        (["/usr/local/bin/python", "/usr/local/bin/eightbyeight-exporter", "--demo"], ["--demo"]),
+        (["eightbyeight-exporter"], []),
+        (
+            ["python3", "-m", "exporter", "--web.listen-address=:9443"],
+            ["--web.listen-address=:9443"],
+        ),
+        (["python", "/usr/local/bin/eightbyeight-exporter", "simulate", "--seed=1"], None),
+        (["python", "/usr/local/bin/eightbyeight-exporter", "healthcheck"], None),
+        (["/usr/bin/prometheus", "--config.file=x"], None),
+        (["python3", "-m", "exporter.simulator"], None),
+    ],
+)
+def test_exporter_args_recognises_only_a_serving_exporter(cmdline, expected):
+    assert exporter_args(cmdline) == expected
+
+
+def test_running_exporter_args_prefers_pid_1(tmp_path):
+    for pid, words in {
+        "1": ["python", "/usr/local/bin/eightbyeight-exporter", "--web.listen-address=:1111"],
+        "7": ["python", "/usr/local/bin/eightbyeight-exporter", "--web.listen-address=:7777"],
+        "self": ["ignored"],
+    }.items():
+        (tmp_path / pid).mkdir()
+        (tmp_path / pid / "cmdline").write_bytes(b"\0".join(w.encode() for w in words) + b"\0")
+    assert running_exporter_args(tmp_path) == ["--web.listen-address=:1111"]
+
+
+def test_running_exporter_args_finds_it_behind_an_init_process(tmp_path):
+    for pid, words in {
+        "1": ["/sbin/tini", "--"],
+        "12": ["eightbyeight-exporter", "--demo"],
+    }.items():
+        (tmp_path / pid).mkdir()
+        (tmp_path / pid / "cmdline").write_bytes(b"\0".join(w.encode() for w in words))
+    (tmp_path / "30").mkdir()  # a process that exited between listing and reading
+    assert running_exporter_args(tmp_path) == ["--demo"]
+    assert running_exporter_args(tmp_path / "30") is None
+
+
+def test_served_flags_parse_like_the_exporter():
+    assert served_flags(["--demo"]) == (":9881", None)
+    assert served_flags(["--web.listen-address", "[::]:9443", "--web.config.file=/w.yml"]) == (
+        "[::]:9443",
+        "/w.yml",
+    )
+    assert served_flags([]) == (":9881", None)
+
+
+@pytest.mark.parametrize(
+    ("listen", "url"),
+    [
+        (":9881", "http://127.0.0.1:9881/-/healthy"),
+        ("0.0.0.0:9000", "http://127.0.0.1:9000/-/healthy"),
+        ("[::]:9000", "http://[::1]:9000/-/healthy"),
+        ("10.1.2.3:9000", "http://10.1.2.3:9000/-/healthy"),
+        ("localhost:9000", "http://localhost:9000/-/healthy"),
+    ],
+)
+def test_a_wildcard_listen_address_is_asked_on_loopback(listen, url):
+    assert endpoint(listen, None).url == url
+
+
+def test_a_web_config_with_tls_means_https(pki, tmp_path):
+    web = tmp_path / "web.yml"
+    web.write_text(
+        f"tls_server_config:\n  cert_file: {pki.server_cert}\n  key_file: {pki.server_key}\n"
+    )
+    assert endpoint(":9443", str(web)) == Endpoint("127.0.0.1", 9443, tls=True)
+    basic_only = tmp_path / "basic.yml"
+    basic_only.write_text("basic_auth_users: {}\n")
+    assert endpoint(":9881", str(basic_only)).tls is False
+
+
+def healthcheck(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "exporter", "healthcheck", *args],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+
+
+def test_healthy_exporter_on_plain_http(tmp_path):
+    with exporter_process(["--demo"], {}, tmp_path / "exporter.log") as (url, _):
+        result = healthcheck(f"--web.listen-address={url.removeprefix('http://')}")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("eightbyeight-exporter healthcheck: healthy: http://127.0.0.1:")
+
+
+def test_healthy_exporter_on_tls(pki, tmp_path):
+    web = tmp_path / "web.yml"
+    web.write_text(
+        f"tls_server_config:\n  cert_file: {pki.server_cert}\n  key_file: {pki.server_key}\n"
+    )
+
+    def ready(url: str) -> bool:
+        return requests.get(f"{url}/-/healthy", timeout=2, verify=str(pki.ca)).status_code == 200
+
+    argv = ["--demo", f"--web.config.file={web}"]
+    log = tmp_path / "exporter.log"
+    with exporter_process(argv, {}, log, scheme="https", ready=ready) as (url, _):
+        address = url.removeprefix("https://")
+        tls = healthcheck(f"--web.listen-address={address}", f"--web.config.file={web}")
+        plain = healthcheck(f"--web.listen-address={address}", "--web.config.file=")
+    assert tls.returncode == 0, tls.stderr
+    assert "https://127.0.0.1" in tls.stdout
+    assert plain.returncode == 1  # plain HTTP to a TLS port is no answer
+
+
+def test_unhealthy_when_nothing_listens():
+    result = healthcheck(f"--web.listen-address=127.0.0.1:{free_port()}", "--web.config.file=")
+    assert result.returncode == 1
+    assert result.stdout == ""
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1
+    assert lines[0].startswith("eightbyeight-exporter healthcheck: unhealthy: http://127.0.0.1:")
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--timeout=0s"], "--timeout must be greater than 0"),
+        (["--web.listen-address=nonsense"], "invalid listen address"),
+        (["--web.config.file=/nonexistent/web.yml"], "does not exist"),
+    ],
+)
+def test_bad_flags_are_one_line(args, message):
+    result = healthcheck("--web.listen-address=:1", *args)
+    assert result.returncode == 1
+    assert len(result.stderr.splitlines()) == 1
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr

@@ -1,0 +1,116 @@
+"""The Dockerfile built unchanged with podman, and the image run: user, contents, demo, health.
+
+The base is the local stand-in for python:3.11.14-slim-bookworm built by .ci/container-images
+(no container registry is reachable here).
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import requests
+from containers import (
+    BUILD_SECONDS,
+    container_logs,
+    podman,
+    running_container,
+)
+from reliability_support import parse_samples, value
+from support import free_port, wait_until
+from test_container import dockerfile_healthcheck
+
+pytestmark = [pytest.mark.container, pytest.mark.slow]
+
+
+def inspect_image(env: dict[str, str], image: str) -> dict:
+    return json.loads(podman(env, "image", "inspect", image).stdout)[0]
+
+
+def test_image_builds_in_docker_format_with_its_health_check(podman_env, exporter_image):
+    image = inspect_image(podman_env, exporter_image)
+    config = image["Config"]
+    assert config["User"] == "10001:10001"
+    assert config["Entrypoint"] == ["eightbyeight-exporter"]
+    assert "9881/tcp" in config["ExposedPorts"]
+    # podman shows the docker format's HEALTHCHECK at the top level of `image inspect`.
+    assert image["Healthcheck"]["Test"] == ["CMD", *dockerfile_healthcheck()]
+    print(f"exporter image build: {BUILD_SECONDS['exporter image']:.1f} s")
+
+
+def test_image_runs_as_uid_10001_with_no_compiler_and_no_source(podman_env, exporter_image):
+    script = (
+        "id -u; id -g; "
+        "for tool in gcc cc c++ clang make ld as; do command -v $tool; done; "
+        "ls -d /src /wheels 2>/dev/null; "
+        "python -c 'import exporter, sys; print(exporter.__file__)'"
+    )
+    result = podman(podman_env, "run", "--rm", "--entrypoint", "sh", exporter_image, "-c", script)
+    lines = result.stdout.split()
+    assert lines[:2] == ["10001", "10001"]
+    # Nothing but the installed package: no compiler, no source tree, no wheel directory.
+    assert len(lines) == 3, lines
+    assert "-packages/exporter/__init__.py" in lines[2]
+
+
+def health(env: dict[str, str], name: str) -> int:
+    """Exit status of the image's own HEALTHCHECK, run on demand (no systemd schedules it)."""
+    return podman(env, "healthcheck", "run", name, check=False).returncode
+
+
+def test_demo_serves_metrics_and_passes_its_health_check(podman_env, exporter_image):
+    port = free_port()
+    with running_container(
+        podman_env, "demo", ["--publish", f"127.0.0.1:{port}:9881"], exporter_image, ["--demo"]
+    ) as name:
+        url = f"http://127.0.0.1:{port}"
+        try:
+            response = wait_until(
+                lambda: requests.get(f"{url}/metrics", timeout=5), timeout=60, what="/metrics"
+            )
+        except AssertionError:
+            pytest.fail(f"no /metrics: {container_logs(podman_env, name)}")
+        samples = parse_samples(response.text)
+        assert value(samples, "eightbyeight_up", subaccount="demo-apac") == 1
+        assert value(samples, "eightbyeight_up", subaccount="demo-emea") == 1
+        assert health(podman_env, name) == 0
+
+
+def test_health_check_follows_tls_and_another_port(podman_env, exporter_image, pki, tmp_path):
+    config_dir = tmp_path / "web"
+    config_dir.mkdir()
+    for source, target in ((pki.server_cert, "server.crt"), (pki.server_key, "server.key")):
+        (config_dir / target).write_bytes(source.read_bytes())
+        (config_dir / target).chmod(0o644)  # readable by UID 10001 inside, for this test only
+    (config_dir / "web.yml").write_text(
+        "tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n"
+    )
+    config_dir.chmod(0o755)
+    port = free_port()
+    args = ["--demo", "--web.listen-address=:9443", "--web.config.file=/etc/exporter/web.yml"]
+    run_args = ["--publish", f"127.0.0.1:{port}:9443", "--volume", f"{config_dir}:/etc/exporter:ro"]
+    with running_container(podman_env, "tls", run_args, exporter_image, args) as name:
+        url = f"https://127.0.0.1:{port}"
+        try:
+            response = wait_until(
+                lambda: requests.get(f"{url}/metrics", timeout=5, verify=str(pki.ca)),
+                timeout=60,
+                what="/metrics over TLS",
+            )
+        except AssertionError:
+            pytest.fail(f"no /metrics over TLS: {container_logs(podman_env, name)}")
+        assert value(parse_samples(response.text), "eightbyeight_up", subaccount="demo-apac") == 1
+        # The image's check reads port 9443 and TLS from the exporter's command line...
+        assert health(podman_env, name) == 0
+        # ...where a check fixed to plain HTTP on 9881, as before, finds nothing.
+        fixed = podman(
+            podman_env,
+            "exec",
+            name,
+            *dockerfile_healthcheck(),
+            "--web.listen-address=:9881",
+            "--web.config.file=",
+            check=False,
+        )
+        assert fixed.returncode == 1
+        assert "unhealthy" in fixed.stderr
