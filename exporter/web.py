@@ -21,6 +21,7 @@ from exporter import __version__
 from exporter.client import ApiClient
 from exporter.collector import TargetSample, render_targets
 from exporter.config import SUBACCOUNT_PATTERN, Settings
+from exporter.discovery import DISCOVERY_PATH, serve_discovery
 from exporter.logs import log_event
 from exporter.scraper import SubaccountScraper
 from exporter.selfmetrics import SelfMetrics
@@ -129,6 +130,8 @@ class ExporterApp:
             return self._probe(environ, start_response)
         if path == "/-/healthy":
             return _text(start_response, "200 OK", "OK\n")
+        if path == DISCOVERY_PATH:
+            return serve_discovery(self.settings, environ, start_response)
         if path == "/":
             return self._landing(start_response)
         return _text(start_response, "404 Not Found", "not found\n")
