@@ -1,0 +1,127 @@
+"""deploy/systemd: the unit passes `systemd-analyze verify` without a warning, its hardening
+scores as `systemd-analyze security` "OK", and its command line with the shipped environment
+file is a valid exporter configuration."""
+
+from __future__ import annotations
+
+import re
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from support import REPO, find_tool
+
+UNIT = REPO / "deploy" / "systemd" / "eightbyeight-exporter.service"
+ENV_FILE = REPO / "deploy" / "systemd" / "eightbyeight-exporter.env"
+INSTALLED = "/opt/eightbyeight-exporter/bin/eightbyeight-exporter"
+# `systemd-analyze security` scale: 0 (locked down) to 10 (exposed); below 2 is "OK".
+MAX_EXPOSURE = 2.0
+
+
+def installed_unit(tmp_path: Path, text: str | None = None) -> Path:
+    """The unit with ExecStart pointing at this checkout's installed entry point (verify
+    checks that the program exists)."""
+    entry_point = Path(sys.executable).parent / "eightbyeight-exporter"
+    assert entry_point.exists(), "install the project first (pip install -e .)"
+    unit = tmp_path / UNIT.name
+    unit.write_text((text or UNIT.read_text()).replace(INSTALLED, str(entry_point)))
+    return unit
+
+
+def analyze(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [find_tool("systemd-analyze"), *args], capture_output=True, text=True, timeout=60
+    )
+
+
+def unit_settings() -> list[tuple[str, str]]:
+    return [
+        tuple(line.split("=", 1))
+        for line in UNIT.read_text().splitlines()
+        if line and not line.startswith(("#", "[")) and "=" in line
+    ]
+
+
+def test_unit_verifies_without_warnings(tmp_path):
+    result = analyze("verify", str(installed_unit(tmp_path)))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout + result.stderr == ""
+
+
+@pytest.mark.parametrize(
+    ("change", "expect_failure"),
+    [
+        ((INSTALLED, "/nonexistent/eightbyeight-exporter"), True),
+        (("ExecStart=/", "ExecStart=relative/"), True),
+        (("UMask=", "UMsk="), False),  # a warning, which the test above would catch
+    ],
+)
+def test_verify_catches_a_broken_unit(tmp_path, change, expect_failure):
+    unit = installed_unit(tmp_path, UNIT.read_text().replace(*change))
+    result = analyze("verify", str(unit))
+    assert (result.returncode != 0) is expect_failure
+    assert result.stderr != ""
+
+
+def test_hardening_exposure_is_ok(tmp_path):
+    result = analyze("security", "--offline=true", str(installed_unit(tmp_path)))
+    match = re.search(r"Overall exposure level for \S+: (\d+\.\d+) (\w+)", result.stdout)
+    assert match, result.stdout[-2000:] + result.stderr
+    assert float(match.group(1)) <= MAX_EXPOSURE, result.stdout
+    assert match.group(2) == "OK"
+
+
+def test_runs_unprivileged_with_no_capabilities():
+    settings = unit_settings()
+    for key, value in [
+        ("DynamicUser", "yes"),
+        ("NoNewPrivileges", "yes"),
+        ("CapabilityBoundingSet", ""),
+        ("ProtectSystem", "strict"),
+        ("ProtectHome", "yes"),
+        ("PrivateTmp", "yes"),
+    ]:
+        assert (key, value) in settings, key
+
+
+def test_the_key_comes_from_a_credential_not_the_environment_file():
+    settings = dict(unit_settings())
+    assert settings["LoadCredential"] == "api-key:/etc/eightbyeight-exporter/api-key"
+    assert settings["Environment"] == "EIGHTBYEIGHT_API_KEY_FILE=%d/api-key"
+    assert "EIGHTBYEIGHT_API_KEY=" not in ENV_FILE.read_text()
+
+
+def env_file_values() -> dict[str, str]:
+    values = {}
+    for line in ENV_FILE.read_text().splitlines():
+        if line and not line.startswith("#"):
+            key, _, value = line.partition("=")
+            values[key] = shlex.split(value)[0] if value.startswith('"') else value
+    return values
+
+
+def test_exec_start_with_the_shipped_environment_is_a_valid_configuration(tmp_path):
+    exec_start = dict(unit_settings())["ExecStart"].split()
+    assert exec_start[0] == INSTALLED
+    values = env_file_values()
+    argv = []
+    for word in exec_start[1:]:
+        # systemd splits an unbraced $VAR on whitespace.
+        argv += values[word[1:]].split() if word.startswith("$") else [word]
+    key = tmp_path / "api-key"
+    key.write_text("a-key\n")
+    env = {
+        "EIGHTBYEIGHT_SUBACCOUNTS": values["EIGHTBYEIGHT_SUBACCOUNTS"],
+        "EIGHTBYEIGHT_API_KEY_FILE": str(key),  # what %d/api-key becomes
+    }
+    result = subprocess.run(
+        [sys.executable, "-m", "exporter", *argv, "--config.check"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "configuration is valid (2 subaccounts)" in result.stdout
