@@ -3,8 +3,9 @@ health checks.
 
 The listen address and web config (TLS) are those the exporter itself was started with: read
 from its command line in /proc (PID 1 in a container, else the first exporter process found),
-unless given as flags here. So one HEALTHCHECK in the image holds whatever port and TLS the
-operator chose. Exit status 0 when /-/healthy answers 200, else 1 with one line on stderr.
+unless --web.listen-address is given here. So one HEALTHCHECK in the image holds whatever port
+and TLS the operator chose. Outside a container, give the flags: another exporter may run.
+Exit status 0 when /-/healthy answers 200, else 1 with one line on stderr.
 """
 
 from __future__ import annotations
@@ -156,11 +157,12 @@ def main(argv: Sequence[str]) -> int:
         if timeout <= 0:
             raise ConfigError("--timeout must be greater than 0")
         listen, web_config = options.listen_address, options.web_config_file
-        if listen is None or web_config is None:
-            running = running_exporter_args()
-            found_listen, found_config = served_flags(running or [])
-            listen = listen or found_listen
-            web_config = web_config or found_config
+        if listen is None:
+            # Given an address, the caller knows which exporter it means; otherwise it is the
+            # one running here (in a container, the only one).
+            found_listen, found_config = served_flags(running_exporter_args() or [])
+            listen = found_listen
+            web_config = found_config if web_config is None else web_config
         target = endpoint(listen, web_config)
         check(target, timeout)
     except (ConfigError, HealthcheckError) as exc:

@@ -47,6 +47,7 @@ PYPROJECT = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))
 
 EXPORTER_PORT = 9881
 SIMULATOR_PORT = 9882
+SIMULATOR_ADMIN_PORT = 9883
 # Variables docker-compose.yml reads; cleared so the developer's shell cannot leak in.
 _COMPOSE_VARIABLE_PREFIXES = ("EIGHTBYEIGHT_", "GRAFANA_", "STACK_", "PROMETHEUS_", "COMPOSE_")
 
@@ -547,7 +548,10 @@ def test_real_api_is_a_change_of_env_file_only(default_stack, real_api_stack):
     assert DEMO_KEY_FILE in secret_files(stack, simulator).values(), "never the real key"
     grafana = stack["services"]["grafana"]["environment"]
     assert grafana["GF_SECURITY_ADMIN_PASSWORD"] == "not-the-default"
-    assert {p["host_ip"] for s in stack["services"].values() for p in s["ports"]} == {"0.0.0.0"}
+    exposed = {(p["host_ip"], p["target"]) for s in stack["services"].values() for p in s["ports"]}
+    # Every port follows STACK_BIND_ADDRESS but the simulator's admin API, kept local.
+    assert {ip for ip, target in exposed if target != SIMULATOR_ADMIN_PORT} == {"0.0.0.0"}
+    assert ("127.0.0.1", SIMULATOR_ADMIN_PORT) in exposed
     # Nothing else differs from the default stack.
     assert set(stack["services"]) == set(default_stack["services"])
     assert stack["volumes"] == default_stack["volumes"]
@@ -575,7 +579,10 @@ def test_published_ports_default_to_loopback(default_stack):
         for name, service in default_stack["services"].items()
     }
     assert published == {
-        "simulator": {("127.0.0.1", SIMULATOR_PORT, SIMULATOR_PORT)},
+        "simulator": {
+            ("127.0.0.1", SIMULATOR_PORT, SIMULATOR_PORT),
+            ("127.0.0.1", SIMULATOR_ADMIN_PORT, SIMULATOR_ADMIN_PORT),
+        },
         "exporter": {("127.0.0.1", EXPORTER_PORT, EXPORTER_PORT)},
         "prometheus": {("127.0.0.1", 9090, 9090)},
         "alertmanager": {("127.0.0.1", 9093, 9093)},
@@ -662,10 +669,23 @@ def test_exporter_service_healthcheck_follows_the_health_endpoint(default_stack,
 def test_simulator_service_healthcheck_asks_the_simulator(default_stack):
     command = default_stack["services"]["simulator"]["healthcheck"]["test"][1:]
     assert "/admin/healthy" in command[2]
-    with Simulator(subaccounts={"acme-apac": 5}, api_key="demo") as sim:
-        port = int(sim.base_url.rsplit(":", 1)[1])
-        assert run_python_check(command, SIMULATOR_PORT, port) == 0
-    assert run_python_check(command, SIMULATOR_PORT, free_port()) != 0
+    admin_port = free_port()
+    with Simulator(
+        subaccounts={"acme-apac": 5}, api_key="demo", admin_host="127.0.0.1", admin_port=admin_port
+    ):
+        assert run_python_check(command, SIMULATOR_ADMIN_PORT, admin_port) == 0
+    assert run_python_check(command, SIMULATOR_ADMIN_PORT, free_port()) != 0
+
+
+def test_simulator_admin_api_is_published_on_loopback_only(tmp_path):
+    """Even with STACK_BIND_ADDRESS=0.0.0.0 the unauthenticated admin port stays local."""
+    env_file = tmp_path / "exposed.env"
+    env_file.write_text("STACK_BIND_ADDRESS=0.0.0.0\n")
+    simulator = resolved_compose(env_file, tmp_path)["services"]["simulator"]
+    published = {(p["host_ip"], p["target"]) for p in simulator["ports"]}
+    assert published == {("0.0.0.0", SIMULATOR_PORT), ("127.0.0.1", SIMULATOR_ADMIN_PORT)}
+    admin = _flag(simulator["command"], "--admin.listen-address")
+    assert admin == [f"0.0.0.0:{SIMULATOR_ADMIN_PORT}"]
 
 
 # ---------------------------------------------------------------------------------------
@@ -780,9 +800,10 @@ def _exported_up(metrics_text: str) -> dict[str, float]:
 def test_compose_commands_run_the_simulator_and_exporter(default_stack, tmp_path):
     services = default_stack["services"]
     simulator, exporter = services["simulator"], services["exporter"]
-    simulator_port, exporter_port = free_port(), free_port()
+    simulator_port, exporter_port, admin_port = free_port(), free_port(), free_port()
     replacements = {
         f"0.0.0.0:{SIMULATOR_PORT}": f"127.0.0.1:{simulator_port}",
+        f"0.0.0.0:{SIMULATOR_ADMIN_PORT}": f"127.0.0.1:{admin_port}",
         f"http://simulator:{SIMULATOR_PORT}": f"http://127.0.0.1:{simulator_port}",
     }
     for service in (simulator, exporter):
@@ -801,7 +822,7 @@ def test_compose_commands_run_the_simulator_and_exporter(default_stack, tmp_path
         simulator_argv, env=_clean_environment(tmp_path), cwd=REPO, log_path=tmp_path / "sim.log"
     ):
         wait_until(
-            lambda: run_python_check(simulator_check, SIMULATOR_PORT, simulator_port) == 0,
+            lambda: run_python_check(simulator_check, SIMULATOR_ADMIN_PORT, admin_port) == 0,
             timeout=30,
             what="the simulator's compose healthcheck",
         )
