@@ -1,0 +1,342 @@
+"""deploy/kubernetes: every overlay rendered by `kubectl kustomize`, every object validated
+against schemas, and the manifests held to the exporter they deploy.
+
+Schemas, all from installed packages (nothing is fetched at run time):
+- built-in kinds: kubernetes-validate's Kubernetes 1.32 OpenAPI schemas in strict mode (unknown
+  fields are errors, as `kubectl apply --validate=strict` makes them);
+- ServiceMonitor and PrometheusRule: JSON schemas generated from the models that
+  cloudcoil-models-prometheus-operator generates from the Prometheus Operator's CRDs, made
+  strict the same way (every object with known properties refuses unknown ones).
+"""
+
+from __future__ import annotations
+
+import copy
+import importlib.util
+import json
+import re
+import subprocess
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import kubernetes_validate
+import pytest
+import yaml
+from reliability_support import InProcessExporter
+from support import REPO, find_tool
+
+from exporter.cli import build_parser, settings_from_args
+
+KUBERNETES = REPO / "deploy" / "kubernetes"
+OVERLAYS = {"base": KUBERNETES / "base", "two-replicas": KUBERNETES / "overlays" / "two-replicas"}
+KUBERNETES_VERSION = "1.32.0"
+OPERATOR_KINDS = {"ServiceMonitor", "PrometheusRule"}
+MiB = 2**20
+# From the benchmark (README, Performance): resident memory of an idle exporter, and the peak
+# added while reading one subaccount of 10,000 and of 100,000 numbers.
+IDLE_RSS = 36 * 10**6
+PEAK_10K = 16 * 10**6
+PEAK_100K = 124 * 10**6
+
+
+@cache
+def render(overlay: str) -> tuple[dict[str, Any], ...]:
+    result = subprocess.run(
+        [find_tool("kubectl"), "kustomize", str(OVERLAYS[overlay])],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    return tuple(doc for doc in yaml.safe_load_all(result.stdout) if doc)
+
+
+def objects(overlay: str, kind: str) -> list[dict[str, Any]]:
+    return [copy.deepcopy(doc) for doc in render(overlay) if doc["kind"] == kind]
+
+
+def only(overlay: str, kind: str) -> dict[str, Any]:
+    found = objects(overlay, kind)
+    assert len(found) == 1, f"{overlay}: {len(found)} {kind}"
+    return found[0]
+
+
+def container(overlay: str = "base") -> dict[str, Any]:
+    return only(overlay, "Deployment")["spec"]["template"]["spec"]["containers"][0]
+
+
+# --- rendering and schemas ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_overlay_renders_every_object(overlay):
+    kinds = sorted(doc["kind"] for doc in render(overlay))
+    assert kinds == sorted(
+        [
+            "ConfigMap",  # exporter.yml
+            "ConfigMap",  # dashboards
+            "Deployment",
+            "NetworkPolicy",
+            "PodDisruptionBudget",
+            "PrometheusRule",
+            "Service",
+            "ServiceMonitor",
+        ]
+    )
+
+
+def _strict(schema: Any) -> Any:
+    if isinstance(schema, dict):
+        if "properties" in schema and "additionalProperties" not in schema:
+            schema["additionalProperties"] = False
+        for value in schema.values():
+            _strict(value)
+    elif isinstance(schema, list):
+        for value in schema:
+            _strict(value)
+    return schema
+
+
+@cache
+def operator_validator(kind: str) -> jsonschema.Validator:
+    from cloudcoil.models.prometheus_operator import v1
+
+    schema = _strict(getattr(v1, kind).model_json_schema(by_alias=True))
+    return jsonschema.Draft202012Validator(schema)
+
+
+def schema_errors(doc: dict[str, Any]) -> list[str]:
+    """Every schema violation of a rendered object (empty when valid)."""
+    if doc["kind"] in OPERATOR_KINDS:
+        assert doc["apiVersion"] == "monitoring.coreos.com/v1"
+        return [
+            f"{'/'.join(map(str, e.absolute_path))}: {e.message[:200]}"
+            for e in operator_validator(doc["kind"]).iter_errors(doc)
+        ]
+    try:
+        kubernetes_validate.validate(doc, KUBERNETES_VERSION, strict=True)
+    except kubernetes_validate.ValidationError as exc:
+        return [f"{'/'.join(map(str, exc.path))}: {exc.message[:200]}"]
+    return []
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_every_object_validates_against_its_schema(overlay):
+    failures = {
+        f"{doc['kind']}/{doc['metadata']['name']}": errors
+        for doc in render(overlay)
+        if (errors := schema_errors(doc))
+    }
+    assert failures == {}
+
+
+def _broken(kind: str, path: list[Any], value: Any) -> dict[str, Any]:
+    doc = only("base", kind)
+    target = doc
+    for key in path[:-1]:
+        target = target[key]
+    target[path[-1]] = value
+    return doc
+
+
+@pytest.mark.parametrize(
+    ("kind", "path", "value"),
+    [
+        # An unknown field (a typo), a wrong type, a value outside the schema's enum or pattern.
+        ("Deployment", ["spec", "template", "spec", "containers", 0, "livenessprobe"], {}),
+        ("Deployment", ["spec", "replicas"], "two"),
+        ("Service", ["spec", "type"], 7),
+        ("NetworkPolicy", ["spec", "policyTypes"], "Ingress"),
+        ("ServiceMonitor", ["spec", "endpoints", 0, "interval"], "one minute"),
+        ("ServiceMonitor", ["spec", "endpoint"], []),
+        ("ServiceMonitor", ["spec", "endpoints", 0, "scheme"], "ftp"),
+        ("PrometheusRule", ["spec", "groups", 0, "rules", 0, "for"], "5 minutes"),
+        ("PrometheusRule", ["spec", "groups", 0, "rulez"], []),
+    ],
+)
+def test_the_validators_reject_broken_objects(kind, path, value):
+    assert schema_errors(_broken(kind, path, value)) != []
+
+
+# --- the generated files -----------------------------------------------------------------------
+
+
+def generator() -> Any:
+    spec = importlib.util.spec_from_file_location("generate", KUBERNETES / "generate.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_generated_manifests_are_up_to_date():
+    for path, text in generator().render().items():
+        assert path.read_text(encoding="utf-8") == text, (
+            f"{path.name} is stale: run python3 deploy/kubernetes/generate.py"
+        )
+
+
+def test_prometheus_rule_groups_equal_the_rule_files():
+    shipped = [
+        group
+        for path in sorted((REPO / "prometheus" / "rules").glob("*.yml"))
+        for group in yaml.safe_load(path.read_text(encoding="utf-8"))["groups"]
+    ]
+    assert only("base", "PrometheusRule")["spec"]["groups"] == shipped
+
+
+def test_dashboards_config_map_holds_every_dashboard_for_the_sidecar():
+    config_map = next(
+        doc
+        for doc in objects("base", "ConfigMap")
+        if doc["metadata"]["labels"].get("grafana_dashboard") == "1"
+    )
+    dashboards = {
+        path.name: json.loads(path.read_text(encoding="utf-8"))
+        for path in (REPO / "grafana" / "dashboards").glob("*.json")
+    }
+    assert {name: json.loads(text) for name, text in config_map["data"].items()} == dashboards
+    assert config_map["metadata"]["annotations"]["grafana_folder"] == "8x8 Number Health"
+
+
+# --- the manifests and the exporter ------------------------------------------------------------
+
+
+def exporter_settings(tmp_path: Path, overlay: str = "base") -> Any:
+    """The exporter's settings from the Deployment's args, env and mounted files."""
+    spec = container(overlay)
+    config_map = next(
+        doc for doc in objects(overlay, "ConfigMap") if "exporter.yml" in doc.get("data", {})
+    )
+    mounts = {m["mountPath"]: m["name"] for m in spec["volumeMounts"]}
+    config_dir, key_dir = tmp_path / "config", tmp_path / "key"
+    config_dir.mkdir()
+    key_dir.mkdir()
+    (config_dir / "exporter.yml").write_text(config_map["data"]["exporter.yml"])
+    (key_dir / "api-key").write_text("a-key\n")
+    where = {"config": config_dir, "api-key": key_dir}
+
+    def local(value: str) -> str:
+        for mount_path, volume in mounts.items():
+            value = value.replace(mount_path, str(where[volume]))
+        return value
+
+    args = [local(arg) for arg in spec["args"]]
+    env = {e["name"]: local(e["value"]) for e in spec["env"]}
+    return args, env, settings_from_args(build_parser().parse_args(args), env)
+
+
+def test_deployment_args_are_a_valid_exporter_configuration(tmp_path):
+    _, _, settings = exporter_settings(tmp_path)
+    assert [t.subaccount for t in settings.targets] == ["acme-prod", "acme-dev"]
+    assert settings.api_key is not None
+
+
+def test_ports_probes_and_scrape_path_match_the_exporter(tmp_path):
+    args, _env, settings = exporter_settings(tmp_path)
+    spec = container()
+    port = int(settings.listen_address.rpartition(":")[2])
+    assert spec["ports"] == [{"name": "http", "containerPort": port, "protocol": "TCP"}]
+    service_port = only("base", "Service")["spec"]["ports"][0]
+    assert service_port["targetPort"] == "http"
+    endpoint = only("base", "ServiceMonitor")["spec"]["endpoints"][0]
+    assert endpoint["port"] == service_port["name"]
+    assert endpoint["path"] == settings.telemetry_path
+    assert only("base", "NetworkPolicy")["spec"]["ingress"][0]["ports"][0]["port"] == "http"
+    probes = [spec["livenessProbe"]["httpGet"], spec["readinessProbe"]["httpGet"]]
+    assert all(p == {"path": "/-/healthy", "port": "http"} for p in probes)
+    # The probe path and the scrape path answer on a real exporter with these arguments.
+    local = [a for a in args if not a.startswith("--web.listen-address")]
+    with InProcessExporter(local, api_key="a-key") as exporter:
+        assert exporter.get("/-/healthy").status_code == 200
+        assert exporter.get(endpoint["path"]).status_code == 200
+
+
+def test_pod_runs_as_the_image_user_locked_down():
+    pod = only("base", "Deployment")["spec"]["template"]["spec"]
+    user = re.search(r"(?m)^USER (\d+):(\d+)$", (REPO / "Dockerfile").read_text())
+    assert user, "the Dockerfile names a numeric USER"
+    assert pod["securityContext"] == {
+        "runAsNonRoot": True,
+        "runAsUser": int(user.group(1)),
+        "runAsGroup": int(user.group(2)),
+        "fsGroup": int(user.group(2)),
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+    assert pod["automountServiceAccountToken"] is False
+    assert container()["securityContext"] == {
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "privileged": False,
+        "capabilities": {"drop": ["ALL"]},
+    }
+
+
+def test_api_key_comes_from_an_existing_secret():
+    pod = only("base", "Deployment")["spec"]["template"]["spec"]
+    secret = next(v["secret"] for v in pod["volumes"] if "secret" in v)
+    assert secret["secretName"] == "eightbyeight-api-key"
+    assert secret["items"] == [{"key": "api-key", "path": "api-key"}]
+    assert objects("base", "Secret") == []  # never shipped, only referenced
+    env = {e["name"]: e["value"] for e in container()["env"]}
+    assert env == {"EIGHTBYEIGHT_API_KEY_FILE": "/run/secrets/eightbyeight/api-key"}
+    assert "create secret generic eightbyeight-api-key --from-file=api-key=" in (
+        (KUBERNETES / "base" / "kustomization.yaml").read_text()
+    )
+
+
+def _bytes(quantity: str) -> int:
+    units = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30}
+    return int(quantity[:-2]) * units[quantity[-2:]]
+
+
+def test_resources_are_sized_from_the_benchmark():
+    resources = container()["resources"]
+    request, limit = (_bytes(resources[k]["memory"]) for k in ("requests", "limits"))
+    # Room for the idle process and one 10,000-number subaccount being read...
+    assert request >= IDLE_RSS + PEAK_10K
+    # ...and, within the limit, for a 100,000-number one.
+    assert limit >= IDLE_RSS + PEAK_100K
+    assert request <= limit
+    assert "cpu" in resources["requests"]
+
+
+def test_image_is_the_project_version():
+    version = re.search(r'(?m)^version = "([^"]+)"', (REPO / "pyproject.toml").read_text()).group(1)
+    assert container()["image"] == f"eightbyeight-exporter:{version}"
+
+
+def test_two_replicas_overlay_spreads_them_and_keeps_one_through_a_drain():
+    deployment = only("two-replicas", "Deployment")
+    assert deployment["spec"]["replicas"] == 2
+    spread = deployment["spec"]["template"]["spec"]["topologySpreadConstraints"]
+    assert spread[0]["topologyKey"] == "kubernetes.io/hostname"
+    assert (
+        spread[0]["labelSelector"]["matchLabels"] == deployment["spec"]["selector"]["matchLabels"]
+    )
+    assert only("two-replicas", "PodDisruptionBudget")["spec"]["maxUnavailable"] == 1
+    assert only("base", "Deployment")["spec"]["replicas"] == 1
+
+
+def test_selectors_match_the_pods():
+    pod_labels = only("base", "Deployment")["spec"]["template"]["metadata"]["labels"]
+    for kind, selector in [
+        ("Service", lambda d: d["spec"]["selector"]),
+        ("PodDisruptionBudget", lambda d: d["spec"]["selector"]["matchLabels"]),
+        ("NetworkPolicy", lambda d: d["spec"]["podSelector"]["matchLabels"]),
+    ]:
+        assert selector(only("base", kind)).items() <= pod_labels.items(), kind
+    service_labels = only("base", "Service")["metadata"]["labels"]
+    monitor = only("base", "ServiceMonitor")["spec"]["selector"]["matchLabels"]
+    assert monitor.items() <= service_labels.items()
+
+
+def test_operator_objects_carry_the_release_label_and_the_alerts_job():
+    monitor, rule = only("base", "ServiceMonitor"), only("base", "PrometheusRule")
+    assert monitor["metadata"]["labels"]["release"] == rule["metadata"]["labels"]["release"]
+    # The shipped alerts select job="eightbyeight"; the ServiceMonitor names the job so.
+    relabel = monitor["spec"]["endpoints"][0]["relabelings"]
+    assert {"action": "replace", "targetLabel": "job", "replacement": "eightbyeight"} in relabel
+    exprs = [r["expr"] for g in rule["spec"]["groups"] for r in g["rules"]]
+    assert any('job="eightbyeight"' in e for e in exprs)
