@@ -26,7 +26,8 @@ from containers import BUILD_SECONDS, container_logs, podman
 from stack import query
 from support import IN_CI, REPO, free_port, wait_until
 
-pytestmark = [pytest.mark.container, pytest.mark.slow]
+# A first run builds the stand-in and exporter images inside the fixtures: minutes.
+pytestmark = [pytest.mark.container, pytest.mark.slow, pytest.mark.timeout(900)]
 
 SERVICES = ["simulator", "exporter", "prometheus", "alertmanager"]
 # What the stack mounts or builds from; copied so the rules can be shortened.

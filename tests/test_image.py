@@ -20,7 +20,8 @@ from reliability_support import parse_samples, value
 from support import free_port, wait_until
 from test_container import dockerfile_healthcheck
 
-pytestmark = [pytest.mark.container, pytest.mark.slow]
+# A first run builds the stand-in and exporter images inside the fixtures: minutes.
+pytestmark = [pytest.mark.container, pytest.mark.slow, pytest.mark.timeout(900)]
 
 
 def inspect_image(env: dict[str, str], image: str) -> dict:
