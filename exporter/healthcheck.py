@@ -82,6 +82,12 @@ def exporter_args(cmdline: Sequence[str]) -> list[str] | None:
 
 def running_exporter_args(proc: Path = PROC) -> list[str] | None:
     """Arguments of the exporter process: PID 1 first (a container), then any other."""
+    found = running_exporter(proc)
+    return found[0] if found else None
+
+
+def running_exporter(proc: Path = PROC) -> tuple[list[str], Path | None] | None:
+    """(arguments, working directory) of the exporter process, PID 1 first."""
     pids = sorted((int(p.name) for p in proc.iterdir() if p.name.isdigit()), key=lambda n: n != 1)
     for pid in pids:
         try:
@@ -90,7 +96,11 @@ def running_exporter_args(proc: Path = PROC) -> list[str] | None:
             continue  # gone, or not ours to read
         args = exporter_args([w.decode(errors="replace") for w in raw.split(b"\0") if w])
         if args is not None:
-            return args
+            try:
+                cwd: Path | None = (proc / str(pid) / "cwd").resolve(strict=True)
+            except OSError:
+                cwd = None
+            return args, cwd
     return None
 
 
@@ -160,8 +170,10 @@ def main(argv: Sequence[str]) -> int:
         if listen is None:
             # Given an address, the caller knows which exporter it means; otherwise it is the
             # one running here (in a container, the only one).
-            found_listen, found_config = served_flags(running_exporter_args() or [])
-            listen = found_listen
+            args, cwd = running_exporter() or ([], None)
+            listen, found_config = served_flags(args)
+            if found_config and cwd is not None:
+                found_config = str(cwd / found_config)  # relative to the exporter, not to us
             web_config = found_config if web_config is None else web_config
         target = endpoint(listen, web_config)
         check(target, timeout)

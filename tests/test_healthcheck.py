@@ -15,6 +15,7 @@ from exporter.healthcheck import (
     Endpoint,
     endpoint,
     exporter_args,
+    running_exporter,
     running_exporter_args,
     served_flags,
 )
@@ -60,6 +61,17 @@ def test_running_exporter_args_finds_it_behind_an_init_process(tmp_path):
     (tmp_path / "30").mkdir()  # a process that exited between listing and reading
     assert running_exporter_args(tmp_path) == ["--demo"]
     assert running_exporter_args(tmp_path / "30") is None
+
+
+def test_running_exporter_reports_its_working_directory(tmp_path):
+    (tmp_path / "1").mkdir()
+    (tmp_path / "1" / "cmdline").write_bytes(b"eightbyeight-exporter\0--web.config.file=w.yml\0")
+    (tmp_path / "1" / "cwd").symlink_to(tmp_path)
+    (tmp_path / "2").mkdir()
+    (tmp_path / "2" / "cmdline").write_bytes(b"eightbyeight-exporter\0")
+    assert running_exporter(tmp_path) == (["--web.config.file=w.yml"], tmp_path)
+    (tmp_path / "1" / "cwd").unlink()  # not ours to see
+    assert running_exporter(tmp_path) == (["--web.config.file=w.yml"], None)
 
 
 def test_served_flags_parse_like_the_exporter():
