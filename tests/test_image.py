@@ -10,8 +10,11 @@ import json
 
 import pytest
 import requests
+import test_kubernetes as kubernetes
+import yaml
 from containers import (
     BUILD_SECONDS,
+    PREFIX,
     container_logs,
     podman,
     running_container,
@@ -115,3 +118,88 @@ def test_health_check_follows_tls_and_another_port(podman_env, exporter_image, p
         )
         assert fixed.returncode == 1
         assert "unhealthy" in fixed.stderr
+
+
+def test_runs_as_the_kubernetes_deployment_runs_it(podman_env, exporter_image, tmp_path):
+    """The Deployment's arguments, environment, mounts and security context (read-only root
+    filesystem, no capabilities, no new privileges, UID/GID from runAsUser/runAsGroup), in a
+    podman pod beside a simulator that serves the subaccounts of the shipped exporter.yml."""
+    deployment = kubernetes.only("base", "Deployment")["spec"]["template"]["spec"]
+    spec, security = deployment["containers"][0], deployment["securityContext"]
+    assert spec["securityContext"]["readOnlyRootFilesystem"] is True
+    assert spec["securityContext"]["capabilities"] == {"drop": ["ALL"]}
+    config_text = next(
+        doc["data"]["exporter.yml"]
+        for doc in kubernetes.objects("base", "ConfigMap")
+        if "exporter.yml" in doc.get("data", {})
+    )
+    subaccounts = [entry["id"] for entry in yaml.safe_load(config_text)["subaccounts"]]
+    sources = {"config": tmp_path / "config", "api-key": tmp_path / "key"}
+    for directory in sources.values():
+        directory.mkdir()
+        directory.chmod(0o755)
+    (sources["config"] / "exporter.yml").write_text(config_text)
+    (sources["api-key"] / "api-key").write_text("k8s-demo-key\n")
+    for path in (sources["config"] / "exporter.yml", sources["api-key"] / "api-key"):
+        path.chmod(0o444)
+    mounts = [f"--volume={sources[m['name']]}:{m['mountPath']}:ro" for m in spec["volumeMounts"]]
+    env = [f"--env={e['name']}={e['value']}" for e in spec["env"]]
+    port = free_port()
+    # A pod's containers share one network namespace: here the simulator's, where the
+    # exporter's port is published too (a podman pod would need a pause image).
+    pod = f"{PREFIX}-k8s"
+    names = [f"{pod}-simulator", f"{pod}-exporter"]
+    for name in names[::-1]:
+        podman(podman_env, "rm", "--force", "--ignore", name)
+    try:
+        podman(
+            podman_env,
+            "run",
+            "--detach",
+            "--name",
+            names[0],
+            "--publish",
+            f"127.0.0.1:{port}:9881",
+            exporter_image,
+            "simulate",
+            "--web.listen-address=127.0.0.1:9882",
+            "--api-key=k8s-demo-key",
+            *[f"--subaccount={s}" for s in subaccounts],
+        )
+        podman(
+            podman_env,
+            "run",
+            "--detach",
+            "--name",
+            names[1],
+            f"--network=container:{names[0]}",
+            "--read-only",
+            "--cap-drop=ALL",
+            "--security-opt=no-new-privileges",
+            f"--user={security['runAsUser']}:{security['runAsGroup']}",
+            *mounts,
+            *env,
+            exporter_image,
+            *spec["args"],
+            "--api.base-url=http://127.0.0.1:9882",
+        )
+        url = f"http://127.0.0.1:{port}/metrics"
+        try:
+            samples = wait_until(
+                lambda: (
+                    (s := parse_samples(requests.get(url, timeout=5).text))
+                    and all(value(s, "eightbyeight_up", subaccount=sub) == 1 for sub in subaccounts)
+                    and s
+                ),
+                timeout=60,
+                what="every subaccount of exporter.yml up",
+            )
+        except AssertionError:
+            pytest.fail(f"not up: {container_logs(podman_env, names[1])}")
+        assert samples
+        inspected = json.loads(podman(podman_env, "inspect", names[1]).stdout)[0]
+        assert inspected["HostConfig"]["ReadonlyRootfs"] is True
+        assert health(podman_env, names[1]) == 0
+    finally:
+        for name in names[::-1]:  # the exporter first: it holds the simulator's namespace
+            podman(podman_env, "rm", "--force", "--ignore", "--time", "5", name, check=False)
