@@ -18,6 +18,7 @@ import yaml
 from reliability_support import InProcessExporter
 from stack import exporter_process, query
 from support import REPO, find_tool, free_port, running_process, wait_until
+from test_webconfig import bcrypt_hash
 
 from exporter.discovery import (
     DISCOVERY_PATH,
@@ -244,3 +245,18 @@ def test_two_hashmod_shards_split_the_subaccounts(exporter, tmp_path):
                 timeout=30,
                 what="each shard's series",
             )
+
+
+def test_discovery_sits_behind_the_web_configs_basic_auth(tmp_path):
+    web = tmp_path / "web.yml"
+    web.write_text(f"basic_auth_users:\n  prometheus: '{bcrypt_hash('sd-password')}'\n")
+    with Simulator(subaccounts={"acme-prod": 1}, api_key=KEY, seed=1) as sim:
+        argv = ["--subaccount=acme-prod", f"--web.config.file={web}"]
+        with exporter_process(tmp_path, sim.base_url, KEY, *argv) as url:
+            anonymous = requests.get(url + DISCOVERY_PATH, timeout=10)
+            allowed = requests.get(
+                url + DISCOVERY_PATH, auth=("prometheus", "sd-password"), timeout=10
+            )
+    assert anonymous.status_code == 401
+    assert allowed.status_code == 200
+    assert [g["labels"]["subaccount"] for g in allowed.json()] == ["acme-prod"]
