@@ -1,8 +1,7 @@
 """Command line: flags and environment in Prometheus style, start-up checks, serving.
 
 `eightbyeight-exporter simulate ...` runs the 8x8 API simulator instead (see
-exporter/simulator/cli.py); `eightbyeight-exporter healthcheck` asks a running exporter's
-/-/healthy (exporter/healthcheck.py).
+exporter/simulator/cli.py).
 """
 
 from __future__ import annotations
