@@ -1,7 +1,8 @@
-"""Checks of the Docker image recipe and the docker compose stack, without a Docker engine.
+"""Checks of the Docker image recipe and the docker compose stack, without a container engine.
 
-No Docker engine runs on the build machines, so nothing here builds an image or starts a
-container. What is checked instead, with real tools where one exists:
+Nothing here builds an image or starts a container (tests/test_image.py and
+tests/test_compose_stack.py do, with podman). What is checked here, with real tools where one
+exists:
 - hadolint lints the Dockerfile; its structure is read for the rules the project sets
   (multi-stage, pinned base, non-root user, health check, no secrets in ARG/ENV);
 - the health-check commands (Dockerfile and compose) run against real local HTTP servers;
