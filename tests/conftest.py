@@ -1,12 +1,6 @@
-import sys
-from pathlib import Path
-
 import pytest
 
-# Make tests/support.py importable as `support` from every test module.
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from support import IN_CI
+from tests.harness import IN_CI
 
 
 @pytest.hookimpl(hookwrapper=True)

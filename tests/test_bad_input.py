@@ -19,10 +19,14 @@ from typing import Any
 
 import pytest
 import requests
-from fakeapi import FakeApi, Reply, number, numbers_body
-from reliability_support import (
+
+from tests.harness import (
+    FakeApi,
     InProcessExporter,
+    Reply,
     exporter_process,
+    number,
+    numbers_body,
     parse_samples,
     rss_kib,
     value,

@@ -6,7 +6,8 @@ import sys
 
 import pytest
 
-from exporter.cli import build_parser, settings_from_args
+from exporter.cli import build_parser
+from exporter.config import settings_from_flags
 
 KEY = "cli-test-key-0123456789"
 
@@ -93,8 +94,8 @@ def test_config_file_targets_get_their_own_keys(tmp_path):
         "    base_url: http://127.0.0.1:1\n  - acme-dev\n"
     )
     args = build_parser().parse_args(["--config.file", str(path), "--subaccount", "acme-ops"])
-    settings = settings_from_args(args, {"EIGHTBYEIGHT_API_KEY": KEY})
-    prod, dev, ops = settings.targets
+    settings = settings_from_flags(args, {"EIGHTBYEIGHT_API_KEY": KEY})
+    prod, dev, ops = settings.subaccounts
     assert (prod.subaccount, prod.api_key.reveal(), prod.base_url) == (
         "acme-prod",
         "own-key-abc",
@@ -108,12 +109,12 @@ def test_config_file_targets_get_their_own_keys(tmp_path):
 def test_flags_override_environment_subaccounts():
     args = build_parser().parse_args(["--subaccount", "flag-sub"])
     env = {"EIGHTBYEIGHT_API_KEY": KEY, "EIGHTBYEIGHT_SUBACCOUNTS": "env-sub"}
-    assert [t.subaccount for t in settings_from_args(args, env).targets] == ["flag-sub"]
+    assert [t.subaccount for t in settings_from_flags(args, env).subaccounts] == ["flag-sub"]
 
 
 def test_no_subaccounts_is_allowed_for_probe_only():
     args = build_parser().parse_args([])
-    assert settings_from_args(args, {"EIGHTBYEIGHT_API_KEY": KEY}).targets == ()
+    assert settings_from_flags(args, {"EIGHTBYEIGHT_API_KEY": KEY}).subaccounts == ()
 
 
 def test_help_lists_prometheus_style_flags():

@@ -15,12 +15,11 @@ import pytest
 import requests
 import responses
 import urllib3.util.connection
-from fakeapi import FakeApi, Reply, number, numbers_body
-from support import free_port
 
 from exporter.client import ApiClient, DeadlineRetry
 from exporter.config import Secret
 from exporter.errors import FetchError
+from tests.harness import FakeApi, Reply, free_port, number, numbers_body
 
 KEY = "test-key-4c1f9a7e-never-shown"
 BASE = "http://api.test"

@@ -33,9 +33,9 @@ import pytest
 import requests
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
-from support import REPO, find_tool, free_port, running_process, wait_until
 
 from exporter.simulator import Simulator
+from tests.harness import REPO, find_tool, free_port, running_process, wait_until
 
 DOCKERFILE = REPO / "Dockerfile"
 DOCKERIGNORE = REPO / ".dockerignore"

@@ -10,9 +10,15 @@ import contextlib
 
 import pytest
 import test_dashboards as dashboards
-from reliability_support import exporter_process
-from stack import fast_rules, prometheus_process, query
-from support import find_tool, wait_until
+
+from tests.harness import (
+    exporter_process,
+    fast_rules,
+    find_tool,
+    prometheus_process,
+    query,
+    wait_until,
+)
 
 pytestmark = pytest.mark.e2e
 

@@ -19,9 +19,9 @@ from pathlib import Path
 
 import pytest
 import requests
-from reliability_support import exporter_process, parse_samples, rss_kib, value
 
 from exporter.simulator import Simulator
+from tests.harness import exporter_process, parse_samples, rss_kib, value
 
 SECONDS = float(os.environ.get("LOAD_TEST_SECONDS", "30"))
 SCRAPERS = int(os.environ.get("LOAD_TEST_SCRAPERS", "200"))

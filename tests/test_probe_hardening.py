@@ -14,10 +14,9 @@ from pathlib import Path
 
 import pytest
 import requests
-from fakeapi import FakeApi
-from reliability_support import InProcessExporter, exporter_process, parse_samples, value
 
 import exporter.server
+from tests.harness import FakeApi, InProcessExporter, exporter_process, parse_samples, value
 
 KEY = "probe-key-8d1e55b0-never-shown"
 
@@ -119,7 +118,7 @@ def test_allow_list_from_the_config_file(api, tmp_path: Path):
 def test_probed_targets_are_bounded(exp):
     for i in range(300):
         assert probe_status(exp, f"target=bulk-{i:04d}") == 200
-    assert len(exp.app.targets._probed) <= 256
+    assert exp.app.scrapers.probed_count <= 256
 
 
 @pytest.mark.parametrize("method", ["POST", "PUT", "DELETE", "PATCH", "OPTIONS", "TRACE"])

@@ -6,8 +6,8 @@ from __future__ import annotations
 import time
 
 import pytest
-from fakeapi import FakeApi, Reply
-from reliability_support import InProcessExporter, parse_samples, value
+
+from tests.harness import FakeApi, InProcessExporter, Reply, parse_samples, value
 
 SUB = "acme-prod"
 HEADER = "X-Prometheus-Scrape-Timeout-Seconds"

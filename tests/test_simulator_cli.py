@@ -11,10 +11,10 @@ import sys
 
 import pytest
 import requests
-from support import REPO, free_port, running_process
 
 from exporter.simulator import list_body
 from exporter.simulator.cli import main
+from tests.harness import REPO, free_port, running_process
 
 PROG = "python -m exporter.simulator"
 KEY = "cli-secret-key-9f2"

@@ -14,11 +14,18 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
-from fakeapi import FakeApi, Reply, number, numbers_body
-from reliability_support import InProcessExporter, parse_samples, value
-from support import wait_until
 
 import exporter.scraper
+from tests.harness import (
+    FakeApi,
+    InProcessExporter,
+    Reply,
+    number,
+    numbers_body,
+    parse_samples,
+    value,
+    wait_until,
+)
 
 SUB = "acme-prod"
 GOOD = Reply.json(numbers_body([number("+6531234567"), number("+6531234568")]))
