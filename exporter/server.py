@@ -110,8 +110,16 @@ def make_server(
     return server
 
 
-def serve_in_thread(server: ExporterServer) -> threading.Thread:
-    """Serve in a daemon thread (used by tests and demo mode); stop with server.shutdown()."""
-    thread = threading.Thread(target=server.serve_forever, name="exporter-http", daemon=True)
+def serve_in_thread(server: ExporterServer, poll_interval: float = 0.5) -> threading.Thread:
+    """Serve in a daemon thread (used by tests); stop with server.shutdown().
+
+    shutdown() waits until the serving loop next polls: tests poll often to stop quickly.
+    """
+    thread = threading.Thread(
+        target=server.serve_forever,
+        kwargs={"poll_interval": poll_interval},
+        name="exporter-http",
+        daemon=True,
+    )
     thread.start()
     return thread

@@ -43,6 +43,8 @@ from exporter.web import ExporterApp
 
 REPO = Path(__file__).resolve().parent.parent
 IN_CI = os.environ.get("CI", "").lower() == "true"
+# How often in-process servers look for shutdown(): each stop waits up to this long.
+POLL_INTERVAL = 0.02
 
 # Debian installs Alertmanager as prometheus-alertmanager; upstream tarballs call it alertmanager.
 _TOOL_ALIASES = {"alertmanager": ("prometheus-alertmanager", "alertmanager")}
@@ -226,7 +228,9 @@ class FakeApi:
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, args=(POLL_INTERVAL,), daemon=True
+        )
 
     @property
     def base_url(self) -> str:
@@ -315,7 +319,7 @@ class InProcessExporter:
         return requests.get(self.url + path, **kwargs)
 
     def __enter__(self) -> InProcessExporter:
-        serve_in_thread(self.server)
+        serve_in_thread(self.server, POLL_INTERVAL)
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -519,7 +523,9 @@ class WebhookReceiver:
                 pass
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, args=(POLL_INTERVAL,), daemon=True
+        )
 
     @property
     def url(self) -> str:

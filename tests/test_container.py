@@ -232,7 +232,7 @@ def health_server(status: int) -> Iterator[int]:
     """An HTTP server on 127.0.0.1 answering /-/healthy with `status`; yields its port."""
     handler = type("Handler", (_HealthHandler,), {"status": status})
     server = ThreadingHTTPServer(("127.0.0.1", free_port()), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, args=(0.02,), daemon=True)
     thread.start()
     try:
         yield server.server_address[1]
