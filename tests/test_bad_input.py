@@ -32,6 +32,8 @@ from tests.harness import (
     value,
 )
 
+pytestmark = pytest.mark.slow
+
 KEY = "sk-8x8-matrix-7f3a9c2e51d04b6b-never-shown"
 SUB = "acme-prod"
 SCRAPE_TIMEOUT = 3.0  # what Prometheus would send; the exporter's deadline is 0.5 s less

@@ -9,8 +9,8 @@ alert panels have firing alerts to show.
 import contextlib
 
 import pytest
-import test_dashboards as dashboards
 
+from tests import test_dashboards as dashboards
 from tests.harness import (
     exporter_process,
     fast_rules,

@@ -11,6 +11,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from exporter.simulator import Simulator
 from tests.harness import exporter_reading
 
+pytestmark = pytest.mark.slow
+
 SUB = "acme-prod"
 KEY = "simulated-key-27182818"
 NUMBERS = 40

@@ -103,6 +103,7 @@ def test_config_check_never_prints_the_key(capsys, monkeypatch):
     assert KEY not in out.out + out.err
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("log_format", ["logfmt", "json"])
 def test_debug_logs_and_responses_never_carry_the_key(tmp_path, log_format):
     echo = f"Bearer {KEY} is not a valid token"

@@ -115,6 +115,7 @@ def test_allow_list_from_the_config_file(api, tmp_path: Path):
         assert probe_status(exporter, "target=acme-prod") == 200
 
 
+@pytest.mark.slow
 def test_probed_targets_are_bounded(exp):
     for i in range(300):
         assert probe_status(exp, f"target=bulk-{i:04d}") == 200
@@ -217,6 +218,7 @@ def test_raw_hostile_requests_get_4xx(process, case):
         assert 400 <= status < 500
 
 
+@pytest.mark.slow
 def test_an_idle_client_is_dropped(monkeypatch, exp):
     monkeypatch.setattr(exporter.server._QuietHandler, "timeout", 0.5)
     host, port = exp.url.removeprefix("http://").split(":")

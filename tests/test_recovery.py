@@ -19,6 +19,8 @@ from tests.harness import (
     value,
 )
 
+pytestmark = pytest.mark.slow
+
 KEY = "recovery-key-51c0e7a2-never-shown"
 SUB = "acme-prod"
 HEADER = {"X-Prometheus-Scrape-Timeout-Seconds": "2"}

@@ -17,6 +17,8 @@ from tests.harness import (
     value,
 )
 
+pytestmark = pytest.mark.slow
+
 KEY = "server-test-key-9f8e7d6c"
 
 

@@ -418,6 +418,7 @@ def test_stats_count_requests_per_subaccount_path_and_status():
         assert sim.request_count("acme-prod") == 0
 
 
+@pytest.mark.slow
 def test_stats_record_concurrent_requests_in_flight():
     with Simulator(SUBACCOUNTS, KEY, seed=SEED, clock=clock) as sim:
         sim.set_faults({"latency_seconds": 0.5})
