@@ -31,6 +31,7 @@ def child_env(**extra: str) -> dict[str, str]:
     return env
 
 
+@pytest.mark.slow
 def test_standalone_serves_scenario_and_admin_then_stops_cleanly(tmp_path):
     port = free_port()
     key_file = tmp_path / "key"
@@ -79,6 +80,7 @@ def test_standalone_serves_scenario_and_admin_then_stops_cleanly(tmp_path):
     assert KEY not in log
 
 
+@pytest.mark.slow
 def test_key_from_environment_and_separate_admin_listener(tmp_path):
     port, admin_port = free_port(), free_port()
     argv = simulator_argv(
