@@ -37,6 +37,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from exporter.simulator import Simulator
 from tests.harness import REPO, find_tool, free_port, running_process, wait_until
 
+pytestmark = pytest.mark.slow
+
 DOCKERFILE = REPO / "Dockerfile"
 DOCKERIGNORE = REPO / ".dockerignore"
 COMPOSE_FILE = REPO / "docker-compose.yml"
