@@ -48,7 +48,7 @@ class NumbersClient(Protocol):
 
 
 # The `time` module has exactly the two functions of a Clock.
-SYSTEM_CLOCK: Clock = time  # type: ignore[assignment]
+SYSTEM_CLOCK: Clock = time
 
 
 @dataclass(frozen=True, slots=True)

@@ -98,10 +98,7 @@ def hanging_exporter(api: FakeApi, *flags: str) -> InProcessExporter:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(
-    ("header", "offset", "expected"),
-    [("2", "0.5s", 1.5), ("3", "1s", 2.0), ("1.2", "200ms", 1.0)],
-)
+@pytest.mark.parametrize(("header", "offset", "expected"), [("1.2", "200ms", 1.0)])
 def test_scrape_timeout_header_less_offset_bounds_the_fetch(hanging_api, header, offset, expected):
     flags = ("--api.timeout", "30s", "--web.timeout-offset", offset)
     with hanging_exporter(hanging_api, *flags) as exp:
@@ -133,7 +130,7 @@ def test_without_the_header_api_timeout_is_the_deadline(hanging_api):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("header", ["nan", "1" * 5000])
+@pytest.mark.parametrize("header", ["nan"])
 def test_unusable_header_falls_back_to_api_timeout(hanging_api, header):
     with hanging_exporter(hanging_api, "--api.timeout", "1s") as exp:
         answer, elapsed = timed_scrape(exp, **{HEADER: header})
