@@ -66,7 +66,7 @@ def test_faults_become_alerts_and_resolve(tmp_path):
         exporter_reading(tmp_path, sim.base_url, KEY, "--subaccount", SUB) as exporter_url,
         WebhookReceiver() as receiver,
         alertmanager_process(tmp_path, alertmanager_config(receiver.url)) as am_url,
-        prometheus_process(tmp_path, exporter_url, fast_rules(tmp_path), am_url) as prom_url,
+        prometheus_process(tmp_path, exporter_url, fast_rules(tmp_path, "2s"), am_url) as prom_url,
     ):
         wait_until(
             lambda: query(prom_url, f'eightbyeight_up{{subaccount="{SUB}"}} == 1'),
