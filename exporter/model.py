@@ -3,7 +3,7 @@
 Parsing is strict per record and tolerant per response: a record that is not an object, has no
 `msisdn`, or holds a string where a number belongs (or the reverse) is skipped and counted; the
 rest of the response still counts. Anything wrong with the response as a whole raises
-`FetchError("invalid_response", ...)`.
+`ResponseError("invalid_response", ...)`.
 
 Records are decoded from `msgspec.Raw` slices of the body straight into typed structs, a batch
 at a time, and folded into per-group counters and per-number columns with C-level map/zip/Counter
@@ -21,7 +21,7 @@ from typing import NamedTuple
 
 import msgspec
 
-from exporter.errors import FetchError, reason_for_status
+from exporter.errors import ResponseError, reason_for_status
 
 KNOWN_STATUSES = ("active", "expiring", "inactive")
 UNKNOWN = "unknown"
@@ -171,7 +171,7 @@ def parse_timestamp(value: str | None) -> float | None:
 
 
 def parse_inventory(body: bytes | bytearray, per_number: bool = True) -> Inventory:
-    """Decode a list body; raise FetchError('invalid_response' or an envelope's reason)."""
+    """Decode a list body; raise ResponseError('invalid_response' or an envelope's reason)."""
     response = _decode_response(body)
     raws = response.numbers
     if raws is None:
@@ -184,16 +184,16 @@ def _decode_response(body: bytes | bytearray) -> NumbersResponse:
     try:
         return _RESPONSE.decode(body)
     except msgspec.ValidationError as exc:
-        raise FetchError("invalid_response", f"unexpected JSON: {exc}", 200) from None
+        raise ResponseError("invalid_response", f"unexpected JSON: {exc}") from None
     except UnicodeDecodeError:
-        raise FetchError("invalid_response", "a string is not valid UTF-8", 200) from None
+        raise ResponseError("invalid_response", "a string is not valid UTF-8") from None
     except msgspec.DecodeError as exc:
         if not body.strip():
-            raise FetchError("invalid_response", "empty body", 200) from None
+            raise ResponseError("invalid_response", "empty body") from None
         head = bytes(body[:64]).lstrip()
         if head.startswith(b"<"):
-            raise FetchError("invalid_response", "HTML instead of JSON", 200) from None
-        raise FetchError("invalid_response", f"invalid JSON: {exc}", 200) from None
+            raise ResponseError("invalid_response", "HTML instead of JSON") from None
+        raise ResponseError("invalid_response", f"invalid JSON: {exc}") from None
 
 
 def _raise_if_error_envelope(response: NumbersResponse) -> None:
@@ -207,10 +207,10 @@ def _raise_if_error_envelope(response: NumbersResponse) -> None:
     if status in (0, 200) and (response.totalNumbers is not None or code is not None):
         return  # an account with no numbers may omit the list
     if 400 <= status <= 599:
-        raise FetchError(reason_for_status(status), f"error envelope {status}: {message}", 200)
+        raise ResponseError(reason_for_status(status), f"error envelope {status}: {message}")
     if code is not None and status not in (0, 200):
-        raise FetchError("invalid_response", f"error envelope {code}: {message}", 200)
-    raise FetchError("invalid_response", "no 'numbers' list in the response", 200)
+        raise ResponseError("invalid_response", f"error envelope {code}: {message}")
+    raise ResponseError("invalid_response", "no 'numbers' list in the response")
 
 
 def _fold_records(

@@ -2,11 +2,11 @@
 
 import json
 
-from fakeapi import number, numbers_body
 from prometheus_client.parser import text_string_to_metric_families
 
 from exporter.collector import TargetSample, render_inventory, render_targets
 from exporter.model import parse_inventory
+from tests.harness import number, numbers_body
 
 NOW = 1719820000.0  # 2024-07-01T07:46:40Z
 

@@ -7,7 +7,8 @@ import tomllib
 
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
-from support import REPO
+
+from tests.harness import REPO
 
 
 def lock_pins():

@@ -4,10 +4,10 @@ import json
 from datetime import UTC, datetime
 
 import pytest
-from fakeapi import number, numbers_body
 
-from exporter.errors import FetchError
+from exporter.errors import ResponseError
 from exporter.model import parse_inventory, parse_timestamp
+from tests.harness import number, numbers_body
 
 
 def parse(doc, **kwargs):
@@ -198,7 +198,7 @@ def test_per_number_rows_can_be_skipped():
     ],
 )
 def test_bad_response_fails_whole(body, reason, words):
-    with pytest.raises(FetchError) as caught:
+    with pytest.raises(ResponseError) as caught:
         parse_inventory(body)
     assert caught.value.reason == reason
     assert words in caught.value.detail
