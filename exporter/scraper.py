@@ -16,8 +16,8 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 
 from exporter.client import ApiClient
-from exporter.collector import RenderedInventory, TargetSample, render_inventory
 from exporter.errors import FetchError
+from exporter.exposition import RenderedInventory, SubaccountScrape, render_inventory
 from exporter.logs import log_event
 from exporter.model import parse_inventory
 from exporter.selfmetrics import SelfMetrics
@@ -59,7 +59,7 @@ class SubaccountScraper:
         self._last_good: _Fetched | None = None
         self._last_success: float | None = None
 
-    def scrape(self, timeout: float) -> TargetSample:
+    def scrape(self, timeout: float) -> SubaccountScrape:
         """One scrape of this subaccount, answered within `timeout` seconds."""
         started = time.monotonic()
         with self._lock:
@@ -97,7 +97,7 @@ class SubaccountScraper:
             if self.cache_ttl > 0 or self.serve_stale_for > 0:
                 self._last_good = fetched
 
-    def _failed_sample(self, started: float) -> TargetSample:
+    def _failed_sample(self, started: float) -> SubaccountScrape:
         good = self._last_good
         stale = None
         if (
@@ -110,8 +110,8 @@ class SubaccountScraper:
 
     def _sample(
         self, up: bool, started: float, inventory: RenderedInventory | None
-    ) -> TargetSample:
-        return TargetSample(
+    ) -> SubaccountScrape:
+        return SubaccountScrape(
             self.subaccount,
             up,
             time.monotonic() - started,

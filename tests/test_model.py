@@ -4,7 +4,7 @@ import json
 from datetime import UTC, datetime
 
 import pytest
-from fakeapi import number, numbers_body
+from fakeapi import number, number_rows, numbers_body
 
 from exporter.errors import FetchError
 from exporter.model import parse_inventory, parse_timestamp
@@ -30,9 +30,13 @@ def test_good_response_is_folded_into_groups_and_rows():
     sg = inv.groups[("SG", "Mobile")]
     assert sg.statuses == {"active": 1, "expiring": 1, "inactive": 0}
     assert sg.healthy == 2
-    assert sg.rental_cost == {"USD": 10.0}
-    assert inv.groups[("US", "TollFree")].rental_cost == {"USD": 2.5}
-    assert [row.msisdn for row in inv.numbers] == ["+6531234567", "+6531234568", "+14155550100"]
+    assert sg.monthly_rental_cost == {"USD": 10.0}
+    assert inv.groups[("US", "TollFree")].monthly_rental_cost == {"USD": 2.5}
+    assert [row.msisdn for row in number_rows(inv)] == [
+        "+6531234567",
+        "+6531234568",
+        "+14155550100",
+    ]
     assert inv.last_updated == datetime(2024, 7, 1, 5, 50, 23, 550000, tzinfo=UTC).timestamp()
 
 
@@ -60,7 +64,7 @@ def test_malformed_record_is_skipped_and_counted(bad):
     inv = parse(numbers_body([number("+6531230000"), bad]))
     assert inv.invalid_records == 1
     assert inv.listed == 1
-    assert inv.numbers[0].msisdn == "+6531230000"
+    assert number_rows(inv)[0].msisdn == "+6531230000"
 
 
 def test_duplicate_msisdn_counts_once_and_is_invalid():
@@ -78,7 +82,7 @@ def test_missing_or_disabled_health_is_unknown_not_invalid(health):
     if health.get("numberHealth") == "absent":
         del record["numberHealth"]
     inv = parse(numbers_body([record]))
-    row = inv.numbers[0]
+    row = number_rows(inv)[0]
     assert inv.invalid_records == 0
     assert row.healthy is None
     assert row.health_status == "unknown"
@@ -117,7 +121,7 @@ def test_labels_are_normalised():
             ]
         )
     )
-    first, second = inv.numbers
+    first, second = number_rows(inv)
     assert first.operational_status == "unhealthy"  # unknown statuses pass through lower-cased
     assert first.number_type == "unknown"
     assert first.health_status == "ok"
@@ -151,8 +155,8 @@ def test_unparseable_time_makes_only_that_field_unknown():
     record = number(numberHealth={"isHealthy": True, "lastCheckedTime": "not a time"})
     inv = parse(numbers_body([record], lastUpdatedAt="garbage"))
     assert inv.invalid_records == 0
-    assert inv.numbers[0].last_checked is None
-    assert inv.numbers[0].healthy is True
+    assert number_rows(inv)[0].last_checked is None
+    assert number_rows(inv)[0].healthy is True
     assert inv.last_updated is None
 
 
@@ -168,7 +172,7 @@ def test_empty_account_is_valid():
 
 def test_per_number_rows_can_be_skipped():
     inv = parse(numbers_body([number()]), per_number=False)
-    assert inv.numbers == []
+    assert number_rows(inv) == []
     assert inv.listed == 1
 
 
