@@ -24,11 +24,11 @@ Everything that depends only on the API response is rendered once per response
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, fields
 from enum import Enum
 from itertools import compress, repeat
-from operator import is_not
+from operator import is_not, itemgetter
 
 from prometheus_client.utils import floatToGoString
 
@@ -61,10 +61,15 @@ def _header(family: Family) -> bytes:
     return f"# HELP {family.name} {help_text}\n# TYPE {family.name} {family.type}\n".encode()
 
 
-def _prefix_template(family: Family) -> str:
-    """`name{label="{label}",...} `: a `str.format_map` template over the label names."""
-    fields = ",".join(f'{label}="{{{label}}}"' for label in family.labels)
-    return f"{family.name}{{{{{fields}}}}} "
+def _prefix(family: Family) -> tuple[str, Callable[[dict[str, str]], tuple[str, ...] | str]]:
+    """`name{label="%s",...} ` and what picks its escaped label values, in order, from a dict.
+
+    `template % values_of(labels)` fills it in (printf-style: several times faster than
+    str.format_map, and these lines are rendered per group and per scrape). With one label,
+    itemgetter returns the value itself, which `%` takes as the single argument.
+    """
+    fields = ",".join(f'{label}="%s"' for label in family.labels)
+    return f"{family.name}{{{fields}}} ", itemgetter(*family.labels)
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +89,9 @@ class NumberLine:
 
 
 def _number_line(family: Family) -> NumberLine:
+    for label in family.labels:
+        if label not in _NUMBER_FIELDS:
+            raise ValueError(f"{family.name}: label {label!r} has no NumberColumns field")
     at = family.labels.index(MSISDN)
     before, after = family.labels[:at], family.labels[at + 1 :]
     head_labels, head_fields = _indexed_fields(before)
@@ -103,8 +111,9 @@ def _indexed_fields(labels: tuple[str, ...]) -> tuple[tuple[str, ...], list[str]
     return varying, fields
 
 
+_NUMBER_FIELDS = {field.name for field in fields(NumberColumns)} | {SUBACCOUNT}
 _HEADERS = {family.name: SampleText([_header(family)]) for family in FAMILIES}
-PREFIXES = {family.name: _prefix_template(family) for family in FAMILIES if not family.per_number}
+PREFIXES = {family.name: _prefix(family) for family in FAMILIES if not family.per_number}
 NUMBER_LINES = {family.name: _number_line(family) for family in FAMILIES if family.per_number}
 
 
@@ -166,35 +175,41 @@ def render_inventory(
     sub = escape_label_value(subaccount)
     esc = Memo(escape_label_value)
     go = Memo(floatToGoString)
+    # Counts are ints, never -0.0, so their zero (the most frequent count) may be kept.
+    counts = Memo(floatToGoString, ((0, "0.0"),))
     lines: dict[str, list[str]] = {}
 
-    def add(family: Family, labels: dict[str, str], value: float) -> None:
-        text = f"{PREFIXES[family.name].format_map(labels)}{go[value]}\n"
-        lines.setdefault(family.name, []).append(text)
+    def add(family: Family, labels: dict[str, str], value: str) -> None:
+        template, values_of = PREFIXES[family.name]
+        try:
+            line = f"{template % values_of(labels)}{value}\n"
+        except KeyError as missing:
+            raise KeyError(f"{family.name}: no value for label {missing}") from None
+        lines.setdefault(family.name, []).append(line)
 
     own = {SUBACCOUNT: sub}
     if inventory.total_numbers is not None:
-        add(c.VIRTUAL_NUMBERS, own, inventory.total_numbers)
-    add(c.VIRTUAL_NUMBERS_LISTED, own, float(inventory.listed))
+        add(c.VIRTUAL_NUMBERS, own, go[inventory.total_numbers])
+    add(c.VIRTUAL_NUMBERS_LISTED, own, counts[inventory.listed])
     if inventory.last_updated is not None:
-        add(c.LAST_UPDATED_TIMESTAMP_SECONDS, own, inventory.last_updated)
+        add(c.LAST_UPDATED_TIMESTAMP_SECONDS, own, go[inventory.last_updated])
 
     check_ages = []
     for (country, number_type), group in inventory.groups.items():
         labels = {"country": esc[country], "number_type": esc[number_type], SUBACCOUNT: sub}
         for status in sorted(set(group.statuses) | set(KNOWN_STATUSES)):
-            count = float(group.statuses.get(status, 0))
+            count = counts[group.statuses.get(status, 0)]
             add(c.VIRTUAL_NUMBERS_BY_STATUS, {**labels, "operational_status": esc[status]}, count)
-        add(c.VIRTUAL_NUMBERS_EXPIRING, labels, float(group.statuses["expiring"]))
-        add(c.VIRTUAL_NUMBERS_HEALTHY, labels, float(group.healthy))
-        add(c.VIRTUAL_NUMBERS_UNHEALTHY, labels, float(group.unhealthy))
-        add(c.VIRTUAL_NUMBERS_HEALTH_UNKNOWN, labels, float(group.health_unknown))
-        add(c.VIRTUAL_NUMBERS_HEALTH_CHECK_DISABLED, labels, float(group.check_disabled))
+        add(c.VIRTUAL_NUMBERS_EXPIRING, labels, counts[group.statuses["expiring"]])
+        add(c.VIRTUAL_NUMBERS_HEALTHY, labels, counts[group.healthy])
+        add(c.VIRTUAL_NUMBERS_UNHEALTHY, labels, counts[group.unhealthy])
+        add(c.VIRTUAL_NUMBERS_HEALTH_UNKNOWN, labels, counts[group.health_unknown])
+        add(c.VIRTUAL_NUMBERS_HEALTH_CHECK_DISABLED, labels, counts[group.check_disabled])
         if group.oldest_check is not None:
-            prefix = PREFIXES[c.HEALTH_CHECK_AGE_SECONDS.name].format_map(labels)
-            check_ages.append((prefix, group.oldest_check))
+            template, values_of = PREFIXES[c.HEALTH_CHECK_AGE_SECONDS.name]
+            check_ages.append((template % values_of(labels), group.oldest_check))
         for currency in sorted(group.monthly_rental_cost):
-            cost = group.monthly_rental_cost[currency]
+            cost = go[group.monthly_rental_cost[currency]]
             add(c.MONTHLY_RENTAL_COST, {**labels, "currency": esc[currency]}, cost)
 
     samples = {name: SampleText(["".join(texts).encode()]) for name, texts in lines.items()}
@@ -344,7 +359,8 @@ def render_targets(
         if scrape.last_success is not None:
             values.append((c.LAST_SUCCESS_TIMESTAMP_SECONDS, scrape.last_success))
         for family, value in values:
-            add(family, f"{PREFIXES[family.name].format_map(own)}{floatToGoString(value)}\n")
+            template, values_of = PREFIXES[family.name]
+            add(family, f"{template % values_of(own)}{floatToGoString(value)}\n")
         if inventory is None:
             continue
         for prefix, oldest in inventory.check_ages:
