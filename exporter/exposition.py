@@ -137,7 +137,10 @@ NUMBER_VALUES: dict[str, tuple[str | None, Value]] = {
     c.NUMBER_INCOMING_RATE_PER_MINUTE.name: ("incoming_rate", Value.AMOUNT),
     c.NUMBER_BILLING_INCREMENT_SECONDS.name: ("billing_unit", Value.AMOUNT),
 }
-assert set(NUMBER_VALUES) == set(NUMBER_LINES), "every per-number family needs its value here"
+if set(NUMBER_VALUES) != set(NUMBER_LINES):
+    raise ValueError(
+        f"per-number families without a value: {set(NUMBER_LINES) ^ set(NUMBER_VALUES)}"
+    )
 
 _FLAGS = {True: "1.0\n", False: "0.0\n"}
 
@@ -250,6 +253,7 @@ def _render_number_family(
     sub: str,
     esc: Memo[str, str],
 ) -> list[bytes]:
+    """One per-number family's lines, as chunks of bytes."""
     labels = [getattr(columns, label) for label in (*template.head_labels, *template.end_labels)]
     values: list = []
     if value_field is not None:  # numbers without a value have no sample
