@@ -18,7 +18,7 @@ families; tests/test_exposition_equivalence.py proves it.
 
 Everything that depends only on the API response is rendered once per response
 (`render_inventory`); only the few series that depend on the clock are rendered per scrape
-(`render_targets`). Text that lives as long as the response is kept in `SampleText`, which
+(`render_scrapes`). Text that lives as long as the response is kept in `SampleText`, which
 `exporter.encoding` may deflate once for every later gzip response.
 """
 
@@ -117,7 +117,7 @@ PREFIXES = {family.name: _prefix(family) for family in FAMILIES if not family.pe
 NUMBER_LINES = {family.name: _number_line(family) for family in FAMILIES if family.per_number}
 
 
-class Value(Enum):
+class ValueKind(Enum):
     """How a per-number family's sample value is printed."""
 
     ONE = "always 1"
@@ -128,14 +128,14 @@ class Value(Enum):
 
 # The value of each per-number family: the NumberColumns field it comes from, and its kind.
 # A per-number label's values come from the NumberColumns field named like the label.
-NUMBER_VALUES: dict[str, tuple[str | None, Value]] = {
-    c.NUMBER_INFO.name: (None, Value.ONE),
-    c.NUMBER_HEALTHY.name: ("healthy", Value.FLAG),
-    c.NUMBER_HEALTH_CHECK_ENABLED.name: ("check_enabled", Value.FLAG),
-    c.NUMBER_HEALTH_LAST_CHECKED_TIMESTAMP_SECONDS.name: ("last_checked", Value.TIME),
-    c.NUMBER_RENTAL_PRICE.name: ("rental_price", Value.AMOUNT),
-    c.NUMBER_INCOMING_RATE_PER_MINUTE.name: ("incoming_rate", Value.AMOUNT),
-    c.NUMBER_BILLING_INCREMENT_SECONDS.name: ("billing_unit", Value.AMOUNT),
+NUMBER_VALUES: dict[str, tuple[str | None, ValueKind]] = {
+    c.NUMBER_INFO.name: (None, ValueKind.ONE),
+    c.NUMBER_HEALTHY.name: ("healthy", ValueKind.FLAG),
+    c.NUMBER_HEALTH_CHECK_ENABLED.name: ("check_enabled", ValueKind.FLAG),
+    c.NUMBER_HEALTH_LAST_CHECKED_TIMESTAMP_SECONDS.name: ("last_checked", ValueKind.TIME),
+    c.NUMBER_RENTAL_PRICE.name: ("rental_price", ValueKind.AMOUNT),
+    c.NUMBER_INCOMING_RATE_PER_MINUTE.name: ("incoming_rate", ValueKind.AMOUNT),
+    c.NUMBER_BILLING_INCREMENT_SECONDS.name: ("billing_unit", ValueKind.AMOUNT),
 }
 if set(NUMBER_VALUES) != set(NUMBER_LINES):
     raise ValueError(
@@ -247,7 +247,7 @@ def _render_numbers(columns: NumberColumns, sub: str, esc: Memo[str, str]) -> di
 def _render_number_family(
     template: NumberLine,
     value_field: str | None,
-    kind: Value,
+    kind: ValueKind,
     columns: NumberColumns,
     msisdns: list[str],
     sub: str,
@@ -261,19 +261,19 @@ def _render_number_family(
     head_columns = labels[: len(template.head_labels)]
     end_columns = labels[len(template.head_labels) :]
     heads = _filled(template.head, head_columns, sub, esc)
-    if kind is Value.ONE:
+    if kind is ValueKind.ONE:
         return _lines([heads, msisdns, _filled(template.end + "1.0\n", end_columns, sub, esc)])
     ends = _filled(template.end, end_columns, sub, esc)
-    if kind is Value.TIME:  # nearly all distinct: formatted in bulk, a chunk at a time
+    if kind is ValueKind.TIME:  # nearly all distinct: formatted in bulk, a chunk at a time
         return _lines([heads, msisdns, ends], times=values)
     if isinstance(ends, str):  # the same end on every line: the value's text is appended to it
         return _lines([heads, msisdns, _value_texts(kind, ends, values)])
     return _lines([heads, msisdns, ends, _value_texts(kind, "", values)])
 
 
-def _value_texts(kind: Value, before: str, values: list) -> list[str]:
+def _value_texts(kind: ValueKind, before: str, values: list) -> list[str]:
     """`before`, the value and a newline, per value."""
-    if kind is Value.FLAG:
+    if kind is ValueKind.FLAG:
         flags = {value: f"{before}{text}" for value, text in _FLAGS.items()}
         return list(map(flags.__getitem__, values))
     texts = Memo(lambda value: f"{before}{floatToGoString(value)}\n")
@@ -296,7 +296,7 @@ def _without_none(msisdns: list[str], values: list, *others: list) -> tuple[list
     """The msisdns, values and other columns of the numbers whose value is not None."""
     if None not in values:
         return (msisdns, values, *others)
-    keep = list(map(is_not, values, repeat(None)))
+    keep = list(map(is_not, values, repeat(None)))  # value is not None, per number
     return tuple(list(compress(column, keep)) for column in (msisdns, values, *others))
 
 
@@ -338,7 +338,7 @@ def _go_float_lines(values: list[float]) -> list[str]:
     return [f"{floatToGoString(value)}\n" for value in values]
 
 
-def render_targets(
+def render_scrapes(
     scrapes: Sequence[SubaccountScrape], now: float, *, head: bytes = b""
 ) -> list[TextPart]:
     """The exposition text for the given scrape outcomes, after `head`, as parts in order.

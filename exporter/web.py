@@ -21,7 +21,7 @@ from exporter import __version__
 from exporter.client import ApiClient
 from exporter.config import SUBACCOUNT_PATTERN, Settings
 from exporter.encoding import gzip_body, plain_body
-from exporter.exposition import SubaccountScrape, render_targets
+from exporter.exposition import SubaccountScrape, render_scrapes
 from exporter.logs import log_event
 from exporter.scraper import SubaccountScraper
 from exporter.selfmetrics import SelfMetrics
@@ -198,7 +198,7 @@ def _exposition(
     head: bytes = b"",
 ) -> Iterable[bytes]:
     headers = [("Content-Type", CONTENT_TYPE_LATEST)]
-    parts = render_targets(samples, time.time(), head=head)
+    parts = render_scrapes(samples, time.time(), head=head)
     if "gzip" in environ.get("HTTP_ACCEPT_ENCODING", ""):
         # gzip reuses the inventory's pieces, compressed once per API response (level 1).
         chunks = gzip_body(parts)

@@ -15,7 +15,7 @@ from fakeapi import number, numbers_body
 from exporter import catalogue as c
 from exporter import exposition
 from exporter.encoding import plain_body
-from exporter.exposition import SubaccountScrape, render_inventory, render_targets
+from exporter.exposition import SubaccountScrape, render_inventory, render_scrapes
 from exporter.model import parse_inventory
 
 NOW = 1719820000.0
@@ -73,7 +73,7 @@ def rendered_text() -> str:
         for sub in ("acme-prod", 'we"ird\\sub')
     ]
     scrapes.append(SubaccountScrape("acme-down", False, 0.1))
-    return b"".join(plain_body(render_targets(scrapes, NOW))).decode()
+    return b"".join(plain_body(render_scrapes(scrapes, NOW))).decode()
 
 
 def test_every_rendered_line_agrees_with_the_catalogue():

@@ -2,7 +2,7 @@
 
 A reference collector yields the same families from the same `Inventory` through
 prometheus_client's `Metric` and `generate_latest` (family names, help, types and label names
-from the catalogue; values computed here on their own); the exporter's `render_targets` output
+from the catalogue; values computed here on their own); the exporter's `render_scrapes` output
 must be equal byte for byte, parse with the library's own parser, and its gzip form must
 inflate to the same bytes. The body is deliberately varied (several countries, types, statuses including unknown
 ones, missing fields, quotes, backslashes, newlines and unicode in label values, odd numbers
@@ -30,7 +30,7 @@ from prometheus_client.utils import floatToGoString
 from exporter import catalogue as c
 from exporter import exposition
 from exporter.encoding import gzip_body, plain_body
-from exporter.exposition import SubaccountScrape, render_inventory, render_targets
+from exporter.exposition import SubaccountScrape, render_inventory, render_scrapes
 from exporter.model import KNOWN_STATUSES, Inventory, parse_inventory
 
 NOW = 1_764_170_000.25
@@ -228,7 +228,7 @@ def scrape_outcomes(
 @pytest.mark.parametrize("per_number", [True, False], ids=["per-number", "aggregates-only"])
 def test_exposition_is_byte_for_byte_generate_latest(body, per_number):
     outcomes = scrape_outcomes(body, per_number)
-    ours = b"".join(plain_body(render_targets([sample for sample, _ in outcomes], NOW)))
+    ours = b"".join(plain_body(render_scrapes([sample for sample, _ in outcomes], NOW)))
     reference = reference_exposition(outcomes, NOW)
     assert ours == reference
     # The body really is varied: escaped values, unknowns and both kinds of times made it in.
@@ -241,7 +241,7 @@ def test_exposition_is_byte_for_byte_generate_latest(body, per_number):
 
 def test_exposition_parses_with_the_library_parser(body):
     outcomes = scrape_outcomes(body, True)
-    text = b"".join(plain_body(render_targets([sample for sample, _ in outcomes], NOW))).decode()
+    text = b"".join(plain_body(render_scrapes([sample for sample, _ in outcomes], NOW))).decode()
     families = {f.name: f for f in text_string_to_metric_families(text)}
     assert set(families) == {family.name for family in c.FAMILIES}
     listed = int(parse_inventory(body).listed)
@@ -260,15 +260,15 @@ def test_exposition_parses_with_the_library_parser(body):
 def test_gzip_response_inflates_to_the_plain_one(body, per_number):
     samples = [sample for sample, _ in scrape_outcomes(body, per_number)]
     head = b"# the exporter's own metrics come first\n"
-    plain = b"".join(plain_body(render_targets(samples, NOW, head=head)))
-    first = b"".join(gzip_body(render_targets(samples, NOW, head=head)))
-    again = b"".join(gzip_body(render_targets(samples, NOW, head=head)))
+    plain = b"".join(plain_body(render_scrapes(samples, NOW, head=head)))
+    first = b"".join(gzip_body(render_scrapes(samples, NOW, head=head)))
+    again = b"".join(gzip_body(render_scrapes(samples, NOW, head=head)))
     assert gzip.decompress(first) == plain  # checks the combined CRC-32 and the length too
     assert again == first
     # Once deflated, the text is kept only deflated: the plain form comes from inflating it.
-    assert b"".join(plain_body(render_targets(samples, NOW, head=head))) == plain
-    later = b"".join(gzip_body(render_targets(samples, NOW + 60)))
-    assert gzip.decompress(later) == b"".join(plain_body(render_targets(samples, NOW + 60)))
+    assert b"".join(plain_body(render_scrapes(samples, NOW, head=head))) == plain
+    later = b"".join(gzip_body(render_scrapes(samples, NOW + 60)))
+    assert gzip.decompress(later) == b"".join(plain_body(render_scrapes(samples, NOW + 60)))
 
 
 def test_check_age_is_rendered_per_scrape_from_cached_pieces(body):
@@ -276,7 +276,7 @@ def test_check_age_is_rendered_per_scrape_from_cached_pieces(body):
     name = b"eightbyeight_health_check_age_seconds{"
 
     def ages(now: float) -> list[float]:
-        text = gzip.decompress(b"".join(gzip_body(render_targets(samples, now))))
+        text = gzip.decompress(b"".join(gzip_body(render_scrapes(samples, now))))
         return [
             float(line.rsplit(b" ", 1)[1]) for line in text.splitlines() if line.startswith(name)
         ]

@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 
 from exporter.encoding import gzip_body
-from exporter.exposition import SubaccountScrape, render_inventory, render_targets
+from exporter.exposition import SubaccountScrape, render_inventory, render_scrapes
 from exporter.model import parse_inventory
 from exporter.simulator import list_body
 
@@ -39,7 +39,7 @@ def scrape(body: bytes, now: float) -> list[bytes]:
     """What one cold scrape of a client accepting gzip costs the exporter, network aside."""
     rendered = render_inventory(parse_inventory(body), "perf-smoke")
     sample = SubaccountScrape("perf-smoke", True, 0.1, rendered, now)
-    return gzip_body(render_targets([sample], now))
+    return gzip_body(render_scrapes([sample], now))
 
 
 def test_scrape_of_2000_numbers_stays_within_an_order_of_magnitude_of_json_loads():

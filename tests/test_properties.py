@@ -15,7 +15,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from exporter.config import SUBACCOUNT_PATTERN
 from exporter.encoding import gzip_body, plain_body
 from exporter.errors import REASONS, FetchError
-from exporter.exposition import SubaccountScrape, render_inventory, render_targets
+from exporter.exposition import SubaccountScrape, render_inventory, render_scrapes
 from exporter.model import Inventory, parse_inventory
 
 # A 200 body can only fail as invalid_response or as the reason of an error envelope it holds.
@@ -180,7 +180,7 @@ def test_rendered_output_parses_with_prometheus_parser(doc, subaccount, per_numb
         return
     rendered = render_inventory(inventory, subaccount, per_number)
     target = SubaccountScrape(subaccount, True, 0.25, rendered, 1.7e9)
-    text = b"".join(plain_body(render_targets([target], now))).decode("utf-8")
+    text = b"".join(plain_body(render_scrapes([target], now))).decode("utf-8")
 
     seen: dict[tuple[str, frozenset], float] = {}
     info_msisdns = set()
@@ -204,7 +204,7 @@ def test_rendered_output_parses_with_prometheus_parser(doc, subaccount, per_numb
         assert not info_msisdns
 
     # The gzip response carries exactly the same bytes.
-    zipped = b"".join(gzip_body(render_targets([target], now)))
+    zipped = b"".join(gzip_body(render_scrapes([target], now)))
     assert gzip.decompress(zipped).decode("utf-8") == text
 
 
@@ -212,7 +212,7 @@ def test_rendered_output_parses_with_prometheus_parser(doc, subaccount, per_numb
 @given(subaccounts, st.booleans(), st.one_of(st.none(), st.floats(0, 2e9)))
 def test_failed_scrape_renders_parseable_output(subaccount, up, last_success):
     text = b"".join(
-        plain_body(render_targets([SubaccountScrape(subaccount, up, 0.1, None, last_success)], 0))
+        plain_body(render_scrapes([SubaccountScrape(subaccount, up, 0.1, None, last_success)], 0))
     )
     families = {f.name: f for f in text_string_to_metric_families(text.decode())}
     assert families["eightbyeight_up"].samples[0].value == (1.0 if up else 0.0)
