@@ -11,13 +11,10 @@ import json
 import socket
 import threading
 import time
-from collections import namedtuple
 from collections.abc import Callable
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-
-from exporter.model import Inventory
 
 
 @dataclass
@@ -71,14 +68,6 @@ def numbers_body(records: list[Any], total: int | None = None, **extra: Any) -> 
     }
     doc.update(extra)
     return doc
-
-
-def number_rows(inventory: Inventory) -> list[Any]:
-    """The inventory's per-number columns as one named row per number, for assertions."""
-    columns = inventory.columns
-    names = [f.name for f in fields(columns)]
-    row = namedtuple("NumberRow", names)
-    return [row(*values) for values in zip(*(getattr(columns, n) for n in names), strict=True)]
 
 
 class FakeApi:

@@ -10,13 +10,13 @@ import json
 import re
 
 import pytest
-from fakeapi import number, numbers_body
 
 from exporter import catalogue as c
 from exporter import exposition
 from exporter.encoding import plain_body
 from exporter.exposition import SubaccountScrape, render_inventory, render_scrapes
 from exporter.model import parse_inventory
+from exporter.simulator import list_body
 
 NOW = 1719820000.0
 ODD = 'Mo"bi\\le\nx, {y}="z"'  # escaped characters, and text that looks like labels
@@ -61,13 +61,15 @@ def disagreement(line: str) -> str | None:
 
 def rendered_text() -> str:
     """Two subaccounts with every family present, one with hostile label values."""
-    records = [
-        number("+6531230001"),
-        number("+6531230002", numberType=ODD, referenceId=ODD, operationalStatus="Porting"),
-        number('+65"3\\', billingCurrency=ODD, countryCode=ODD),
-        number("+6531230004", numberHealth={"isHealthy": False, "status": ODD}),
+    doc = list_body(5, "acme-prod", 40, NOW, "http://127.0.0.1:9")
+    first = doc["numbers"][0]
+    doc["numbers"] += [
+        {**first, "msisdn": "+6531230002", "numberType": ODD, "referenceId": ODD},
+        {**first, "msisdn": '+65"3\\', "billingCurrency": ODD, "countryCode": ODD},
+        {**first, "msisdn": "+6531230004", "operationalStatus": "Porting"},
+        {**first, "msisdn": "+6531230005", "numberHealth": {"isHealthy": False, "status": ODD}},
     ]
-    inventory = parse_inventory(json.dumps(numbers_body(records, total=5)).encode())
+    inventory = parse_inventory(json.dumps(doc).encode())
     scrapes = [
         SubaccountScrape(sub, True, 0.5, render_inventory(inventory, sub), NOW - 3)
         for sub in ("acme-prod", 'we"ird\\sub')
@@ -145,7 +147,7 @@ def test_a_label_declared_without_a_value_fails_naming_family_and_label(monkeypa
     family = c.VIRTUAL_NUMBERS_HEALTHY
     with_region = c.Family(family.name, family.help, (*family.labels[:2], "region", c.SUBACCOUNT))
     monkeypatch.setitem(exposition.PREFIXES, family.name, exposition._prefix(with_region))
-    inventory = parse_inventory(json.dumps(numbers_body([number()])).encode())
+    inventory = parse_inventory(json.dumps(list_body(5, "acme-prod", 3, NOW, "http://x")).encode())
     with pytest.raises(
         KeyError, match="eightbyeight_virtual_numbers_healthy: no value for label 'region'"
     ):

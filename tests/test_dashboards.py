@@ -25,8 +25,6 @@ import pytest
 import yaml
 from support import REPO, find_tool
 
-from exporter import catalogue
-
 DASHBOARD_DIR = REPO / "grafana" / "dashboards"
 PROVISIONING_DIR = REPO / "grafana" / "provisioning"
 RULES_DIR = REPO / "prometheus" / "rules"
@@ -43,12 +41,36 @@ DATASOURCE_REF = {"type": "prometheus", "uid": "${datasource}"}
 
 # ---------------------------------------------------------------------------------------
 # The exporter's metric contract: metric name -> labels besides the target labels that
-# Prometheus adds (job, instance). The per-subaccount families come from the catalogue;
-# `subaccount` is on every one of them.
+# Prometheus adds (job, instance). `subaccount` is on every target metric.
 # ---------------------------------------------------------------------------------------
+_GROUP = frozenset({"subaccount", "country", "number_type"})
 _ONE = frozenset({"subaccount"})
+_NUMBER = frozenset({"subaccount", "msisdn"})
 METRIC_LABELS: dict[str, frozenset[str]] = {
-    **{family.name: frozenset(family.labels) for family in catalogue.FAMILIES},
+    "eightbyeight_up": _ONE,
+    "eightbyeight_scrape_duration_seconds": _ONE,
+    "eightbyeight_invalid_records": _ONE,
+    "eightbyeight_last_success_timestamp_seconds": _ONE,
+    "eightbyeight_virtual_numbers": _ONE,
+    "eightbyeight_virtual_numbers_listed": _ONE,
+    "eightbyeight_virtual_numbers_by_status": _GROUP | {"operational_status"},
+    "eightbyeight_virtual_numbers_expiring": _GROUP,
+    "eightbyeight_virtual_numbers_healthy": _GROUP,
+    "eightbyeight_virtual_numbers_unhealthy": _GROUP,
+    "eightbyeight_virtual_numbers_health_unknown": _GROUP,
+    "eightbyeight_virtual_numbers_health_check_disabled": _GROUP,
+    "eightbyeight_health_check_age_seconds": _GROUP,
+    "eightbyeight_last_updated_timestamp_seconds": _ONE,
+    "eightbyeight_monthly_rental_cost": _GROUP | {"currency"},
+    "eightbyeight_number_info": _NUMBER
+    | {"country", "number_type", "operational_status", "health_status", "reference_id"}
+    | {"currency"},
+    "eightbyeight_number_healthy": _NUMBER,
+    "eightbyeight_number_health_check_enabled": _NUMBER,
+    "eightbyeight_number_health_last_checked_timestamp_seconds": _NUMBER,
+    "eightbyeight_number_rental_price": _NUMBER | {"currency"},
+    "eightbyeight_number_incoming_rate_per_minute": _NUMBER | {"currency"},
+    "eightbyeight_number_billing_increment_seconds": _NUMBER,
     "eightbyeight_api_requests_total": _ONE,
     "eightbyeight_api_request_failures_total": _ONE | {"reason"},
     "eightbyeight_api_request_duration_seconds_bucket": _ONE | {"le"},

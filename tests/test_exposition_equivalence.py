@@ -16,10 +16,11 @@ import gzip
 import json
 import math
 import random
+from collections import namedtuple
+from dataclasses import fields
 from datetime import UTC, datetime
 
 import pytest
-from fakeapi import number_rows
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry, generate_latest
@@ -120,6 +121,15 @@ def varied_body(count: int = 5000, seed: int = 7, odd_times: bool = False) -> by
         "statusMessage": "OK",
     }
     return json.dumps(doc, ensure_ascii=False).encode()
+
+
+def number_rows(inventory: Inventory) -> list:
+    """The inventory's per-number columns as one named row per number, for assertions."""
+    names = [f.name for f in fields(inventory.columns)]
+    row = namedtuple("NumberRow", names)
+    return [
+        row(*values) for values in zip(*(getattr(inventory.columns, n) for n in names), strict=True)
+    ]
 
 
 # --- the reference collector ---------------------------------------------------------------

@@ -1,10 +1,12 @@
 """The response model: what counts, what is skipped, what fails the whole response."""
 
 import json
+from collections import namedtuple
+from dataclasses import fields
 from datetime import UTC, datetime
 
 import pytest
-from fakeapi import number, number_rows, numbers_body
+from fakeapi import number, numbers_body
 
 from exporter.errors import FetchError
 from exporter.model import parse_inventory, parse_timestamp
@@ -12,6 +14,15 @@ from exporter.model import parse_inventory, parse_timestamp
 
 def parse(doc, **kwargs):
     return parse_inventory(json.dumps(doc).encode(), **kwargs)
+
+
+def number_rows(inventory) -> list:
+    """The inventory's per-number columns as one named row per number, for assertions."""
+    names = [f.name for f in fields(inventory.columns)]
+    row = namedtuple("NumberRow", names)
+    return [
+        row(*values) for values in zip(*(getattr(inventory.columns, n) for n in names), strict=True)
+    ]
 
 
 def test_good_response_is_folded_into_groups_and_rows():
