@@ -21,8 +21,8 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from typing import Protocol
 
-from exporter.collector import RenderedInventory, TargetSample, render_inventory
 from exporter.errors import FetchError, ResponseError
+from exporter.exposition import RenderedInventory, SubaccountScrape, render_inventory
 from exporter.logs import log_event
 from exporter.model import parse_inventory
 from exporter.selfmetrics import SelfMetrics
@@ -87,7 +87,7 @@ class SubaccountScraper:
         self._last_good: _Fetched | None = None
         self._last_success: float | None = None
 
-    def scrape(self, timeout: float) -> TargetSample:
+    def scrape(self, timeout: float) -> SubaccountScrape:
         """One scrape of this subaccount, answered within `timeout` seconds."""
         started = self.clock.monotonic()
         with self._lock:
@@ -126,7 +126,7 @@ class SubaccountScraper:
             if self.cache_ttl > 0 or self.serve_stale_for > 0:
                 self._last_good = fetched
 
-    def _failed_sample(self, started: float) -> TargetSample:
+    def _failed_sample(self, started: float) -> SubaccountScrape:
         good = self._last_good
         stale = None
         if (
@@ -139,8 +139,8 @@ class SubaccountScraper:
 
     def _sample(
         self, up: bool, started: float, inventory: RenderedInventory | None
-    ) -> TargetSample:
-        return TargetSample(
+    ) -> SubaccountScrape:
+        return SubaccountScrape(
             self.subaccount,
             up,
             self.clock.monotonic() - started,
@@ -249,7 +249,7 @@ class Scrapers:
             return len(self._probed)
 
 
-def scrape_all(scrapers: Sequence[SubaccountScraper], timeout: float) -> list[TargetSample]:
+def scrape_all(scrapers: Sequence[SubaccountScraper], timeout: float) -> list[SubaccountScrape]:
     """Scrape subaccounts in parallel; one subaccount is scraped in the calling thread."""
     if len(scrapers) <= 1:
         return [scraper.scrape(timeout) for scraper in scrapers]

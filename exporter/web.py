@@ -15,8 +15,9 @@ from typing import Any
 from urllib.parse import parse_qs, quote
 
 from exporter import __version__
-from exporter.collector import TargetSample, render_targets
 from exporter.config import SUBACCOUNT_PATTERN, Settings
+from exporter.encoding import gzip_body, plain_body
+from exporter.exposition import SubaccountScrape, render_scrapes
 from exporter.logs import log_event
 from exporter.scraper import Scrapers, scrape_all
 from exporter.selfmetrics import SelfMetrics
@@ -131,15 +132,17 @@ class ExporterApp:
 def _exposition(
     environ: dict[str, Any],
     start_response: StartResponse,
-    samples: list[TargetSample],
+    samples: list[SubaccountScrape],
     head: bytes = b"",
 ) -> Iterable[bytes]:
     headers = [("Content-Type", CONTENT_TYPE_LATEST)]
-    # gzip reuses the inventory's pieces, compressed once per API response (level 1).
-    gzip = "gzip" in environ.get("HTTP_ACCEPT_ENCODING", "")
-    chunks = render_targets(samples, time.time(), head=head, gzip=gzip)
-    if gzip:
+    parts = render_scrapes(samples, time.time(), head=head)
+    if "gzip" in environ.get("HTTP_ACCEPT_ENCODING", ""):
+        # gzip reuses the inventory's pieces, compressed once per API response (level 1).
+        chunks = gzip_body(parts)
         headers.append(("Content-Encoding", "gzip"))
+    else:
+        chunks = plain_body(parts)
     headers.append(("Content-Length", str(sum(len(c) for c in chunks))))
     start_response("200 OK", headers)
     if environ.get("REQUEST_METHOD") == "HEAD":

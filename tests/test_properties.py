@@ -12,9 +12,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from prometheus_client.parser import text_string_to_metric_families
 
-from exporter.collector import TargetSample, render_inventory, render_targets
 from exporter.config import SUBACCOUNT_PATTERN
+from exporter.encoding import gzip_body, plain_body
 from exporter.errors import REASONS, ResponseError
+from exporter.exposition import SubaccountScrape, render_inventory, render_scrapes
 from exporter.model import Inventory, parse_inventory
 
 # A 200 body can only fail as invalid_response or as the reason of an error envelope it holds.
@@ -178,8 +179,8 @@ def test_rendered_output_parses_with_prometheus_parser(doc, subaccount, per_numb
     except ResponseError:
         return
     rendered = render_inventory(inventory, subaccount, per_number)
-    target = TargetSample(subaccount, True, 0.25, rendered, 1.7e9)
-    text = b"".join(render_targets([target], now)).decode("utf-8")
+    target = SubaccountScrape(subaccount, True, 0.25, rendered, 1.7e9)
+    text = b"".join(plain_body(render_scrapes([target], now))).decode("utf-8")
 
     seen: dict[tuple[str, frozenset], float] = {}
     info_msisdns = set()
@@ -203,14 +204,16 @@ def test_rendered_output_parses_with_prometheus_parser(doc, subaccount, per_numb
         assert not info_msisdns
 
     # The gzip response carries exactly the same bytes.
-    zipped = b"".join(render_targets([target], now, gzip=True))
+    zipped = b"".join(gzip_body(render_scrapes([target], now)))
     assert gzip.decompress(zipped).decode("utf-8") == text
 
 
 @settings(max_examples=100, deadline=None)
 @given(subaccounts, st.booleans(), st.one_of(st.none(), st.floats(0, 2e9)))
 def test_failed_scrape_renders_parseable_output(subaccount, up, last_success):
-    text = b"".join(render_targets([TargetSample(subaccount, up, 0.1, None, last_success)], 0))
+    text = b"".join(
+        plain_body(render_scrapes([SubaccountScrape(subaccount, up, 0.1, None, last_success)], 0))
+    )
     families = {f.name: f for f in text_string_to_metric_families(text.decode())}
     assert families["eightbyeight_up"].samples[0].value == (1.0 if up else 0.0)
     assert ("eightbyeight_last_success_timestamp_seconds" in families) == (last_success is not None)
