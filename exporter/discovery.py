@@ -36,7 +36,7 @@ StartResponse = Callable[..., Any]
 def discovered_subaccounts(settings: Settings) -> list[str]:
     """Configured subaccounts first, then allow-listed ones; none that /probe would refuse."""
     allowed = settings.probe_allowed
-    subaccounts = [t.subaccount for t in settings.targets]
+    subaccounts = [config.subaccount for config in settings.subaccounts]
     if allowed is not None:
         subaccounts = [s for s in subaccounts if s in allowed]
         subaccounts += sorted(allowed.difference(subaccounts))

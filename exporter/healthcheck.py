@@ -20,8 +20,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import NoReturn
 
-from exporter.config import DEFAULT_LISTEN_ADDRESS, ConfigError, parse_duration
-from exporter.server import parse_listen_address
+from exporter.config import (
+    DEFAULT_LISTEN_ADDRESS,
+    ConfigError,
+    parse_duration,
+    parse_listen_address,
+)
 from exporter.webconfig import load_web_config
 
 PROG = "eightbyeight-exporter healthcheck"
@@ -131,7 +135,8 @@ def endpoint(listen_address: str, web_config_file: str | None) -> Endpoint:
                 host = "::1" if address.version == 6 else "127.0.0.1"
     tls = False
     if web_config_file:
-        tls = load_web_config(web_config_file).tls is not None
+        # The exporter serves TLS exactly when its web config yields a TLS context.
+        tls = load_web_config(web_config_file).tls_context is not None
     return Endpoint(host, port, tls)
 
 

@@ -22,9 +22,17 @@ from pathlib import Path
 import pytest
 import requests
 import yaml
-from containers import BUILD_SECONDS, container_logs, podman
-from stack import query
-from support import IN_CI, REPO, free_port, wait_until
+
+from tests.harness import (
+    BUILD_SECONDS,
+    IN_CI,
+    REPO,
+    container_logs,
+    free_port,
+    podman,
+    query,
+    wait_until,
+)
 
 # A first run builds the stand-in and exporter images inside the fixtures: minutes.
 pytestmark = [pytest.mark.container, pytest.mark.slow, pytest.mark.timeout(900)]

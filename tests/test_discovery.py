@@ -15,10 +15,6 @@ from typing import Any
 import pytest
 import requests
 import yaml
-from reliability_support import InProcessExporter
-from stack import exporter_process, query
-from support import REPO, find_tool, free_port, running_process, wait_until
-from test_webconfig import bcrypt_hash
 
 from exporter.discovery import (
     DISCOVERY_PATH,
@@ -27,6 +23,17 @@ from exporter.discovery import (
     target_groups,
 )
 from exporter.simulator import Simulator
+from tests.harness import (
+    REPO,
+    InProcessExporter,
+    bcrypt_hash,
+    exporter_reading,
+    find_tool,
+    free_port,
+    query,
+    running_process,
+    wait_until,
+)
 
 KEY = "sd-test-key-2718"
 README_ADDRESS = "eightbyeight-exporter:9881"
@@ -178,7 +185,7 @@ def exporter(tmp_path):
     subaccounts = dict.fromkeys(SUBACCOUNTS, 5)
     with Simulator(subaccounts=subaccounts, api_key=KEY, seed=3) as sim:
         args = [f"--subaccount={s}" for s in SUBACCOUNTS]
-        with exporter_process(tmp_path, sim.base_url, KEY, *args) as url:
+        with exporter_reading(tmp_path, sim.base_url, KEY, *args) as url:
             yield url.removeprefix("http://")
 
 
@@ -250,13 +257,11 @@ def test_two_hashmod_shards_split_the_subaccounts(exporter, tmp_path):
 def test_discovery_sits_behind_the_web_configs_basic_auth(tmp_path):
     web = tmp_path / "web.yml"
     web.write_text(f"basic_auth_users:\n  prometheus: '{bcrypt_hash('sd-password')}'\n")
-    with Simulator(subaccounts={"acme-prod": 1}, api_key=KEY, seed=1) as sim:
-        argv = ["--subaccount=acme-prod", f"--web.config.file={web}"]
-        with exporter_process(tmp_path, sim.base_url, KEY, *argv) as url:
-            anonymous = requests.get(url + DISCOVERY_PATH, timeout=10)
-            allowed = requests.get(
-                url + DISCOVERY_PATH, auth=("prometheus", "sd-password"), timeout=10
-            )
+    # Built as the CLI builds it (exporter/app.py): the web config wraps every route.
+    argv = ["--subaccount=acme-prod", f"--web.config.file={web}"]
+    with InProcessExporter(argv, api_key=KEY) as exporter:
+        anonymous = exporter.get(DISCOVERY_PATH, timeout=10)
+        allowed = exporter.get(DISCOVERY_PATH, auth=("prometheus", "sd-password"), timeout=10)
     assert anonymous.status_code == 401
     assert allowed.status_code == 200
     assert [g["labels"]["subaccount"] for g in allowed.json()] == ["acme-prod"]

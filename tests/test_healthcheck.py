@@ -1,5 +1,6 @@
 """`eightbyeight-exporter healthcheck`: finding the running exporter's address and TLS, and
-asking its /-/healthy (real exporter processes, plain and TLS, on free loopback ports)."""
+asking its /-/healthy: exporters in this process for the fast tests, real exporter processes
+(plain and TLS) for the slow ones, all on free loopback ports."""
 
 from __future__ import annotations
 
@@ -8,9 +9,8 @@ import sys
 
 import pytest
 import requests
-from reliability_support import exporter_process
-from support import free_port
 
+from exporter.cli import main
 from exporter.healthcheck import (
     Endpoint,
     endpoint,
@@ -19,6 +19,7 @@ from exporter.healthcheck import (
     running_exporter_args,
     served_flags,
 )
+from tests.harness import InProcessExporter, exporter_process, free_port
 
 
 @pytest.mark.parametrize(
@@ -117,6 +118,37 @@ def healthcheck(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+def run_healthcheck(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    """The subcommand as `eightbyeight-exporter healthcheck` dispatches it, in this process."""
+    returncode = main(["healthcheck", *args])
+    out, err = capsys.readouterr()
+    return returncode, out, err
+
+
+def test_healthy_on_plain_http_and_on_tls(pki, tmp_path, capsys):
+    web = tmp_path / "web.yml"
+    web.write_text(
+        f"tls_server_config:\n  cert_file: {pki.server_cert}\n  key_file: {pki.server_key}\n"
+    )
+    with InProcessExporter(["--subaccount=acme-prod"]) as plain:
+        address = plain.url.removeprefix("http://")
+        returncode, out, err = run_healthcheck(capsys, f"--web.listen-address={address}")
+    assert returncode == 0, err
+    assert out == f"eightbyeight-exporter healthcheck: healthy: http://{address}/-/healthy\n"
+    with InProcessExporter(["--subaccount=acme-prod", f"--web.config.file={web}"]) as tls:
+        address = tls.url.removeprefix("http://")
+        returncode, out, err = run_healthcheck(
+            capsys, f"--web.listen-address={address}", f"--web.config.file={web}"
+        )
+        plain_to_tls = run_healthcheck(
+            capsys, f"--web.listen-address={address}", "--web.config.file="
+        )
+    assert returncode == 0, err
+    assert out == f"eightbyeight-exporter healthcheck: healthy: https://{address}/-/healthy\n"
+    assert plain_to_tls[0] == 1  # plain HTTP to a TLS port is no answer
+
+
+@pytest.mark.slow
 def test_healthy_exporter_on_plain_http(tmp_path):
     with exporter_process(["--demo"], {}, tmp_path / "exporter.log") as (url, _):
         result = healthcheck(f"--web.listen-address={url.removeprefix('http://')}")
@@ -124,6 +156,7 @@ def test_healthy_exporter_on_plain_http(tmp_path):
     assert result.stdout.startswith("eightbyeight-exporter healthcheck: healthy: http://127.0.0.1:")
 
 
+@pytest.mark.slow
 def test_healthy_exporter_on_tls(pki, tmp_path):
     web = tmp_path / "web.yml"
     web.write_text(
@@ -144,11 +177,13 @@ def test_healthy_exporter_on_tls(pki, tmp_path):
     assert plain.returncode == 1  # plain HTTP to a TLS port is no answer
 
 
-def test_unhealthy_when_nothing_listens():
-    result = healthcheck(f"--web.listen-address=127.0.0.1:{free_port()}", "--web.config.file=")
-    assert result.returncode == 1
-    assert result.stdout == ""
-    lines = result.stderr.splitlines()
+def test_unhealthy_when_nothing_listens(capsys):
+    returncode, out, err = run_healthcheck(
+        capsys, f"--web.listen-address=127.0.0.1:{free_port()}", "--web.config.file="
+    )
+    assert returncode == 1
+    assert out == ""
+    lines = err.splitlines()
     assert len(lines) == 1
     assert lines[0].startswith("eightbyeight-exporter healthcheck: unhealthy: http://127.0.0.1:")
 
@@ -161,9 +196,10 @@ def test_unhealthy_when_nothing_listens():
         (["--web.config.file=/nonexistent/web.yml"], "does not exist"),
     ],
 )
-def test_bad_flags_are_one_line(args, message):
-    result = healthcheck("--web.listen-address=:1", *args)
-    assert result.returncode == 1
-    assert len(result.stderr.splitlines()) == 1
-    assert message in result.stderr
-    assert "Traceback" not in result.stderr
+def test_bad_flags_are_one_line(args, message, capsys):
+    returncode, out, err = run_healthcheck(capsys, "--web.listen-address=:1", *args)
+    assert returncode == 1
+    assert out == ""
+    assert len(err.splitlines()) == 1
+    assert message in err
+    assert "Traceback" not in err

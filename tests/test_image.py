@@ -10,18 +10,21 @@ import json
 
 import pytest
 import requests
-import test_kubernetes as kubernetes
 import yaml
-from containers import (
+
+from tests import test_kubernetes as kubernetes
+from tests.harness import (
     BUILD_SECONDS,
     PREFIX,
     container_logs,
+    free_port,
+    parse_samples,
     podman,
     running_container,
+    value,
+    wait_until,
 )
-from reliability_support import parse_samples, value
-from support import free_port, wait_until
-from test_container import dockerfile_healthcheck
+from tests.test_container import dockerfile_healthcheck
 
 # A first run builds the stand-in and exporter images inside the fixtures: minutes.
 pytestmark = [pytest.mark.container, pytest.mark.slow, pytest.mark.timeout(900)]

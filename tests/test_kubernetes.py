@@ -24,10 +24,10 @@ import jsonschema
 import kubernetes_validate
 import pytest
 import yaml
-from reliability_support import InProcessExporter
-from support import REPO, find_tool
 
-from exporter.cli import build_parser, settings_from_args
+from exporter.cli import build_parser
+from exporter.config import settings_from_flags
+from tests.harness import REPO, InProcessExporter, find_tool
 
 KUBERNETES = REPO / "deploy" / "kubernetes"
 OVERLAYS = {"base": KUBERNETES / "base", "two-replicas": KUBERNETES / "overlays" / "two-replicas"}
@@ -224,12 +224,12 @@ def exporter_settings(tmp_path: Path, overlay: str = "base") -> Any:
 
     args = [local(arg) for arg in spec["args"]]
     env = {e["name"]: local(e["value"]) for e in spec["env"]}
-    return args, env, settings_from_args(build_parser().parse_args(args), env)
+    return args, env, settings_from_flags(build_parser().parse_args(args), env)
 
 
 def test_deployment_args_are_a_valid_exporter_configuration(tmp_path):
     _, _, settings = exporter_settings(tmp_path)
-    assert [t.subaccount for t in settings.targets] == ["acme-prod", "acme-dev"]
+    assert [s.subaccount for s in settings.subaccounts] == ["acme-prod", "acme-dev"]
     assert settings.api_key is not None
 
 

@@ -11,7 +11,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from support import REPO, find_tool
+
+from tests.harness import REPO, find_tool
 
 UNIT = REPO / "deploy" / "systemd" / "eightbyeight-exporter.service"
 ENV_FILE = REPO / "deploy" / "systemd" / "eightbyeight-exporter.env"
