@@ -110,7 +110,7 @@ def test_connection_error_and_timeout_have_their_reasons():
     [
         {"statusMessage": f"token {KEY} invalid"},
         {"message": f"Bearer {KEY}"},
-        {"error": "x" * 190 + f" {KEY}"},  # the key must go before the text is trimmed
+        {"error": "x" * 185 + f" {KEY}"},  # the key must go before the text is trimmed
     ],
 )
 @responses.activate
