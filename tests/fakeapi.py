@@ -25,6 +25,7 @@ class Reply:
     delay: float = 0.0
     reset_after: int | None = None  # send this many body bytes, then reset the connection
     hang: bool = False  # never answer (until the server stops)
+    length: bool = True  # False: no Content-Length; the body ends when the connection closes
 
     @classmethod
     def json(cls, doc: Any, status: int = 200, **kwargs: Any) -> Reply:
@@ -115,7 +116,10 @@ class FakeApi:
         handler.send_response(reply.status)
         for name, value in reply.headers.items():
             handler.send_header(name, value)
-        if "Content-Length" not in reply.headers:
+        if not reply.length:
+            handler.send_header("Connection", "close")
+            handler.close_connection = True
+        elif "Content-Length" not in reply.headers:
             handler.send_header("Content-Length", str(len(reply.body)))
         handler.end_headers()
         if reply.reset_after is not None:
