@@ -1,6 +1,7 @@
 """Configuration file, key files, durations and sizes."""
 
 import os
+import re
 
 import pytest
 
@@ -75,6 +76,10 @@ def test_empty_config_file_is_valid(tmp_path):
         ("subaccounts: [{id: acme-prod, api_key_file: /nonexistent/key}]", "does not exist"),
         ("probe: {allowed_subaccounts: acme}", "must be a list"),
         ("probe: {allowed: [acme]}", "unknown key 'allowed'"),
+        # Unknown keys after known ones: every key is checked, not the first.
+        ("base_url: https://x.test\nsubaccount: []", "unknown key 'subaccount'"),
+        ("subaccounts: [{id: acme-prod, key_file: x}]", "unknown key 'key_file'"),
+        ("probe: {allowed_subaccounts: [acme-prod], allowed: [x]}", "unknown key 'allowed'"),
     ],
 )
 def test_bad_config_file_names_the_problem(tmp_path, text, message):
@@ -82,6 +87,21 @@ def test_bad_config_file_names_the_problem(tmp_path, text, message):
         load_config_file(write(tmp_path, text))
     assert message in str(caught.value)
     assert "\n" not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("text", "unknown"),
+    [
+        ("base_url: https://x.test\nzeta: 1\nsubaccounts: []\nalpha: 2", {"zeta", "alpha"}),
+        ("subaccounts: [{id: acme-prod, url: x, key: y}]", {"url", "key"}),
+        ("probe: {allowed_subaccounts: [acme-prod], deny: [a], allow: [b]}", {"deny", "allow"}),
+    ],
+)
+def test_several_unknown_keys_are_refused(tmp_path, text, unknown):
+    with pytest.raises(ConfigError) as caught:
+        load_config_file(write(tmp_path, text))
+    named = re.search(r"unknown key '(\w+)'", str(caught.value))
+    assert named is not None and named.group(1) in unknown, str(caught.value)
 
 
 def test_missing_config_file(tmp_path):
