@@ -101,7 +101,8 @@ def test_several_unknown_keys_are_refused(tmp_path, text, unknown):
     with pytest.raises(ConfigError) as caught:
         load_config_file(write(tmp_path, text))
     named = re.search(r"unknown key '(\w+)'", str(caught.value))
-    assert named is not None and named.group(1) in unknown, str(caught.value)
+    assert named is not None, str(caught.value)
+    assert named.group(1) in unknown, str(caught.value)
 
 
 def test_missing_config_file(tmp_path):
