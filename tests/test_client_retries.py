@@ -12,7 +12,6 @@ import threading
 import time
 
 import pytest
-import requests
 import responses
 import urllib3.util.connection
 from fakeapi import FakeApi, Reply, number, numbers_body
@@ -433,10 +432,13 @@ def test_no_proxy_from_the_environment_sees_the_key(monkeypatch):
 def test_session_survives_a_failure():
     with FakeApi(Reply(500, b"oops")) as api:
         api_client = client(api.base_url, retries=0)
+        session = api_client._session
         assert fetch_error(api_client).reason == "server_error"
         api.reply = GOOD_REPLY
         assert b"+6531234567" in api_client.fetch_numbers("acme-prod")
-    assert isinstance(api_client._session, requests.Session)
+    # The same session, with its pool, its cuttable adapter and trust_env off, serves on: a
+    # failure must not leave the client to a fresh default session.
+    assert api_client._session is session
 
 
 def _self_signed(directory) -> tuple[str, str]:
