@@ -95,15 +95,13 @@ def exporter_process(
     plain_ready = f"{url}/-/healthy" if ready is None else None
     with running_process(command, plain_ready, env=full_env, cwd=REPO, log_path=log_path) as proc:
         if ready is not None:
-
-            def started() -> bool:
-                if proc.poll() is not None:
-                    raise AssertionError(
-                        f"exporter exited with {proc.returncode}: {log_path.read_text()[-2000:]}"
-                    )
-                return ready(url)
-
-            wait_until(started, timeout=30, what=f"exporter at {url}")
+            wait_until(
+                lambda: ready(url),
+                timeout=30,
+                what=f"exporter at {url}",
+                process=proc,
+                log_path=log_path,
+            )
         yield url, proc.pid
 
 

@@ -44,12 +44,28 @@ def free_port() -> int:
 
 
 def wait_until(
-    condition: Callable[[], object], timeout: float = 30.0, interval: float = 0.1, what: str = ""
+    condition: Callable[[], object],
+    timeout: float = 30.0,
+    interval: float = 0.1,
+    what: str = "",
+    *,
+    process: subprocess.Popen | None = None,
+    log_path: Path | None = None,
 ) -> object:
-    """Poll until condition() is truthy; a readiness check, never a fixed sleep."""
+    """Poll until condition() is truthy; a readiness check, never a fixed sleep.
+
+    With `process`, a process that has exited fails the wait at once, with its exit code and
+    the tail of its output (`log_path`, or its stderr pipe): waiting on would only hide why.
+    """
     deadline = time.monotonic() + timeout
     last_error: Exception | None = None
     while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise AssertionError(
+                f"{process.args[0] if isinstance(process.args, list) else process.args} exited "
+                f"with {process.returncode} while waiting for {what or condition}: "
+                f"{_output_tail(process, log_path)}"
+            )
         try:
             result = condition()
         except Exception as exc:  # noqa: BLE001 - any failure means "not yet"
@@ -61,6 +77,15 @@ def wait_until(
     raise AssertionError(
         f"timed out after {timeout}s waiting for {what or condition}: {last_error}"
     )
+
+
+def _output_tail(process: subprocess.Popen, log_path: Path | None) -> str:
+    if log_path is not None:
+        return log_path.read_text(errors="replace")[-2000:]
+    if process.stderr is not None:
+        data = process.stderr.read()
+        return (data.decode(errors="replace") if isinstance(data, bytes) else data)[-2000:]
+    return "(output not captured)"
 
 
 def http_ok(url: str, **kwargs: object) -> bool:
