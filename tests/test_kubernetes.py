@@ -27,7 +27,7 @@ import yaml
 
 from exporter.cli import build_parser
 from exporter.config import settings_from_flags
-from tests.harness import REPO, InProcessExporter, find_tool
+from tests.harness import REPO, FakeApi, InProcessExporter, find_tool, parse_samples, value
 
 KUBERNETES = REPO / "deploy" / "kubernetes"
 OVERLAYS = {"base": KUBERNETES / "base", "two-replicas": KUBERNETES / "overlays" / "two-replicas"}
@@ -246,11 +246,19 @@ def test_ports_probes_and_scrape_path_match_the_exporter(tmp_path):
     assert only("base", "NetworkPolicy")["spec"]["ingress"][0]["ports"][0]["port"] == "http"
     probes = [spec["livenessProbe"]["httpGet"], spec["readinessProbe"]["httpGet"]]
     assert all(p == {"path": "/-/healthy", "port": "http"} for p in probes)
-    # The probe path and the scrape path answer on a real exporter with these arguments.
+    # The probe path and the scrape path answer on a real exporter with these arguments, reading
+    # a fake API on loopback instead of 8x8.
     local = [a for a in args if not a.startswith("--web.listen-address")]
-    with InProcessExporter(local, api_key="a-key") as exporter:
+    with (
+        FakeApi() as api,
+        InProcessExporter([*local, f"--api.base-url={api.base_url}"]) as exporter,
+    ):
         assert exporter.get("/-/healthy").status_code == 200
-        assert exporter.get(endpoint["path"]).status_code == 200
+        scraped = exporter.get(endpoint["path"])
+    assert scraped.status_code == 200
+    samples = parse_samples(scraped.text)
+    for subaccount in ("acme-prod", "acme-dev"):
+        assert value(samples, "eightbyeight_up", subaccount=subaccount) == 1
 
 
 def test_pod_runs_as_the_image_user_locked_down():
