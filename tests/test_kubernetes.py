@@ -122,11 +122,27 @@ def schema_errors(doc: dict[str, Any]) -> list[str]:
     return []
 
 
+# Importing the Prometheus Operator models takes seconds: their checks are slow tests, so the
+# inner loop (`-m "not slow"`) checks the built-in kinds only.
+SCHEMA_FAMILIES = [
+    pytest.param(False, id="built-in"),
+    pytest.param(True, id="operator", marks=pytest.mark.slow),
+]
+
+
+def _operator(kind: str) -> Any:
+    """A parameter of the operator's kinds carries the slow mark (see SCHEMA_FAMILIES)."""
+    return pytest.mark.slow if kind in OPERATOR_KINDS else ()
+
+
+@pytest.mark.parametrize("operator", SCHEMA_FAMILIES)
 @pytest.mark.parametrize("overlay", OVERLAYS)
-def test_every_object_validates_against_its_schema(overlay):
+def test_every_object_validates_against_its_schema(overlay, operator):
+    checked = [doc for doc in render(overlay) if (doc["kind"] in OPERATOR_KINDS) == operator]
+    assert checked
     failures = {
         f"{doc['kind']}/{doc['metadata']['name']}": errors
-        for doc in render(overlay)
+        for doc in checked
         if (errors := schema_errors(doc))
     }
     assert failures == {}
@@ -144,16 +160,20 @@ def _broken(kind: str, path: list[Any], value: Any) -> dict[str, Any]:
 @pytest.mark.parametrize(
     ("kind", "path", "value"),
     [
-        # An unknown field (a typo), a wrong type, a value outside the schema's enum or pattern.
-        ("Deployment", ["spec", "template", "spec", "containers", 0, "livenessprobe"], {}),
-        ("Deployment", ["spec", "replicas"], "two"),
-        ("Service", ["spec", "type"], 7),
-        ("NetworkPolicy", ["spec", "policyTypes"], "Ingress"),
-        ("ServiceMonitor", ["spec", "endpoints", 0, "interval"], "one minute"),
-        ("ServiceMonitor", ["spec", "endpoint"], []),
-        ("ServiceMonitor", ["spec", "endpoints", 0, "scheme"], "ftp"),
-        ("PrometheusRule", ["spec", "groups", 0, "rules", 0, "for"], "5 minutes"),
-        ("PrometheusRule", ["spec", "groups", 0, "rulez"], []),
+        pytest.param(kind, path, value, marks=_operator(kind))
+        for kind, path, value in [
+            # An unknown field (a typo), a wrong type, a value outside the schema's enum or
+            # pattern.
+            ("Deployment", ["spec", "template", "spec", "containers", 0, "livenessprobe"], {}),
+            ("Deployment", ["spec", "replicas"], "two"),
+            ("Service", ["spec", "type"], 7),
+            ("NetworkPolicy", ["spec", "policyTypes"], "Ingress"),
+            ("ServiceMonitor", ["spec", "endpoints", 0, "interval"], "one minute"),
+            ("ServiceMonitor", ["spec", "endpoint"], []),
+            ("ServiceMonitor", ["spec", "endpoints", 0, "scheme"], "ftp"),
+            ("PrometheusRule", ["spec", "groups", 0, "rules", 0, "for"], "5 minutes"),
+            ("PrometheusRule", ["spec", "groups", 0, "rulez"], []),
+        ]
     ],
 )
 def test_the_validators_reject_broken_objects(kind, path, value):
