@@ -1,0 +1,44 @@
+"""The receiver's own listener, next to the one serving /metrics."""
+
+from __future__ import annotations
+
+import ssl
+from typing import Any
+
+from exporter.server import ExporterServer, _QuietHandler, make_server, serve_in_thread
+from exporter.webhooks.config import WebhookSettings
+from exporter.webhooks.receiver import WebhookReceiver
+from exporter.webhooks.state import WebhookState
+
+
+class _CallbackHandler(_QuietHandler):
+    # 8x8 sends small bodies at once: a peer silent for this long is dropped, which bounds a
+    # trickled body to about --webhook.read-timeout plus this.
+    timeout = 5
+
+
+def bridge(state: WebhookState) -> Any:
+    """A collector that serves the state's registry from another registry (/metrics)."""
+
+    class _Bridge:
+        def collect(self) -> Any:
+            return state.registry.collect()
+
+    return _Bridge()
+
+
+def start_receiver(
+    settings: WebhookSettings, state: WebhookState, tls: ssl.SSLContext | None = None
+) -> ExporterServer:
+    """Bind the callback listener (TLS when --web.config.file has it) and serve in a thread."""
+    app = WebhookReceiver(
+        state,
+        settings.auth_header.reveal(),
+        path=settings.path,
+        max_body=settings.max_body,
+        read_timeout=settings.read_timeout,
+    )
+    server = make_server(settings.listen_address, app, ssl_context=tls)
+    server.RequestHandlerClass = _CallbackHandler
+    serve_in_thread(server)
+    return server
