@@ -37,6 +37,7 @@ from exporter.logs import FORMATS, LEVELS, log_event, setup_logging
 from exporter.server import make_server, parse_listen_address
 from exporter.web import ExporterApp
 from exporter.webconfig import load_web_config, ssl_context, wrap_app
+from exporter.webhooks.config import ENV_AUTH, WebhookSettings, add_webhook_flags, webhook_settings
 
 PROG = "eightbyeight-exporter"
 log = logging.getLogger("exporter")
@@ -192,6 +193,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="run against a built-in simulator of the 8x8 API on loopback "
         "(no account needed; never contacts 8x8)",
     )
+    add_webhook_flags(p)
     p.add_argument("--version", action="version", version=f"{PROG} {__version__}")
     return p
 
@@ -279,7 +281,28 @@ def _demo_settings(args: argparse.Namespace, stack: ExitStack) -> Settings:
     args.subaccounts = list(DEMO_SUBACCOUNTS)
     args.config_file = None
     args.key_file = None
+    args.demo_simulator = simulator
     return settings_from_args(args, {"EIGHTBYEIGHT_API_KEY": key})
+
+
+def _demo_webhook_env(args: argparse.Namespace) -> dict[str, str]:
+    """The demo's simulator pushes callbacks to a receiver on loopback, with a fresh secret."""
+    if not args.webhook_listen_address:
+        args.webhook_listen_address = "127.0.0.1:0"
+    args.webhook_auth_file = None
+    return {ENV_AUTH: "Bearer " + secrets.token_urlsafe(24)}
+
+
+def _webhook_settings(
+    args: argparse.Namespace, settings: Settings, env: dict[str, str]
+) -> WebhookSettings | None:
+    return webhook_settings(
+        args,
+        env,
+        tuple(t.subaccount for t in settings.targets),
+        settings.probe_allowed,
+        settings.per_number,
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -291,25 +314,35 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     with ExitStack() as stack:
         try:
-            settings = (
-                _demo_settings(args, stack)
-                if args.demo
-                else settings_from_args(args, environment())
-            )
+            env = _demo_webhook_env(args) if args.demo else environment()
+            settings = _demo_settings(args, stack) if args.demo else settings_from_args(args, env)
+            webhooks = _webhook_settings(args, settings, env)
         except ConfigError as exc:
             print(f"{PROG}: error: {exc}", file=sys.stderr)
             return 1
         if args.config_check:
             print(f"{PROG}: configuration is valid ({len(settings.targets)} subaccounts)")
             return 0
-        setup_logging(
-            settings.log_level, settings.log_format, [k.reveal() for k in settings.secrets]
+        hidden = [k.reveal() for k in settings.secrets]
+        if webhooks is not None:
+            hidden.append(webhooks.auth_header.reveal())
+        setup_logging(settings.log_level, settings.log_format, hidden)
+        simulator = getattr(args, "demo_simulator", None)
+        return _serve(
+            settings,
+            demo_url=settings.base_url if args.demo else None,
+            webhooks=webhooks,
+            simulator=simulator,
         )
-        return _serve(settings, demo_url=settings.base_url if args.demo else None)
     return 0
 
 
-def _serve(settings: Settings, demo_url: str | None) -> int:
+def _serve(
+    settings: Settings,
+    demo_url: str | None,
+    webhooks: WebhookSettings | None = None,
+    simulator: object | None = None,
+) -> int:
     try:
         web = load_web_config(settings.web_config_file) if settings.web_config_file else None
         tls = ssl_context(web.tls) if web is not None and web.tls is not None else None
@@ -317,6 +350,8 @@ def _serve(settings: Settings, demo_url: str | None) -> int:
         server = make_server(
             settings.listen_address, wrap_app(app, web) if web else app, ssl_context=tls
         )
+        if webhooks is not None:
+            _start_webhooks(webhooks, app, tls, simulator)
     except ConfigError as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 1
@@ -352,3 +387,30 @@ def _serve(settings: Settings, demo_url: str | None) -> int:
     finally:
         server.server_close()
     return 0
+
+
+def _start_webhooks(
+    webhooks: WebhookSettings, app: ExporterApp, tls: object, simulator: object | None
+) -> None:
+    """The callback listener; its metrics join /metrics; the demo simulator pushes to it."""
+    from exporter.webhooks.listener import bridge, start_receiver
+    from exporter.webhooks.state import WebhookState
+
+    state = WebhookState(webhooks.allowed, per_number=webhooks.per_number)
+    receiver = start_receiver(webhooks, state, tls)  # type: ignore[arg-type]
+    app.metrics.registry.register(bridge(state))
+    host, port = receiver.server_address[:2]
+    scheme = "https" if tls is not None else "http"
+    log_event(
+        log,
+        logging.INFO,
+        "receiving 8x8 callbacks",
+        address=f"{host}:{port}",
+        path=webhooks.path,
+        tls="on" if tls else "off",
+    )
+    if simulator is not None:
+        shown = "127.0.0.1" if not host or ipaddress.ip_address(host).is_unspecified else host
+        simulator.start_push(  # type: ignore[attr-defined]
+            f"{scheme}://{shown}:{port}{webhooks.path}", webhooks.auth_header.reveal()
+        )
