@@ -11,10 +11,13 @@ from exporter.webhooks.receiver import WebhookReceiver
 from exporter.webhooks.state import WebhookState
 
 
-class _CallbackHandler(_QuietHandler):
-    # 8x8 sends small bodies at once: a peer silent for this long is dropped, which bounds a
-    # trickled body to about --webhook.read-timeout plus this.
-    timeout = 5
+def _handler(read_timeout: float) -> type[_QuietHandler]:
+    class _CallbackHandler(_QuietHandler):
+        # 8x8 sends small bodies at once: a peer silent for --webhook.read-timeout is dropped,
+        # so headers and a trickled body together take at most about twice that.
+        timeout = read_timeout
+
+    return _CallbackHandler
 
 
 def bridge(state: WebhookState) -> Any:
@@ -39,6 +42,6 @@ def start_receiver(
         read_timeout=settings.read_timeout,
     )
     server = make_server(settings.listen_address, app, ssl_context=tls)
-    server.RequestHandlerClass = _CallbackHandler
+    server.RequestHandlerClass = _handler(settings.read_timeout)
     serve_in_thread(server)
     return server
