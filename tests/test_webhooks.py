@@ -423,3 +423,42 @@ def test_simulated_sessions_are_deterministic_from_the_seed():
     statuses = {s["payload"]["sessionStatus"] for s in sessions(1)}
     assert "ERROR" in statuses
     assert "COMPLETED" in statuses
+
+
+def test_standalone_simulator_pushes_to_a_url(tmp_path):
+    import sys
+
+    from support import REPO, free_port, running_process
+
+    with LiveReceiver() as r:
+        auth = tmp_path / "auth"
+        auth.write_text(AUTH + "\n")
+        port = free_port()
+        argv = [
+            sys.executable, "-m", "exporter.simulator",
+            "--web.listen-address", f"127.0.0.1:{port}",
+            "--subaccount", "acme-prod=20",
+            "--api-key", "k",
+            "--push.url", r.url,
+            "--push.auth-header-file", str(auth),
+            "--push.interval", "0.2",
+        ]  # fmt: skip
+        ready = f"http://127.0.0.1:{port}/admin/healthy"
+        with running_process(argv, ready, cwd=REPO, log_path=tmp_path / "sim.log"):
+            wait_until(lambda: outcome(r, "accepted") >= 3, timeout=30, what="callbacks")
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--push.url", "ftp://x"], "is not an http"),
+        (["--push.url", "http://127.0.0.1:1/x"], "needs the Authorization value"),
+        (["--push.url", "http://127.0.0.1:1/x", "--push.interval", "0"], "between"),
+    ],
+)
+def test_simulator_push_flags_are_checked(flags, message, monkeypatch):
+    from exporter.simulator.cli import UsageError, parse_settings
+
+    monkeypatch.delenv("EIGHTBYEIGHT_WEBHOOK_AUTH_HEADER", raising=False)
+    with pytest.raises(UsageError, match=message):
+        parse_settings(["--api-key", "k", *flags], "sim")
