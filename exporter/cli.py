@@ -333,6 +333,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             demo_url=settings.base_url if args.demo else None,
             webhooks=webhooks,
             simulator=simulator,
+            collect_webhooks=args.collector_webhooks,
         )
     return 0
 
@@ -342,6 +343,7 @@ def _serve(
     demo_url: str | None,
     webhooks: WebhookSettings | None = None,
     simulator: object | None = None,
+    collect_webhooks: bool = False,
 ) -> int:
     try:
         web = load_web_config(settings.web_config_file) if settings.web_config_file else None
@@ -352,6 +354,8 @@ def _serve(
         )
         if webhooks is not None:
             _start_webhooks(webhooks, app, tls, simulator)
+        if collect_webhooks:
+            _collect_webhooks(app)
     except ConfigError as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 1
@@ -414,3 +418,13 @@ def _start_webhooks(
         simulator.start_push(  # type: ignore[attr-defined]
             f"{scheme}://{shown}:{port}{webhooks.path}", webhooks.auth_header.reveal()
         )
+
+
+def _collect_webhooks(app: ExporterApp) -> None:
+    """--collector.webhooks: read each configured subaccount's webhook list on scrape."""
+    from exporter.webhooks.configured import WebhookConfigCollector
+
+    collector = WebhookConfigCollector()
+    app.metrics.registry.register(collector)
+    for scraper in app.targets.configured:
+        scraper.after_fetch = collector.read

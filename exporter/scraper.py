@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
@@ -58,6 +59,9 @@ class SubaccountScraper:
         self._flight: Future[_Fetched] | None = None
         self._last_good: _Fetched | None = None
         self._last_success: float | None = None
+        # --collector.webhooks: called after a good read with (client, subaccount, seconds
+        # left), inside the single flight, so it shares the scrape's deadline.
+        self.after_fetch: Callable[[ApiClient, str, float], None] | None = None
 
     def scrape(self, timeout: float) -> TargetSample:
         """One scrape of this subaccount, answered within `timeout` seconds."""
@@ -72,6 +76,7 @@ class SubaccountScraper:
                 flight = self._flight = Future()
         if leader:
             fetched = self._fetch(timeout)
+            self._run_after_fetch(fetched, started, timeout)
             with self._lock:
                 self._flight = None
                 self._remember(fetched)
@@ -84,6 +89,18 @@ class SubaccountScraper:
         if fetched.error is None:
             return self._sample(True, started, fetched.inventory)
         return self._failed_sample(started)
+
+    def _run_after_fetch(self, fetched: _Fetched, started: float, timeout: float) -> None:
+        left = timeout - (time.monotonic() - started)
+        if self.after_fetch is None or self.client is None or fetched.error is not None:
+            return
+        if left > 0:
+            try:
+                self.after_fetch(self.client, self.subaccount, left)
+            except Exception as exc:  # noqa: BLE001 - an optional collector never fails a scrape
+                log_event(
+                    log, logging.WARNING, "after-fetch collector failed", err=type(exc).__name__
+                )
 
     def _fresh_cache(self, now: float) -> _Fetched | None:
         good = self._last_good

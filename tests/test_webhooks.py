@@ -462,3 +462,121 @@ def test_simulator_push_flags_are_checked(flags, message, monkeypatch):
     monkeypatch.delenv("EIGHTBYEIGHT_WEBHOOK_AUTH_HEADER", raising=False)
     with pytest.raises(UsageError, match=message):
         parse_settings(["--api-key", "k", *flags], "sim")
+
+
+# --- --collector.webhooks -----------------------------------------------------------------
+
+
+class _FakeClient:
+    def __init__(self, answer):
+        self.answer = answer
+
+    def fetch_webhooks(self, subaccount, timeout):
+        if isinstance(self.answer, Exception):
+            raise self.answer
+        return self.answer
+
+
+def config_samples(collector):
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    registry = CollectorRegistry()
+    registry.register(collector)
+    return parse_samples(generate_latest(registry).decode())
+
+
+def test_webhook_list_becomes_gauges_and_failures_keep_the_last():
+    from exporter.errors import FetchError
+    from exporter.webhooks.configured import WebhookConfigCollector
+
+    collector = WebhookConfigCollector()
+    listed = {
+        "subAccountId": "acme-prod",
+        "count": 3,
+        "webhooks": [
+            {"type": "VNU", "url": "https://x/h", "enabled": True, "httpAuthHeaderAvailable": True},
+            {
+                "type": "VSS",
+                "url": "https://x/h",
+                "enabled": False,
+                "httpAuthHeaderAvailable": True,
+            },
+            {
+                "type": "VCA",
+                "url": "https://x/h",
+                "enabled": True,
+                "httpAuthHeaderAvailable": False,
+            },
+        ],
+        "statusCode": 0,
+        "statusMessage": "ok",
+    }
+    collector.read(_FakeClient(json.dumps(listed).encode()), "acme-prod", 1.0)
+    s = config_samples(collector)
+    assert value(s, "eightbyeight_webhook_config_up", subaccount="acme-prod") == 1
+    assert value(s, "eightbyeight_webhook_enabled", subaccount="acme-prod", type="VNU") == 1
+    assert value(s, "eightbyeight_webhook_enabled", subaccount="acme-prod", type="VSS") == 0
+    assert value(s, "eightbyeight_webhook_auth_header_set", subaccount="acme-prod", type="VSS") == 1
+    assert value(s, "eightbyeight_webhook_configured", subaccount="acme-prod", type="VCA") is None
+    for failure in (FetchError("timeout", "slow"), b"{not json", b'{"webhooks": 5}'):
+        collector.read(_FakeClient(failure), "acme-prod", 1.0)
+        s = config_samples(collector)
+        assert value(s, "eightbyeight_webhook_config_up", subaccount="acme-prod") == 0
+        assert value(s, "eightbyeight_webhook_enabled", subaccount="acme-prod", type="VNU") == 1
+
+
+def test_webhook_list_is_read_inside_the_single_flight_and_deadline():
+    import threading
+
+    from exporter.client import ApiClient
+    from exporter.config import Secret
+    from exporter.scraper import SubaccountScraper
+    from exporter.selfmetrics import SelfMetrics
+
+    with Simulator(subaccounts={"acme-prod": 20}, api_key="k", seed=1) as sim:
+        sim.set_faults({"latency_seconds": 0.3})
+        scraper = SubaccountScraper(
+            "acme-prod", ApiClient(sim.base_url, Secret("k")), SelfMetrics()
+        )
+        calls = []
+        scraper.after_fetch = lambda client, sub, left: calls.append(left)
+        threads = [threading.Thread(target=scraper.scrape, args=(2.0,)) for _ in range(5)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert len(calls) == 1, "one read of the webhook list per upstream fetch"
+        assert 0 < calls[0] < 2.0 - 0.25, "only what is left of the scrape's deadline"
+
+        def broken(client, sub, left):
+            raise RuntimeError("boom")
+
+        scraper.after_fetch = broken
+        assert scraper.scrape(2.0).up
+
+
+def test_collector_webhooks_flag_exports_the_registration(tmp_path):
+    import requests
+    from reliability_support import exporter_process
+
+    with Simulator(subaccounts={"acme-prod": 20, "acme-dev": 20}, api_key="k", seed=1) as sim:
+        sim.set_webhooks(
+            "acme-prod",
+            [
+                {
+                    "type": "VSS",
+                    "url": "https://h/x",
+                    "enabled": True,
+                    "httpAuthHeaderAvailable": True,
+                }
+            ],
+        )
+        argv = ["--api.base-url", sim.base_url, "--subaccount", "acme-prod", "--subaccount",
+                "acme-dev", "--collector.webhooks"]  # fmt: skip
+        with exporter_process(argv, {"EIGHTBYEIGHT_API_KEY": "k"}, tmp_path / "log") as (url, _):
+            s = parse_samples(requests.get(url + "/metrics", timeout=10).text)
+    assert value(s, "eightbyeight_up", subaccount="acme-prod") == 1
+    assert value(s, "eightbyeight_webhook_enabled", subaccount="acme-prod", type="VSS") == 1
+    assert value(s, "eightbyeight_webhook_configured", subaccount="acme-prod", type="VNU") == 0
+    assert value(s, "eightbyeight_webhook_configured", subaccount="acme-dev", type="VSS") == 0
+    assert value(s, "eightbyeight_webhook_config_up", subaccount="acme-dev") == 1

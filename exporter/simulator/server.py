@@ -419,6 +419,15 @@ class Simulator:
         """Send VNU and VSS callbacks to `url` with `auth_header` (see exporter/simulator/push.py)."""
         if self._push is not None:
             raise RuntimeError("callbacks are already being pushed")
+        for subaccount in self._service.subaccounts:
+            # As a user would have done at 8x8 with POST .../webhooks, one per type.
+            self.set_webhooks(
+                subaccount,
+                [
+                    {"type": kind, "url": url, "enabled": True, "httpAuthHeaderAvailable": True}
+                    for kind in ("VNU", "VSS")
+                ],
+            )
         self._push = PushSender(
             list(self._service.subaccounts),
             self.snapshot,
@@ -430,6 +439,10 @@ class Simulator:
             clock=self._service.clock,
         )
         return self._push.start()
+
+    def set_webhooks(self, subaccount: str, hooks: list[dict[str, Any]]) -> None:
+        """Replace what GET /api/v1/subaccounts/{id}/webhooks lists for the subaccount."""
+        self._service.set_webhooks(subaccount, hooks)
 
     def set_push_faults(self, **faults: object) -> None:
         """Replace the callback faults: wrong_auth, malformed, duplicate, burst, bad_quality,

@@ -35,6 +35,13 @@ def add_webhook_flags(parser: argparse.ArgumentParser) -> None:
         help="address of a second listener receiving 8x8 callbacks (VNU, VSS); off by default",
     )
     parser.add_argument(
+        "--collector.webhooks",
+        dest="collector_webhooks",
+        action="store_true",
+        help="also read each configured subaccount's webhook list from the 8x8 API on scrape "
+        "and export whether VNU and VSS are enabled (off by default)",
+    )
+    parser.add_argument(
         "--webhook.path",
         dest="webhook_path",
         default=DEFAULT_PATH,
