@@ -21,6 +21,7 @@ import pytest
 import requests
 from reliability_support import exporter_process, parse_samples, rss_kib
 from support import free_port
+from test_webconfig import PASSWORD, USER, bcrypt_hash, pki  # noqa: F401 - pki is a fixture
 from webhook_support import PATH, number, vnu, vss
 
 from exporter.simulator import Simulator
@@ -228,7 +229,11 @@ def exchange(address: str, request: bytes | list[tuple[bytes, float]], timeout: 
 
 
 def outcomes(url: str) -> dict[str, float]:
-    samples = parse_samples(requests.get(url + "/metrics", timeout=10).text)
+    return outcomes_in(requests.get(url + "/metrics", timeout=10).text)
+
+
+def outcomes_in(text: str) -> dict[str, float]:
+    samples = parse_samples(text)
     return {
         dict(labels)["outcome"]: v
         for (name, labels), v in samples.items()
@@ -278,3 +283,37 @@ def test_process_alive_healthy_and_secret_never_logged(receiver):
         assert secret not in text
     for line in text.splitlines():
         assert line.startswith("ts="), f"not a logfmt line: {line[:200]!r}"
+
+
+def test_callbacks_over_the_web_config_tls_without_its_basic_auth(pki, tmp_path):  # noqa: F811
+    """--web.config.file's TLS serves the callback listener too; its basic auth does not."""
+    web = tmp_path / "web.yml"
+    web.write_text(
+        f"tls_server_config:\n  cert_file: {pki.server_cert}\n  key_file: {pki.server_key}\n"
+        f"basic_auth_users:\n  {USER}: '{bcrypt_hash(PASSWORD)}'\n"
+    )
+    port = free_port()
+    with Simulator(subaccounts={SUB: 20}, api_key=KEY, seed=2) as sim:
+        argv = [
+            "--api.base-url", sim.base_url,
+            "--subaccount", SUB,
+            "--web.config.file", str(web),
+            "--webhook.listen-address", f"127.0.0.1:{port}",
+        ]  # fmt: skip
+        env = {"EIGHTBYEIGHT_API_KEY": KEY, "EIGHTBYEIGHT_WEBHOOK_AUTH_HEADER": SECRET}
+
+        def ready(url: str) -> bool:
+            return requests.get(url + "/-/healthy", verify=pki.ca, timeout=2).status_code == 200
+
+        log = tmp_path / "exporter.log"
+        with exporter_process(argv, env, log, scheme="https", ready=ready) as (url, _):
+            hook = f"https://127.0.0.1:{port}{PATH}"
+            body = js(vss(session="over-tls"))
+            sent = requests.post(hook, data=body, headers={"Authorization": SECRET}, verify=pki.ca)
+            assert sent.status_code == 200
+            basic = requests.post(hook, data=body, auth=(USER, PASSWORD), verify=pki.ca)
+            assert basic.status_code == 401
+            assert requests.get(url + "/metrics", verify=pki.ca, timeout=10).status_code == 401
+            metrics = requests.get(url + "/metrics", auth=(USER, PASSWORD), verify=pki.ca)
+            counted = outcomes_in(metrics.text)
+            assert counted["accepted"] == 1
