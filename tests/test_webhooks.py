@@ -580,3 +580,24 @@ def test_collector_webhooks_flag_exports_the_registration(tmp_path):
     assert value(s, "eightbyeight_webhook_configured", subaccount="acme-prod", type="VNU") == 0
     assert value(s, "eightbyeight_webhook_configured", subaccount="acme-dev", type="VSS") == 0
     assert value(s, "eightbyeight_webhook_config_up", subaccount="acme-dev") == 1
+
+
+def test_demo_metrics_with_callbacks_are_valid_exposition(tmp_path):
+    import requests
+    from reliability_support import exporter_process
+
+    promtool = find_tool("promtool")
+    with exporter_process(["--demo"], {}, tmp_path / "log") as (url, _):
+
+        def with_calls():
+            text = requests.get(url + "/metrics", timeout=10).text
+            return text if "eightbyeight_number_call_mos_count{" in text else None
+
+        text = wait_until(with_calls, timeout=30, what="pushed calls on /metrics")
+    s = parse_samples(text)
+    assert value(s, "eightbyeight_up", subaccount="demo-apac") == 1
+    assert value(s, "eightbyeight_webhook_requests_total", outcome="accepted") > 0
+    result = subprocess.run(
+        [promtool, "check", "metrics"], input=text, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
