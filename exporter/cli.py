@@ -353,7 +353,8 @@ def _serve(
             settings.listen_address, wrap_app(app, web) if web else app, ssl_context=tls
         )
         if webhooks is not None:
-            _start_webhooks(webhooks, app, tls, simulator)
+            # The demo's receiver stays plain HTTP on loopback: its simulator trusts no CA.
+            _start_webhooks(webhooks, app, None if simulator else tls, simulator)
         if collect_webhooks:
             _collect_webhooks(app)
     except ConfigError as exc:

@@ -137,6 +137,7 @@ class WebhookReceiver:
         if length > self.max_body:
             raise _BodyError("body_too_large")
         stream = environ["wsgi.input"]
+        read = stream.read1 if hasattr(stream, "read1") else stream.read
         deadline = time.monotonic() + self.read_timeout
         chunks: list[bytes] = []
         remaining = length
@@ -145,11 +146,7 @@ class WebhookReceiver:
                 raise _BodyError("body_timeout")
             try:
                 # The socket's own timeout bounds one read; the deadline bounds them all.
-                chunk = (
-                    stream.read1(min(remaining, _CHUNK))
-                    if hasattr(stream, "read1")
-                    else (stream.read(min(remaining, _CHUNK)))
-                )
+                chunk = read(min(remaining, _CHUNK))
             except (TimeoutError, OSError):
                 raise _BodyError("body_timeout") from None
             if not chunk:
