@@ -3,7 +3,7 @@
     python -m bench.inprocess BODY_FILE --subaccount bench --repeat 7 --naive-repeat 3
 
 prints one JSON object: the floor (`json.loads` of the body, already in memory), the exporter's
-work per scrape (parse_inventory + render_inventory + render_targets, as web.py calls it for a
+work per scrape (parse_inventory + render_inventory + render_scrapes + plain_body, as web.py calls it for a
 client that accepts gzip), the same with per-number series off, and the naive peer. Each figure
 is the best of `repeat` runs; runs of the floor and of the exporter alternate so that a busy
 neighbour slows both alike. CPU seconds (all threads) are recorded next to wall seconds.
@@ -23,7 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from bench.naive import naive_exposition
-from exporter.collector import TargetSample, render_inventory, render_targets
+from exporter.encoding import gzip_body, plain_body
+from exporter.exposition import SubaccountScrape, render_inventory, render_scrapes
 from exporter.model import parse_inventory
 
 
@@ -47,12 +48,12 @@ def exporter_scrape(body: bytes, subaccount: str, per_number: bool) -> dict[str,
     rendered = render_inventory(inventory, subaccount, per_number)
     t2 = time.perf_counter()
     now = time.time()
-    sample = TargetSample(subaccount, True, t2 - t0, rendered, now)
-    plain = render_targets([sample], now)
+    sample = SubaccountScrape(subaccount, True, t2 - t0, rendered, now)
+    plain = plain_body(render_scrapes([sample], now))
     t3 = time.perf_counter()
-    render_targets([sample], now, gzip=True)
+    gzip_body(render_scrapes([sample], now))
     t4 = time.perf_counter()
-    gzipped = render_targets([sample], now, gzip=True)
+    gzipped = gzip_body(render_scrapes([sample], now))
     t5 = time.perf_counter()
     return {
         "work": t3 - t0,

@@ -1,8 +1,8 @@
 """The naive peer: the same series the exporter exposes, written the way most small exporters are.
 
 `json.loads` the body, one `Gauge(...).labels(...).set(...)` per sample on a fresh registry, then
-`generate_latest`. Label names are declared in sorted order, so its text can be compared with
-the exporter's line for line.
+`generate_latest`. Family names, help and label names come from the exporter's catalogue (so a
+new label is declared once); every value is computed here, on its own.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 
 from prometheus_client import CollectorRegistry, Gauge, generate_latest
 
-from exporter import collector as c
+from exporter import catalogue as c
 
 KNOWN = ("active", "expiring", "inactive")
 
@@ -38,39 +38,28 @@ def naive_exposition(body: bytes, subaccount: str, now: float, per_number: bool 
     doc = json.loads(body)
     registry = CollectorRegistry(auto_describe=False)
 
-    def gauge(family: c.Family, *labels: str) -> Gauge:
-        return Gauge(family.name, family.help, sorted(labels), registry=registry)
+    def gauge(family: c.Family) -> Gauge:
+        return Gauge(family.name, family.help, family.labels, registry=registry)
 
-    total = gauge(c.VIRTUAL_NUMBERS, "subaccount")
-    listed = gauge(c.LISTED, "subaccount")
-    updated = gauge(c.LAST_UPDATED, "subaccount")
-    pair = ("country", "number_type", "subaccount")
-    by_status = gauge(c.BY_STATUS, *pair, "operational_status")
-    expiring = gauge(c.EXPIRING, *pair)
-    healthy_g = gauge(c.HEALTHY, *pair)
-    unhealthy_g = gauge(c.UNHEALTHY, *pair)
-    unknown_g = gauge(c.HEALTH_UNKNOWN, *pair)
-    disabled_g = gauge(c.CHECK_DISABLED, *pair)
-    age = gauge(c.CHECK_AGE, *pair)
-    cost = gauge(c.RENTAL_COST, *pair, "currency")
+    total = gauge(c.VIRTUAL_NUMBERS)
+    listed = gauge(c.VIRTUAL_NUMBERS_LISTED)
+    updated = gauge(c.LAST_UPDATED_TIMESTAMP_SECONDS)
+    by_status = gauge(c.VIRTUAL_NUMBERS_BY_STATUS)
+    expiring = gauge(c.VIRTUAL_NUMBERS_EXPIRING)
+    healthy_g = gauge(c.VIRTUAL_NUMBERS_HEALTHY)
+    unhealthy_g = gauge(c.VIRTUAL_NUMBERS_UNHEALTHY)
+    unknown_g = gauge(c.VIRTUAL_NUMBERS_HEALTH_UNKNOWN)
+    disabled_g = gauge(c.VIRTUAL_NUMBERS_HEALTH_CHECK_DISABLED)
+    age = gauge(c.HEALTH_CHECK_AGE_SECONDS)
+    cost = gauge(c.MONTHLY_RENTAL_COST)
     if per_number:
-        info = gauge(
-            c.NUMBER_INFO,
-            "msisdn",
-            "country",
-            "number_type",
-            "operational_status",
-            "health_status",
-            "reference_id",
-            "currency",
-            "subaccount",
-        )
-        n_healthy = gauge(c.NUMBER_HEALTHY, "msisdn", "subaccount")
-        n_enabled = gauge(c.NUMBER_CHECK_ENABLED, "msisdn", "subaccount")
-        n_checked = gauge(c.NUMBER_LAST_CHECKED, "msisdn", "subaccount")
-        n_rental = gauge(c.NUMBER_RENTAL, "msisdn", "currency", "subaccount")
-        n_incoming = gauge(c.NUMBER_INCOMING, "msisdn", "currency", "subaccount")
-        n_billing = gauge(c.NUMBER_BILLING, "msisdn", "subaccount")
+        info = gauge(c.NUMBER_INFO)
+        n_healthy = gauge(c.NUMBER_HEALTHY)
+        n_enabled = gauge(c.NUMBER_HEALTH_CHECK_ENABLED)
+        n_checked = gauge(c.NUMBER_HEALTH_LAST_CHECKED_TIMESTAMP_SECONDS)
+        n_rental = gauge(c.NUMBER_RENTAL_PRICE)
+        n_incoming = gauge(c.NUMBER_INCOMING_RATE_PER_MINUTE)
+        n_billing = gauge(c.NUMBER_BILLING_INCREMENT_SECONDS)
 
     groups: dict[tuple[str, str], dict] = {}
     seen: set[str] = set()

@@ -5,7 +5,7 @@ subaccount on loopback with a frozen clock (the same body for every request), an
 measures side by side:
 
 - the floor: `json.loads` of the body, already in memory;
-- the exporter's work per scrape: parse_inventory + render_inventory + render_targets, and
+- the exporter's work per scrape: parse_inventory + render_inventory + render_scrapes, and
   the gzip deflate that the first gzip response then does once per API response;
 - the same with per-number series off (--no-collector.per-number);
 - a naive peer (bench/naive.py): one prometheus_client Gauge per family, .labels().set() per
@@ -158,7 +158,7 @@ def rows(sizes: dict[str, dict[str, Any]]) -> list[tuple[str, list[str]]]:
         row("exporter work per scrape", lambda r: _ms(r[ex]["best"])),
         row("  parse_inventory", lambda r: _ms(r[ex]["parse"])),
         row("  render_inventory", lambda r: _ms(r[ex]["render"])),
-        row("  render_targets", lambda r: _ms(r[ex]["targets"])),
+        row("  render_scrapes", lambda r: _ms(r[ex]["targets"])),
         row("  exporter / floor", lambda r: _x(r[ex]["best"] / r["floor"]["best"])),
         row("gzip, first response (deflate)", lambda r: _ms(r[ex]["gzip_first"])),
         row("gzip, later responses", lambda r: _ms(r[ex]["gzip_again"])),

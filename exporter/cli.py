@@ -1,4 +1,6 @@
-"""Command line: flags and environment in Prometheus style, start-up checks, serving.
+"""Command line: flags in Prometheus style → `Settings` → the built exporter → serving.
+
+Settings are assembled in exporter/config.py, everything else is built in exporter/app.py.
 
 `eightbyeight-exporter simulate ...` runs the 8x8 API simulator instead (see
 exporter/simulator/cli.py).
@@ -14,33 +16,28 @@ import signal
 import sys
 from collections.abc import Sequence
 from contextlib import ExitStack
-from pathlib import Path
-from typing import NoReturn
+from dataclasses import replace
+from typing import TYPE_CHECKING, NoReturn
 
 from exporter import __version__
+from exporter.app import Exporter, build_exporter, push_demo_callbacks
 from exporter.config import (
     DEFAULT_BASE_URL,
     DEFAULT_LISTEN_ADDRESS,
     ConfigError,
     Settings,
-    Target,
-    default_api_key,
     environment,
-    load_config_file,
-    parse_duration,
-    parse_size,
-    subaccounts_from_env,
-    validate_base_url,
-    validate_subaccount,
+    settings_from_flags,
 )
 from exporter.logs import FORMATS, LEVELS, log_event, setup_logging
-from exporter.server import make_server, parse_listen_address
-from exporter.web import ExporterApp
-from exporter.webconfig import load_web_config, ssl_context, wrap_app
-from exporter.webhooks.config import ENV_AUTH, WebhookSettings, add_webhook_flags, webhook_settings
+from exporter.server import ExporterServer, serve_in_thread
+from exporter.webhooks.config import ENV_AUTH, add_webhook_flags
 
 PROG = "eightbyeight-exporter"
 log = logging.getLogger("exporter")
+
+if TYPE_CHECKING:
+    from exporter.simulator import Simulator
 
 DEMO_SUBACCOUNTS = {"demo-apac": 60, "demo-emea": 40}
 
@@ -119,7 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--api.max-response-size",
-        dest="max_response_size",
+        dest="max_response_bytes",
         default="256MiB",
         help="largest API response accepted (default 256MiB)",
     )
@@ -198,81 +195,12 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def settings_from_args(args: argparse.Namespace, env: dict[str, str]) -> Settings:
-    """Validate flags, environment and config file into Settings; ConfigError on any problem."""
-    parse_listen_address(args.listen_address)
-    if not args.telemetry_path.startswith("/") or args.telemetry_path in ("/probe", "/"):
-        raise ConfigError(f"invalid --web.telemetry-path {args.telemetry_path!r}")
-    if args.api_retries < 0 or args.api_retries > 10:
-        raise ConfigError("--api.retries must be between 0 and 10")
-    file_config = load_config_file(args.config_file) if args.config_file else None
-    base_url = validate_base_url(
-        args.base_url or (file_config.base_url if file_config else None) or DEFAULT_BASE_URL
-    )
-    api_key = default_api_key(args.key_file, env)
-    if api_key is None and file_config is not None:
-        api_key = file_config.api_key
+def _demo_settings(args: argparse.Namespace, stack: ExitStack) -> tuple[Settings, Simulator]:
+    """Start the simulator in-process and point the exporter at it.
 
-    targets: list[Target] = []
-    seen: set[str] = set()
-    for sub, key, url in file_config.targets if file_config else ():
-        targets.append(Target(sub, key or api_key, url or base_url))
-        seen.add(sub)
-    flag_subs = args.subaccounts if args.subaccounts is not None else subaccounts_from_env(env)
-    for sub in flag_subs:
-        sub = validate_subaccount(sub)
-        if sub not in seen:
-            targets.append(Target(sub, api_key, base_url))
-            seen.add(sub)
-    missing = [t.subaccount for t in targets if t.api_key is None]
-    if missing or (not targets and api_key is None):
-        which = f" for subaccount {missing[0]}" if missing else ""
-        raise ConfigError(
-            f"no API key{which}: set EIGHTBYEIGHT_API_KEY, EIGHTBYEIGHT_API_KEY_FILE or "
-            "--api.key-file"
-        )
-
-    probe_allowed = None
-    if args.probe_allowed is not None:
-        probe_allowed = frozenset(
-            validate_subaccount(s.strip()) for s in args.probe_allowed.split(",") if s.strip()
-        )
-    elif file_config is not None and file_config.probe_allowed is not None:
-        probe_allowed = frozenset(file_config.probe_allowed)
-
-    web_config = Path(args.web_config_file) if args.web_config_file else None
-    if web_config is not None:
-        load_web_config(web_config)  # TLS files and bcrypt hashes are checked at start-up
-    keys = {t.api_key for t in targets if t.api_key} | ({api_key} if api_key else set())
-    return Settings(
-        listen_address=args.listen_address,
-        telemetry_path=args.telemetry_path,
-        base_url=base_url,
-        api_timeout=_positive(parse_duration(args.api_timeout, "--api.timeout"), "--api.timeout"),
-        api_key=api_key,
-        targets=tuple(targets),
-        per_number=args.per_number,
-        cache_ttl=parse_duration(args.cache_ttl, "--cache.ttl"),
-        serve_stale_for=parse_duration(args.serve_stale_for, "--cache.serve-stale-for"),
-        timeout_offset=parse_duration(args.timeout_offset, "--web.timeout-offset"),
-        max_response_bytes=parse_size(args.max_response_size, "--api.max-response-size"),
-        api_retries=args.api_retries,
-        probe_allowed=probe_allowed,
-        web_config_file=web_config,
-        log_level=args.log_level,
-        log_format=args.log_format,
-        secrets=tuple(keys),
-    )
-
-
-def _positive(value: float, what: str) -> float:
-    if value <= 0:
-        raise ConfigError(f"{what} must be greater than 0")
-    return value
-
-
-def _demo_settings(args: argparse.Namespace, stack: ExitStack) -> Settings:
-    """Start the simulator in-process and point the exporter at it."""
+    Its callbacks go to a receiver on loopback with a fresh Authorization value, over plain
+    HTTP even with --web.config.file: the simulator trusts no CA.
+    """
     from exporter.simulator import Simulator
 
     key = secrets.token_urlsafe(24)
@@ -281,28 +209,13 @@ def _demo_settings(args: argparse.Namespace, stack: ExitStack) -> Settings:
     args.subaccounts = list(DEMO_SUBACCOUNTS)
     args.config_file = None
     args.key_file = None
-    args.demo_simulator = simulator
-    return settings_from_args(args, {"EIGHTBYEIGHT_API_KEY": key})
-
-
-def _demo_webhook_env(args: argparse.Namespace) -> dict[str, str]:
-    """The demo's simulator pushes callbacks to a receiver on loopback, with a fresh secret."""
-    if not args.webhook_listen_address:
-        args.webhook_listen_address = "127.0.0.1:0"
+    args.webhook_listen_address = args.webhook_listen_address or "127.0.0.1:0"
     args.webhook_auth_file = None
-    return {ENV_AUTH: "Bearer " + secrets.token_urlsafe(24)}
-
-
-def _webhook_settings(
-    args: argparse.Namespace, settings: Settings, env: dict[str, str]
-) -> WebhookSettings | None:
-    return webhook_settings(
-        args,
-        env,
-        tuple(t.subaccount for t in settings.targets),
-        settings.probe_allowed,
-        settings.per_number,
-    )
+    env = {"EIGHTBYEIGHT_API_KEY": key, ENV_AUTH: "Bearer " + secrets.token_urlsafe(24)}
+    settings = settings_from_flags(args, env)
+    if settings.webhooks is not None:
+        settings = replace(settings, webhooks=replace(settings.webhooks, web_tls=False))
+    return settings, simulator
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -313,56 +226,38 @@ def main(argv: Sequence[str] | None = None) -> int:
         return simulate(argv[1:])
     args = build_parser().parse_args(argv)
     with ExitStack() as stack:
+        simulator = None
         try:
-            env = _demo_webhook_env(args) if args.demo else environment()
-            settings = _demo_settings(args, stack) if args.demo else settings_from_args(args, env)
-            webhooks = _webhook_settings(args, settings, env)
+            if args.demo:
+                settings, simulator = _demo_settings(args, stack)
+            else:
+                settings = settings_from_flags(args, environment())
         except ConfigError as exc:
             print(f"{PROG}: error: {exc}", file=sys.stderr)
             return 1
         if args.config_check:
-            print(f"{PROG}: configuration is valid ({len(settings.targets)} subaccounts)")
+            print(f"{PROG}: configuration is valid ({len(settings.subaccounts)} subaccounts)")
             return 0
-        hidden = [k.reveal() for k in settings.secrets]
-        if webhooks is not None:
-            hidden.append(webhooks.auth_header.reveal())
-        setup_logging(settings.log_level, settings.log_format, hidden)
-        simulator = getattr(args, "demo_simulator", None)
-        return _serve(
-            settings,
-            demo_url=settings.base_url if args.demo else None,
-            webhooks=webhooks,
-            simulator=simulator,
-            collect_webhooks=args.collector_webhooks,
+        setup_logging(
+            settings.log_level, settings.log_format, [k.reveal() for k in settings.secrets]
         )
+        try:
+            exporter = build_exporter(settings)
+        except ConfigError as exc:
+            print(f"{PROG}: error: {exc}", file=sys.stderr)
+            return 1
+        if simulator is not None:
+            push_demo_callbacks(exporter, simulator)
+        return serve(exporter, demo_url=settings.base_url if args.demo else None)
     return 0
 
 
-def _serve(
-    settings: Settings,
-    demo_url: str | None,
-    webhooks: WebhookSettings | None = None,
-    simulator: object | None = None,
-    collect_webhooks: bool = False,
-) -> int:
-    try:
-        web = load_web_config(settings.web_config_file) if settings.web_config_file else None
-        tls = ssl_context(web.tls) if web is not None and web.tls is not None else None
-        app = ExporterApp(settings)
-        server = make_server(
-            settings.listen_address, wrap_app(app, web) if web else app, ssl_context=tls
-        )
-        if webhooks is not None:
-            # The demo's receiver stays plain HTTP on loopback: its simulator trusts no CA.
-            _start_webhooks(webhooks, app, None if simulator else tls, simulator)
-        if collect_webhooks:
-            _collect_webhooks(app)
-    except ConfigError as exc:
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
-        return 1
+def serve(exporter: Exporter, demo_url: str | None = None) -> int:
+    """Log where the exporter listens, then serve until SIGTERM or Ctrl-C."""
+    settings, server, web = exporter.settings, exporter.server, exporter.settings.web_config
     host, port = server.server_address[:2]
     shown = "localhost" if not host or ipaddress.ip_address(host).is_unspecified else host
-    subs = ",".join(t.subaccount for t in settings.targets) or "none (/probe only)"
+    subs = ",".join(s.subaccount for s in settings.subaccounts) or "none (/probe only)"
     log_event(
         log,
         logging.INFO,
@@ -370,7 +265,7 @@ def _serve(
         address=f"{host}:{port}",
         version=__version__,
         subaccounts=subs,
-        tls="on" if tls else "off",
+        tls="on" if web is not None and web.tls_context is not None else "off",
         basic_auth="on" if web is not None and web.users else "off",
     )
     if demo_url:
@@ -380,6 +275,9 @@ def _serve(
             f"demo mode: metrics at http://{shown}:{port}{settings.telemetry_path}",
             simulator=demo_url,
         )
+    callbacks = exporter.callbacks
+    if callbacks is not None:
+        _serve_callbacks(exporter, callbacks)
 
     def stop(signum: int, frame: object) -> None:
         raise KeyboardInterrupt
@@ -390,42 +288,22 @@ def _serve(
     except KeyboardInterrupt:
         log_event(log, logging.INFO, "shutting down")
     finally:
+        if callbacks is not None:
+            callbacks.shutdown()
+            callbacks.server_close()
         server.server_close()
     return 0
 
 
-def _start_webhooks(
-    webhooks: WebhookSettings, app: ExporterApp, tls: object, simulator: object | None
-) -> None:
-    """The callback listener; its metrics join /metrics; the demo simulator pushes to it."""
-    from exporter.webhooks.listener import bridge, start_receiver
-    from exporter.webhooks.state import WebhookState
-
-    state = WebhookState(webhooks.allowed, per_number=webhooks.per_number)
-    receiver = start_receiver(webhooks, state, tls)  # type: ignore[arg-type]
-    app.metrics.registry.register(bridge(state))
-    host, port = receiver.server_address[:2]
-    scheme = "https" if tls is not None else "http"
+def _serve_callbacks(exporter: Exporter, callbacks: ExporterServer) -> None:
+    """The webhook receiver's listener, in its own thread next to /metrics."""
+    host, port = callbacks.server_address[:2]
     log_event(
         log,
         logging.INFO,
         "receiving 8x8 callbacks",
         address=f"{host}:{port}",
-        path=webhooks.path,
-        tls="on" if tls else "off",
+        path=exporter.settings.webhooks.path if exporter.settings.webhooks else "",
+        tls="on" if callbacks.base_environ.get("HTTPS") == "on" else "off",
     )
-    if simulator is not None:
-        shown = "127.0.0.1" if not host or ipaddress.ip_address(host).is_unspecified else host
-        simulator.start_push(  # type: ignore[attr-defined]
-            f"{scheme}://{shown}:{port}{webhooks.path}", webhooks.auth_header.reveal()
-        )
-
-
-def _collect_webhooks(app: ExporterApp) -> None:
-    """--collector.webhooks: read each configured subaccount's webhook list on scrape."""
-    from exporter.webhooks.configured import WebhookConfigCollector
-
-    collector = WebhookConfigCollector()
-    app.metrics.registry.register(collector)
-    for scraper in app.targets.configured:
-        scraper.after_fetch = collector.read
+    serve_in_thread(callbacks)

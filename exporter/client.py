@@ -34,7 +34,7 @@ from exporter.config import Secret
 from exporter.errors import FetchError, reason_for_status
 
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
-_CHUNK = 1 << 16
+_READ_CHUNK_BYTES = 1 << 16
 _ERROR_BODY_PEEK = 1 << 14
 _JITTER = random.SystemRandom()  # spreads retries; not a security use
 
@@ -231,7 +231,7 @@ class ApiClient:
             )
         body = bytearray()
         try:
-            for chunk in response.iter_content(_CHUNK):
+            for chunk in response.iter_content(_READ_CHUNK_BYTES):
                 body += chunk
                 if len(body) > cap:
                     raise FetchError("invalid_response", f"body exceeds the {cap}-byte cap", 200)

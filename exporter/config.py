@@ -1,18 +1,25 @@
-"""Configuration: flags, environment and the YAML file become one validated `Settings`.
+"""Configuration: flags, environment and the YAML files become one validated `Settings`.
 
+`settings_from_flags` is the one place where they are read and checked, the web config file
+included; `Settings` holds the parsed result, so nothing downstream reads a file again.
 Every problem is raised as `ConfigError` with a single line naming it; API keys are wrapped in
 `Secret` so that no repr, log line or error message can show them.
 """
 
 from __future__ import annotations
 
+import argparse
 import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
+
+if TYPE_CHECKING:
+    from exporter.webconfig import WebConfig
+    from exporter.webhooks.config import WebhookSettings
 
 SUBACCOUNT_PATTERN = re.compile(r"^[A-Za-z0-9\-._&]{3,50}$")
 DEFAULT_BASE_URL = "https://voice.8x8.com"
@@ -65,7 +72,7 @@ class Secret:
 
 
 @dataclass(frozen=True)
-class Target:
+class SubaccountConfig:
     """One subaccount to scrape, with the key and API base URL that reach it."""
 
     subaccount: str
@@ -82,7 +89,7 @@ class Settings:
     base_url: str = DEFAULT_BASE_URL
     api_timeout: float = 10.0
     api_key: Secret | None = None
-    targets: tuple[Target, ...] = ()
+    subaccounts: tuple[SubaccountConfig, ...] = ()
     per_number: bool = True
     cache_ttl: float = 0.0
     serve_stale_for: float = 0.0
@@ -90,18 +97,117 @@ class Settings:
     max_response_bytes: int = 256 * 2**20
     api_retries: int = 2
     probe_allowed: frozenset[str] | None = None
-    web_config_file: Path | None = None
+    web_config: WebConfig | None = None
+    webhooks: WebhookSettings | None = None  # the callback listener, when enabled
+    collector_webhooks: bool = False
     log_level: str = "info"
     log_format: str = "logfmt"
-    demo: bool = False
+    # Every value the logs must never show: API keys and the webhook Authorization value.
     secrets: tuple[Secret, ...] = field(default=(), repr=False)
 
-    def target_for(self, subaccount: str) -> Target:
-        """The configured target, or one built from the defaults for a probed subaccount."""
-        for target in self.targets:
-            if target.subaccount == subaccount:
-                return target
-        return Target(subaccount, self.api_key, self.base_url)
+    def subaccount_config(self, subaccount: str) -> SubaccountConfig:
+        """The configured subaccount, or one built from the defaults for a probed subaccount."""
+        for config in self.subaccounts:
+            if config.subaccount == subaccount:
+                return config
+        return SubaccountConfig(subaccount, self.api_key, self.base_url)
+
+
+def settings_from_flags(args: argparse.Namespace, env: dict[str, str]) -> Settings:
+    """Validate flags, environment and config files into Settings; ConfigError on any problem.
+
+    `args` are the parsed flags of exporter/cli.py. The web config file is read and checked
+    here (TLS files, bcrypt hashes), once, and its parsed form is part of the settings; so are
+    the webhook receiver's flags and its Authorization value.
+    """
+    # Both build on this module's helpers.
+    from exporter.webconfig import load_web_config
+    from exporter.webhooks.config import webhook_settings
+
+    parse_listen_address(args.listen_address)
+    if not args.telemetry_path.startswith("/") or args.telemetry_path in ("/probe", "/"):
+        raise ConfigError(f"invalid --web.telemetry-path {args.telemetry_path!r}")
+    if args.api_retries < 0 or args.api_retries > 10:
+        raise ConfigError("--api.retries must be between 0 and 10")
+    file_config = load_config_file(args.config_file) if args.config_file else None
+    base_url = validate_base_url(
+        args.base_url or (file_config.base_url if file_config else None) or DEFAULT_BASE_URL
+    )
+    api_key = default_api_key(args.key_file, env)
+    if api_key is None and file_config is not None:
+        api_key = file_config.api_key
+
+    subaccounts: list[SubaccountConfig] = []
+    seen: set[str] = set()
+    for sub, key, url in file_config.subaccounts if file_config else ():
+        subaccounts.append(SubaccountConfig(sub, key or api_key, url or base_url))
+        seen.add(sub)
+    flag_subs = args.subaccounts if args.subaccounts is not None else subaccounts_from_env(env)
+    for sub in flag_subs:
+        sub = validate_subaccount(sub)
+        if sub not in seen:
+            subaccounts.append(SubaccountConfig(sub, api_key, base_url))
+            seen.add(sub)
+    missing = [s.subaccount for s in subaccounts if s.api_key is None]
+    if missing or (not subaccounts and api_key is None):
+        which = f" for subaccount {missing[0]}" if missing else ""
+        raise ConfigError(
+            f"no API key{which}: set EIGHTBYEIGHT_API_KEY, EIGHTBYEIGHT_API_KEY_FILE or "
+            "--api.key-file"
+        )
+
+    probe_allowed = None
+    if args.probe_allowed is not None:
+        probe_allowed = frozenset(
+            validate_subaccount(s.strip()) for s in args.probe_allowed.split(",") if s.strip()
+        )
+    elif file_config is not None and file_config.probe_allowed is not None:
+        probe_allowed = frozenset(file_config.probe_allowed)
+
+    web_config = load_web_config(args.web_config_file) if args.web_config_file else None
+    webhooks = webhook_settings(
+        args, env, tuple(s.subaccount for s in subaccounts), probe_allowed, args.per_number
+    )
+    keys = {s.api_key for s in subaccounts if s.api_key} | ({api_key} if api_key else set())
+    if webhooks is not None:
+        keys.add(webhooks.auth_header)
+    return Settings(
+        listen_address=args.listen_address,
+        telemetry_path=args.telemetry_path,
+        base_url=base_url,
+        api_timeout=_positive(parse_duration(args.api_timeout, "--api.timeout"), "--api.timeout"),
+        api_key=api_key,
+        subaccounts=tuple(subaccounts),
+        per_number=args.per_number,
+        cache_ttl=parse_duration(args.cache_ttl, "--cache.ttl"),
+        serve_stale_for=parse_duration(args.serve_stale_for, "--cache.serve-stale-for"),
+        timeout_offset=parse_duration(args.timeout_offset, "--web.timeout-offset"),
+        max_response_bytes=parse_size(args.max_response_bytes, "--api.max-response-size"),
+        api_retries=args.api_retries,
+        probe_allowed=probe_allowed,
+        web_config=web_config,
+        webhooks=webhooks,
+        collector_webhooks=args.collector_webhooks,
+        log_level=args.log_level,
+        log_format=args.log_format,
+        secrets=tuple(keys),
+    )
+
+
+def _positive(value: float, what: str) -> float:
+    if value <= 0:
+        raise ConfigError(f"{what} must be greater than 0")
+    return value
+
+
+def parse_listen_address(address: str) -> tuple[str, int]:
+    """(host, port) from ':9881', '0.0.0.0:9881', '[::]:9881' or 'localhost:9881'."""
+    host, sep, port = address.rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ConfigError(f"invalid listen address {address!r}: expected [host]:port")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    return host, int(port)
 
 
 def validate_subaccount(value: str) -> str:
@@ -189,7 +295,7 @@ class FileConfig:
 
     base_url: str | None = None
     api_key: Secret | None = None
-    targets: tuple[tuple[str, Secret | None, str | None], ...] = ()
+    subaccounts: tuple[tuple[str, Secret | None, str | None], ...] = ()
     probe_allowed: tuple[str, ...] | None = None
 
 
@@ -220,7 +326,7 @@ def load_config_file(path: str | Path) -> FileConfig:
     entries = doc.get("subaccounts") or []
     if not isinstance(entries, list):
         raise ConfigError(f"{path}: 'subaccounts' must be a list")
-    targets = []
+    subaccounts = []
     seen: set[str] = set()
     for index, entry in enumerate(entries):
         where = f"{path}: subaccounts[{index}]"
@@ -237,7 +343,7 @@ def load_config_file(path: str | Path) -> FileConfig:
         seen.add(sub)
         key = read_key_file(entry["api_key_file"]) if entry.get("api_key_file") else None
         url = _in(where, validate_base_url, entry["base_url"]) if "base_url" in entry else None
-        targets.append((sub, key, url))
+        subaccounts.append((sub, key, url))
     probe = doc.get("probe") or {}
     if not isinstance(probe, dict):
         raise ConfigError(f"{path}: 'probe' must be a mapping")
@@ -247,7 +353,7 @@ def load_config_file(path: str | Path) -> FileConfig:
         if not isinstance(allowed, list):
             raise ConfigError(f"{path}: probe.allowed_subaccounts must be a list")
         allowed = tuple(_in(f"{path}: probe", validate_subaccount, a) for a in allowed)
-    return FileConfig(base_url, api_key, tuple(targets), allowed)
+    return FileConfig(base_url, api_key, tuple(subaccounts), allowed)
 
 
 def read_yaml_mapping(path: str | Path, what: str = "config file") -> dict[str, Any]:

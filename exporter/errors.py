@@ -1,4 +1,9 @@
-"""The one error type a scrape can end with, and the failure reasons it is counted by."""
+"""The errors a scrape can end with, and the failure reasons they are counted by.
+
+`FetchError` is what a scrape ends with (the HTTP status, if one came back, is kept for the
+log line); `ResponseError` is what the response model raises about a body it cannot use: it
+knows nothing of HTTP.
+"""
 
 from __future__ import annotations
 
@@ -24,6 +29,15 @@ class FetchError(Exception):
         self.reason = reason
         self.detail = detail
         self.status = status
+
+
+class ResponseError(Exception):
+    """A response body cannot be read as a list of numbers; `reason` is one of REASONS."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
 
 
 def reason_for_status(status: int) -> str:

@@ -3,7 +3,7 @@
 Parsing is strict per record and tolerant per response: a record that is not an object, has no
 `msisdn`, or holds a string where a number belongs (or the reverse) is skipped and counted; the
 rest of the response still counts. Anything wrong with the response as a whole raises
-`FetchError("invalid_response", ...)`.
+`ResponseError("invalid_response", ...)`.
 
 Records are decoded from `msgspec.Raw` slices of the body straight into typed structs, a batch
 at a time, and folded into per-group counters and per-number columns with C-level map/zip/Counter
@@ -17,11 +17,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from operator import attrgetter
-from typing import NamedTuple
 
 import msgspec
 
-from exporter.errors import FetchError, reason_for_status
+from exporter.errors import ResponseError, reason_for_status
+from exporter.memo import Memo
 
 KNOWN_STATUSES = ("active", "expiring", "inactive")
 UNKNOWN = "unknown"
@@ -70,27 +70,11 @@ _BAD_RECORD = (msgspec.ValidationError, msgspec.DecodeError, UnicodeDecodeError)
 _RECORD = msgspec.json.Decoder(VirtualNumber)
 
 
-class NumberRow(NamedTuple):
-    """What the per-number series need of one number, with label values normalised."""
-
-    msisdn: str
-    country: str
-    number_type: str
-    operational_status: str
-    health_status: str
-    reference_id: str
-    currency: str
-    healthy: bool | None
-    check_enabled: bool | None
-    last_checked: float | None
-    rental_price: float | None
-    incoming_rate: float | None
-    billing_unit: float | None
-
-
 @dataclass(slots=True)
 class NumberColumns:
-    """The per-number data as one list per NumberRow field, all of the same length.
+    """The per-number data, one list per attribute, all of the same length.
+
+    A per-number label's values are the field named like the label (see exporter.catalogue).
 
     Columns rather than one tuple per number: they are filled and rendered with C-level
     map/slice/join calls instead of a Python loop per number, and hold 13 list objects for the
@@ -114,11 +98,6 @@ class NumberColumns:
     def __len__(self) -> int:
         return len(self.msisdn)
 
-    def rows(self) -> list[NumberRow]:
-        return list(
-            map(NumberRow._make, zip(*(getattr(self, f) for f in NumberRow._fields), strict=True))
-        )
-
 
 @dataclass(slots=True)
 class GroupStats:
@@ -130,7 +109,7 @@ class GroupStats:
     health_unknown: int = 0
     check_disabled: int = 0
     oldest_check: float | None = None
-    rental_cost: dict[str, float] = field(default_factory=dict)
+    monthly_rental_cost: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -143,11 +122,6 @@ class Inventory:
     invalid_records: int
     groups: dict[tuple[str, str], GroupStats]
     columns: NumberColumns
-
-    @property
-    def numbers(self) -> list[NumberRow]:
-        """The per-number data one row per number (built on demand; rendering uses columns)."""
-        return self.columns.rows()
 
 
 def parse_timestamp(value: str | None) -> float | None:
@@ -171,7 +145,7 @@ def parse_timestamp(value: str | None) -> float | None:
 
 
 def parse_inventory(body: bytes | bytearray, per_number: bool = True) -> Inventory:
-    """Decode a list body; raise FetchError('invalid_response' or an envelope's reason)."""
+    """Decode a list body; raise ResponseError('invalid_response' or an envelope's reason)."""
     response = _decode_response(body)
     raws = response.numbers
     if raws is None:
@@ -184,16 +158,16 @@ def _decode_response(body: bytes | bytearray) -> NumbersResponse:
     try:
         return _RESPONSE.decode(body)
     except msgspec.ValidationError as exc:
-        raise FetchError("invalid_response", f"unexpected JSON: {exc}", 200) from None
+        raise ResponseError("invalid_response", f"unexpected JSON: {exc}") from None
     except UnicodeDecodeError:
-        raise FetchError("invalid_response", "a string is not valid UTF-8", 200) from None
+        raise ResponseError("invalid_response", "a string is not valid UTF-8") from None
     except msgspec.DecodeError as exc:
         if not body.strip():
-            raise FetchError("invalid_response", "empty body", 200) from None
+            raise ResponseError("invalid_response", "empty body") from None
         head = bytes(body[:64]).lstrip()
         if head.startswith(b"<"):
-            raise FetchError("invalid_response", "HTML instead of JSON", 200) from None
-        raise FetchError("invalid_response", f"invalid JSON: {exc}", 200) from None
+            raise ResponseError("invalid_response", "HTML instead of JSON") from None
+        raise ResponseError("invalid_response", f"invalid JSON: {exc}") from None
 
 
 def _raise_if_error_envelope(response: NumbersResponse) -> None:
@@ -207,18 +181,18 @@ def _raise_if_error_envelope(response: NumbersResponse) -> None:
     if status in (0, 200) and (response.totalNumbers is not None or code is not None):
         return  # an account with no numbers may omit the list
     if 400 <= status <= 599:
-        raise FetchError(reason_for_status(status), f"error envelope {status}: {message}", 200)
+        raise ResponseError(reason_for_status(status), f"error envelope {status}: {message}")
     if code is not None and status not in (0, 200):
-        raise FetchError("invalid_response", f"error envelope {code}: {message}", 200)
-    raise FetchError("invalid_response", "no 'numbers' list in the response", 200)
+        raise ResponseError("invalid_response", f"error envelope {code}: {message}")
+    raise ResponseError("invalid_response", "no 'numbers' list in the response")
 
 
 def _fold_records(
     response: NumbersResponse, raws: list[msgspec.Raw], per_number: bool
 ) -> Inventory:
     fold = _Fold(per_number)
-    for start in range(0, len(raws), _BATCH):
-        fold.add(raws[start : start + _BATCH])
+    for start in range(0, len(raws), _RECORDS_PER_BATCH):
+        fold.add(raws[start : start + _RECORDS_PER_BATCH])
     return Inventory(
         total_numbers=_finite(response.totalNumbers),
         last_updated=parse_timestamp(response.lastUpdatedAt),
@@ -232,7 +206,7 @@ def _fold_records(
 # Records are decoded and folded a batch at a time: large enough that the Python work per batch
 # vanishes next to the C-level work per record, small enough that one batch of decoded structs
 # weighs little (decoding all 100,000 records of a large account at once would hold ~100 MB).
-_BATCH = 2048
+_RECORDS_PER_BATCH = 2048
 
 _MSISDN = attrgetter("msisdn")
 _COUNTRY = attrgetter("countryCode")
@@ -253,23 +227,12 @@ _NO_HEALTH = NumberHealth()  # stands in for health that is missing or switched 
 _INF = float("inf")
 
 
-class _Shared(dict):
-    """One shared string per distinct label value (they repeat a lot); missing or empty: unknown."""
-
-    def __init__(self) -> None:
-        super().__init__({None: UNKNOWN, "": UNKNOWN})
-
-    def __missing__(self, value: str) -> str:
-        self[value] = value
-        return value
+# Label values repeat a lot: each distinct one is stored once. Missing or empty means unknown.
+_UNKNOWNS = ((None, UNKNOWN), ("", UNKNOWN))
 
 
-class _Lowered(_Shared):
-    """Like _Shared, lower-cased."""
-
-    def __missing__(self, value: str) -> str:
-        lowered = self[value] = value.lower()
-        return lowered
+def _same(value: str) -> str:
+    return value
 
 
 class _Fold:
@@ -284,8 +247,8 @@ class _Fold:
         self.combos: Counter[tuple[str, str, str, bool | None, bool | None]] = Counter()
         self.rental: dict[tuple[str, str, str], float] = {}
         self.oldest: dict[tuple[str, str], float] = {}
-        self.shared = _Shared()
-        self.lowered = _Lowered()
+        self.shared = Memo(_same, _UNKNOWNS)  # the first copy of each value, shared by the rest
+        self.lowered = Memo(str.lower, _UNKNOWNS)
 
     def add(self, raws: list[msgspec.Raw]) -> None:
         records = self._decode(raws)
@@ -391,7 +354,7 @@ class _Fold:
             if enabled is False:
                 group.check_disabled += count
         for (country, number_type, currency), total in self.rental.items():
-            groups[(country, number_type)].rental_cost[currency] = total
+            groups[(country, number_type)].monthly_rental_cost[currency] = total
         for key, when in self.oldest.items():
             groups[key].oldest_check = when
         return groups
@@ -403,6 +366,7 @@ _FILLER = {None: "1970-01-01T00:00:00+00:00"}
 
 def _timestamps(texts: list[str | None]) -> list[float | None]:
     """parse_timestamp of each text; a batch of aware RFC 3339 times takes a C-level path."""
+    # _FILLER.get(text, text): the filler for None, any other text unchanged.
     filled = list(map(_FILLER.get, texts, texts)) if None in texts else texts
     try:
         parsed = list(map(datetime.fromisoformat, filled))

@@ -1,9 +1,12 @@
-"""Scraping one subaccount: fetch, parse and render, shared and cached.
+"""Scraping subaccounts: fetch, parse and render, shared and cached.
 
 `SubaccountScraper.scrape()` is what every /metrics or /probe request calls for a subaccount.
 Concurrent scrapes share one upstream request (single flight); within `--cache.ttl` the last
 good response is served without a request; when the API fails, the last good data may be
-served for `--cache.serve-stale-for` with `eightbyeight_up 0`.
+served for `--cache.serve-stale-for` with `eightbyeight_up 0`. The clock and the API client
+are handed in, so tests drive all of this with a fake clock and a fake client.
+
+`Scrapers` holds one scraper per configured subaccount and a bounded set for probed ones.
 """
 
 from __future__ import annotations
@@ -11,19 +14,44 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
-from concurrent.futures import Future
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
+from typing import Protocol
 
-from exporter.client import ApiClient
-from exporter.collector import RenderedInventory, TargetSample, render_inventory
-from exporter.errors import FetchError
+from exporter.errors import FetchError, ResponseError
+from exporter.exposition import RenderedInventory, SubaccountScrape, render_inventory
 from exporter.logs import log_event
 from exporter.model import parse_inventory
 from exporter.selfmetrics import SelfMetrics
 
 log = logging.getLogger("exporter.scraper")
+
+MAX_PROBED_SUBACCOUNTS = 256
+HTTP_OK = 200  # a body that fails to parse arrived with this status
+
+
+class Clock(Protocol):
+    """Monotonic time for deadlines and ages, wall time for timestamps."""
+
+    def monotonic(self) -> float: ...
+
+    def time(self) -> float: ...
+
+
+class NumbersClient(Protocol):
+    """What a scraper needs of the API client (exporter.client.ApiClient in production)."""
+
+    def fetch_numbers(self, subaccount: str, timeout: float | None = None) -> bytes | bytearray: ...
+
+
+# Called after a good fetch with (subaccount, seconds left of the scrape's deadline).
+AfterFetch = Callable[[str, float], None]
+
+# The `time` module has exactly the two functions of a Clock.
+SYSTEM_CLOCK: Clock = time
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,14 +70,17 @@ class SubaccountScraper:
     def __init__(
         self,
         subaccount: str,
-        client: ApiClient | None,
+        client: NumbersClient | None,
         metrics: SelfMetrics,
         *,
         per_number: bool = True,
         cache_ttl: float = 0.0,
         serve_stale_for: float = 0.0,
+        clock: Clock = SYSTEM_CLOCK,
+        after_fetch: AfterFetch | None = None,
     ) -> None:
         self.subaccount = subaccount
+        self.clock = clock
         self.client = client
         self.metrics = metrics
         self.per_number = per_number
@@ -59,13 +90,13 @@ class SubaccountScraper:
         self._flight: Future[_Fetched] | None = None
         self._last_good: _Fetched | None = None
         self._last_success: float | None = None
-        # --collector.webhooks: called after a good read with (client, subaccount, seconds
-        # left), inside the single flight, so it shares the scrape's deadline.
-        self.after_fetch: Callable[[ApiClient, str, float], None] | None = None
+        # e.g. --collector.webhooks: runs inside the single flight, so it shares the scrape's
+        # deadline and happens once per upstream fetch, not once per waiting scrape.
+        self.after_fetch = after_fetch
 
-    def scrape(self, timeout: float) -> TargetSample:
+    def scrape(self, timeout: float) -> SubaccountScrape:
         """One scrape of this subaccount, answered within `timeout` seconds."""
-        started = time.monotonic()
+        started = self.clock.monotonic()
         with self._lock:
             cached = self._fresh_cache(started)
             if cached is not None:
@@ -83,7 +114,8 @@ class SubaccountScraper:
             flight.set_result(fetched)
         else:
             try:
-                fetched = flight.result(timeout=max(0.0, timeout - (time.monotonic() - started)))
+                waited = self.clock.monotonic() - started
+                fetched = flight.result(timeout=max(0.0, timeout - waited))
             except FutureTimeout:
                 return self._failed_sample(started)
         if fetched.error is None:
@@ -91,12 +123,12 @@ class SubaccountScraper:
         return self._failed_sample(started)
 
     def _run_after_fetch(self, fetched: _Fetched, started: float, timeout: float) -> None:
-        left = timeout - (time.monotonic() - started)
-        if self.after_fetch is None or self.client is None or fetched.error is not None:
+        if self.after_fetch is None or fetched.error is not None:
             return
+        left = timeout - (self.clock.monotonic() - started)
         if left > 0:
             try:
-                self.after_fetch(self.client, self.subaccount, left)
+                self.after_fetch(self.subaccount, left)
             except Exception as exc:  # noqa: BLE001 - an optional collector never fails a scrape
                 log_event(
                     log, logging.WARNING, "after-fetch collector failed", err=type(exc).__name__
@@ -114,24 +146,24 @@ class SubaccountScraper:
             if self.cache_ttl > 0 or self.serve_stale_for > 0:
                 self._last_good = fetched
 
-    def _failed_sample(self, started: float) -> TargetSample:
+    def _failed_sample(self, started: float) -> SubaccountScrape:
         good = self._last_good
         stale = None
         if (
             good is not None
             and self.serve_stale_for > 0
-            and time.monotonic() - good.monotonic_time < self.serve_stale_for
+            and self.clock.monotonic() - good.monotonic_time < self.serve_stale_for
         ):
             stale = good.inventory
         return self._sample(False, started, stale)
 
     def _sample(
         self, up: bool, started: float, inventory: RenderedInventory | None
-    ) -> TargetSample:
-        return TargetSample(
+    ) -> SubaccountScrape:
+        return SubaccountScrape(
             self.subaccount,
             up,
-            time.monotonic() - started,
+            self.clock.monotonic() - started,
             inventory,
             self._last_success,
         )
@@ -139,32 +171,36 @@ class SubaccountScraper:
     def _fetch(self, timeout: float) -> _Fetched:
         sub = self.subaccount
         if self.client is None:
-            error = FetchError("unauthorized", "no API key configured for this subaccount")
-            self._count_failure(error)
-            return _Fetched(None, error, time.time(), time.monotonic())
+            return self._failed(
+                FetchError("unauthorized", "no API key configured for this subaccount")
+            )
         self.metrics.api_requests.labels(sub).inc()
-        started = time.monotonic()
-        status = None
+        started = self.clock.monotonic()
+        body_arrived = False
         try:
             try:
                 body = self.client.fetch_numbers(sub, timeout)
             finally:
-                self.metrics.api_duration.labels(sub).observe(time.monotonic() - started)
-            status = 200  # the body arrived; whatever fails from here on is in its content
+                self.metrics.api_duration.labels(sub).observe(self.clock.monotonic() - started)
+            body_arrived = True  # whatever fails from here on is in the body's content
             parsed = parse_inventory(body, self.per_number)
             # The raw JSON (~50 MB at 100,000 numbers) is not needed while rendering: free it.
             del body
             inventory = render_inventory(parsed, sub, self.per_number)
         except FetchError as error:
-            self._count_failure(error)
-            return _Fetched(None, _detached(error), time.time(), time.monotonic())
+            return self._failed(_detached(error))
+        except ResponseError as error:
+            return self._failed(FetchError(error.reason, error.detail, HTTP_OK))
         except Exception as exc:  # noqa: BLE001 - upstream data must never crash a scrape
-            error = FetchError(
-                "invalid_response", f"unexpected {type(exc).__name__} while reading", status
+            detail = f"unexpected {type(exc).__name__} while reading"
+            return self._failed(
+                FetchError("invalid_response", detail, HTTP_OK if body_arrived else None)
             )
-            self._count_failure(error)
-            return _Fetched(None, error, time.time(), time.monotonic())
-        return _Fetched(inventory, None, time.time(), time.monotonic())
+        return _Fetched(inventory, None, self.clock.time(), self.clock.monotonic())
+
+    def _failed(self, error: FetchError) -> _Fetched:
+        self._count_failure(error)
+        return _Fetched(None, error, self.clock.time(), self.clock.monotonic())
 
     def _count_failure(self, error: FetchError) -> None:
         self.metrics.api_failures.labels(self.subaccount, error.reason).inc()
@@ -190,3 +226,52 @@ def _detached(error: FetchError) -> FetchError:
     error.__context__ = None
     error.__cause__ = None
     return error
+
+
+class Scrapers:
+    """The scrapers: one per configured subaccount, plus a bounded LRU set for probed ones.
+
+    `new_scraper` builds the scraper of a subaccount (see exporter/app.py); every scraper is
+    built once and kept, so its cache and its in-flight fetch are shared by every request.
+    """
+
+    def __init__(
+        self,
+        configured: Sequence[str],
+        new_scraper: Callable[[str], SubaccountScraper],
+        max_probed: int = MAX_PROBED_SUBACCOUNTS,
+    ) -> None:
+        self._new = new_scraper
+        self._max_probed = max_probed
+        self.configured = [new_scraper(subaccount) for subaccount in configured]
+        self._by_id = {scraper.subaccount: scraper for scraper in self.configured}
+        self._probed: OrderedDict[str, SubaccountScraper] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def for_probe(self, subaccount: str) -> SubaccountScraper:
+        """The scraper for a probed subaccount; unconfigured ones are kept in a bounded LRU."""
+        configured = self._by_id.get(subaccount)
+        if configured is not None:
+            return configured
+        with self._lock:
+            scraper = self._probed.get(subaccount)
+            if scraper is None:
+                scraper = self._probed[subaccount] = self._new(subaccount)
+                while len(self._probed) > self._max_probed:
+                    self._probed.popitem(last=False)
+            else:
+                self._probed.move_to_end(subaccount)
+            return scraper
+
+    @property
+    def probed_count(self) -> int:
+        with self._lock:
+            return len(self._probed)
+
+
+def scrape_all(scrapers: Sequence[SubaccountScraper], timeout: float) -> list[SubaccountScrape]:
+    """Scrape subaccounts in parallel; one subaccount is scraped in the calling thread."""
+    if len(scrapers) <= 1:
+        return [scraper.scrape(timeout) for scraper in scrapers]
+    with ThreadPoolExecutor(max_workers=min(len(scrapers), 16)) as pool:
+        return list(pool.map(lambda scraper: scraper.scrape(timeout), scrapers))

@@ -10,20 +10,10 @@ from socketserver import TCPServer, ThreadingMixIn
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer
 
-from exporter.config import ConfigError
+from exporter.config import ConfigError, parse_listen_address
 
 log = logging.getLogger("exporter.server")
 socket_server_bind = TCPServer.server_bind
-
-
-def parse_listen_address(address: str) -> tuple[str, int]:
-    """(host, port) from ':9881', '0.0.0.0:9881', '[::]:9881' or 'localhost:9881'."""
-    host, sep, port = address.rpartition(":")
-    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise ConfigError(f"invalid listen address {address!r}: expected [host]:port")
-    if host.startswith("[") and host.endswith("]"):
-        host = host[1:-1]
-    return host, int(port)
 
 
 class _Discard:
@@ -120,8 +110,16 @@ def make_server(
     return server
 
 
-def serve_in_thread(server: ExporterServer) -> threading.Thread:
-    """Serve in a daemon thread (used by tests and demo mode); stop with server.shutdown()."""
-    thread = threading.Thread(target=server.serve_forever, name="exporter-http", daemon=True)
+def serve_in_thread(server: ExporterServer, poll_interval: float = 0.5) -> threading.Thread:
+    """Serve in a daemon thread (used by tests); stop with server.shutdown().
+
+    shutdown() waits until the serving loop next polls: tests poll often to stop quickly.
+    """
+    thread = threading.Thread(
+        target=server.serve_forever,
+        kwargs={"poll_interval": poll_interval},
+        name="exporter-http",
+        daemon=True,
+    )
     thread.start()
     return thread

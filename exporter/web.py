@@ -9,96 +9,34 @@ from __future__ import annotations
 import html
 import logging
 import math
-import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 from urllib.parse import parse_qs, quote
 
 from exporter import __version__
-from exporter.client import ApiClient
-from exporter.collector import TargetSample, render_targets
 from exporter.config import SUBACCOUNT_PATTERN, Settings
+from exporter.encoding import gzip_body, plain_body
+from exporter.exposition import SubaccountScrape, render_scrapes
 from exporter.logs import log_event
-from exporter.scraper import SubaccountScraper
+from exporter.scraper import Scrapers, scrape_all
 from exporter.selfmetrics import SelfMetrics
 
 log = logging.getLogger("exporter.web")
 
 CONTENT_TYPE_LATEST = "text/plain; version=0.0.4; charset=utf-8"
 SCRAPE_TIMEOUT_HEADER = "HTTP_X_PROMETHEUS_SCRAPE_TIMEOUT_SECONDS"
-MAX_PROBED_TARGETS = 256
 
 StartResponse = Callable[..., Any]
 
 
-class Targets:
-    """The scrapers: one per configured subaccount, plus a bounded set for probed ones."""
-
-    def __init__(self, settings: Settings, metrics: SelfMetrics) -> None:
-        self.settings = settings
-        self.metrics = metrics
-        self.configured = [self._new(target.subaccount) for target in settings.targets]
-        for target in settings.targets:
-            metrics.start_at_zero(target.subaccount)
-        self._by_id = {scraper.subaccount: scraper for scraper in self.configured}
-        self._probed: OrderedDict[str, SubaccountScraper] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def _new(self, subaccount: str) -> SubaccountScraper:
-        s = self.settings
-        target = s.target_for(subaccount)
-        client = None
-        if target.api_key is not None:
-            client = ApiClient(
-                target.base_url,
-                target.api_key,
-                timeout=s.api_timeout,
-                max_response_bytes=s.max_response_bytes,
-                retries=s.api_retries,
-            )
-        return SubaccountScraper(
-            subaccount,
-            client,
-            self.metrics,
-            per_number=s.per_number,
-            cache_ttl=s.cache_ttl,
-            serve_stale_for=s.serve_stale_for,
-        )
-
-    def for_probe(self, subaccount: str) -> SubaccountScraper:
-        """The scraper for a probed subaccount; unconfigured ones are kept in a bounded LRU."""
-        configured = self._by_id.get(subaccount)
-        if configured is not None:
-            return configured
-        with self._lock:
-            scraper = self._probed.get(subaccount)
-            if scraper is None:
-                scraper = self._probed[subaccount] = self._new(subaccount)
-                while len(self._probed) > MAX_PROBED_TARGETS:
-                    self._probed.popitem(last=False)
-            else:
-                self._probed.move_to_end(subaccount)
-            return scraper
-
-
-def scrape_all(scrapers: list[SubaccountScraper], timeout: float) -> list[TargetSample]:
-    """Scrape subaccounts in parallel; one subaccount is scraped in the calling thread."""
-    if len(scrapers) <= 1:
-        return [scraper.scrape(timeout) for scraper in scrapers]
-    with ThreadPoolExecutor(max_workers=min(len(scrapers), 16)) as pool:
-        return list(pool.map(lambda scraper: scraper.scrape(timeout), scrapers))
-
-
 class ExporterApp:
-    """WSGI application serving the exporter's endpoints."""
+    """WSGI application serving the exporter's endpoints (built by exporter/app.py)."""
 
-    def __init__(self, settings: Settings, metrics: SelfMetrics | None = None) -> None:
+    def __init__(self, settings: Settings, scrapers: Scrapers, metrics: SelfMetrics) -> None:
         self.settings = settings
-        self.metrics = metrics or SelfMetrics()
-        self.targets = Targets(settings, self.metrics)
+        self.scrapers = scrapers
+        self.metrics = metrics
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         try:
@@ -147,25 +85,26 @@ class ExporterApp:
         return max(budget, 0.05)
 
     def _metrics(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
-        samples = scrape_all(self.targets.configured, self.scrape_timeout(environ))
+        samples = scrape_all(self.scrapers.configured, self.scrape_timeout(environ))
         return _exposition(environ, start_response, samples, self.metrics.exposition())
 
     def _probe(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         query = parse_qs(environ.get("QUERY_STRING", ""), errors="replace")
-        targets = query.get("target", [])
-        if len(targets) != 1 or not targets[0]:
+        # Prometheus names the probed thing `target`; here it is a subaccount.
+        requested = query.get("target", [])
+        if len(requested) != 1 or not requested[0]:
             return _text(start_response, "400 Bad Request", "exactly one 'target' is required\n")
-        target = targets[0]
-        if not SUBACCOUNT_PATTERN.fullmatch(target):
+        subaccount = requested[0]
+        if not SUBACCOUNT_PATTERN.fullmatch(subaccount):
             return _text(
                 start_response,
                 "400 Bad Request",
                 "invalid target: must match ^[A-Za-z0-9\\-._&]{3,50}$\n",
             )
         allowed = self.settings.probe_allowed
-        if allowed is not None and target not in allowed:
+        if allowed is not None and subaccount not in allowed:
             return _text(start_response, "403 Forbidden", "target is not an allowed subaccount\n")
-        sample = self.targets.for_probe(target).scrape(self.scrape_timeout(environ))
+        sample = self.scrapers.for_probe(subaccount).scrape(self.scrape_timeout(environ))
         return _exposition(environ, start_response, [sample])
 
     def _landing(self, start_response: StartResponse) -> Iterable[bytes]:
@@ -173,7 +112,7 @@ class ExporterApp:
         items = "".join(
             f'<li><a href="/probe?target={quote(s.subaccount, safe="")}">'
             f"/probe?target={html.escape(s.subaccount)}</a></li>"
-            for s in self.targets.configured
+            for s in self.scrapers.configured
         )
         page = (
             "<!DOCTYPE html><html><head><title>8x8 Number Health exporter</title></head><body>"
@@ -193,15 +132,17 @@ class ExporterApp:
 def _exposition(
     environ: dict[str, Any],
     start_response: StartResponse,
-    samples: list[TargetSample],
+    samples: list[SubaccountScrape],
     head: bytes = b"",
 ) -> Iterable[bytes]:
     headers = [("Content-Type", CONTENT_TYPE_LATEST)]
-    # gzip reuses the inventory's pieces, compressed once per API response (level 1).
-    gzip = "gzip" in environ.get("HTTP_ACCEPT_ENCODING", "")
-    chunks = render_targets(samples, time.time(), head=head, gzip=gzip)
-    if gzip:
+    parts = render_scrapes(samples, time.time(), head=head)
+    if "gzip" in environ.get("HTTP_ACCEPT_ENCODING", ""):
+        # gzip reuses the inventory's pieces, compressed once per API response (level 1).
+        chunks = gzip_body(parts)
         headers.append(("Content-Encoding", "gzip"))
+    else:
+        chunks = plain_body(parts)
     headers.append(("Content-Length", str(sum(len(c) for c in chunks))))
     start_response("200 OK", headers)
     if environ.get("REQUEST_METHOD") == "HEAD":

@@ -100,6 +100,8 @@ class WebConfig:
     tls: TlsSettings | None = None
     users: dict[str, bytes] = field(default_factory=dict, repr=False)
     headers: tuple[tuple[str, str], ...] = ()
+    # Built once from `tls` when the file is loaded: the server wraps its socket with it.
+    tls_context: ssl.SSLContext | None = field(default=None, repr=False, compare=False)
 
     @property
     def needs_middleware(self) -> bool:
@@ -115,10 +117,9 @@ def load_web_config(path: str | Path) -> WebConfig:
     tls = _tls_settings(doc.get("tls_server_config"), path.parent, f"{where}: tls_server_config")
     headers = _headers(doc.get("http_server_config"), f"{where}: http_server_config")
     users = _users(doc.get("basic_auth_users"), f"{where}: basic_auth_users")
-    config = WebConfig(tls, users, headers)
-    if tls is not None:
-        ssl_context(tls)  # unreadable or mismatched certificates fail now, not on first scrape
-    return config
+    # Unreadable or mismatched certificates fail now, not on the first scrape.
+    context = ssl_context(tls) if tls is not None else None
+    return WebConfig(tls, users, headers, context)
 
 
 def ssl_context(tls: TlsSettings) -> ssl.SSLContext:

@@ -1,12 +1,15 @@
-import sys
-from pathlib import Path
-
 import pytest
 
-# Make tests/support.py importable as `support` from every test module.
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+from tests.harness import IN_CI
 
-from support import IN_CI
+IMPLY_SLOW = ("e2e", "load")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """e2e and load tests are slow tests too: `-m "not slow"` leaves them out."""
+    for item in items:
+        if any(item.get_closest_marker(name) for name in IMPLY_SLOW):
+            item.add_marker(pytest.mark.slow)
 
 
 @pytest.hookimpl(hookwrapper=True)

@@ -1,11 +1,12 @@
 """One load-generating process for tests/test_load.py: THREADS scrapers, back to back.
 
-    python tests/load_worker.py URL SECONDS THREADS START_AT SUBACCOUNT
+    python tests/load_worker.py URL SECONDS THREADS SUBACCOUNT
 
-Every thread waits for the wall-clock time START_AT, then scrapes URL/metrics until SECONDS
-have passed. Prints one JSON object: scrapes that succeeded (HTTP 200 and eightbyeight_up 1 for
-SUBACCOUNT), the first few failures, and every successful scrape's latency. The load runs in
-processes of its own so that the generator's GIL is not the thing being measured.
+Once imported it prints "ready" and reads the wall-clock time START_AT from stdin; every thread
+waits for START_AT, then scrapes URL/metrics until SECONDS have passed. Prints one JSON object:
+scrapes that succeeded (HTTP 200 and eightbyeight_up 1 for SUBACCOUNT), the first few failures,
+and every successful scrape's latency. The load runs in processes of its own so that the
+generator's GIL is not the thing being measured.
 """
 
 from __future__ import annotations
@@ -56,5 +57,7 @@ def run(url: str, seconds: float, threads: int, start_at: float, subaccount: str
 
 
 if __name__ == "__main__":
-    url, seconds, threads, start_at, subaccount = sys.argv[1:6]
-    print(json.dumps(run(url, float(seconds), int(threads), float(start_at), subaccount)))
+    url, seconds, threads, subaccount = sys.argv[1:5]
+    print("ready", flush=True)
+    start_at = float(sys.stdin.readline())
+    print(json.dumps(run(url, float(seconds), int(threads), start_at, subaccount)))

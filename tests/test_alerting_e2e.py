@@ -8,17 +8,19 @@ import copy
 
 import pytest
 import yaml
-from stack import (
-    WebhookReceiver,
-    alertmanager_process,
-    exporter_process,
-    fast_rules,
-    prometheus_process,
-    query,
-)
-from support import REPO, find_tool, wait_until
 
 from exporter.simulator import Simulator
+from tests.harness import (
+    REPO,
+    WebhookReceiver,
+    alertmanager_process,
+    exporter_reading,
+    fast_rules,
+    find_tool,
+    prometheus_process,
+    query,
+    wait_until,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -61,10 +63,10 @@ def test_faults_become_alerts_and_resolve(tmp_path):
     find_tool("alertmanager")
     with (
         Simulator(subaccounts={SUB: 20}, api_key=KEY, seed=3) as sim,
-        exporter_process(tmp_path, sim.base_url, KEY, "--subaccount", SUB) as exporter_url,
+        exporter_reading(tmp_path, sim.base_url, KEY, "--subaccount", SUB) as exporter_url,
         WebhookReceiver() as receiver,
         alertmanager_process(tmp_path, alertmanager_config(receiver.url)) as am_url,
-        prometheus_process(tmp_path, exporter_url, fast_rules(tmp_path), am_url) as prom_url,
+        prometheus_process(tmp_path, exporter_url, fast_rules(tmp_path, "2s"), am_url) as prom_url,
     ):
         wait_until(
             lambda: query(prom_url, f'eightbyeight_up{{subaccount="{SUB}"}} == 1'),

@@ -19,14 +19,20 @@ from typing import Any
 
 import pytest
 import requests
-from fakeapi import FakeApi, Reply, number, numbers_body
-from reliability_support import (
+
+from tests.harness import (
+    FakeApi,
     InProcessExporter,
+    Reply,
     exporter_process,
+    number,
+    numbers_body,
     parse_samples,
     rss_kib,
     value,
 )
+
+pytestmark = pytest.mark.slow
 
 KEY = "sk-8x8-matrix-7f3a9c2e51d04b6b-never-shown"
 SUB = "acme-prod"

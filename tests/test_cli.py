@@ -1,24 +1,51 @@
-"""Start-up: every configuration problem is one line on stderr and a non-zero exit."""
+"""Start-up: every configuration problem is one line on stderr and a non-zero exit.
 
+The command line runs in this process (`main(argv)` with its own environment and captured
+output); the tests marked slow run `python -m exporter` to show a real process does the same.
+"""
+
+import io
 import os
 import subprocess
 import sys
+from contextlib import redirect_stderr, redirect_stdout
+from unittest import mock
 
 import pytest
 
-from exporter.cli import build_parser, settings_from_args
+from exporter.cli import build_parser, main
+from exporter.config import settings_from_flags
 
 KEY = "cli-test-key-0123456789"
 
 
-def run(*args, env=None, timeout=30):
+def clean_env(env: dict[str, str] | None) -> dict[str, str]:
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("EIGHTBYEIGHT_")}
     full_env.update(env or {})
+    return full_env
+
+
+def run(*args, env=None):
+    """`eightbyeight-exporter ARGS` in this process: its exit code, stdout and stderr."""
+    out, err = io.StringIO(), io.StringIO()
+    with (
+        mock.patch.dict(os.environ, clean_env(env), clear=True),
+        redirect_stdout(out),
+        redirect_stderr(err),
+    ):
+        try:
+            code = main(list(args))
+        except SystemExit as exc:  # argparse: bad flags, --help
+            code = exc.code
+    return subprocess.CompletedProcess(list(args), code, out.getvalue(), err.getvalue())
+
+
+def run_process(*args, env=None, timeout=30):
     return subprocess.run(
         [sys.executable, "-m", "exporter", *args],
         capture_output=True,
         text=True,
-        env=full_env,
+        env=clean_env(env),
         timeout=timeout,
         stdin=subprocess.DEVNULL,
     )
@@ -59,6 +86,18 @@ def test_startup_errors_are_one_clear_line(args, env, words):
     assert_one_line_error(run(*args, env=env), *words)
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("args", "env", "words"),
+    [
+        (["--no-such-flag"], {}, ["unrecognized arguments: --no-such-flag"]),
+        (["--subaccount", "acme-prod"], {}, ["no API key", "EIGHTBYEIGHT_API_KEY"]),
+    ],
+)
+def test_a_real_process_reports_start_up_errors_in_one_line(args, env, words):
+    assert_one_line_error(run_process(*args, env=env), *words)
+
+
 def test_unreadable_key_file(tmp_path):
     assert_one_line_error(
         run("--subaccount", "acme-prod", "--api.key-file", str(tmp_path)), "is a directory"
@@ -93,8 +132,8 @@ def test_config_file_targets_get_their_own_keys(tmp_path):
         "    base_url: http://127.0.0.1:1\n  - acme-dev\n"
     )
     args = build_parser().parse_args(["--config.file", str(path), "--subaccount", "acme-ops"])
-    settings = settings_from_args(args, {"EIGHTBYEIGHT_API_KEY": KEY})
-    prod, dev, ops = settings.targets
+    settings = settings_from_flags(args, {"EIGHTBYEIGHT_API_KEY": KEY})
+    prod, dev, ops = settings.subaccounts
     assert (prod.subaccount, prod.api_key.reveal(), prod.base_url) == (
         "acme-prod",
         "own-key-abc",
@@ -108,12 +147,12 @@ def test_config_file_targets_get_their_own_keys(tmp_path):
 def test_flags_override_environment_subaccounts():
     args = build_parser().parse_args(["--subaccount", "flag-sub"])
     env = {"EIGHTBYEIGHT_API_KEY": KEY, "EIGHTBYEIGHT_SUBACCOUNTS": "env-sub"}
-    assert [t.subaccount for t in settings_from_args(args, env).targets] == ["flag-sub"]
+    assert [t.subaccount for t in settings_from_flags(args, env).subaccounts] == ["flag-sub"]
 
 
 def test_no_subaccounts_is_allowed_for_probe_only():
     args = build_parser().parse_args([])
-    assert settings_from_args(args, {"EIGHTBYEIGHT_API_KEY": KEY}).targets == ()
+    assert settings_from_flags(args, {"EIGHTBYEIGHT_API_KEY": KEY}).subaccounts == ()
 
 
 def test_help_lists_prometheus_style_flags():

@@ -5,11 +5,11 @@ import json
 import pytest
 import requests
 import responses
-from fakeapi import number, numbers_body
 
 from exporter.client import ApiClient
 from exporter.config import Secret
 from exporter.errors import FetchError
+from tests.harness import number, numbers_body
 
 BASE = "https://voice.example.test"
 KEY = "s3cr3t-key-value"

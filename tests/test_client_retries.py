@@ -15,12 +15,11 @@ import pytest
 import requests
 import responses
 import urllib3.util.connection
-from fakeapi import FakeApi, Reply, number, numbers_body
-from support import free_port
 
 from exporter.client import ApiClient, DeadlineRetry
 from exporter.config import Secret
 from exporter.errors import FetchError
+from tests.harness import FakeApi, Reply, free_port, number, numbers_body
 
 KEY = "test-key-4c1f9a7e-never-shown"
 BASE = "http://api.test"
@@ -171,6 +170,7 @@ class Recorder:
 GOOD_REPLY = Reply.json(numbers_body([number()]))
 
 
+@pytest.mark.slow
 def test_retry_after_is_honoured_on_a_real_connection():
     script = Recorder(
         Reply.json({"statusCode": 429}, 429, headers={"Retry-After": "1"}), GOOD_REPLY
@@ -193,6 +193,7 @@ def test_retry_after_past_the_deadline_returns_fast_on_a_real_connection():
     assert len(script.times) == 1
 
 
+@pytest.mark.slow
 def test_retries_are_spaced_by_backoff_on_a_real_connection():
     script = Recorder(Reply.json({"statusCode": 503}, 503))
     with FakeApi(script) as api:
@@ -220,6 +221,7 @@ def test_connection_error_is_retried_then_reported(monkeypatch):
     assert len(attempts) == 3
 
 
+@pytest.mark.slow
 def test_server_that_never_answers_times_out_within_the_budget():
     with FakeApi(Reply(hang=True)) as api:
         started = time.monotonic()
@@ -229,6 +231,7 @@ def test_server_that_never_answers_times_out_within_the_budget():
     assert 0.9 <= elapsed < 2.0
 
 
+@pytest.mark.slow
 def test_api_timeout_caps_a_longer_scrape_budget():
     with FakeApi(Reply(hang=True)) as api:
         started = time.monotonic()
@@ -238,6 +241,7 @@ def test_api_timeout_caps_a_longer_scrape_budget():
     assert elapsed < 2.0
 
 
+@pytest.mark.slow
 def test_retries_never_extend_the_deadline():
     # Each attempt is slow; with the budget at 1.5 s only the first (and maybe a second) fits.
     script = Recorder(Reply(503, b"", delay=0.6))
@@ -307,6 +311,7 @@ def drip_headers(conn: socket.socket, stop: threading.Event) -> None:
         conn.sendall(bytes([byte]))
 
 
+@pytest.mark.slow
 def test_body_dripped_byte_by_byte_is_cut_at_the_deadline():
     with RawServer(drip_body) as server:
         started = time.monotonic()
@@ -316,6 +321,7 @@ def test_body_dripped_byte_by_byte_is_cut_at_the_deadline():
     assert elapsed < 1.6
 
 
+@pytest.mark.slow
 def test_headers_dripped_byte_by_byte_are_cut_at_the_deadline():
     with RawServer(drip_headers) as server:
         started = time.monotonic()
@@ -413,6 +419,7 @@ def _self_signed(directory) -> tuple[str, str]:
     return str(cert_path), str(key_path)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("talk", [drip_headers, drip_body], ids=["headers", "body"])
 def test_dripping_https_peer_is_cut_at_the_deadline(tmp_path, talk):
     import ssl

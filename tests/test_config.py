@@ -47,7 +47,7 @@ probe:
     config = load_config_file(path)
     assert config.base_url == "https://voice.example.test"
     assert config.api_key == Secret("file-key-123")
-    assert config.targets == (
+    assert config.subaccounts == (
         ("acme-prod", Secret("file-key-123"), "http://127.0.0.1:9882"),
         ("acme&dev", None, None),
         ("acme.test", None, None),
@@ -56,7 +56,7 @@ probe:
 
 
 def test_empty_config_file_is_valid(tmp_path):
-    assert load_config_file(write(tmp_path, "")).targets == ()
+    assert load_config_file(write(tmp_path, "")).subaccounts == ()
 
 
 @pytest.mark.parametrize(

@@ -33,9 +33,11 @@ import pytest
 import requests
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
-from support import REPO, find_tool, free_port, running_process, wait_until
 
 from exporter.simulator import Simulator
+from tests.harness import REPO, find_tool, free_port, running_process, wait_until
+
+pytestmark = pytest.mark.slow
 
 DOCKERFILE = REPO / "Dockerfile"
 DOCKERIGNORE = REPO / ".dockerignore"
@@ -232,7 +234,7 @@ def health_server(status: int) -> Iterator[int]:
     """An HTTP server on 127.0.0.1 answering /-/healthy with `status`; yields its port."""
     handler = type("Handler", (_HealthHandler,), {"status": status})
     server = ThreadingHTTPServer(("127.0.0.1", free_port()), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, args=(0.02,), daemon=True)
     thread.start()
     try:
         yield server.server_address[1]

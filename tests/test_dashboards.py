@@ -23,7 +23,8 @@ from typing import Any
 
 import pytest
 import yaml
-from support import REPO, find_tool
+
+from tests.harness import REPO, find_tool
 
 DASHBOARD_DIR = REPO / "grafana" / "dashboards"
 PROVISIONING_DIR = REPO / "grafana" / "provisioning"

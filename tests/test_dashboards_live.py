@@ -9,10 +9,16 @@ alert panels have firing alerts to show.
 import contextlib
 
 import pytest
-import test_dashboards as dashboards
-from reliability_support import exporter_process
-from stack import fast_rules, prometheus_process, query
-from support import find_tool, wait_until
+
+from tests import test_dashboards as dashboards
+from tests.harness import (
+    exporter_process,
+    fast_rules,
+    find_tool,
+    prometheus_process,
+    query,
+    wait_until,
+)
 
 pytestmark = pytest.mark.e2e
 

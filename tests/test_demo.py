@@ -2,8 +2,8 @@
 
 import requests
 from prometheus_client.parser import text_string_to_metric_families
-from reliability_support import exporter_process
-from support import wait_until
+
+from tests.harness import exporter_process, wait_until
 
 
 def test_demo_mode_serves_simulated_subaccounts_and_says_where(tmp_path):

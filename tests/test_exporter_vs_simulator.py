@@ -7,9 +7,11 @@ checks what the exporter reports, then clears the fault and checks that the next
 import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
-from stack import exporter_process
 
 from exporter.simulator import Simulator
+from tests.harness import exporter_reading
+
+pytestmark = pytest.mark.slow
 
 SUB = "acme-prod"
 KEY = "simulated-key-27182818"
@@ -26,7 +28,7 @@ def sim():
 def exporter_url(sim, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("exporter")
     args = ("--subaccount", SUB, "--api.timeout", "2s", "--api.retries", "0")
-    with exporter_process(tmp, sim.base_url, KEY, *args) as url:
+    with exporter_reading(tmp, sim.base_url, KEY, *args) as url:
         yield url
 
 

@@ -1,11 +1,12 @@
 """Proof that the hand-written exposition is what prometheus_client would print.
 
 A reference collector yields the same families from the same `Inventory` through
-`GaugeMetricFamily` and `generate_latest`; the exporter's `render_targets` output must be equal
-byte for byte, parse with the library's own parser, and its gzip form must inflate to the same
-bytes. The body is deliberately varied (several countries, types, statuses including unknown
+prometheus_client's `Metric` and `generate_latest` (family names, help, types and label names
+from the catalogue; values computed here on their own); the exporter's `render_scrapes` output
+must be equal byte for byte, parse with the library's own parser, and its gzip form must
+inflate to the same bytes. The body is deliberately varied (several countries, types, statuses including unknown
 ones, missing fields, quotes, backslashes, newlines and unicode in label values, odd numbers
-and times) and large enough to cross the model's batches and the collector's slices. The
+and times) and large enough to cross the model's batches and the renderer's chunks. The
 columnar fold of the model is also checked against a plain per-record fold.
 """
 
@@ -15,18 +16,22 @@ import gzip
 import json
 import math
 import random
+from collections import namedtuple
+from dataclasses import fields
 from datetime import UTC, datetime
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.metrics_core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.utils import floatToGoString
 
-from exporter import collector as c
-from exporter.collector import TargetSample, render_inventory, render_targets
+from exporter import catalogue as c
+from exporter import exposition
+from exporter.encoding import gzip_body, plain_body
+from exporter.exposition import SubaccountScrape, render_inventory, render_scrapes
 from exporter.model import KNOWN_STATUSES, Inventory, parse_inventory
 
 NOW = 1_764_170_000.25
@@ -118,24 +123,37 @@ def varied_body(count: int = 5000, seed: int = 7, odd_times: bool = False) -> by
     return json.dumps(doc, ensure_ascii=False).encode()
 
 
+def number_rows(inventory: Inventory) -> list:
+    """The inventory's per-number columns as one named row per number, for assertions."""
+    names = [f.name for f in fields(inventory.columns)]
+    row = namedtuple("NumberRow", names)
+    return [
+        row(*values) for values in zip(*(getattr(inventory.columns, n) for n in names), strict=True)
+    ]
+
+
 # --- the reference collector ---------------------------------------------------------------
 
 
-def reference_exposition(targets: list[tuple[TargetSample, Inventory | None]], now: float) -> bytes:
-    """generate_latest over GaugeMetricFamily built from the model, family by family."""
-    families = {family.name: GaugeMetricFamily(family.name, family.help) for family in c.FAMILIES}
+def reference_exposition(
+    targets: list[tuple[SubaccountScrape, Inventory | None]], now: float
+) -> bytes:
+    """generate_latest over Metric families built from the model, family by family."""
+    families = {f.name: Metric(f.name, f.help, f.type) for f in c.FAMILIES}
 
-    def add(family: c.Family, labels: dict[str, str], value: float) -> None:
+    def add(family: c.Family, values: dict[str, str], value: float) -> None:
+        """A sample with the family's labels (as the catalogue lists them) taken from values."""
+        labels = {name: values[name] for name in family.labels}
         families[family.name].add_sample(family.name, labels, value)
 
     for target, inventory in targets:
         sub = {"subaccount": target.subaccount}
         add(c.UP, sub, 1.0 if target.up else 0.0)
-        add(c.SCRAPE_DURATION, sub, target.duration)
+        add(c.SCRAPE_DURATION_SECONDS, sub, target.duration)
         invalid = inventory.invalid_records if (inventory and target.up) else 0
         add(c.INVALID_RECORDS, sub, invalid)
         if target.last_success is not None:
-            add(c.LAST_SUCCESS, sub, target.last_success)
+            add(c.LAST_SUCCESS_TIMESTAMP_SECONDS, sub, target.last_success)
         if inventory is None:
             continue
         per_number = target.inventory is not None and c.NUMBER_INFO.name in target.inventory.samples
@@ -154,48 +172,41 @@ def reference_exposition(targets: list[tuple[TargetSample, Inventory | None]], n
 def _reference_inventory(add, inventory: Inventory, sub: dict, now: float, per_number: bool):
     if inventory.total_numbers is not None:
         add(c.VIRTUAL_NUMBERS, sub, inventory.total_numbers)
-    add(c.LISTED, sub, inventory.listed)
+    add(c.VIRTUAL_NUMBERS_LISTED, sub, inventory.listed)
     if inventory.last_updated is not None:
-        add(c.LAST_UPDATED, sub, inventory.last_updated)
+        add(c.LAST_UPDATED_TIMESTAMP_SECONDS, sub, inventory.last_updated)
     for (country, number_type), group in inventory.groups.items():
         pair = {"country": country, "number_type": number_type, **sub}
         for status in sorted(set(group.statuses) | set(KNOWN_STATUSES)):
-            add(c.BY_STATUS, {**pair, "operational_status": status}, group.statuses.get(status, 0))
-        add(c.EXPIRING, pair, group.statuses["expiring"])
-        add(c.HEALTHY, pair, group.healthy)
-        add(c.UNHEALTHY, pair, group.unhealthy)
-        add(c.HEALTH_UNKNOWN, pair, group.health_unknown)
-        add(c.CHECK_DISABLED, pair, group.check_disabled)
+            count = group.statuses.get(status, 0)
+            add(c.VIRTUAL_NUMBERS_BY_STATUS, {**pair, "operational_status": status}, count)
+        add(c.VIRTUAL_NUMBERS_EXPIRING, pair, group.statuses["expiring"])
+        add(c.VIRTUAL_NUMBERS_HEALTHY, pair, group.healthy)
+        add(c.VIRTUAL_NUMBERS_UNHEALTHY, pair, group.unhealthy)
+        add(c.VIRTUAL_NUMBERS_HEALTH_UNKNOWN, pair, group.health_unknown)
+        add(c.VIRTUAL_NUMBERS_HEALTH_CHECK_DISABLED, pair, group.check_disabled)
         if group.oldest_check is not None:
-            add(c.CHECK_AGE, pair, max(0.0, now - group.oldest_check))
-        for currency in sorted(group.rental_cost):
-            add(c.RENTAL_COST, {**pair, "currency": currency}, group.rental_cost[currency])
+            add(c.HEALTH_CHECK_AGE_SECONDS, pair, max(0.0, now - group.oldest_check))
+        for currency in sorted(group.monthly_rental_cost):
+            cost = group.monthly_rental_cost[currency]
+            add(c.MONTHLY_RENTAL_COST, {**pair, "currency": currency}, cost)
     if not per_number:
         return
-    for row in inventory.numbers:
-        one = {"msisdn": row.msisdn, **sub}
-        info = {
-            **one,
-            "country": row.country,
-            "number_type": row.number_type,
-            "operational_status": row.operational_status,
-            "health_status": row.health_status,
-            "reference_id": row.reference_id,
-            "currency": row.currency,
-        }
-        add(c.NUMBER_INFO, info, 1)
+    for row in number_rows(inventory):
+        values = {**row._asdict(), **sub}  # a label's value is the row's field of the same name
+        add(c.NUMBER_INFO, values, 1)
         if row.healthy is not None:
-            add(c.NUMBER_HEALTHY, one, 1 if row.healthy else 0)
+            add(c.NUMBER_HEALTHY, values, 1 if row.healthy else 0)
         if row.check_enabled is not None:
-            add(c.NUMBER_CHECK_ENABLED, one, 1 if row.check_enabled else 0)
+            add(c.NUMBER_HEALTH_CHECK_ENABLED, values, 1 if row.check_enabled else 0)
         if row.last_checked is not None:
-            add(c.NUMBER_LAST_CHECKED, one, row.last_checked)
+            add(c.NUMBER_HEALTH_LAST_CHECKED_TIMESTAMP_SECONDS, values, row.last_checked)
         if row.rental_price is not None:
-            add(c.NUMBER_RENTAL, {**one, "currency": row.currency}, row.rental_price)
+            add(c.NUMBER_RENTAL_PRICE, values, row.rental_price)
         if row.incoming_rate is not None:
-            add(c.NUMBER_INCOMING, {**one, "currency": row.currency}, row.incoming_rate)
+            add(c.NUMBER_INCOMING_RATE_PER_MINUTE, values, row.incoming_rate)
         if row.billing_unit is not None:
-            add(c.NUMBER_BILLING, one, row.billing_unit)
+            add(c.NUMBER_BILLING_INCREMENT_SECONDS, values, row.billing_unit)
 
 
 # --- tests ---------------------------------------------------------------------------------
@@ -206,7 +217,9 @@ def body() -> bytes:
     return varied_body()
 
 
-def scrape_outcomes(body: bytes, per_number: bool) -> list[tuple[TargetSample, Inventory | None]]:
+def scrape_outcomes(
+    body: bytes, per_number: bool
+) -> list[tuple[SubaccountScrape, Inventory | None]]:
     """Four subaccounts: two up, one down with nothing, one down serving stale data."""
     inventory = parse_inventory(body, per_number)
     other = parse_inventory(varied_body(300, seed=11, odd_times=True), per_number)
@@ -218,14 +231,14 @@ def scrape_outcomes(body: bytes, per_number: bool) -> list[tuple[TargetSample, I
         ("acme-stale", False, other, NOW - 600),
     ):
         rendered = render_inventory(inv, sub, per_number) if inv is not None else None
-        outcomes.append((TargetSample(sub, up, 0.125, rendered, last_success), inv))
+        outcomes.append((SubaccountScrape(sub, up, 0.125, rendered, last_success), inv))
     return outcomes
 
 
 @pytest.mark.parametrize("per_number", [True, False], ids=["per-number", "aggregates-only"])
 def test_exposition_is_byte_for_byte_generate_latest(body, per_number):
     outcomes = scrape_outcomes(body, per_number)
-    ours = b"".join(render_targets([sample for sample, _ in outcomes], NOW))
+    ours = b"".join(plain_body(render_scrapes([sample for sample, _ in outcomes], NOW)))
     reference = reference_exposition(outcomes, NOW)
     assert ours == reference
     # The body really is varied: escaped values, unknowns and both kinds of times made it in.
@@ -238,7 +251,7 @@ def test_exposition_is_byte_for_byte_generate_latest(body, per_number):
 
 def test_exposition_parses_with_the_library_parser(body):
     outcomes = scrape_outcomes(body, True)
-    text = b"".join(render_targets([sample for sample, _ in outcomes], NOW)).decode()
+    text = b"".join(plain_body(render_scrapes([sample for sample, _ in outcomes], NOW))).decode()
     families = {f.name: f for f in text_string_to_metric_families(text)}
     assert set(families) == {family.name for family in c.FAMILIES}
     listed = int(parse_inventory(body).listed)
@@ -257,15 +270,15 @@ def test_exposition_parses_with_the_library_parser(body):
 def test_gzip_response_inflates_to_the_plain_one(body, per_number):
     samples = [sample for sample, _ in scrape_outcomes(body, per_number)]
     head = b"# the exporter's own metrics come first\n"
-    plain = b"".join(render_targets(samples, NOW, head=head))
-    first = b"".join(render_targets(samples, NOW, head=head, gzip=True))
-    again = b"".join(render_targets(samples, NOW, head=head, gzip=True))
+    plain = b"".join(plain_body(render_scrapes(samples, NOW, head=head)))
+    first = b"".join(gzip_body(render_scrapes(samples, NOW, head=head)))
+    again = b"".join(gzip_body(render_scrapes(samples, NOW, head=head)))
     assert gzip.decompress(first) == plain  # checks the combined CRC-32 and the length too
     assert again == first
     # Once deflated, the text is kept only deflated: the plain form comes from inflating it.
-    assert b"".join(render_targets(samples, NOW, head=head)) == plain
-    later = b"".join(render_targets(samples, NOW + 60, gzip=True))
-    assert gzip.decompress(later) == b"".join(render_targets(samples, NOW + 60))
+    assert b"".join(plain_body(render_scrapes(samples, NOW, head=head))) == plain
+    later = b"".join(gzip_body(render_scrapes(samples, NOW + 60)))
+    assert gzip.decompress(later) == b"".join(plain_body(render_scrapes(samples, NOW + 60)))
 
 
 def test_check_age_is_rendered_per_scrape_from_cached_pieces(body):
@@ -273,7 +286,7 @@ def test_check_age_is_rendered_per_scrape_from_cached_pieces(body):
     name = b"eightbyeight_health_check_age_seconds{"
 
     def ages(now: float) -> list[float]:
-        text = gzip.decompress(b"".join(render_targets(samples, now, gzip=True)))
+        text = gzip.decompress(b"".join(gzip_body(render_scrapes(samples, now))))
         return [
             float(line.rsplit(b" ", 1)[1]) for line in text.splitlines() if line.startswith(name)
         ]
@@ -333,7 +346,7 @@ def plain_fold(body: bytes) -> tuple[dict, list[tuple], int, int]:
                 "health_unknown": 0,
                 "check_disabled": 0,
                 "oldest_check": None,
-                "rental_cost": {},
+                "monthly_rental_cost": {},
             },
         )
         group["statuses"][status] = group["statuses"].get(status, 0) + 1
@@ -346,7 +359,8 @@ def plain_fold(body: bytes) -> tuple[dict, list[tuple], int, int]:
         currency = label(record.get("billingCurrency"))
         price = record.get("rentalPrice")
         if price is not None:
-            group["rental_cost"][currency] = group["rental_cost"].get(currency, 0.0) + price
+            costs = group["monthly_rental_cost"]
+            costs[currency] = costs.get(currency, 0.0) + price
         as_float = [
             None if record.get(k) is None else float(record[k])
             for k in ("rentalPrice", "incomingRate", "billingUnit")
@@ -388,14 +402,14 @@ def test_columnar_fold_matches_a_plain_per_record_fold(body):
     for key, expected in groups.items():
         got = inventory.groups[key]
         assert {field: getattr(got, field) for field in expected} == expected
-    assert [tuple(row) for row in inventory.numbers] == rows
+    assert [tuple(row) for row in number_rows(inventory)] == rows
     # Sums are added in record order, exactly (not merely approximately) as the plain loop does.
     assert all(
         math.copysign(1, a) == math.copysign(1, b)
         for key in groups
         for a, b in zip(
-            inventory.groups[key].rental_cost.values(),
-            groups[key]["rental_cost"].values(),
+            inventory.groups[key].monthly_rental_cost.values(),
+            groups[key]["monthly_rental_cost"].values(),
             strict=True,
         )
     )
@@ -417,11 +431,11 @@ def test_columnar_fold_matches_a_plain_per_record_fold(body):
     )
 )
 def test_vectorised_float_formatting_is_float_to_go_string(values):
-    assert c._go_float_lines(values) == [f"{floatToGoString(v)}\n" for v in values]
+    assert exposition._go_float_lines(values) == [f"{floatToGoString(v)}\n" for v in values]
 
 
 @settings(max_examples=200, deadline=None)
 @given(st.lists(st.integers(min_value=1_000_000_000_000, max_value=9_999_999_999_999), max_size=30))
 def test_unix_times_in_milliseconds_format_like_float_to_go_string(millis):
     values = [m / 1000 for m in millis]
-    assert c._go_float_lines(values) == [f"{floatToGoString(v)}\n" for v in values]
+    assert exposition._go_float_lines(values) == [f"{floatToGoString(v)}\n" for v in values]

@@ -19,9 +19,9 @@ from pathlib import Path
 
 import pytest
 import requests
-from reliability_support import exporter_process, parse_samples, rss_kib, value
 
 from exporter.simulator import Simulator
+from tests.harness import exporter_process, parse_samples, rss_kib, value
 
 SECONDS = float(os.environ.get("LOAD_TEST_SECONDS", "30"))
 SCRAPERS = int(os.environ.get("LOAD_TEST_SCRAPERS", "200"))
@@ -57,11 +57,11 @@ def hammer(url: str, pid: int, seconds: float, scrapers: int) -> LoadResult:
     """`scrapers` scrapers in PROCESSES processes scrape /metrics back to back for `seconds`,
     all starting at the same moment; the exporter's RSS is sampled meanwhile."""
     result = LoadResult(seconds)
-    start_at = time.time() + 3.0  # time for the workers to import before the start
     per_process = [scrapers // PROCESSES + (i < scrapers % PROCESSES) for i in range(PROCESSES)]
     workers = [
         subprocess.Popen(
-            [sys.executable, str(WORKER), url, str(seconds), str(n), str(start_at), SUB],
+            [sys.executable, str(WORKER), url, str(seconds), str(n), SUB],
+            stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
         )
@@ -69,6 +69,12 @@ def hammer(url: str, pid: int, seconds: float, scrapers: int) -> LoadResult:
         if n
     ]
     try:
+        for worker in workers:  # each says "ready" once imported
+            assert worker.stdout.readline().strip() == "ready", "a load worker did not start"
+        start_at = time.time() + 0.2  # every worker's threads start together
+        for worker in workers:
+            worker.stdin.write(f"{start_at}\n")
+            worker.stdin.flush()
         time.sleep(max(0.0, start_at - time.time()))
         began = time.monotonic()
         while (now := time.monotonic()) - began < seconds:

@@ -1,11 +1,14 @@
 """requirements.lock pins every runtime dependency the project declares, within its range."""
 
 import re
+import subprocess
+import sys
 import tomllib
 
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
-from support import REPO
+
+from tests.harness import REPO
 
 
 def lock_pins():
@@ -33,3 +36,13 @@ def test_image_installs_the_locked_versions():
     dockerfile = (REPO / "Dockerfile").read_text()
     assert "--constraint requirements.lock" in dockerfile
     assert "!requirements.lock" in (REPO / ".dockerignore").read_text()
+
+
+def test_lock_matches_what_is_installed():
+    """A stale lock would make the image install other versions than the tests ran on."""
+    fresh = subprocess.run(
+        [sys.executable, str(REPO / ".ci" / "lock")], capture_output=True, text=True, check=True
+    ).stdout
+    assert fresh == (REPO / "requirements.lock").read_text(), (
+        "requirements.lock is stale: regenerate with '.venv/bin/python .ci/lock > requirements.lock'"
+    )

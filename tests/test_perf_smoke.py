@@ -15,7 +15,8 @@ import json
 import time
 from collections.abc import Callable
 
-from exporter.collector import TargetSample, render_inventory, render_targets
+from exporter.encoding import gzip_body
+from exporter.exposition import SubaccountScrape, render_inventory, render_scrapes
 from exporter.model import parse_inventory
 from exporter.simulator import list_body
 
@@ -37,8 +38,8 @@ def best_of(runs: int, work: Callable[[], object]) -> float:
 def scrape(body: bytes, now: float) -> list[bytes]:
     """What one cold scrape of a client accepting gzip costs the exporter, network aside."""
     rendered = render_inventory(parse_inventory(body), "perf-smoke")
-    sample = TargetSample("perf-smoke", True, 0.1, rendered, now)
-    return render_targets([sample], now, gzip=True)
+    sample = SubaccountScrape("perf-smoke", True, 0.1, rendered, now)
+    return gzip_body(render_scrapes([sample], now))
 
 
 def test_scrape_of_2000_numbers_stays_within_an_order_of_magnitude_of_json_loads():

@@ -14,10 +14,9 @@ from pathlib import Path
 
 import pytest
 import requests
-from fakeapi import FakeApi
-from reliability_support import InProcessExporter, exporter_process, parse_samples, value
 
 import exporter.server
+from tests.harness import FakeApi, InProcessExporter, exporter_process, parse_samples, value
 
 KEY = "probe-key-8d1e55b0-never-shown"
 
@@ -116,10 +115,11 @@ def test_allow_list_from_the_config_file(api, tmp_path: Path):
         assert probe_status(exporter, "target=acme-prod") == 200
 
 
+@pytest.mark.slow
 def test_probed_targets_are_bounded(exp):
     for i in range(300):
         assert probe_status(exp, f"target=bulk-{i:04d}") == 200
-    assert len(exp.app.targets._probed) <= 256
+    assert exp.app.scrapers.probed_count <= 256
 
 
 @pytest.mark.parametrize("method", ["POST", "PUT", "DELETE", "PATCH", "OPTIONS", "TRACE"])
@@ -218,6 +218,7 @@ def test_raw_hostile_requests_get_4xx(process, case):
         assert 400 <= status < 500
 
 
+@pytest.mark.slow
 def test_an_idle_client_is_dropped(monkeypatch, exp):
     monkeypatch.setattr(exporter.server._QuietHandler, "timeout", 0.5)
     host, port = exp.url.removeprefix("http://").split(":")

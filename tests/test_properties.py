@@ -1,4 +1,4 @@
-"""Property-based tests: whatever the API sends, parsing ends in an Inventory or a FetchError,
+"""Property-based tests: whatever the API sends, parsing ends in an Inventory or a ResponseError,
 and whatever parses renders to an exposition that Prometheus' own parser accepts."""
 
 from __future__ import annotations
@@ -12,9 +12,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from prometheus_client.parser import text_string_to_metric_families
 
-from exporter.collector import TargetSample, render_inventory, render_targets
 from exporter.config import SUBACCOUNT_PATTERN
-from exporter.errors import REASONS, FetchError
+from exporter.encoding import gzip_body, plain_body
+from exporter.errors import REASONS, ResponseError
+from exporter.exposition import SubaccountScrape, render_inventory, render_scrapes
 from exporter.model import Inventory, parse_inventory
 
 # A 200 body can only fail as invalid_response or as the reason of an error envelope it holds.
@@ -121,16 +122,16 @@ responses_ = st.fixed_dictionaries(
 subaccounts = st.from_regex(SUBACCOUNT_PATTERN, fullmatch=True)
 
 
-def outcome(body: bytes) -> Inventory | FetchError:
+def outcome(body: bytes) -> Inventory | ResponseError:
     try:
         return parse_inventory(body)
-    except FetchError as error:
+    except ResponseError as error:
         return error
 
 
-def assert_parsed_or_clean_error(body: bytes) -> Inventory | FetchError:
+def assert_parsed_or_clean_error(body: bytes) -> Inventory | ResponseError:
     result = outcome(body)
-    if isinstance(result, FetchError):
+    if isinstance(result, ResponseError):
         assert result.reason in BODY_REASONS
         assert "\n" not in str(result)
     else:
@@ -175,11 +176,11 @@ def test_response_shaped_json_parses_or_fails_cleanly(doc):
 def test_rendered_output_parses_with_prometheus_parser(doc, subaccount, per_number, now):
     try:
         inventory = parse_inventory(json.dumps(doc).encode(), per_number)
-    except FetchError:
+    except ResponseError:
         return
     rendered = render_inventory(inventory, subaccount, per_number)
-    target = TargetSample(subaccount, True, 0.25, rendered, 1.7e9)
-    text = b"".join(render_targets([target], now)).decode("utf-8")
+    target = SubaccountScrape(subaccount, True, 0.25, rendered, 1.7e9)
+    text = b"".join(plain_body(render_scrapes([target], now))).decode("utf-8")
 
     seen: dict[tuple[str, frozenset], float] = {}
     info_msisdns = set()
@@ -203,14 +204,16 @@ def test_rendered_output_parses_with_prometheus_parser(doc, subaccount, per_numb
         assert not info_msisdns
 
     # The gzip response carries exactly the same bytes.
-    zipped = b"".join(render_targets([target], now, gzip=True))
+    zipped = b"".join(gzip_body(render_scrapes([target], now)))
     assert gzip.decompress(zipped).decode("utf-8") == text
 
 
 @settings(max_examples=100, deadline=None)
 @given(subaccounts, st.booleans(), st.one_of(st.none(), st.floats(0, 2e9)))
 def test_failed_scrape_renders_parseable_output(subaccount, up, last_success):
-    text = b"".join(render_targets([TargetSample(subaccount, up, 0.1, None, last_success)], 0))
+    text = b"".join(
+        plain_body(render_scrapes([SubaccountScrape(subaccount, up, 0.1, None, last_success)], 0))
+    )
     families = {f.name: f for f in text_string_to_metric_families(text.decode())}
     assert families["eightbyeight_up"].samples[0].value == (1.0 if up else 0.0)
     assert ("eightbyeight_last_success_timestamp_seconds" in families) == (last_success is not None)
@@ -224,6 +227,6 @@ def test_invalid_utf8_inside_a_record_is_one_invalid_record():
 
 def test_invalid_utf8_in_the_envelope_is_invalid_response():
     body = b'{"totalNumbers": 0, "statusMessage": "\xff", "numbers": []}'
-    with pytest.raises(FetchError) as caught:
+    with pytest.raises(ResponseError) as caught:
         parse_inventory(body)
     assert caught.value.reason == "invalid_response"

@@ -8,8 +8,18 @@ import time
 
 import pytest
 import requests
-from fakeapi import FakeApi, Reply, number, numbers_body
-from reliability_support import exporter_process, parse_samples, value
+
+from tests.harness import (
+    FakeApi,
+    Reply,
+    exporter_process,
+    number,
+    numbers_body,
+    parse_samples,
+    value,
+)
+
+pytestmark = pytest.mark.slow
 
 KEY = "recovery-key-51c0e7a2-never-shown"
 SUB = "acme-prod"

@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 import requests
 import yaml
-from support import REPO, find_tool, free_port, running_process, wait_until
+
+from tests.harness import REPO, find_tool, free_port, running_process, wait_until
 
 PROMETHEUS_DIR = REPO / "prometheus"
 RULE_FILES = sorted((PROMETHEUS_DIR / "rules").glob("*.yml"))

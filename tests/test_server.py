@@ -6,8 +6,18 @@ from types import SimpleNamespace
 
 import pytest
 import requests
-from fakeapi import FakeApi, Reply, number, numbers_body
-from reliability_support import exporter_process, parse_samples, value
+
+from tests.harness import (
+    FakeApi,
+    Reply,
+    exporter_process,
+    number,
+    numbers_body,
+    parse_samples,
+    value,
+)
+
+pytestmark = pytest.mark.slow
 
 KEY = "server-test-key-9f8e7d6c"
 

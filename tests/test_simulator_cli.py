@@ -11,10 +11,10 @@ import sys
 
 import pytest
 import requests
-from support import REPO, free_port, running_process
 
 from exporter.simulator import list_body
 from exporter.simulator.cli import main
+from tests.harness import REPO, free_port, running_process
 
 PROG = "python -m exporter.simulator"
 KEY = "cli-secret-key-9f2"
@@ -31,6 +31,7 @@ def child_env(**extra: str) -> dict[str, str]:
     return env
 
 
+@pytest.mark.slow
 def test_standalone_serves_scenario_and_admin_then_stops_cleanly(tmp_path):
     port = free_port()
     key_file = tmp_path / "key"
@@ -79,6 +80,7 @@ def test_standalone_serves_scenario_and_admin_then_stops_cleanly(tmp_path):
     assert KEY not in log
 
 
+@pytest.mark.slow
 def test_key_from_environment_and_separate_admin_listener(tmp_path):
     port, admin_port = free_port(), free_port()
     argv = simulator_argv(
@@ -149,7 +151,19 @@ def bad_cases(tmp_path):
         "bad-log-level",
     ],
 )
-def test_bad_flags_give_one_line_and_exit_2(case, tmp_path):
+def test_bad_flags_give_one_line_and_exit_2(case, tmp_path, capsys, monkeypatch):
+    for name in [k for k in os.environ if k.startswith("EIGHTBYEIGHT_")]:
+        monkeypatch.delenv(name)
+    argv, mention = bad_cases(tmp_path)[case]
+    assert main(argv, prog=PROG) == 2
+    out, err = capsys.readouterr()
+    assert_one_line_error(err, mention)
+    assert out == ""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", ["unknown-flag", "invalid-fault"])
+def test_a_real_process_gives_one_line_and_exit_2(case, tmp_path):
     argv, mention = bad_cases(tmp_path)[case]
     result = subprocess.run(
         simulator_argv(*argv),
@@ -161,12 +175,16 @@ def test_bad_flags_give_one_line_and_exit_2(case, tmp_path):
         check=False,
     )
     assert result.returncode == 2, result.stderr
-    lines = result.stderr.splitlines()
-    assert len(lines) == 1, result.stderr
+    assert_one_line_error(result.stderr, mention)
+    assert result.stdout == ""
+
+
+def assert_one_line_error(stderr: str, mention: str) -> None:
+    lines = stderr.splitlines()
+    assert len(lines) == 1, stderr
     assert lines[0].startswith(f"{PROG}: error: ")
     assert mention in lines[0]
-    assert KEY not in result.stderr
-    assert result.stdout == ""
+    assert KEY not in stderr
 
 
 def test_address_in_use_gives_one_line_and_exit_1():

@@ -6,9 +6,12 @@ from __future__ import annotations
 import threading
 
 import msgspec
+import pytest
 import requests
 
 from exporter.simulator import Simulator
+
+pytestmark = pytest.mark.slow
 
 KEY = "k-load"
 AUTH = {"Authorization": f"Bearer {KEY}"}

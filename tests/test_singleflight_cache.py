@@ -1,9 +1,10 @@
 """Upstream economy: concurrent scrapes share one request, the cache answers within its TTL, and
 the last good data is served (with eightbyeight_up 0) while the API is down.
 
-Every test counts the requests that really reached a FakeApi on 127.0.0.1. Clock-dependent
-behaviour over minutes is checked with a simulated clock injected into the scraper module;
-short real TTLs prove the same on the real clock.
+Every test counts the requests that really reached a FakeApi on 127.0.0.1, through the real
+exporter. Clock-dependent behaviour over minutes is checked with a fake clock handed to the
+exporter; the tests marked slow prove single flight, the TTL and deadlines on the real clock.
+The same behaviour at the scraper alone, in milliseconds: tests/test_scraper.py.
 """
 
 from __future__ import annotations
@@ -14,18 +15,26 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
-from fakeapi import FakeApi, Reply, number, numbers_body
-from reliability_support import InProcessExporter, parse_samples, value
-from support import wait_until
 
-import exporter.scraper
+from tests.harness import (
+    FakeApi,
+    FakeClock,
+    InProcessExporter,
+    Reply,
+    number,
+    numbers_body,
+    parse_samples,
+    value,
+    wait_until,
+)
 
 SUB = "acme-prod"
 GOOD = Reply.json(numbers_body([number("+6531234567"), number("+6531234568")]))
 
 
-def exporter_for(api: FakeApi, *flags: str) -> InProcessExporter:
-    return InProcessExporter(["--api.base-url", api.base_url, "--subaccount", SUB, *flags])
+def exporter_for(api: FakeApi, *flags: str, clock: FakeClock | None = None) -> InProcessExporter:
+    argv = ["--api.base-url", api.base_url, "--subaccount", SUB, *flags]
+    return InProcessExporter(argv, clock=clock) if clock else InProcessExporter(argv)
 
 
 def concurrent_gets(url: str, count: int, **kwargs: object) -> list[requests.Response]:
@@ -40,6 +49,7 @@ def concurrent_gets(url: str, count: int, **kwargs: object) -> list[requests.Res
         return list(pool.map(one, range(count)))
 
 
+@pytest.mark.slow
 def test_fifty_simultaneous_scrapes_make_one_request():
     with FakeApi(Reply.json(numbers_body([number()]), delay=1.0)) as api, exporter_for(api) as exp:
         answers = concurrent_gets(exp.url + "/metrics", 50)
@@ -55,6 +65,7 @@ def test_fifty_simultaneous_scrapes_make_one_request():
     assert api.count == 2
 
 
+@pytest.mark.slow
 def test_fifty_simultaneous_probes_make_one_request():
     with (
         FakeApi(Reply.json(numbers_body([number()]), delay=1.0)) as api,
@@ -66,6 +77,7 @@ def test_fifty_simultaneous_probes_make_one_request():
         assert api.requests[0][0] == "/api/v1/subaccounts/acme-dev/numbers"
 
 
+@pytest.mark.slow
 def test_single_flight_shares_failures_too():
     with (
         FakeApi(Reply(503, b'{"statusCode": 503}', delay=0.5)) as api,
@@ -77,6 +89,7 @@ def test_single_flight_shares_failures_too():
             assert value(parse_samples(answer.text), "eightbyeight_up", subaccount=SUB) == 0
 
 
+@pytest.mark.slow
 def test_separate_subaccounts_do_not_share_a_flight():
     with (
         FakeApi(Reply.json(numbers_body([number()]), delay=0.5)) as api,
@@ -99,6 +112,7 @@ def test_without_cache_every_scrape_asks_the_api():
         assert api.count == 3
 
 
+@pytest.mark.slow
 def test_within_the_ttl_scrapes_are_answered_from_the_cache():
     with FakeApi(GOOD) as api, exporter_for(api, "--cache.ttl", "1s") as exp:
         first = parse_samples(exp.get().text)
@@ -120,30 +134,14 @@ def test_cache_help_text_says_data_may_be_cached():
     assert any("eightbyeight_scrape_duration_seconds" in line for line in cached)
 
 
-class FakeClock:
-    """Stands in for the scraper module's `time`: monotonic and wall time that only move when
-    told to, so minutes of scraping take no time."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def monotonic(self) -> float:
-        return self.now
-
-    def time(self) -> float:
-        return 1_700_000_000.0 + self.now
-
-
 @pytest.fixture
-def clock(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
-    fake = FakeClock()
-    monkeypatch.setattr(exporter.scraper, "time", fake)
-    return fake
+def clock() -> FakeClock:
+    return FakeClock()
 
 
 def test_ha_pair_every_15s_with_a_60s_ttl_makes_one_request_a_minute(clock):
     """Two Prometheus servers, 7 s apart, each scraping every 15 s, for ten minutes."""
-    with FakeApi(GOOD) as api, exporter_for(api, "--cache.ttl", "60s") as exp:
+    with FakeApi(GOOD) as api, exporter_for(api, "--cache.ttl", "60s", clock=clock) as exp:
         start = clock.now
         scrape_times = sorted(
             [start + 15 * i for i in range(40)] + [start + 7 + 15 * i for i in range(40)]
@@ -159,7 +157,7 @@ def test_ha_pair_every_15s_with_a_60s_ttl_makes_one_request_a_minute(clock):
 def test_failures_are_not_cached(clock):
     with (
         FakeApi(Reply(500, b"oops")) as api,
-        exporter_for(api, "--cache.ttl", "60s", "--api.retries", "0") as exp,
+        exporter_for(api, "--cache.ttl", "60s", "--api.retries", "0", clock=clock) as exp,
     ):
         for step in range(3):
             clock.now += 1
@@ -171,7 +169,9 @@ def test_failures_are_not_cached(clock):
 def test_stale_data_is_served_with_up_0_for_the_configured_time(clock):
     with (
         FakeApi(GOOD) as api,
-        exporter_for(api, "--cache.serve-stale-for", "5m", "--api.retries", "0") as exp,
+        exporter_for(
+            api, "--cache.serve-stale-for", "5m", "--api.retries", "0", clock=clock
+        ) as exp,
     ):
         good = parse_samples(exp.get().text)
         success_time = value(good, "eightbyeight_last_success_timestamp_seconds", subaccount=SUB)
@@ -227,7 +227,7 @@ def test_last_success_is_absent_before_the_first_success():
 def test_cache_and_stale_serving_together(clock):
     with FakeApi(GOOD) as api:
         flags = ("--cache.ttl", "60s", "--cache.serve-stale-for", "10m", "--api.retries", "0")
-        with exporter_for(api, *flags) as exp:
+        with exporter_for(api, *flags, clock=clock) as exp:
             exp.get()
             api.reply = Reply(500, b"")
             clock.now += 30
@@ -240,6 +240,7 @@ def test_cache_and_stale_serving_together(clock):
             assert value(samples, "eightbyeight_virtual_numbers", subaccount=SUB) == 2
 
 
+@pytest.mark.slow
 def test_slow_leader_does_not_hold_followers_past_their_deadline():
     with FakeApi(Reply.json(numbers_body([number()]), delay=3.0)) as api, exporter_for(api) as exp:
         leader = threading.Thread(target=exp.get)

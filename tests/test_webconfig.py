@@ -24,14 +24,12 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
-from fakeapi import FakeApi
-from reliability_support import exporter_process, parse_samples, value
-from support import REPO
 
 import exporter.webconfig
 from exporter.cli import main
 from exporter.config import ConfigError
 from exporter.webconfig import BasicAuth, load_web_config
+from tests.harness import REPO, FakeApi, exporter_process, parse_samples, value
 
 KEY = "webcfg-key-0b7d2c91-never-shown"
 USER, PASSWORD = "prometheus", "s3cret-scraper-password"

@@ -4,6 +4,8 @@ One exporter process with --webhook.listen-address, logging at debug level. For 
 the receiver answers the documented status within a bounded time, counts the documented
 outcome (or nothing, for 401/404/405), stays alive with bounded memory, and the
 Authorization value appears in no log line and no response.
+
+Every test here but the first starts a process and waits in real time: they are slow tests.
 """
 
 from __future__ import annotations
@@ -19,12 +21,19 @@ from pathlib import Path
 
 import pytest
 import requests
-from reliability_support import exporter_process, parse_samples, rss_kib
-from support import free_port
-from test_webconfig import PASSWORD, USER, bcrypt_hash, pki  # noqa: F401 - pki is a fixture
-from webhook_support import PATH, number, vnu, vss
 
 from exporter.simulator import Simulator
+from tests.harness import (
+    CALLBACK_PATH,
+    exporter_process,
+    free_port,
+    parse_samples,
+    rss_kib,
+    vnu,
+    vnu_number,
+    vss,
+)
+from tests.test_webconfig import PASSWORD, USER, bcrypt_hash, pki  # noqa: F401 - a fixture
 
 SECRET = "Bearer wh-9c41e7b2-never-logged"
 KEY = "sk-8x8-webhook-security-key"
@@ -49,7 +58,7 @@ def raw(
     auth: bytes | None = SECRET.encode(),
     *,
     method: bytes = b"POST",
-    path: bytes = PATH.encode(),
+    path: bytes = CALLBACK_PATH.encode(),
     length: int | None = None,
     extra: tuple[bytes, ...] = (),
 ) -> bytes:
@@ -71,7 +80,7 @@ def mutated(event: dict, change) -> bytes:
 
 GOOD = js(vss(session="good-1"))
 REPLAY_VSS = js(vss(session="replayed"))
-REPLAY_VNU = js(vnu(numbers=[number("+6531234599", "Active", "2026-01-01T00:00:00Z")]))
+REPLAY_VNU = js(vnu(numbers=[vnu_number("+6531234599", "Active", "2026-01-01T00:00:00Z")]))
 
 CASES: dict[str, Case] = {
     # Authentication: never counted, never read further.
@@ -89,7 +98,9 @@ CASES: dict[str, Case] = {
     "GET on the callback path": Case(raw(method=b"GET"), 405, None),
     "PUT on the callback path": Case(raw(GOOD, method=b"PUT"), 405, None),
     "another path": Case(raw(GOOD, path=b"/metrics"), 404, None),
-    "path traversal": Case(raw(GOOD, path=PATH.encode() + b"/../../etc/passwd"), 404, None),
+    "path traversal": Case(
+        raw(GOOD, path=CALLBACK_PATH.encode() + b"/../../etc/passwd"), 404, None
+    ),
     # Size and time.
     "declared 10 GB": Case(raw(b"", length=10**10), 413, "body_too_large"),
     "body one byte over the cap": Case(raw(b" " * (MAX_BODY + 1)), 413, "body_too_large"),
@@ -246,6 +257,7 @@ def test_the_matrix_is_broad_enough():
     assert {c.status for c in CASES.values()} >= {200, 400, 401, 403, 404, 405, 408, 413, 422}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", list(CASES))
 def test_hostile_callback(receiver, name):
     url, address, pid, _ = receiver
@@ -265,6 +277,7 @@ def test_hostile_callback(receiver, name):
     assert rss_kib(pid) < RSS_LIMIT_KIB
 
 
+@pytest.mark.slow
 def test_process_alive_healthy_and_secret_never_logged(receiver):
     url, address, pid, log = receiver
     for case in CASES.values():
@@ -285,6 +298,7 @@ def test_process_alive_healthy_and_secret_never_logged(receiver):
         assert line.startswith("ts="), f"not a logfmt line: {line[:200]!r}"
 
 
+@pytest.mark.slow
 def test_callbacks_over_the_web_config_tls_without_its_basic_auth(pki, tmp_path):  # noqa: F811
     """--web.config.file's TLS serves the callback listener too; its basic auth does not."""
     web = tmp_path / "web.yml"
@@ -307,7 +321,7 @@ def test_callbacks_over_the_web_config_tls_without_its_basic_auth(pki, tmp_path)
 
         log = tmp_path / "exporter.log"
         with exporter_process(argv, env, log, scheme="https", ready=ready) as (url, _):
-            hook = f"https://127.0.0.1:{port}{PATH}"
+            hook = f"https://127.0.0.1:{port}{CALLBACK_PATH}"
             body = js(vss(session="over-tls"))
             sent = requests.post(hook, data=body, headers={"Authorization": SECRET}, verify=pki.ca)
             assert sent.status_code == 200

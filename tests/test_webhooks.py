@@ -1,4 +1,8 @@
-"""The webhook receiver: decoding, state, metrics, the HTTP answers, flags and the simulator."""
+"""The webhook receiver: decoding, state, metrics, the HTTP answers, flags and the simulator.
+
+Everything here runs in this process in milliseconds, except the tests marked slow: the
+simulator pushing in real time, a standalone simulator process and the demo process.
+"""
 
 from __future__ import annotations
 
@@ -6,12 +10,10 @@ import json
 import subprocess
 
 import pytest
-from reliability_support import parse_samples, value
-from support import find_tool, wait_until
-from webhook_support import AUTH, LiveReceiver, number, vnu, vss
+import requests
 
-from exporter.cli import build_parser, settings_from_args
-from exporter.config import ConfigError
+from exporter.cli import build_parser
+from exporter.config import ConfigError, settings_from_flags
 from exporter.simulator import Simulator
 from exporter.webhooks.config import webhook_settings
 from exporter.webhooks.events import (
@@ -22,6 +24,23 @@ from exporter.webhooks.events import (
     parse_timestamp,
 )
 from exporter.webhooks.state import MAX_ERROR_CODES, WebhookState
+from tests.harness import (
+    CALLBACK_AUTH,
+    REPO,
+    CallbackReceiver,
+    InProcessExporter,
+    exporter_process,
+    find_tool,
+    free_port,
+    parse_samples,
+    post_callback,
+    running_process,
+    value,
+    vnu,
+    vnu_number,
+    vss,
+    wait_until,
+)
 
 
 def apply(state: WebhookState, event: dict) -> None:
@@ -101,14 +120,14 @@ def test_snapshot_then_updates_and_the_newer_status_wins():
         vnu(
             kind="SNAPSHOT",
             numbers=[
-                number("+6531234567", "Active", "2026-01-01T00:00:00Z"),
-                number("+6531234568", "Active", "2026-01-01T00:00:00Z"),
+                vnu_number("+6531234567", "Active", "2026-01-01T00:00:00Z"),
+                vnu_number("+6531234568", "Active", "2026-01-01T00:00:00Z"),
             ],
         ),
     )
-    apply(state, vnu(numbers=[number("+6531234567", "Unhealthy", "2026-01-01T01:00:00Z")]))
+    apply(state, vnu(numbers=[vnu_number("+6531234567", "Unhealthy", "2026-01-01T01:00:00Z")]))
     # An older status delivered late does not overwrite the newer one.
-    apply(state, vnu(numbers=[number("+6531234567", "Active", "2026-01-01T00:30:00Z")]))
+    apply(state, vnu(numbers=[vnu_number("+6531234567", "Active", "2026-01-01T00:30:00Z")]))
     s = samples(state)
     pushed = "eightbyeight_number_pushed_status"
     assert (
@@ -140,7 +159,7 @@ def test_snapshot_then_updates_and_the_newer_status_wins():
     # A new snapshot without a number drops it and its series.
     apply(
         state,
-        vnu(kind="SNAPSHOT", numbers=[number("+6531234568", "Active", "2026-01-02T00:00:00Z")]),
+        vnu(kind="SNAPSHOT", numbers=[vnu_number("+6531234568", "Active", "2026-01-02T00:00:00Z")]),
     )
     s = samples(state)
     assert (
@@ -251,12 +270,12 @@ def test_exposition_is_valid_for_prometheus(tmp_path):
 # --- HTTP ---------------------------------------------------------------------------------
 
 
-def outcome(receiver: LiveReceiver, name: str) -> float:
+def outcome(receiver: CallbackReceiver, name: str) -> float:
     return value(samples(receiver.state), "eightbyeight_webhook_requests_total", outcome=name)
 
 
 def test_receiver_answers_as_documented():
-    with LiveReceiver(max_body=64 * 1024) as r:
+    with CallbackReceiver(max_body=64 * 1024) as r:
         assert r.post(vnu(kind="SNAPSHOT")).status_code == 200
         assert r.post(vss()).status_code == 200
         assert r.post(vss()).status_code == 200  # redelivered: counted once
@@ -268,8 +287,8 @@ def test_receiver_answers_as_documented():
         )
         assert r.post(b"x" * (64 * 1024 + 1)).status_code == 413
         assert r.post(vss(), auth=None).status_code == 401
-        assert r.post(vss(), auth=AUTH.lower()).status_code == 401
-        assert r.post(vss(), auth=AUTH[:-1]).status_code == 401
+        assert r.post(vss(), auth=CALLBACK_AUTH.lower()).status_code == 401
+        assert r.post(vss(), auth=CALLBACK_AUTH[:-1]).status_code == 401
         assert outcome(r, "accepted") == 2
         assert outcome(r, "duplicate") == 1
         assert outcome(r, "unknown_event_type") == 1
@@ -294,23 +313,24 @@ def test_receiver_answers_as_documented():
 
 
 def parsed(*argv: str):
-    args = build_parser().parse_args(["--subaccount", "acme-prod", *argv])
-    settings = settings_from_args(args, {"EIGHTBYEIGHT_API_KEY": "k"})
-    return args, settings
+    return build_parser().parse_args(["--subaccount", "acme-prod", *argv])
 
 
 def test_receiver_is_off_by_default():
-    args, _settings = parsed()
+    args = parsed()
     assert webhook_settings(args, {}, ("acme-prod",), None, True) is None
+    settings = settings_from_flags(args, {"EIGHTBYEIGHT_API_KEY": "k"})
+    assert settings.webhooks is None
+    assert not settings.collector_webhooks
 
 
 def test_receiver_needs_the_auth_value(tmp_path):
-    args, _ = parsed("--webhook.listen-address", "127.0.0.1:0")
+    args = parsed("--webhook.listen-address", "127.0.0.1:0")
     with pytest.raises(ConfigError, match="Authorization value"):
         webhook_settings(args, {}, ("acme-prod",), None, True)
     secret = tmp_path / "auth"
     secret.write_text("Bearer abc def\n")
-    args, _ = parsed(
+    args = parsed(
         "--webhook.listen-address", "127.0.0.1:0", "--webhook.auth-header-file", str(secret)
     )
     settings = webhook_settings(args, {}, ("acme-prod",), frozenset({"acme-dev"}), True)
@@ -319,7 +339,7 @@ def test_receiver_needs_the_auth_value(tmp_path):
     assert "abc" not in repr(settings)
     empty = tmp_path / "empty"
     empty.write_text("\n")
-    args, _ = parsed(
+    args = parsed(
         "--webhook.listen-address", "127.0.0.1:0", "--webhook.auth-header-file", str(empty)
     )
     with pytest.raises(ConfigError, match="empty"):
@@ -339,7 +359,7 @@ def test_receiver_needs_the_auth_value(tmp_path):
     ],
 )
 def test_bad_flags_are_one_line_errors(flags, message):
-    args, _ = parsed(*flags)
+    args = parsed(*flags)
     with pytest.raises(ConfigError, match=message):
         webhook_settings(
             args, {"EIGHTBYEIGHT_WEBHOOK_AUTH_HEADER": "x"}, ("acme-prod",), None, True
@@ -349,12 +369,13 @@ def test_bad_flags_are_one_line_errors(flags, message):
 # --- the simulator pushes -----------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_simulator_pushes_vnu_and_vss_with_faults():
     with (
-        LiveReceiver(allowed=("acme-prod",)) as r,
+        CallbackReceiver(allowed=("acme-prod",)) as r,
         Simulator(subaccounts={"acme-prod": 30}, api_key="k", seed=5) as sim,
     ):
-        sim.start_push(r.url, AUTH, interval=0.2)
+        sim.start_push(r.url, CALLBACK_AUTH, interval=0.2)
         wait_until(lambda: outcome(r, "accepted") >= 10, timeout=30, what="pushed events accepted")
         s = samples(r.state)
         assert (
@@ -425,14 +446,13 @@ def test_simulated_sessions_are_deterministic_from_the_seed():
     assert "COMPLETED" in statuses
 
 
+@pytest.mark.slow
 def test_standalone_simulator_pushes_to_a_url(tmp_path):
     import sys
 
-    from support import REPO, free_port, running_process
-
-    with LiveReceiver() as r:
+    with CallbackReceiver() as r:
         auth = tmp_path / "auth"
-        auth.write_text(AUTH + "\n")
+        auth.write_text(CALLBACK_AUTH + "\n")
         port = free_port()
         argv = [
             sys.executable, "-m", "exporter.simulator",
@@ -471,7 +491,7 @@ class _FakeClient:
     def __init__(self, answer):
         self.answer = answer
 
-    def fetch_webhooks(self, subaccount, timeout):
+    def fetch_webhooks(self, subaccount, timeout=None):
         if isinstance(self.answer, Exception):
             raise self.answer
         return self.answer
@@ -511,7 +531,8 @@ def test_webhook_list_becomes_gauges_and_failures_keep_the_last():
         "statusCode": 0,
         "statusMessage": "ok",
     }
-    collector.read(_FakeClient(json.dumps(listed).encode()), "acme-prod", 1.0)
+    # What a scraper's after_fetch hook calls: (subaccount, seconds left).
+    collector.reader(_FakeClient(json.dumps(listed).encode()))("acme-prod", 1.0)
     s = config_samples(collector)
     assert value(s, "eightbyeight_webhook_config_up", subaccount="acme-prod") == 1
     assert value(s, "eightbyeight_webhook_enabled", subaccount="acme-prod", type="VNU") == 1
@@ -525,40 +546,43 @@ def test_webhook_list_becomes_gauges_and_failures_keep_the_last():
         assert value(s, "eightbyeight_webhook_enabled", subaccount="acme-prod", type="VNU") == 1
 
 
-def test_webhook_list_is_read_inside_the_single_flight_and_deadline():
-    import threading
-
+def test_the_api_client_reads_the_webhook_list():
     from exporter.client import ApiClient
     from exporter.config import Secret
-    from exporter.scraper import SubaccountScraper
-    from exporter.selfmetrics import SelfMetrics
+    from exporter.webhooks.configured import WebhooksClient
 
-    with Simulator(subaccounts={"acme-prod": 20}, api_key="k", seed=1) as sim:
-        sim.set_faults({"latency_seconds": 0.3})
-        scraper = SubaccountScraper(
-            "acme-prod", ApiClient(sim.base_url, Secret("k")), SelfMetrics()
-        )
-        calls = []
-        scraper.after_fetch = lambda client, sub, left: calls.append(left)
-        threads = [threading.Thread(target=scraper.scrape, args=(2.0,)) for _ in range(5)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-        assert len(calls) == 1, "one read of the webhook list per upstream fetch"
-        assert 0 < calls[0] < 2.0 - 0.25, "only what is left of the scrape's deadline"
-
-        def broken(client, sub, left):
-            raise RuntimeError("boom")
-
-        scraper.after_fetch = broken
-        assert scraper.scrape(2.0).up
+    hooks = [{"type": "VNU", "url": "https://h/x", "enabled": True}]
+    with Simulator(subaccounts={"acme-prod": 5}, api_key="k", seed=1) as sim:
+        sim.set_webhooks("acme-prod", hooks)
+        client = ApiClient(sim.base_url, Secret("k"))
+        assert isinstance(client, WebhooksClient)
+        listed = json.loads(client.fetch_webhooks("acme-prod", 5.0))
+    assert listed["webhooks"] == hooks
 
 
-def test_collector_webhooks_flag_exports_the_registration(tmp_path):
-    import requests
-    from reliability_support import exporter_process
+def test_only_configured_subaccounts_read_their_webhook_list():
+    from exporter.app import build_app
 
+    clients = {}
+
+    def new_client(subaccount):
+        clients[subaccount] = client = _FakeClient(b'{"webhooks": []}')
+        client.fetch_numbers = lambda sub, timeout=None: json.dumps({"numbers": []}).encode()
+        return client
+
+    args = build_parser().parse_args(["--subaccount", "acme-prod", "--collector.webhooks"])
+    settings = settings_from_flags(args, {"EIGHTBYEIGHT_API_KEY": "k"})
+    assert settings.collector_webhooks
+    app = build_app(settings, new_client)
+    assert app.scrapers.configured[0].after_fetch is not None
+    assert app.scrapers.for_probe("acme-dev").after_fetch is None
+    assert set(clients) == {"acme-prod", "acme-dev"}
+    plain = build_app(settings_from_flags(build_parser().parse_args(["--subaccount", "acme-prod"]),
+                                          {"EIGHTBYEIGHT_API_KEY": "k"}), new_client)  # fmt: skip
+    assert plain.scrapers.configured[0].after_fetch is None
+
+
+def test_collector_webhooks_flag_exports_the_registration():
     with Simulator(subaccounts={"acme-prod": 20, "acme-dev": 20}, api_key="k", seed=1) as sim:
         sim.set_webhooks(
             "acme-prod",
@@ -573,8 +597,8 @@ def test_collector_webhooks_flag_exports_the_registration(tmp_path):
         )
         argv = ["--api.base-url", sim.base_url, "--subaccount", "acme-prod", "--subaccount",
                 "acme-dev", "--collector.webhooks"]  # fmt: skip
-        with exporter_process(argv, {"EIGHTBYEIGHT_API_KEY": "k"}, tmp_path / "log") as (url, _):
-            s = parse_samples(requests.get(url + "/metrics", timeout=10).text)
+        with InProcessExporter(argv) as exporter:
+            s = parse_samples(exporter.get().text)
     assert value(s, "eightbyeight_up", subaccount="acme-prod") == 1
     assert value(s, "eightbyeight_webhook_enabled", subaccount="acme-prod", type="VSS") == 1
     assert value(s, "eightbyeight_webhook_configured", subaccount="acme-prod", type="VNU") == 0
@@ -582,10 +606,78 @@ def test_collector_webhooks_flag_exports_the_registration(tmp_path):
     assert value(s, "eightbyeight_webhook_config_up", subaccount="acme-dev") == 1
 
 
-def test_demo_metrics_with_callbacks_are_valid_exposition(tmp_path):
-    import requests
-    from reliability_support import exporter_process
+# --- the receiver as part of the exporter -------------------------------------------------
 
+
+def test_settings_carry_the_receiver_and_its_secret():
+    args = build_parser().parse_args(
+        ["--subaccount", "acme-prod", "--probe.allowed-subaccounts", "acme-dev",
+         "--webhook.listen-address", "127.0.0.1:0", "--no-collector.per-number"]
+    )  # fmt: skip
+    env = {"EIGHTBYEIGHT_API_KEY": "k", "EIGHTBYEIGHT_WEBHOOK_AUTH_HEADER": CALLBACK_AUTH}
+    settings = settings_from_flags(args, env)
+    assert settings.webhooks is not None
+    assert settings.webhooks.allowed == {"acme-prod", "acme-dev"}
+    assert not settings.webhooks.per_number
+    assert settings.webhooks.web_tls
+    # Every secret is redacted from the logs: the API key and the Authorization value.
+    assert {s.reveal() for s in settings.secrets} == {"k", CALLBACK_AUTH}
+    assert CALLBACK_AUTH not in repr(settings)
+
+
+def test_config_check_reports_a_bad_receiver_flag(monkeypatch, capsys):
+    from exporter.cli import main
+
+    monkeypatch.setenv("EIGHTBYEIGHT_API_KEY", "k")
+    monkeypatch.delenv("EIGHTBYEIGHT_WEBHOOK_AUTH_HEADER", raising=False)
+    monkeypatch.delenv("EIGHTBYEIGHT_WEBHOOK_AUTH_HEADER_FILE", raising=False)
+    code = main(["--subaccount", "acme-prod", "--webhook.listen-address", ":0", "--config.check"])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert err.count("\n") == 1
+    assert "needs the Authorization value" in err
+
+
+def test_callbacks_reach_the_exporters_metrics():
+    env = {"EIGHTBYEIGHT_WEBHOOK_AUTH_HEADER": CALLBACK_AUTH}
+    with Simulator(subaccounts={"acme-prod": 5}, api_key="k", seed=1) as sim:
+        argv = ["--api.base-url", sim.base_url, "--subaccount", "acme-prod",
+                "--webhook.listen-address", "127.0.0.1:0"]  # fmt: skip
+        with InProcessExporter(argv, env=env) as exporter:
+            assert exporter.callback_url.endswith("/webhooks/8x8")
+            assert post_callback(exporter.callback_url, vss()).status_code == 200
+            assert post_callback(exporter.callback_url, vss(sub="other")).status_code == 403
+            assert post_callback(exporter.callback_url, vss(), auth="Bearer x").status_code == 401
+            # The callback listener serves nothing else; /metrics serves no callbacks.
+            assert (
+                requests.get(exporter.callback_url.rsplit("/", 2)[0] + "/metrics").status_code
+                == 404
+            )
+            assert post_callback(exporter.url + "/webhooks/8x8", vss()).status_code == 405
+            s = parse_samples(exporter.get().text)
+    assert value(s, "eightbyeight_up", subaccount="acme-prod") == 1
+    assert value(s, "eightbyeight_webhook_requests_total", outcome="accepted") == 1
+    assert value(s, "eightbyeight_webhook_requests_total", outcome="subaccount_not_allowed") == 1
+    assert value(s, "eightbyeight_call_sessions_total", subaccount="acme-prod", country="SG",
+                 session_status="completed") == 1  # fmt: skip
+
+
+def test_a_taken_callback_address_is_a_config_error():
+    from exporter.app import build_exporter
+
+    with CallbackReceiver() as taken:
+        port = taken.server.server_address[1]
+        args = build_parser().parse_args(
+            ["--subaccount", "acme-prod", "--web.listen-address", "127.0.0.1:0",
+             "--webhook.listen-address", f"127.0.0.1:{port}"]
+        )  # fmt: skip
+        env = {"EIGHTBYEIGHT_API_KEY": "k", "EIGHTBYEIGHT_WEBHOOK_AUTH_HEADER": CALLBACK_AUTH}
+        with pytest.raises(ConfigError, match=f"cannot listen on 127.0.0.1:{port}"):
+            build_exporter(settings_from_flags(args, env))
+
+
+@pytest.mark.slow
+def test_demo_metrics_with_callbacks_are_valid_exposition(tmp_path):
     promtool = find_tool("promtool")
     with exporter_process(["--demo"], {}, tmp_path / "log") as (url, _):
 
@@ -601,3 +693,6 @@ def test_demo_metrics_with_callbacks_are_valid_exposition(tmp_path):
         [promtool, "check", "metrics"], input=text, capture_output=True, text=True, timeout=60
     )
     assert result.returncode == 0, result.stdout + result.stderr
+    log = (tmp_path / "log").read_text()
+    assert "receiving 8x8 callbacks" in log
+    assert "tls=off" in log

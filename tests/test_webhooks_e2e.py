@@ -7,18 +7,21 @@ with poor quality.
 """
 
 import pytest
-from stack import (
-    WebhookReceiver,
-    alertmanager_process,
-    exporter_process,
-    fast_rules,
-    prometheus_process,
-    query,
-)
-from support import find_tool, free_port, wait_until
-from test_alerting_e2e import alertmanager_config, latest, wait_for_status
 
 from exporter.simulator import Simulator
+from tests.harness import (
+    CALLBACK_PATH,
+    WebhookReceiver,
+    alertmanager_process,
+    exporter_reading,
+    fast_rules,
+    find_tool,
+    free_port,
+    prometheus_process,
+    query,
+    wait_until,
+)
+from tests.test_alerting_e2e import alertmanager_config, latest, wait_for_status
 
 pytestmark = pytest.mark.e2e
 
@@ -45,7 +48,7 @@ def test_pushed_unhealthy_and_poor_calls_become_alerts_and_resolve(tmp_path):
     auth_file.write_text(AUTH + "\n")
     with (
         Simulator(subaccounts={SUB: 20}, api_key=KEY, seed=4) as sim,
-        exporter_process(
+        exporter_reading(
             tmp_path,
             sim.base_url,
             KEY,
@@ -61,7 +64,7 @@ def test_pushed_unhealthy_and_poor_calls_become_alerts_and_resolve(tmp_path):
         prometheus_process(tmp_path, exporter_url, fast_rules(tmp_path), am_url) as prom_url,
     ):
         sim.start_push(
-            f"http://127.0.0.1:{port}/webhooks/8x8", AUTH, interval=0.2, sessions_per_interval=3
+            f"http://127.0.0.1:{port}{CALLBACK_PATH}", AUTH, interval=0.2, sessions_per_interval=3
         )
         wait_until(
             lambda: query(prom_url, f'eightbyeight_call_mos_count{{subaccount="{SUB}"}} > 0'),

@@ -1,4 +1,8 @@
-"""Flags and environment of the webhook receiver, validated into `WebhookSettings`."""
+"""Flags and environment of the webhook receiver, validated into `WebhookSettings`.
+
+exporter/cli.py adds the flags; exporter/config.py (`settings_from_flags`) calls
+`webhook_settings`, so the result is part of `Settings`; exporter/app.py builds the listener.
+"""
 
 from __future__ import annotations
 
@@ -6,8 +10,7 @@ import argparse
 from dataclasses import dataclass
 from pathlib import Path
 
-from exporter.config import ConfigError, Secret, parse_duration, parse_size
-from exporter.server import parse_listen_address
+from exporter.config import ConfigError, Secret, parse_duration, parse_listen_address, parse_size
 from exporter.webhooks.receiver import DEFAULT_MAX_BODY, DEFAULT_PATH, DEFAULT_READ_TIMEOUT
 
 ENV_AUTH = "EIGHTBYEIGHT_WEBHOOK_AUTH_HEADER"
@@ -17,6 +20,8 @@ MAX_AUTH_LENGTH = 4096
 
 @dataclass(frozen=True)
 class WebhookSettings:
+    """The callback listener's settings: `Settings.webhooks`, None while it is off."""
+
     listen_address: str
     auth_header: Secret
     path: str = DEFAULT_PATH
@@ -24,6 +29,8 @@ class WebhookSettings:
     read_timeout: float = DEFAULT_READ_TIMEOUT
     allowed: frozenset[str] | None = None
     per_number: bool = True
+    # The listener speaks --web.config.file's TLS, if any; the demo's stays plain HTTP.
+    web_tls: bool = True
 
 
 def add_webhook_flags(parser: argparse.ArgumentParser) -> None:

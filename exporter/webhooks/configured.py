@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterator
-from typing import Annotated, Any
+from collections.abc import Callable, Iterator
+from typing import Annotated, Any, Protocol, runtime_checkable
 
 import msgspec
 from prometheus_client.core import GaugeMetricFamily, Metric
 
-from exporter.client import ApiClient
 from exporter.errors import FetchError
 from exporter.logs import log_event
 
@@ -41,6 +40,15 @@ class _Webhooks(msgspec.Struct):
 _decoder = msgspec.json.Decoder(_Webhooks)
 
 
+@runtime_checkable
+class WebhooksClient(Protocol):
+    """What reading the webhook list needs of the API client (exporter.client.ApiClient)."""
+
+    def fetch_webhooks(
+        self, subaccount: str, timeout: float | None = None
+    ) -> bytes | bytearray: ...
+
+
 class WebhookConfigCollector:
     """Remembers the last webhook list per subaccount; a prometheus_client collector."""
 
@@ -49,7 +57,15 @@ class WebhookConfigCollector:
         self._config: dict[str, dict[str, tuple[bool, bool]]] = {}
         self._up: dict[str, bool] = {}
 
-    def read(self, client: ApiClient, subaccount: str, timeout: float) -> None:
+    def reader(self, client: WebhooksClient) -> Callable[[str, float], None]:
+        """A scraper's `after_fetch` hook reading through the subaccount's own client."""
+
+        def read(subaccount: str, timeout: float) -> None:
+            self.read(client, subaccount, timeout)
+
+        return read
+
+    def read(self, client: WebhooksClient, subaccount: str, timeout: float) -> None:
         """Fetch and remember the subaccount's webhooks; failures are logged and kept out."""
         try:
             listed = _decoder.decode(client.fetch_webhooks(subaccount, timeout))

@@ -1,11 +1,11 @@
-"""The receiver's own listener, next to the one serving /metrics."""
+"""The receiver's own listener, next to the one serving /metrics (built by exporter/app.py)."""
 
 from __future__ import annotations
 
 import ssl
 from typing import Any
 
-from exporter.server import ExporterServer, _QuietHandler, make_server, serve_in_thread
+from exporter.server import ExporterServer, _QuietHandler, make_server
 from exporter.webhooks.config import WebhookSettings
 from exporter.webhooks.receiver import WebhookReceiver
 from exporter.webhooks.state import WebhookState
@@ -30,10 +30,13 @@ def bridge(state: WebhookState) -> Any:
     return _Bridge()
 
 
-def start_receiver(
+def make_receiver_server(
     settings: WebhookSettings, state: WebhookState, tls: ssl.SSLContext | None = None
 ) -> ExporterServer:
-    """Bind the callback listener (TLS when --web.config.file has it) and serve in a thread."""
+    """Bind the callback listener (TLS when given); ConfigError if the address cannot be used.
+
+    The caller serves it (exporter/cli.py `serve`, or a test's thread) and closes it.
+    """
     app = WebhookReceiver(
         state,
         settings.auth_header.reveal(),
@@ -43,5 +46,4 @@ def start_receiver(
     )
     server = make_server(settings.listen_address, app, ssl_context=tls)
     server.RequestHandlerClass = _handler(settings.read_timeout)
-    serve_in_thread(server)
     return server

@@ -1,12 +1,13 @@
-"""The collector's exposition, asserted on the text a scrape returns."""
+"""The renderer's exposition, asserted on the text a scrape returns."""
 
 import json
 
-from fakeapi import number, numbers_body
 from prometheus_client.parser import text_string_to_metric_families
 
-from exporter.collector import TargetSample, render_inventory, render_targets
+from exporter.encoding import plain_body
+from exporter.exposition import SubaccountScrape, render_inventory, render_scrapes
 from exporter.model import parse_inventory
+from tests.harness import number, numbers_body
 
 NOW = 1719820000.0  # 2024-07-01T07:46:40Z
 
@@ -14,8 +15,8 @@ NOW = 1719820000.0  # 2024-07-01T07:46:40Z
 def exposition(records, subaccount="acme-prod", per_number=True, up=True, **body):
     inv = parse_inventory(json.dumps(numbers_body(records, **body)).encode(), per_number)
     rendered = render_inventory(inv, subaccount, per_number)
-    sample = TargetSample(subaccount, up, 0.25, rendered if up else None, NOW - 5)
-    return b"".join(render_targets([sample], NOW)).decode()
+    sample = SubaccountScrape(subaccount, up, 0.25, rendered if up else None, NOW - 5)
+    return b"".join(plain_body(render_scrapes([sample], NOW))).decode()
 
 
 def samples(text):
@@ -150,9 +151,9 @@ def test_hostile_label_values_are_escaped():
 
 def test_two_subaccounts_share_each_family_header():
     inv = parse_inventory(json.dumps(numbers_body([number()])).encode())
-    a = TargetSample("acme-a", True, 0.1, render_inventory(inv, "acme-a"), NOW)
-    b = TargetSample("acme-b", True, 0.1, render_inventory(inv, "acme-b"), NOW)
-    text = b"".join(render_targets([a, b], NOW)).decode()
+    a = SubaccountScrape("acme-a", True, 0.1, render_inventory(inv, "acme-a"), NOW)
+    b = SubaccountScrape("acme-b", True, 0.1, render_inventory(inv, "acme-b"), NOW)
+    text = b"".join(plain_body(render_scrapes([a, b], NOW))).decode()
     assert text.count("# TYPE eightbyeight_up gauge") == 1
     p = samples(text)
     assert value(p, "eightbyeight_up", subaccount="acme-a") == 1
@@ -162,8 +163,8 @@ def test_two_subaccounts_share_each_family_header():
 def test_check_age_follows_the_clock_without_rerendering():
     inv = parse_inventory(json.dumps(numbers_body([number()])).encode())
     rendered = render_inventory(inv, "acme-prod")
-    sample = TargetSample("acme-prod", True, 0.1, rendered, NOW)
-    first = samples(b"".join(render_targets([sample], NOW)).decode())
-    later = samples(b"".join(render_targets([sample], NOW + 60)).decode())
+    sample = SubaccountScrape("acme-prod", True, 0.1, rendered, NOW)
+    first = samples(b"".join(plain_body(render_scrapes([sample], NOW))).decode())
+    later = samples(b"".join(plain_body(render_scrapes([sample], NOW + 60))).decode())
     name = "eightbyeight_health_check_age_seconds"
     assert value(later, name, **SG) - value(first, name, **SG) == 60

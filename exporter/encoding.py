@@ -1,0 +1,176 @@
+"""Response bodies from exposition text: plain, or gzip without recompressing the unchanged parts.
+
+The renderer hands over text parts: `bytes` rendered for this scrape and `SampleText` rendered
+once per API response. A gzip body is one gzip member assembled from pieces deflated once per
+API response; only the few clock-dependent lines are compressed per scrape. Pieces deflated on
+their own concatenate into one DEFLATE stream when each ends on a byte boundary (a sync flush)
+and the later ones never refer back past their own start; the CRC-32 of the whole is combined
+from the pieces' CRCs (zlib's crc32_combine), so the uncompressed text is not needed at scrape
+time.
+"""
+
+from __future__ import annotations
+
+import struct
+import threading
+import zlib
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+# gzip member header: deflate, no name, no mtime, "fastest" flag (XFL 4), unknown OS.
+GZIP_HEADER = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x04\xff"
+
+# --- CRC-32 of a concatenation from the CRCs of its parts -------------------------------------
+
+_CRC_POLY = 0xEDB88320
+
+
+def _crc_multiply(a: int, b: int) -> int:
+    """a * b modulo the CRC-32 polynomial (zlib's multmodp); a is never 0."""
+    product = 0
+    bit = 1 << 31
+    while bit:
+        if a & bit:
+            product ^= b
+            if not a & (bit - 1):
+                break
+        bit >>= 1
+        b = (b >> 1) ^ _CRC_POLY if b & 1 else b >> 1
+    return product
+
+
+_X_POW_2N = [1 << 30]  # x^(2^n) modulo the polynomial, for n = 0..31
+for _ in range(31):
+    _X_POW_2N.append(_crc_multiply(_X_POW_2N[-1], _X_POW_2N[-1]))
+
+
+def crc_shift(length: int) -> int:
+    """x^(8 * length) modulo the CRC-32 polynomial: what appending `length` bytes does to a CRC."""
+    product = 1 << 31
+    k = 3
+    while length:
+        if length & 1:
+            product = _crc_multiply(_X_POW_2N[k & 31], product)
+        length >>= 1
+        k += 1
+    return product
+
+
+def crc_combine(crc_a: int, crc_b: int, shift_b: int) -> int:
+    """zlib.crc32(a + b) from zlib.crc32(a), zlib.crc32(b) and shift_b = crc_shift(len(b)).
+
+    The shift is passed rather than the length because it costs ~30 multiplications to compute:
+    a `Piece` computes its own once, when it is deflated.
+    """
+    return _crc_multiply(shift_b, crc_a) ^ crc_b
+
+
+# --- text deflated once -----------------------------------------------------------------------
+
+# Deflated pieces up to this size also keep their text, so plain responses need no inflating.
+_KEEP_TEXT_UP_TO = 1 << 16
+
+
+@dataclass(frozen=True, slots=True)
+class Piece:
+    """Text deflated at level 1 into raw DEFLATE blocks that end on a byte boundary."""
+
+    deflated: bytes
+    crc: int
+    size: int
+    shift: int
+    text: bytes | None = None
+
+    @classmethod
+    def of(cls, chunks: Iterable[bytes]) -> Piece:
+        compressor = zlib.compressobj(1, zlib.DEFLATED, -zlib.MAX_WBITS)
+        out = []
+        crc = size = 0
+        kept = []
+        for chunk in chunks:
+            crc = zlib.crc32(chunk, crc)
+            size += len(chunk)
+            out.append(compressor.compress(chunk))
+            if size <= _KEEP_TEXT_UP_TO:
+                kept.append(chunk)
+        out.append(compressor.flush(zlib.Z_SYNC_FLUSH))
+        text = b"".join(kept) if size <= _KEEP_TEXT_UP_TO else None
+        return cls(b"".join(out), crc, size, crc_shift(size), text)
+
+    def inflate(self) -> bytes:
+        if self.text is not None:
+            return self.text
+        return zlib.decompressobj(-zlib.MAX_WBITS).decompress(self.deflated)
+
+
+class SampleText:
+    """Sample lines rendered once per API response (one family of one subaccount, or a header).
+
+    Kept as text until a client that accepts gzip (Prometheus always does) asks for it; then
+    deflated once and kept only deflated, as per-number text shrinks ~20 times. A client
+    without gzip then gets it inflated.
+    """
+
+    __slots__ = ("_chunks", "_lock", "_piece")
+
+    def __init__(self, chunks: list[bytes]) -> None:
+        self._chunks: list[bytes] | None = chunks
+        self._piece: Piece | None = None
+        self._lock = threading.Lock()
+
+    def chunks(self) -> list[bytes]:
+        chunks = self._chunks
+        if chunks is not None:
+            return chunks
+        assert self._piece is not None  # set before the text is dropped
+        return [self._piece.inflate()]
+
+    def piece(self) -> Piece:
+        piece = self._piece
+        if piece is None:
+            with self._lock:
+                piece = self._piece
+                if piece is None:
+                    assert self._chunks is not None
+                    piece = self._piece = Piece.of(self._chunks)
+                    self._chunks = None
+        return piece
+
+
+TextPart = bytes | SampleText
+
+
+# --- bodies -----------------------------------------------------------------------------------
+
+
+def plain_body(parts: Sequence[TextPart]) -> list[bytes]:
+    """The text parts as they are (inflating those kept only deflated)."""
+    out: list[bytes] = []
+    for part in parts:
+        if isinstance(part, SampleText):
+            out.extend(part.chunks())
+        else:
+            out.append(part)
+    return out
+
+
+def gzip_body(parts: Sequence[TextPart]) -> list[bytes]:
+    """One gzip member: deflated pieces as they are, the bytes between them compressed now."""
+    out = [GZIP_HEADER]
+    compressor = zlib.compressobj(1, zlib.DEFLATED, -zlib.MAX_WBITS)
+    crc = size = 0
+    for part in parts:
+        if isinstance(part, SampleText):
+            piece = part.piece()
+            # A full flush ends the bytes so far on a byte boundary with no references past it.
+            out.append(compressor.flush(zlib.Z_FULL_FLUSH))
+            out.append(piece.deflated)
+            crc = crc_combine(crc, piece.crc, piece.shift)
+            size += piece.size
+        else:
+            out.append(compressor.compress(part))
+            crc = zlib.crc32(part, crc)
+            size += len(part)
+    out.append(compressor.flush())
+    out.append(struct.pack("<II", crc, size & 0xFFFFFFFF))
+    return [chunk for chunk in out if chunk]

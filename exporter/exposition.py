@@ -1,0 +1,381 @@
+"""Exposition: inventories and scrape outcomes as Prometheus text format 0.0.4, as text parts.
+
+A few lines of what it produces::
+
+    # HELP eightbyeight_up 1 if the last read of the subaccount's numbers from the 8x8 API ...
+    # TYPE eightbyeight_up gauge
+    eightbyeight_up{subaccount="acme-prod"} 1.0
+    eightbyeight_virtual_numbers_by_status{country="SG",number_type="Mobile",operational_status="active",subaccount="acme-prod"} 41.0
+    eightbyeight_health_check_age_seconds{country="SG",number_type="Mobile",subaccount="acme-prod"} 212.4
+    eightbyeight_number_healthy{msisdn="+6531234567",subaccount="acme-prod"} 1.0
+
+Which families exist and which labels they carry is declared in `exporter.catalogue`; the line
+templates below are derived from it at import. The text is written here rather than through
+prometheus_client's registry because a large subaccount has hundreds of thousands of per-number
+samples (see bench/). Labels are sorted and values formatted with the library's own
+`floatToGoString`, so the output is byte-for-byte what `generate_latest` prints for the same
+families; tests/test_exposition_equivalence.py proves it.
+
+Everything that depends only on the API response is rendered once per response
+(`render_inventory`); only the few series that depend on the clock are rendered per scrape
+(`render_scrapes`). Text that lives as long as the response is kept in `SampleText`, which
+`exporter.encoding` may deflate once for every later gzip response.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, fields
+from enum import Enum
+from itertools import compress, repeat
+from operator import is_not, itemgetter
+
+from prometheus_client.utils import floatToGoString
+
+from exporter import catalogue as c
+from exporter.catalogue import FAMILIES, MSISDN, SUBACCOUNT, Family
+from exporter.encoding import SampleText, TextPart
+from exporter.memo import Memo
+from exporter.model import KNOWN_STATUSES, Inventory, NumberColumns
+
+# --- label values -----------------------------------------------------------------------------
+
+
+def needs_escape(value: str) -> bool:
+    """True if the text format requires escaping in a label value: backslash, quote, newline."""
+    return "\\" in value or '"' in value or "\n" in value
+
+
+def escape_label_value(value: str) -> str:
+    """The value as it goes between the quotes of a label."""
+    if needs_escape(value):
+        return value.replace("\\", r"\\").replace("\n", r"\n").replace('"', r"\"")
+    return value
+
+
+# --- line templates, derived from the catalogue once -------------------------------------------
+
+
+def _header(family: Family) -> bytes:
+    help_text = family.help.replace("\\", r"\\").replace("\n", r"\n")
+    return f"# HELP {family.name} {help_text}\n# TYPE {family.name} {family.type}\n".encode()
+
+
+def _prefix(family: Family) -> tuple[str, Callable[[dict[str, str]], tuple[str, ...] | str]]:
+    """`name{label="%s",...} ` and what picks its escaped label values, in order, from a dict.
+
+    `template % values_of(labels)` fills it in (printf-style: several times faster than
+    str.format_map, and these lines are rendered per group and per scrape). With one label,
+    itemgetter returns the value itself, which `%` takes as the single argument.
+    """
+    fields = ",".join(f'{label}="%s"' for label in family.labels)
+    return f"{family.name}{{{fields}}} ", itemgetter(*family.labels)
+
+
+@dataclass(frozen=True, slots=True)
+class NumberLine:
+    """A per-number family's sample line as `<head><msisdn><end><value>`.
+
+    `head` holds the family name and the labels sorted before msisdn, `end` the labels after it.
+    Both are `str.format` templates: field i is the escaped value of the i-th of their
+    `*_labels` (the labels that vary per number); the field after those is the subaccount.
+    """
+
+    family: Family
+    head: str
+    head_labels: tuple[str, ...]
+    end: str
+    end_labels: tuple[str, ...]
+
+
+def _number_line(family: Family) -> NumberLine:
+    for label in family.labels:
+        if label not in _NUMBER_FIELDS:
+            raise ValueError(f"{family.name}: label {label!r} has no NumberColumns field")
+    at = family.labels.index(MSISDN)
+    before, after = family.labels[:at], family.labels[at + 1 :]
+    head_labels, head_fields = _indexed_fields(before)
+    end_labels, end_fields = _indexed_fields(after)
+    head = family.name + "{{" + "".join(f"{field}," for field in head_fields) + 'msisdn="'
+    end = '"' + "".join(f",{field}" for field in end_fields) + "}} "
+    return NumberLine(family, head, head_labels, end, end_labels)
+
+
+def _indexed_fields(labels: tuple[str, ...]) -> tuple[tuple[str, ...], list[str]]:
+    """The labels that vary per number, and `label="{i}"` per label, the subaccount numbered last."""
+    varying = tuple(label for label in labels if label != SUBACCOUNT)
+    fields = [
+        f'{label}="{{{varying.index(label) if label in varying else len(varying)}}}"'
+        for label in labels
+    ]
+    return varying, fields
+
+
+_NUMBER_FIELDS = {field.name for field in fields(NumberColumns)} | {SUBACCOUNT}
+_HEADERS = {family.name: SampleText([_header(family)]) for family in FAMILIES}
+PREFIXES = {family.name: _prefix(family) for family in FAMILIES if not family.per_number}
+NUMBER_LINES = {family.name: _number_line(family) for family in FAMILIES if family.per_number}
+
+
+class ValueKind(Enum):
+    """How a per-number family's sample value is printed."""
+
+    ONE = "always 1"
+    FLAG = "a bool, as 1 or 0"
+    TIME = "a Unix time (nearly all distinct)"
+    AMOUNT = "a float that repeats (prices, units)"
+
+
+# The value of each per-number family: the NumberColumns field it comes from, and its kind.
+# A per-number label's values come from the NumberColumns field named like the label.
+NUMBER_VALUES: dict[str, tuple[str | None, ValueKind]] = {
+    c.NUMBER_INFO.name: (None, ValueKind.ONE),
+    c.NUMBER_HEALTHY.name: ("healthy", ValueKind.FLAG),
+    c.NUMBER_HEALTH_CHECK_ENABLED.name: ("check_enabled", ValueKind.FLAG),
+    c.NUMBER_HEALTH_LAST_CHECKED_TIMESTAMP_SECONDS.name: ("last_checked", ValueKind.TIME),
+    c.NUMBER_RENTAL_PRICE.name: ("rental_price", ValueKind.AMOUNT),
+    c.NUMBER_INCOMING_RATE_PER_MINUTE.name: ("incoming_rate", ValueKind.AMOUNT),
+    c.NUMBER_BILLING_INCREMENT_SECONDS.name: ("billing_unit", ValueKind.AMOUNT),
+}
+if set(NUMBER_VALUES) != set(NUMBER_LINES):
+    raise ValueError(
+        f"per-number families without a value: {set(NUMBER_LINES) ^ set(NUMBER_VALUES)}"
+    )
+
+_FLAGS = {True: "1.0\n", False: "0.0\n"}
+
+# --- what is rendered ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class RenderedInventory:
+    """The sample lines of one good response, rendered once and reused while it is served.
+
+    `check_ages` holds, per group with health checks, the line prefix of its
+    eightbyeight_health_check_age_seconds sample and the time of its oldest check.
+    """
+
+    samples: dict[str, SampleText]
+    check_ages: tuple[tuple[str, float], ...]
+    invalid_records: int
+
+
+@dataclass(frozen=True, slots=True)
+class SubaccountScrape:
+    """What one scrape of one subaccount produced."""
+
+    subaccount: str
+    up: bool
+    duration: float
+    inventory: RenderedInventory | None = None
+    last_success: float | None = None
+
+
+def render_inventory(
+    inventory: Inventory, subaccount: str, per_number: bool = True
+) -> RenderedInventory:
+    """Render every series that depends only on the API response."""
+    sub = escape_label_value(subaccount)
+    esc = Memo(escape_label_value)
+    go = Memo(floatToGoString)
+    # Counts are ints, never -0.0, so their zero (the most frequent count) may be kept.
+    counts = Memo(floatToGoString, ((0, "0.0"),))
+    lines: dict[str, list[str]] = {}
+
+    def add(family: Family, labels: dict[str, str], value: str) -> None:
+        template, values_of = PREFIXES[family.name]
+        try:
+            line = f"{template % values_of(labels)}{value}\n"
+        except KeyError as missing:
+            raise KeyError(f"{family.name}: no value for label {missing}") from None
+        lines.setdefault(family.name, []).append(line)
+
+    own = {SUBACCOUNT: sub}
+    if inventory.total_numbers is not None:
+        add(c.VIRTUAL_NUMBERS, own, go[inventory.total_numbers])
+    add(c.VIRTUAL_NUMBERS_LISTED, own, counts[inventory.listed])
+    if inventory.last_updated is not None:
+        add(c.LAST_UPDATED_TIMESTAMP_SECONDS, own, go[inventory.last_updated])
+
+    check_ages = []
+    for (country, number_type), group in inventory.groups.items():
+        labels = {"country": esc[country], "number_type": esc[number_type], SUBACCOUNT: sub}
+        for status in sorted(set(group.statuses) | set(KNOWN_STATUSES)):
+            count = counts[group.statuses.get(status, 0)]
+            add(c.VIRTUAL_NUMBERS_BY_STATUS, {**labels, "operational_status": esc[status]}, count)
+        add(c.VIRTUAL_NUMBERS_EXPIRING, labels, counts[group.statuses["expiring"]])
+        add(c.VIRTUAL_NUMBERS_HEALTHY, labels, counts[group.healthy])
+        add(c.VIRTUAL_NUMBERS_UNHEALTHY, labels, counts[group.unhealthy])
+        add(c.VIRTUAL_NUMBERS_HEALTH_UNKNOWN, labels, counts[group.health_unknown])
+        add(c.VIRTUAL_NUMBERS_HEALTH_CHECK_DISABLED, labels, counts[group.check_disabled])
+        if group.oldest_check is not None:
+            template, values_of = PREFIXES[c.HEALTH_CHECK_AGE_SECONDS.name]
+            check_ages.append((template % values_of(labels), group.oldest_check))
+        for currency in sorted(group.monthly_rental_cost):
+            cost = go[group.monthly_rental_cost[currency]]
+            add(c.MONTHLY_RENTAL_COST, {**labels, "currency": esc[currency]}, cost)
+
+    samples = {name: SampleText(["".join(texts).encode()]) for name, texts in lines.items()}
+    if per_number and len(inventory.columns):
+        samples.update(_render_numbers(inventory.columns, sub, esc))
+    return RenderedInventory(samples, tuple(check_ages), inventory.invalid_records)
+
+
+# Per-number lines are joined this many at a time: a family is kept as a list of such chunks,
+# never joined into one more copy of ~20 MB at 100,000 numbers.
+LINES_PER_CHUNK = 4096
+
+
+def _render_numbers(columns: NumberColumns, sub: str, esc: Memo[str, str]) -> dict[str, SampleText]:
+    """Per-number families, each line assembled from cached parts by C-level joins.
+
+    Heads and ends repeat, so each distinct one is formatted once, and a chunk of lines is one
+    `str.join` over the columns interleaved: no Python code runs per line.
+    """
+    msisdns = columns.msisdn
+    if needs_escape("".join(msisdns)):
+        msisdns = list(map(esc.__getitem__, msisdns))
+    out = {}
+    for name, template in NUMBER_LINES.items():
+        value_field, kind = NUMBER_VALUES[name]
+        chunks = _render_number_family(template, value_field, kind, columns, msisdns, sub, esc)
+        if chunks:
+            out[name] = SampleText(chunks)
+    return out
+
+
+def _render_number_family(
+    template: NumberLine,
+    value_field: str | None,
+    kind: ValueKind,
+    columns: NumberColumns,
+    msisdns: list[str],
+    sub: str,
+    esc: Memo[str, str],
+) -> list[bytes]:
+    """One per-number family's lines, as chunks of bytes."""
+    labels = [getattr(columns, label) for label in (*template.head_labels, *template.end_labels)]
+    values: list = []
+    if value_field is not None:  # numbers without a value have no sample
+        msisdns, values, *labels = _without_none(msisdns, getattr(columns, value_field), *labels)
+    head_columns = labels[: len(template.head_labels)]
+    end_columns = labels[len(template.head_labels) :]
+    heads = _filled(template.head, head_columns, sub, esc)
+    if kind is ValueKind.ONE:
+        return _lines([heads, msisdns, _filled(template.end + "1.0\n", end_columns, sub, esc)])
+    ends = _filled(template.end, end_columns, sub, esc)
+    if kind is ValueKind.TIME:  # nearly all distinct: formatted in bulk, a chunk at a time
+        return _lines([heads, msisdns, ends], times=values)
+    if isinstance(ends, str):  # the same end on every line: the value's text is appended to it
+        return _lines([heads, msisdns, _value_texts(kind, ends, values)])
+    return _lines([heads, msisdns, ends, _value_texts(kind, "", values)])
+
+
+def _value_texts(kind: ValueKind, before: str, values: list) -> list[str]:
+    """`before`, the value and a newline, per value."""
+    if kind is ValueKind.FLAG:
+        flags = {value: f"{before}{text}" for value, text in _FLAGS.items()}
+        return list(map(flags.__getitem__, values))
+    texts = Memo(lambda value: f"{before}{floatToGoString(value)}\n")
+    return list(map(texts.__getitem__, values))
+
+
+def _filled(
+    template: str, label_columns: list[list[str]], sub: str, esc: Memo[str, str]
+) -> str | list[str]:
+    """The template filled in per number (formatted once per distinct combination of values),
+    or once, as a str, when none of its labels varies per number."""
+    if not label_columns:
+        return template.format(sub)
+    escaped = esc.__getitem__
+    filled = Memo(lambda key: template.format(*map(escaped, key), sub))
+    return list(map(filled.__getitem__, zip(*label_columns, strict=True)))
+
+
+def _without_none(msisdns: list[str], values: list, *others: list) -> tuple[list, ...]:
+    """The msisdns, values and other columns of the numbers whose value is not None."""
+    if None not in values:
+        return (msisdns, values, *others)
+    keep = list(map(is_not, values, repeat(None)))  # value is not None, per number
+    return tuple(list(compress(column, keep)) for column in (msisdns, values, *others))
+
+
+def _lines(columns: list[str | list[str]], times: list[float] | None = None) -> list[bytes]:
+    """Per number, its entry of each column in turn (a str column is the same on every line),
+    then its time formatted, if given; joined LINES_PER_CHUNK lines to a chunk of bytes."""
+    count = max(len(column) for column in columns if not isinstance(column, str))
+    width = len(columns) + (times is not None)
+    chunks = []
+    for start in range(0, count, LINES_PER_CHUNK):
+        stop = min(start + LINES_PER_CHUNK, count)
+        parts: list[str | None] = [None] * (width * (stop - start))
+        # Interleave: parts[i::width] is the i-th column's slice, so parts reads line by line.
+        for i, column in enumerate(columns):
+            parts[i::width] = (
+                [column] * (stop - start) if isinstance(column, str) else column[start:stop]
+            )
+        if times is not None:
+            parts[width - 1 :: width] = _go_float_lines(times[start:stop])
+        chunks.append("".join(parts).encode())  # type: ignore[arg-type]
+    return chunks
+
+
+def _go_float_lines(values: list[float]) -> list[str]:
+    """floatToGoString(value) + newline for each value, with a shortcut for Unix times.
+
+    A float from 1e9 to 1e10 (times from 2001 to 2286) has a repr of ten integer digits and a
+    fraction without trailing zeros, except for a whole number ("...0.0"); floatToGoString moves
+    the point behind the first digit and appends e+09. One repr() of the list is much cheaper
+    than one per value.
+    """
+    if values and min(values) >= 1e9 and max(values) < 1e10:
+        return [
+            f"{text[0]}.{text[1:10]}{text[11:]}e+09\n"
+            if text[-1] != "0"
+            else f"{floatToGoString(float(text))}\n"
+            for text in repr(values)[1:-1].split(", ")
+        ]
+    return [f"{floatToGoString(value)}\n" for value in values]
+
+
+def render_scrapes(
+    scrapes: Sequence[SubaccountScrape], now: float, *, head: bytes = b""
+) -> list[TextPart]:
+    """The exposition text for the given scrape outcomes, after `head`, as parts in order.
+
+    The clock-dependent series use `now`; everything else comes from the rendered inventories.
+    `exporter.encoding` turns the parts into a plain or gzip body.
+    """
+    parts_of: dict[str, list[TextPart]] = {}
+
+    def add(family: Family, text: str) -> None:
+        parts_of.setdefault(family.name, []).append(text.encode())
+
+    for scrape in scrapes:
+        own = {SUBACCOUNT: escape_label_value(scrape.subaccount)}
+        inventory = scrape.inventory
+        invalid = inventory.invalid_records if (inventory and scrape.up) else 0
+        values = [
+            (c.UP, 1.0 if scrape.up else 0.0),
+            (c.SCRAPE_DURATION_SECONDS, scrape.duration),
+            (c.INVALID_RECORDS, invalid),
+        ]
+        if scrape.last_success is not None:
+            values.append((c.LAST_SUCCESS_TIMESTAMP_SECONDS, scrape.last_success))
+        for family, value in values:
+            template, values_of = PREFIXES[family.name]
+            add(family, f"{template % values_of(own)}{floatToGoString(value)}\n")
+        if inventory is None:
+            continue
+        for prefix, oldest in inventory.check_ages:
+            add(c.HEALTH_CHECK_AGE_SECONDS, f"{prefix}{floatToGoString(max(0.0, now - oldest))}\n")
+        for name, text in inventory.samples.items():
+            parts_of.setdefault(name, []).append(text)
+
+    parts: list[TextPart] = [head] if head else []
+    for family in FAMILIES:
+        family_parts = parts_of.get(family.name)
+        if family_parts:
+            parts.append(_HEADERS[family.name])
+            parts.extend(family_parts)
+    return parts

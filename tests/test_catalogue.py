@@ -1,0 +1,164 @@
+"""Every rendered line agrees with the metric catalogue: family, help, type, label names and order.
+
+A disagreement fails naming the family and the label, so a label added to the catalogue but not
+to the renderer (or the reverse) says exactly what is missing.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+
+from exporter import catalogue as c
+from exporter import exposition
+from exporter.encoding import plain_body
+from exporter.exposition import SubaccountScrape, render_inventory, render_scrapes
+from exporter.model import parse_inventory
+from exporter.simulator import list_body
+
+NOW = 1719820000.0
+ODD = 'Mo"bi\\le\nx, {y}="z"'  # escaped characters, and text that looks like labels
+
+_LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="(?:[^"\\]|\\.)*"(,?)')
+
+
+def label_names(line: str) -> tuple[str, list[str]]:
+    """The metric name of a sample line and its label names, in the order they appear."""
+    name, brace, rest = line.partition("{")
+    if not brace:
+        return name.split(" ")[0], []
+    names, at = [], 0
+    while not rest.startswith("}", at):
+        match = _LABEL.match(rest, at)
+        assert match, f"{name}: unreadable labels at {rest[at:]!r}"
+        names.append(match[1])
+        at = match.end()
+    return name, names
+
+
+def disagreement(line: str) -> str | None:
+    """What a sample line gets wrong against the catalogue, naming family and label; or None."""
+    name, names = label_names(line)
+    family = c.BY_NAME.get(name)
+    if family is None:
+        return f"{name}: no such family in the catalogue"
+    for label in family.labels:
+        if label not in names:
+            return f"{name}: label {label!r} is missing"
+    for label in names:
+        if label not in family.labels:
+            return f"{name}: label {label!r} is not in the catalogue"
+    for got, expected in zip(names, family.labels, strict=True):
+        if got != expected:
+            return (
+                f"{name}: label {got!r} is out of order (rendered {', '.join(names)}; "
+                f"catalogue {', '.join(family.labels)})"
+            )
+    return None
+
+
+def rendered_text() -> str:
+    """Two subaccounts with every family present, one with hostile label values."""
+    doc = list_body(5, "acme-prod", 40, NOW, "http://127.0.0.1:9")
+    first = doc["numbers"][0]
+    doc["numbers"] += [
+        {**first, "msisdn": "+6531230002", "numberType": ODD, "referenceId": ODD},
+        {**first, "msisdn": '+65"3\\', "billingCurrency": ODD, "countryCode": ODD},
+        {**first, "msisdn": "+6531230004", "operationalStatus": "Porting"},
+        {**first, "msisdn": "+6531230005", "numberHealth": {"isHealthy": False, "status": ODD}},
+    ]
+    inventory = parse_inventory(json.dumps(doc).encode())
+    scrapes = [
+        SubaccountScrape(sub, True, 0.5, render_inventory(inventory, sub), NOW - 3)
+        for sub in ("acme-prod", 'we"ird\\sub')
+    ]
+    scrapes.append(SubaccountScrape("acme-down", False, 0.1))
+    return b"".join(plain_body(render_scrapes(scrapes, NOW))).decode()
+
+
+def test_every_rendered_line_agrees_with_the_catalogue():
+    text = rendered_text()
+    samples = [line for line in text.splitlines() if not line.startswith("#")]
+    assert samples
+    problems = [problem for line in samples if (problem := disagreement(line))]
+    assert not problems, "\n".join(sorted(set(problems)))
+
+
+def test_every_family_is_rendered_with_its_help_and_type_in_catalogue_order():
+    text = rendered_text()
+    helps = re.findall(r"^# HELP (\S+) (.*)$", text, re.MULTILINE)
+    types = re.findall(r"^# TYPE (\S+) (\S+)$", text, re.MULTILINE)
+    assert helps == [(family.name, family.help) for family in c.FAMILIES]
+    assert types == [(family.name, family.type) for family in c.FAMILIES]
+
+
+@pytest.mark.parametrize(
+    ("line", "words"),
+    [
+        (
+            'eightbyeight_number_healthy{subaccount="a"} 1.0',
+            "eightbyeight_number_healthy: label 'msisdn' is missing",
+        ),
+        (
+            'eightbyeight_up{region="x",subaccount="a"} 1.0',
+            "eightbyeight_up: label 'region' is not in the catalogue",
+        ),
+        (
+            'eightbyeight_number_rental_price{msisdn="+1",currency="USD",subaccount="a"} 5.0',
+            "eightbyeight_number_rental_price: label 'msisdn' is out of order",
+        ),
+        ('eightbyeight_nonsense{subaccount="a"} 1.0', "eightbyeight_nonsense: no such family"),
+    ],
+    ids=["missing", "extra", "out-of-order", "unknown-family"],
+)
+def test_a_disagreement_names_the_family_and_the_label(line, words):
+    assert words in (disagreement(line) or "")
+
+
+def test_label_names_are_read_past_escaped_values():
+    line = r'eightbyeight_number_info{country="a\",b=\"c",msisdn="+1\\",subaccount="s"} 1.0'
+    assert label_names(line) == ("eightbyeight_number_info", ["country", "msisdn", "subaccount"])
+
+
+@pytest.mark.parametrize(
+    ("labels", "words"),
+    [
+        (("subaccount", "country"), "labels must be listed sorted: country, subaccount"),
+        (("country",), "has no 'subaccount' label"),
+        (("country", "country", "subaccount"), "lists a label twice"),
+        (("bad-name", "subaccount"), "'bad-name' is not a valid Prometheus label name"),
+    ],
+)
+def test_a_bad_declaration_fails_at_import_naming_the_family(labels, words):
+    with pytest.raises(ValueError, match="metric family eightbyeight_example: ") as caught:
+        c.Family("eightbyeight_example", "An example.", labels)
+    assert words in str(caught.value)
+
+
+def test_family_names_are_unique_and_prefixed():
+    names = [family.name for family in c.FAMILIES]
+    assert len(set(names)) == len(names)
+    assert all(name.startswith("eightbyeight_") for name in names)
+
+
+def test_a_label_declared_without_a_value_fails_naming_family_and_label(monkeypatch):
+    family = c.VIRTUAL_NUMBERS_HEALTHY
+    with_region = c.Family(family.name, family.help, (*family.labels[:2], "region", c.SUBACCOUNT))
+    monkeypatch.setitem(exposition.PREFIXES, family.name, exposition._prefix(with_region))
+    inventory = parse_inventory(json.dumps(list_body(5, "acme-prod", 3, NOW, "http://x")).encode())
+    with pytest.raises(
+        KeyError, match="eightbyeight_virtual_numbers_healthy: no value for label 'region'"
+    ):
+        render_inventory(inventory, "acme-prod")
+
+
+def test_a_per_number_label_needs_a_number_column_of_its_name():
+    family = c.Family(
+        "eightbyeight_number_example", "An example.", ("msisdn", "region", "subaccount")
+    )
+    with pytest.raises(
+        ValueError, match="eightbyeight_number_example: label 'region' has no NumberColumns field"
+    ):
+        exposition._number_line(family)
