@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -254,7 +255,28 @@ def parse_size(value: str | int, what: str) -> int:
     return int(match.group(1)) * _SIZE_UNITS[match.group(2)]
 
 
+_NOT_REGULAR = (
+    (stat.S_ISDIR, "is a directory"),
+    (stat.S_ISFIFO, "is a named pipe, not a regular file"),
+    (stat.S_ISSOCK, "is a socket, not a regular file"),
+    (stat.S_ISCHR, "is a device, not a regular file"),
+    (stat.S_ISBLK, "is a device, not a regular file"),
+)
+
+
 def read_key_file(path: str | Path) -> Secret:
+    # Checked before opening: opening a named pipe would wait for a writer, for ever.
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        raise ConfigError(f"API key file {path} does not exist") from None
+    except PermissionError:
+        raise ConfigError(f"API key file {path} is not readable (permission denied)") from None
+    except OSError as exc:
+        raise ConfigError(f"API key file {path} cannot be read: {exc.strerror}") from None
+    for is_kind, problem in _NOT_REGULAR:
+        if is_kind(mode):
+            raise ConfigError(f"API key file {path} {problem}")
     try:
         text = Path(path).read_text(encoding="utf-8")
     except FileNotFoundError:

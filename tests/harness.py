@@ -76,12 +76,28 @@ def free_port() -> int:
 
 
 def wait_until(
-    condition: Callable[[], object], timeout: float = 30.0, interval: float = 0.1, what: str = ""
+    condition: Callable[[], object],
+    timeout: float = 30.0,
+    interval: float = 0.1,
+    what: str = "",
+    *,
+    process: subprocess.Popen | None = None,
+    log_path: Path | None = None,
 ) -> object:
-    """Poll until condition() is truthy; a readiness check, never a fixed sleep."""
+    """Poll until condition() is truthy; a readiness check, never a fixed sleep.
+
+    With `process`, a process that has exited fails the wait at once, with its exit code and
+    the tail of its output (`log_path`, or its stderr pipe): waiting on would only hide why.
+    """
     deadline = time.monotonic() + timeout
     last_error: Exception | None = None
     while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise AssertionError(
+                f"{process.args[0] if isinstance(process.args, list) else process.args} exited "
+                f"with {process.returncode} while waiting for {what or condition}: "
+                f"{_output_tail(process, log_path)}"
+            )
         try:
             result = condition()
         except Exception as exc:  # noqa: BLE001 - any failure means "not yet"
@@ -93,6 +109,15 @@ def wait_until(
     raise AssertionError(
         f"timed out after {timeout}s waiting for {what or condition}: {last_error}"
     )
+
+
+def _output_tail(process: subprocess.Popen, log_path: Path | None) -> str:
+    if log_path is not None:
+        return log_path.read_text(errors="replace")[-2000:]
+    if process.stderr is not None:
+        data = process.stderr.read()
+        return (data.decode(errors="replace") if isinstance(data, bytes) else data)[-2000:]
+    return "(output not captured)"
 
 
 def http_ok(url: str, **kwargs: object) -> bool:
@@ -116,20 +141,13 @@ def running_process(
     )
     try:
         if ready_url:
-
-            def ready() -> bool:
-                if proc.poll() is not None:
-                    tail = log_path.read_text(errors="replace")[-2000:] if log_path else ""
-                    raise RuntimeError(f"{argv[0]} exited with {proc.returncode}: {tail}")
-                return http_ok(ready_url)
-
-            deadline = time.monotonic() + timeout
-            while not _safe(ready):
-                if proc.poll() is not None:
-                    ready()  # raises with the log tail
-                if time.monotonic() > deadline:
-                    raise AssertionError(f"{argv[0]} not ready at {ready_url} after {timeout}s")
-                time.sleep(0.1)
+            wait_until(
+                lambda: http_ok(ready_url),
+                timeout=timeout,
+                what=f"{argv[0]} at {ready_url}",
+                process=proc,
+                log_path=log_path,
+            )
         yield proc
     finally:
         if proc.poll() is None:
@@ -143,13 +161,6 @@ def running_process(
             log.close()
 
 
-def _safe(check: Callable[[], bool]) -> bool:
-    try:
-        return check()
-    except requests.RequestException:
-        return False
-
-
 # --- A scriptable 8x8 API ------------------------------------------------------------------------
 
 
@@ -161,6 +172,7 @@ class Reply:
     delay: float = 0.0
     reset_after: int | None = None  # send this many body bytes, then reset the connection
     hang: bool = False  # never answer (until the server stops)
+    length: bool = True  # False: no Content-Length; the body ends when the connection closes
 
     @classmethod
     def json(cls, doc: Any, status: int = 200, **kwargs: Any) -> Reply:
@@ -253,7 +265,10 @@ class FakeApi:
         handler.send_response(reply.status)
         for name, value in reply.headers.items():
             handler.send_header(name, value)
-        if "Content-Length" not in reply.headers:
+        if not reply.length:
+            handler.send_header("Connection", "close")
+            handler.close_connection = True
+        elif "Content-Length" not in reply.headers:
             handler.send_header("Content-Length", str(len(reply.body)))
         handler.end_headers()
         if reply.reset_after is not None:
@@ -375,15 +390,13 @@ def exporter_process(
     plain_ready = f"{url}/-/healthy" if ready is None else None
     with running_process(command, plain_ready, env=full_env, cwd=REPO, log_path=log_path) as proc:
         if ready is not None:
-
-            def started() -> bool:
-                if proc.poll() is not None:
-                    raise AssertionError(
-                        f"exporter exited with {proc.returncode}: {log_path.read_text()[-2000:]}"
-                    )
-                return ready(url)
-
-            wait_until(started, timeout=30, what=f"exporter at {url}")
+            wait_until(
+                lambda: ready(url),
+                timeout=30,
+                what=f"exporter at {url}",
+                process=proc,
+                log_path=log_path,
+            )
         yield url, proc.pid
 
 

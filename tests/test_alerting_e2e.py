@@ -5,8 +5,12 @@ Simulator -> exporter -> real Prometheus (shipped rules, `for:` shortened) -> re
 """
 
 import copy
+import re
+import time
+from datetime import datetime
 
 import pytest
+import requests
 import yaml
 
 from exporter.simulator import Simulator
@@ -58,6 +62,27 @@ def wait_for_status(receiver, status, alertname, timeout=120, **labels):
     return wait_until(arrived, timeout=timeout, interval=0.5, what=f"{alertname} {status}")
 
 
+def last_rule_evaluation(prometheus_url: str, alertname: str) -> float:
+    """Wall-clock time of the last evaluation of the rule group holding `alertname`."""
+    groups = requests.get(f"{prometheus_url}/api/v1/rules", timeout=10).json()["data"]["groups"]
+    for group in groups:
+        if any(rule.get("name") == alertname for rule in group["rules"]):
+            stamp = re.sub(r"(\.\d{6})\d+", r"\1", group["lastEvaluation"])
+            return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
+    raise AssertionError(f"no rule group holds {alertname}")
+
+
+def alertmanager_alerts(alertmanager_url: str, alertname: str) -> list[dict]:
+    """Every alert Alertmanager holds under that name: active, silenced or inhibited."""
+    response = requests.get(
+        f"{alertmanager_url}/api/v2/alerts",
+        params={"filter": f'alertname="{alertname}"'},
+        timeout=10,
+    )
+    response.raise_for_status()
+    return response.json()
+
+
 def test_faults_become_alerts_and_resolve(tmp_path):
     find_tool("prometheus")
     find_tool("alertmanager")
@@ -104,6 +129,21 @@ def test_faults_become_alerts_and_resolve(tmp_path):
         assert alert["labels"]["severity"] == "critical"
         assert SUB in alert["annotations"]["summary"]
         assert "401" in alert["annotations"]["description"]
+        # A wrongly firing ApiDown must not slip in later. Its expression needs only
+        # eightbyeight_up == 0, which holds no later than the auth alert's, and both have the
+        # same shortened `for:`, so it would fire at the same evaluation or earlier and reach
+        # Alertmanager then. Wait for two more rule evaluations plus group_wait (1 s) to cover
+        # evaluation jitter and the webhook's grouping delay, then ask Alertmanager's alerts API
+        # (which also lists inhibited alerts), Prometheus (pending or firing) and the webhook.
+        settled = time.time() + 2 * 1.0 + 1.0
+        wait_until(
+            lambda: last_rule_evaluation(prom_url, "EightByEightApiDown") > settled,
+            timeout=30,
+            what="two more rule evaluations and group_wait",
+        )
+        assert alertmanager_alerts(am_url, "EightByEightApiDown") == []
+        api_down = f'ALERTS{{alertname="EightByEightApiDown",subaccount="{SUB}"}}'
+        assert query(prom_url, api_down) == []
         assert latest(receiver, "EightByEightApiDown", subaccount=SUB) is None
 
         sim.clear_faults()

@@ -84,9 +84,22 @@ def envelope(status: int, doc: dict[str, Any], **kwargs: Any) -> Reply:
 
 
 def gzip_bomb(size: int) -> Reply:
-    """A small gzip body that inflates past the cap."""
-    packed = gzip.compress(b" " * size, compresslevel=9)
+    """A small gzip body that inflates past the cap into valid JSON (padded with whitespace)."""
+    doc = body(numbers_body(two()))
+    packed = gzip.compress(doc[:-1] + b" " * size + b"}", compresslevel=9)
     return Reply(200, packed, {"Content-Type": "application/json", "Content-Encoding": "gzip"})
+
+
+def inventory_over(size: int) -> Reply:
+    """A valid inventory of distinct numbers, just over `size` bytes, sent without a
+    Content-Length: only the cap enforced while reading can refuse it."""
+    record = len(body(number("+6500000000"))) + 2
+    records = [number(f"+65{i:08d}") for i in range(size // record + 1)]
+    doc = body(numbers_body(records))
+    while len(doc) <= size:
+        records.append(number(f"+66{len(records):08d}"))
+        doc = body(numbers_body(records))
+    return Reply(200, doc, {"Content-Type": "application/json"}, length=False)
 
 
 def two(**overrides: Any) -> list[dict[str, Any]]:
@@ -182,7 +195,7 @@ CASES: dict[str, Case] = {
     "200 10 MB of whitespace": fail(
         Reply(200, b" \n\t\r" * (10 * 2**20 // 4)), "invalid_response", 200
     ),
-    "200 body over the cap": fail(Reply(200, b" " * (CAP + 1)), "invalid_response", 200),
+    "200 body over the cap": fail(inventory_over(CAP), "invalid_response", 200),
     "200 gzip bomb over the cap": fail(gzip_bomb(200 * 2**20), "invalid_response", 200),
     "connection reset mid-body": fail(
         Reply(200, body(numbers_body(two())), reset_after=30), "connection_error", 200

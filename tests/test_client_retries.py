@@ -12,7 +12,6 @@ import threading
 import time
 
 import pytest
-import requests
 import responses
 import urllib3.util.connection
 
@@ -331,18 +330,80 @@ def test_headers_dripped_byte_by_byte_are_cut_at_the_deadline():
     assert elapsed < 1.6
 
 
+CAP = 100_000
+
+
+def json_of_size(size: int) -> bytes:
+    """A valid numbers document of exactly `size` bytes."""
+    head, tail = b'{"totalNumbers": 1, "numbers": [{"msisdn": "+6531234567"}], "note": "', b'"}'
+    return head + b"x" * (size - len(head) - len(tail)) + tail
+
+
+def answer_without_length(framing: str, body: bytes) -> bytes:
+    """A whole 200 answer whose length only the reading tells: chunked or until close."""
+    if framing == "chunked":
+        pieces = [body[i : i + 0x4000] for i in range(0, len(body), 0x4000)]
+        chunks = b"".join(b"%x\r\n%s\r\n" % (len(p), p) for p in pieces)
+        return b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + chunks + b"0\r\n\r\n"
+    return b"HTTP/1.0 200 OK\r\nContent-Type: application/json\r\n\r\n" + body
+
+
+def serving(answer: bytes):
+    def talk(conn: socket.socket, stop: threading.Event) -> None:
+        conn.sendall(answer)
+        conn.shutdown(socket.SHUT_WR)
+
+    return talk
+
+
 @pytest.mark.parametrize("framing", ["chunked", "until-close"])
-def test_body_over_the_cap_is_refused_while_streaming(framing):
-    # No Content-Length: the cap has to be enforced while reading, not from the header.
+def test_valid_body_of_exactly_the_cap_is_read(framing):
+    body = json_of_size(CAP)
+    with RawServer(serving(answer_without_length(framing, body))) as server:
+        got = client(server.base_url, max_response_bytes=CAP).fetch_numbers("acme-prod")
+    assert bytes(got) == body
+
+
+@pytest.mark.parametrize("framing", ["chunked", "until-close"])
+def test_valid_body_one_byte_over_the_cap_is_refused_while_reading(framing):
+    body = json_of_size(CAP + 1)
+    with RawServer(serving(answer_without_length(framing, body))) as server:
+        error = fetch_error(client(server.base_url, max_response_bytes=CAP))
+    assert error.reason == "invalid_response"
+    assert error.status == 200
+    assert f"{CAP}-byte cap" in error.detail
+
+
+@pytest.fixture
+def small_receive_buffer(monkeypatch):
+    """The client's sockets get a small, fixed receive buffer (no autotuning to megabytes), so
+    what a server has managed to send is at most what the client read plus a few KiB."""
+    real = urllib3.util.connection.create_connection
+
+    def small(address, *args, socket_options=None, **kwargs):
+        options = [*(socket_options or []), (socket.SOL_SOCKET, socket.SO_RCVBUF, 8192)]
+        return real(address, *args, socket_options=options, **kwargs)
+
+    monkeypatch.setattr(urllib3.util.connection, "create_connection", small)
+
+
+@pytest.mark.parametrize("framing", ["chunked", "until-close"])
+def test_body_over_the_cap_is_refused_while_streaming(framing, small_receive_buffer):
+    # No Content-Length, and a valid JSON document that never ends: the cap has to be enforced
+    # while reading, and reading has to stop near it (the client reads 64 KiB at a time).
     sent: list[int] = []
 
     def endless(conn: socket.socket, stop: threading.Event) -> None:
+        conn.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 8192)
+        record = b'{"msisdn": "+6531234567"}, '
+        start = b'{"totalNumbers": 1, "numbers": ['
         if framing == "chunked":
             conn.sendall(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
-            piece = b"4000\r\n" + b" " * 0x4000 + b"\r\n"
+            conn.sendall(b"%x\r\n%s\r\n" % (len(start), start))
+            piece = b"%x\r\n%s\r\n" % (len(record) * 600, record * 600)
         else:
-            conn.sendall(b"HTTP/1.0 200 OK\r\nContent-Type: application/json\r\n\r\n")
-            piece = b" " * 0x4000
+            conn.sendall(b"HTTP/1.0 200 OK\r\nContent-Type: application/json\r\n\r\n" + start)
+            piece = record * 600
         total = 0
         while not stop.is_set() and total < 50_000_000:
             conn.sendall(piece)
@@ -350,10 +411,13 @@ def test_body_over_the_cap_is_refused_while_streaming(framing):
             sent[:] = [total]
 
     with RawServer(endless) as server:
-        error = fetch_error(client(server.base_url, max_response_bytes=100_000))
+        error = fetch_error(client(server.base_url, max_response_bytes=CAP))
+        print(f"sent {sent[0]} bytes for a {CAP}-byte cap")
     assert error.reason == "invalid_response"
-    assert "cap" in error.detail
-    assert sent[0] < 10_000_000, "the client kept reading far past the cap"
+    assert f"{CAP}-byte cap" in error.detail
+    # At most one 64 KiB read past the cap, plus what the two 16 KiB socket buffers held
+    # (measured: 130-146 kB sent); reading on to twice the cap must not pass.
+    assert sent[0] < CAP + 65536 + 32768, f"the server sent {sent[0]} bytes; cap {CAP}"
 
 
 def test_declared_length_over_the_cap_is_refused_before_reading():
@@ -374,10 +438,13 @@ def test_no_proxy_from_the_environment_sees_the_key(monkeypatch):
 def test_session_survives_a_failure():
     with FakeApi(Reply(500, b"oops")) as api:
         api_client = client(api.base_url, retries=0)
+        session = api_client._session
         assert fetch_error(api_client).reason == "server_error"
         api.reply = GOOD_REPLY
         assert b"+6531234567" in api_client.fetch_numbers("acme-prod")
-    assert isinstance(api_client._session, requests.Session)
+    # The same session, with its pool, its cuttable adapter and trust_env off, serves on: a
+    # failure must not leave the client to a fresh default session.
+    assert api_client._session is session
 
 
 def _self_signed(directory) -> tuple[str, str]:

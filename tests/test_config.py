@@ -1,6 +1,9 @@
 """Configuration file, key files, durations and sizes."""
 
 import os
+import re
+import threading
+from pathlib import Path
 
 import pytest
 
@@ -75,6 +78,10 @@ def test_empty_config_file_is_valid(tmp_path):
         ("subaccounts: [{id: acme-prod, api_key_file: /nonexistent/key}]", "does not exist"),
         ("probe: {allowed_subaccounts: acme}", "must be a list"),
         ("probe: {allowed: [acme]}", "unknown key 'allowed'"),
+        # Unknown keys after known ones: every key is checked, not the first.
+        ("base_url: https://x.test\nsubaccount: []", "unknown key 'subaccount'"),
+        ("subaccounts: [{id: acme-prod, key_file: x}]", "unknown key 'key_file'"),
+        ("probe: {allowed_subaccounts: [acme-prod], allowed: [x]}", "unknown key 'allowed'"),
     ],
 )
 def test_bad_config_file_names_the_problem(tmp_path, text, message):
@@ -82,6 +89,22 @@ def test_bad_config_file_names_the_problem(tmp_path, text, message):
         load_config_file(write(tmp_path, text))
     assert message in str(caught.value)
     assert "\n" not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("text", "unknown"),
+    [
+        ("base_url: https://x.test\nzeta: 1\nsubaccounts: []\nalpha: 2", {"zeta", "alpha"}),
+        ("subaccounts: [{id: acme-prod, url: x, key: y}]", {"url", "key"}),
+        ("probe: {allowed_subaccounts: [acme-prod], deny: [a], allow: [b]}", {"deny", "allow"}),
+    ],
+)
+def test_several_unknown_keys_are_refused(tmp_path, text, unknown):
+    with pytest.raises(ConfigError) as caught:
+        load_config_file(write(tmp_path, text))
+    named = re.search(r"unknown key '(\w+)'", str(caught.value))
+    assert named is not None, str(caught.value)
+    assert named.group(1) in unknown, str(caught.value)
 
 
 def test_missing_config_file(tmp_path):
@@ -98,11 +121,52 @@ def test_key_file_problems(tmp_path):
     two = write(tmp_path, "one two", "two")
     with pytest.raises(ConfigError, match="more than one word"):
         read_key_file(two)
-    if os.geteuid() != 0:  # root reads anything, so only a non-root run can see this one
-        locked = write(tmp_path, "k", "locked")
-        locked.chmod(0)
-        with pytest.raises(ConfigError, match="not readable"):
-            read_key_file(locked)
+    with pytest.raises(ConfigError, match="is a device, not a regular file"):
+        read_key_file("/dev/null")
+
+
+def test_key_file_that_is_a_named_pipe_is_refused_without_waiting(tmp_path):
+    # Opening a FIFO blocks until a writer comes: the file must be refused before it is opened.
+    fifo = tmp_path / "key"
+    os.mkfifo(fifo)
+    outcome: list[BaseException | object] = []
+
+    def read() -> None:
+        try:
+            outcome.append(read_key_file(fifo))
+        except ConfigError as exc:
+            outcome.append(exc)
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    reader.join(timeout=5)
+    if reader.is_alive():
+        # Release the blocked reader: a writer that opens and closes the pipe at once.
+        os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+        reader.join(timeout=5)
+        pytest.fail("read_key_file blocked on a named pipe")
+    assert len(outcome) == 1
+    assert isinstance(outcome[0], ConfigError), outcome
+    message = str(outcome[0])
+    assert message == f"API key file {fifo} is a named pipe, not a regular file"
+
+
+def test_unreadable_key_file_is_named(tmp_path, monkeypatch):
+    # Root reads any file whatever its mode (and CI runs as root): the refusal the kernel gives
+    # a non-root reader is made here for every user, so the case never goes untested.
+    locked = write(tmp_path, "k", "locked")
+    locked.chmod(0)
+    real_read_text = Path.read_text
+
+    def refuse(self, *args, **kwargs):
+        if self == locked:
+            raise PermissionError(13, "Permission denied", str(self))
+        return real_read_text(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "read_text", refuse)
+    with pytest.raises(ConfigError) as caught:
+        read_key_file(locked)
+    assert str(caught.value) == f"API key file {locked} is not readable (permission denied)"
 
 
 def test_secret_never_shows_itself():

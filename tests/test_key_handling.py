@@ -11,7 +11,10 @@ import pytest
 import requests
 
 from exporter.cli import build_parser, main
+from exporter.client import ApiClient
+from exporter.config import ENV_API_KEY as ENV_KEY
 from exporter.config import Secret, settings_from_flags
+from exporter.errors import FetchError
 from tests.harness import (
     REPO,
     FakeApi,
@@ -149,3 +152,82 @@ def test_debug_logs_and_responses_never_carry_the_key(tmp_path, log_format):
     assert "<redacted>" in text  # ...with the echoed key replaced
     assert KEY not in text
     assert KEY[:12] not in text  # not even a recognisable piece of it
+
+
+# Several keys at once: the default key (environment) and one key file per subaccount in the
+# config file. (Keys rotated by a reload do not exist yet: the exporter reads keys at start-up.)
+DEFAULT_KEY = "sk-default-5b2e8f1c9a7d4e3b-never-shown"
+FILE_KEYS = {
+    "acme-prod": "sk-prod-0e4a7c2d9f1b8e6a-never-shown",
+    "acme-dev": "sk-dev-7d1f3b9e2c5a8d4f-never-shown",
+}
+ALL_KEYS = (DEFAULT_KEY, *FILE_KEYS.values())
+
+
+def config_with_key_files(tmp_path) -> str:
+    lines = ["subaccounts:"]
+    for sub, key in FILE_KEYS.items():
+        key_file = tmp_path / f"{sub}.key"
+        key_file.write_text(key + "\n")
+        lines += [f"  - id: {sub}", f"    api_key_file: {key_file}"]
+    lines.append("  - id: acme-test")  # the default key
+    path = tmp_path / "config.yml"
+    path.write_text("\n".join(lines) + "\n")
+    return str(path)
+
+
+def echo_the_key(path: str, headers: dict[str, str]) -> Reply:
+    """An upstream that quotes back whatever token it was sent, in its error message."""
+    token = headers.get("Authorization", "").removeprefix("Bearer ")
+    return Reply.json({"statusCode": 401, "statusMessage": f"token {token} is not valid"}, 401)
+
+
+def test_every_key_is_redacted_from_the_clients_errors(tmp_path):
+    with FakeApi(echo_the_key) as api:
+        argv = ["--api.base-url", api.base_url, "--config.file", config_with_key_files(tmp_path)]
+        settings = settings_from_flags(build_parser().parse_args(argv), {ENV_KEY: DEFAULT_KEY})
+        # The log filter is given every key, not only the default one.
+        assert {k.reveal() for k in settings.secrets} == set(ALL_KEYS)
+        for sub in settings.subaccounts:
+            with pytest.raises(FetchError) as caught:
+                ApiClient(sub.base_url, sub.api_key, retries=0).fetch_numbers(sub.subaccount)
+            assert "<redacted>" in caught.value.detail, sub.subaccount
+            for key in ALL_KEYS:
+                assert key not in str(caught.value), sub.subaccount
+    sent = {headers["Authorization"] for _, headers in api.requests}
+    assert sent == {f"Bearer {key}" for key in ALL_KEYS}  # each key was really used
+
+
+@pytest.mark.parametrize("log_format", ["logfmt", "json"])
+def test_no_log_line_or_metric_shows_any_of_several_keys(tmp_path, log_format):
+    log = tmp_path / "exporter.log"
+    with FakeApi(echo_the_key) as api:
+        argv = [
+            "--api.base-url",
+            api.base_url,
+            "--config.file",
+            config_with_key_files(tmp_path),
+            "--log.level",
+            "debug",
+            "--log.format",
+            log_format,
+            "--api.retries",
+            "0",
+        ]
+        with exporter_process(argv, {ENV_KEY: DEFAULT_KEY}, log) as (url, _):
+            answers = [requests.get(url + "/metrics", timeout=30)]
+            answers.append(requests.get(url + "/probe?target=acme-other", timeout=30))
+            # Request lines are logged at debug level: a key in one must be redacted too.
+            answers += [requests.get(f"{url}/metrics?token={key}", timeout=30) for key in ALL_KEYS]
+    samples = parse_samples(answers[0].text)
+    for sub in (*FILE_KEYS, "acme-test"):
+        assert value(samples, "eightbyeight_up", subaccount=sub) == 0
+    sent = {headers["Authorization"] for _, headers in api.requests}
+    assert sent == {f"Bearer {key}" for key in ALL_KEYS}
+    text = log.read_text()
+    assert text.count("reading virtual numbers failed") >= 4
+    assert text.count("<redacted>") >= 4 + len(ALL_KEYS)
+    for key in ALL_KEYS:
+        assert key not in text, f"key {key[:7]}... logged"
+        for answer in answers:
+            assert key not in answer.text

@@ -15,7 +15,15 @@ import pytest
 from exporter.app import build_app
 from exporter.cli import build_parser
 from exporter.config import settings_from_flags
-from tests.harness import FakeApi, InProcessExporter, Reply, numbers_body, parse_samples, value
+from tests.harness import (
+    FakeApi,
+    InProcessExporter,
+    Reply,
+    number,
+    numbers_body,
+    parse_samples,
+    value,
+)
 
 SUB = "acme-prod"
 HEADER = "X-Prometheus-Scrape-Timeout-Seconds"
@@ -97,15 +105,20 @@ def hanging_exporter(api: FakeApi, *flags: str) -> InProcessExporter:
     return InProcessExporter(["--api.base-url", api.base_url, "--subaccount", SUB, *flags])
 
 
+# Real time: each window is narrower than the offset on both sides, so a deadline that ignored
+# the offset (or counted it twice) lands outside it.
 @pytest.mark.slow
-@pytest.mark.parametrize(("header", "offset", "expected"), [("1.2", "200ms", 1.0)])
+@pytest.mark.parametrize(
+    ("header", "offset", "expected"),
+    [("2", "0.5s", 1.5), ("3", "1s", 2.0), ("1.6", "600ms", 1.0)],
+)
 def test_scrape_timeout_header_less_offset_bounds_the_fetch(hanging_api, header, offset, expected):
     flags = ("--api.timeout", "30s", "--web.timeout-offset", offset)
     with hanging_exporter(hanging_api, *flags) as exp:
         answer, elapsed = timed_scrape(exp, **{HEADER: header})
         samples = parse_samples(answer.text)
     assert answer.status_code == 200
-    assert expected - 0.1 <= elapsed < expected + 0.6
+    assert expected - 0.05 <= elapsed < expected + 0.4
     assert value(samples, "eightbyeight_up", subaccount=SUB) == 0
     assert (
         value(samples, "eightbyeight_api_request_failures_total", subaccount=SUB, reason="timeout")
@@ -141,10 +154,12 @@ def test_unusable_header_falls_back_to_api_timeout(hanging_api, header):
 
 @pytest.mark.slow
 def test_header_shorter_than_the_offset_still_answers(hanging_api):
+    # The deadline is the 0.05 s floor: well under what a 0.5 s floor would take.
     with hanging_exporter(hanging_api, "--api.timeout", "10s") as exp:
         answer, elapsed = timed_scrape(exp, **{HEADER: "0.3"})
     assert answer.status_code == 200
-    assert elapsed < 0.6
+    assert 0.05 <= elapsed < 0.4
+    assert value(parse_samples(answer.text), "eightbyeight_up", subaccount=SUB) == 0
 
 
 @pytest.mark.slow
@@ -152,7 +167,7 @@ def test_probe_honours_the_header_too(hanging_api):
     with InProcessExporter(["--api.base-url", hanging_api.base_url, "--api.timeout", "30s"]) as exp:
         answer, elapsed = timed_scrape(exp, "/probe?target=acme-dev", **{HEADER: "1.5"})
     assert answer.status_code == 200
-    assert 0.9 <= elapsed < 1.6
+    assert 0.95 <= elapsed < 1.4  # 1.5 s less the default 0.5 s offset
     assert value(parse_samples(answer.text), "eightbyeight_up", subaccount="acme-dev") == 0
 
 
@@ -166,3 +181,27 @@ def test_slow_retries_end_at_the_deadline():
         assert answer.status_code == 200
         assert elapsed < 2.1
         assert 2 <= api.count <= 4
+
+
+@pytest.mark.parametrize("delay", [0.4, 1.0])
+def test_scrape_duration_is_the_time_the_slow_api_took(delay):
+    with (
+        FakeApi(Reply.json(numbers_body([number()]), delay=delay)) as api,
+        hanging_exporter(api, "--api.timeout", "10s") as exp,
+    ):
+        answer, elapsed = timed_scrape(exp)
+    samples = parse_samples(answer.text)
+    assert value(samples, "eightbyeight_up", subaccount=SUB) == 1
+    duration = value(samples, "eightbyeight_scrape_duration_seconds", subaccount=SUB)
+    assert delay <= duration < delay + 0.3
+    assert duration <= elapsed
+
+
+def test_scrape_duration_of_a_timed_out_scrape_is_the_deadline(hanging_api):
+    with hanging_exporter(hanging_api, "--api.timeout", "1s") as exp:
+        answer, elapsed = timed_scrape(exp)
+    duration = value(
+        parse_samples(answer.text), "eightbyeight_scrape_duration_seconds", subaccount=SUB
+    )
+    assert 0.95 <= duration < 1.3
+    assert duration <= elapsed

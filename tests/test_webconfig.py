@@ -268,6 +268,20 @@ def bad_configs(pki: Pki) -> dict[str, tuple[str, str]]:
         ),
         "http2 not a bool": ("http_server_config:\n  http2: sure\n", "http2 must be true or false"),
         "unknown http key": ("http_server_config:\n  keepalive: 1\n", "unknown key 'keepalive'"),
+        # Unknown keys after known ones, and several at once: every key is checked.
+        "unknown top key after a known one": (
+            "http_server_config: {}\ntls_config: {}\n",
+            "unknown key 'tls_config'",
+        ),
+        "several unknown top keys": (
+            "http_server_config: {}\ntls: {}\nusers: {}\n",
+            "unknown key 'tls'",
+        ),
+        "unknown tls key after known ones": (tls + "  ciphers: strong\n", "unknown key 'ciphers'"),
+        "unknown http key after a known one": (
+            "http_server_config:\n  http2: true\n  keepalive: 1\n  timeout: 2\n",
+            "unknown key 'keepalive'",
+        ),
     }
 
 
