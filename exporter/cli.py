@@ -16,10 +16,11 @@ import signal
 import sys
 from collections.abc import Sequence
 from contextlib import ExitStack
-from typing import NoReturn
+from dataclasses import replace
+from typing import TYPE_CHECKING, NoReturn
 
 from exporter import __version__
-from exporter.app import Exporter, build_exporter
+from exporter.app import Exporter, build_exporter, push_demo_callbacks
 from exporter.config import (
     DEFAULT_BASE_URL,
     DEFAULT_LISTEN_ADDRESS,
@@ -29,9 +30,14 @@ from exporter.config import (
     settings_from_flags,
 )
 from exporter.logs import FORMATS, LEVELS, log_event, setup_logging
+from exporter.server import ExporterServer, serve_in_thread
+from exporter.webhooks.config import ENV_AUTH, add_webhook_flags
 
 PROG = "eightbyeight-exporter"
 log = logging.getLogger("exporter")
+
+if TYPE_CHECKING:
+    from exporter.simulator import Simulator
 
 DEMO_SUBACCOUNTS = {"demo-apac": 60, "demo-emea": 40}
 
@@ -184,12 +190,17 @@ def build_parser() -> argparse.ArgumentParser:
         help="run against a built-in simulator of the 8x8 API on loopback "
         "(no account needed; never contacts 8x8)",
     )
+    add_webhook_flags(p)
     p.add_argument("--version", action="version", version=f"{PROG} {__version__}")
     return p
 
 
-def _demo_settings(args: argparse.Namespace, stack: ExitStack) -> Settings:
-    """Start the simulator in-process and point the exporter at it."""
+def _demo_settings(args: argparse.Namespace, stack: ExitStack) -> tuple[Settings, Simulator]:
+    """Start the simulator in-process and point the exporter at it.
+
+    Its callbacks go to a receiver on loopback with a fresh Authorization value, over plain
+    HTTP even with --web.config.file: the simulator trusts no CA.
+    """
     from exporter.simulator import Simulator
 
     key = secrets.token_urlsafe(24)
@@ -198,7 +209,13 @@ def _demo_settings(args: argparse.Namespace, stack: ExitStack) -> Settings:
     args.subaccounts = list(DEMO_SUBACCOUNTS)
     args.config_file = None
     args.key_file = None
-    return settings_from_flags(args, {"EIGHTBYEIGHT_API_KEY": key})
+    args.webhook_listen_address = args.webhook_listen_address or "127.0.0.1:0"
+    args.webhook_auth_file = None
+    env = {"EIGHTBYEIGHT_API_KEY": key, ENV_AUTH: "Bearer " + secrets.token_urlsafe(24)}
+    settings = settings_from_flags(args, env)
+    if settings.webhooks is not None:
+        settings = replace(settings, webhooks=replace(settings.webhooks, web_tls=False))
+    return settings, simulator
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -213,12 +230,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return healthcheck(argv[1:])
     args = build_parser().parse_args(argv)
     with ExitStack() as stack:
+        simulator = None
         try:
-            settings = (
-                _demo_settings(args, stack)
-                if args.demo
-                else settings_from_flags(args, environment())
-            )
+            if args.demo:
+                settings, simulator = _demo_settings(args, stack)
+            else:
+                settings = settings_from_flags(args, environment())
         except ConfigError as exc:
             print(f"{PROG}: error: {exc}", file=sys.stderr)
             return 1
@@ -233,6 +250,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         except ConfigError as exc:
             print(f"{PROG}: error: {exc}", file=sys.stderr)
             return 1
+        if simulator is not None:
+            push_demo_callbacks(exporter, simulator)
         return serve(exporter, demo_url=settings.base_url if args.demo else None)
     return 0
 
@@ -260,6 +279,9 @@ def serve(exporter: Exporter, demo_url: str | None = None) -> int:
             f"demo mode: metrics at http://{shown}:{port}{settings.telemetry_path}",
             simulator=demo_url,
         )
+    callbacks = exporter.callbacks
+    if callbacks is not None:
+        _serve_callbacks(exporter, callbacks)
 
     def stop(signum: int, frame: object) -> None:
         raise KeyboardInterrupt
@@ -270,5 +292,22 @@ def serve(exporter: Exporter, demo_url: str | None = None) -> int:
     except KeyboardInterrupt:
         log_event(log, logging.INFO, "shutting down")
     finally:
+        if callbacks is not None:
+            callbacks.shutdown()
+            callbacks.server_close()
         server.server_close()
     return 0
+
+
+def _serve_callbacks(exporter: Exporter, callbacks: ExporterServer) -> None:
+    """The webhook receiver's listener, in its own thread next to /metrics."""
+    host, port = callbacks.server_address[:2]
+    log_event(
+        log,
+        logging.INFO,
+        "receiving 8x8 callbacks",
+        address=f"{host}:{port}",
+        path=exporter.settings.webhooks.path if exporter.settings.webhooks else "",
+        tls="on" if callbacks.base_environ.get("HTTPS") == "on" else "off",
+    )
+    serve_in_thread(callbacks)

@@ -144,14 +144,24 @@ class ApiClient:
     def numbers_url(self, subaccount: str) -> str:
         return f"{self.base_url}/api/v1/subaccounts/{quote(subaccount, safe='')}/numbers"
 
+    def webhooks_url(self, subaccount: str) -> str:
+        return f"{self.base_url}/api/v1/subaccounts/{quote(subaccount, safe='')}/webhooks"
+
     def fetch_numbers(self, subaccount: str, timeout: float | None = None) -> bytearray:
         """The raw JSON body of the subaccount's list; FetchError on any failure."""
+        return self._fetch(self.numbers_url(subaccount), timeout)
+
+    def fetch_webhooks(self, subaccount: str, timeout: float | None = None) -> bytearray:
+        """The raw JSON body of the subaccount's webhook list (--collector.webhooks)."""
+        return self._fetch(self.webhooks_url(subaccount), timeout)
+
+    def _fetch(self, url: str, timeout: float | None) -> bytearray:
         budget = self.timeout if timeout is None else min(timeout, self.timeout)
         deadline = time.monotonic() + max(budget, 0.001)
         # One fetch at a time per client: the adapter's retry policy is set per fetch.
         with self._lock, _DeadlineCutter(deadline):
             self._adapter.max_retries = self._retry_policy(deadline)
-            response = self._send(subaccount, deadline)
+            response = self._send(url, deadline)
             try:
                 if response.status_code != 200:
                     raise self._status_error(response)
@@ -177,7 +187,7 @@ class ApiClient:
             deadline=deadline,
         )
 
-    def _send(self, subaccount: str, deadline: float) -> requests.Response:
+    def _send(self, url: str, deadline: float) -> requests.Response:
         headers = {
             "Authorization": f"Bearer {self._api_key.reveal()}",
             "Accept": "application/json",
@@ -185,7 +195,7 @@ class ApiClient:
         }
         try:
             return self._session.get(
-                self.numbers_url(subaccount),
+                url,
                 headers=headers,
                 timeout=DeadlineTimeout(deadline),
                 stream=True,

@@ -20,6 +20,7 @@ import yaml
 
 if TYPE_CHECKING:
     from exporter.webconfig import WebConfig
+    from exporter.webhooks.config import WebhookSettings
 
 SUBACCOUNT_PATTERN = re.compile(r"^[A-Za-z0-9\-._&]{3,50}$")
 DEFAULT_BASE_URL = "https://voice.8x8.com"
@@ -98,8 +99,11 @@ class Settings:
     api_retries: int = 2
     probe_allowed: frozenset[str] | None = None
     web_config: WebConfig | None = None
+    webhooks: WebhookSettings | None = None  # the callback listener, when enabled
+    collector_webhooks: bool = False
     log_level: str = "info"
     log_format: str = "logfmt"
+    # Every value the logs must never show: API keys and the webhook Authorization value.
     secrets: tuple[Secret, ...] = field(default=(), repr=False)
 
     def subaccount_config(self, subaccount: str) -> SubaccountConfig:
@@ -114,9 +118,12 @@ def settings_from_flags(args: argparse.Namespace, env: dict[str, str]) -> Settin
     """Validate flags, environment and config files into Settings; ConfigError on any problem.
 
     `args` are the parsed flags of exporter/cli.py. The web config file is read and checked
-    here (TLS files, bcrypt hashes), once, and its parsed form is part of the settings.
+    here (TLS files, bcrypt hashes), once, and its parsed form is part of the settings; so are
+    the webhook receiver's flags and its Authorization value.
     """
-    from exporter.webconfig import load_web_config  # webconfig builds on this module's helpers
+    # Both build on this module's helpers.
+    from exporter.webconfig import load_web_config
+    from exporter.webhooks.config import webhook_settings
 
     parse_listen_address(args.listen_address)
     if not args.telemetry_path.startswith("/") or args.telemetry_path in ("/probe", "/"):
@@ -159,7 +166,12 @@ def settings_from_flags(args: argparse.Namespace, env: dict[str, str]) -> Settin
         probe_allowed = frozenset(file_config.probe_allowed)
 
     web_config = load_web_config(args.web_config_file) if args.web_config_file else None
+    webhooks = webhook_settings(
+        args, env, tuple(s.subaccount for s in subaccounts), probe_allowed, args.per_number
+    )
     keys = {s.api_key for s in subaccounts if s.api_key} | ({api_key} if api_key else set())
+    if webhooks is not None:
+        keys.add(webhooks.auth_header)
     return Settings(
         listen_address=args.listen_address,
         telemetry_path=args.telemetry_path,
@@ -175,6 +187,8 @@ def settings_from_flags(args: argparse.Namespace, env: dict[str, str]) -> Settin
         api_retries=args.api_retries,
         probe_allowed=probe_allowed,
         web_config=web_config,
+        webhooks=webhooks,
+        collector_webhooks=args.collector_webhooks,
         log_level=args.log_level,
         log_format=args.log_format,
         secrets=tuple(keys),

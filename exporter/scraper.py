@@ -47,6 +47,9 @@ class NumbersClient(Protocol):
     def fetch_numbers(self, subaccount: str, timeout: float | None = None) -> bytes | bytearray: ...
 
 
+# Called after a good fetch with (subaccount, seconds left of the scrape's deadline).
+AfterFetch = Callable[[str, float], None]
+
 # The `time` module has exactly the two functions of a Clock.
 SYSTEM_CLOCK: Clock = time
 
@@ -74,6 +77,7 @@ class SubaccountScraper:
         cache_ttl: float = 0.0,
         serve_stale_for: float = 0.0,
         clock: Clock = SYSTEM_CLOCK,
+        after_fetch: AfterFetch | None = None,
     ) -> None:
         self.subaccount = subaccount
         self.clock = clock
@@ -86,6 +90,9 @@ class SubaccountScraper:
         self._flight: Future[_Fetched] | None = None
         self._last_good: _Fetched | None = None
         self._last_success: float | None = None
+        # e.g. --collector.webhooks: runs inside the single flight, so it shares the scrape's
+        # deadline and happens once per upstream fetch, not once per waiting scrape.
+        self.after_fetch = after_fetch
 
     def scrape(self, timeout: float) -> SubaccountScrape:
         """One scrape of this subaccount, answered within `timeout` seconds."""
@@ -100,6 +107,7 @@ class SubaccountScraper:
                 flight = self._flight = Future()
         if leader:
             fetched = self._fetch(timeout)
+            self._run_after_fetch(fetched, started, timeout)
             with self._lock:
                 self._flight = None
                 self._remember(fetched)
@@ -113,6 +121,18 @@ class SubaccountScraper:
         if fetched.error is None:
             return self._sample(True, started, fetched.inventory)
         return self._failed_sample(started)
+
+    def _run_after_fetch(self, fetched: _Fetched, started: float, timeout: float) -> None:
+        if self.after_fetch is None or fetched.error is not None:
+            return
+        left = timeout - (self.clock.monotonic() - started)
+        if left > 0:
+            try:
+                self.after_fetch(self.subaccount, left)
+            except Exception as exc:  # noqa: BLE001 - an optional collector never fails a scrape
+                log_event(
+                    log, logging.WARNING, "after-fetch collector failed", err=type(exc).__name__
+                )
 
     def _fresh_cache(self, now: float) -> _Fetched | None:
         good = self._last_good

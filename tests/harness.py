@@ -3,9 +3,11 @@
 - Processes: `running_process` (any command, polled until ready), `exporter_process`
   (`python -m exporter`), `prometheus_process`, `alertmanager_process`.
 - Servers in this process: `FakeApi` (a scriptable 8x8 API), `InProcessExporter` (the real
-  exporter on a loopback socket), `WebhookReceiver` (Alertmanager notifications).
-- Data: `number`/`numbers_body` (API records), `parse_samples`/`value` (expositions),
-  `fast_rules`, `query`, `make_pki` (test certificates), `bcrypt_hash`.
+  exporter on a loopback socket, its callback listener too), `WebhookReceiver` (Alertmanager
+  notifications), `CallbackReceiver` (the exporter's 8x8 callback receiver on its own).
+- Data: `number`/`numbers_body` (API records), `vnu`/`vnu_number`/`vss` (8x8 callbacks),
+  `parse_samples`/`value` (expositions), `fast_rules`, `query`, `make_pki` (test
+  certificates), `bcrypt_hash`.
 - Containers: `container_env`, `podman`, `running_container` (always removed), the stand-in
   and exporter image builds (the session fixtures in tests/conftest.py use them).
 
@@ -47,8 +49,10 @@ from exporter.app import build_exporter
 from exporter.cli import build_parser
 from exporter.config import settings_from_flags
 from exporter.scraper import SYSTEM_CLOCK, Clock
-from exporter.server import ExporterServer, serve_in_thread
+from exporter.server import ExporterServer, make_server, serve_in_thread
 from exporter.web import ExporterApp
+from exporter.webhooks.receiver import WebhookReceiver as CallbackApp
+from exporter.webhooks.state import WebhookState
 
 REPO = Path(__file__).resolve().parent.parent
 IN_CI = os.environ.get("CI", "").lower() == "true"
@@ -323,20 +327,33 @@ def names(samples: Samples) -> set[str]:
 
 
 class InProcessExporter:
-    """The exporter's WSGI app behind its own threaded server, on 127.0.0.1 and a free port."""
+    """The exporter's WSGI app behind its own threaded server, on 127.0.0.1 and a free port.
+
+    With --webhook.listen-address, its callback listener is served too (`callback_url`).
+    """
 
     def __init__(
-        self, argv: Sequence[str], api_key: str = "k", clock: Clock = SYSTEM_CLOCK
+        self,
+        argv: Sequence[str],
+        api_key: str = "k",
+        clock: Clock = SYSTEM_CLOCK,
+        env: dict[str, str] | None = None,
     ) -> None:
         args = build_parser().parse_args([*argv, "--web.listen-address", "127.0.0.1:0"])
-        self.settings = settings_from_flags(args, {"EIGHTBYEIGHT_API_KEY": api_key})
-        built = build_exporter(self.settings, clock)
-        self.app: ExporterApp = built.app
-        self.server: ExporterServer = built.server
+        self.settings = settings_from_flags(args, {"EIGHTBYEIGHT_API_KEY": api_key, **(env or {})})
+        self.built = build_exporter(self.settings, clock)
+        self.app: ExporterApp = self.built.app
+        self.server: ExporterServer = self.built.server
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    @property
+    def callback_url(self) -> str:
+        url = self.built.callback_url
+        assert url is not None, "no --webhook.listen-address"
+        return url
 
     def get(self, path: str = "/metrics", **kwargs: object) -> requests.Response:
         kwargs.setdefault("timeout", 30)
@@ -344,11 +361,15 @@ class InProcessExporter:
 
     def __enter__(self) -> InProcessExporter:
         serve_in_thread(self.server, POLL_INTERVAL)
+        if self.built.callbacks is not None:
+            serve_in_thread(self.built.callbacks, POLL_INTERVAL)
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        for server in (self.server, self.built.callbacks):
+            if server is not None:
+                server.shutdown()
+                server.server_close()
 
 
 @contextmanager
@@ -568,7 +589,7 @@ class WebhookReceiver:
         self._thread.join(timeout=10)
 
 
-# --- Certificates and password hashes ----------------------------------------------------------------------------
+# --- Certificates and password hashes ------------------------------------------------------------
 
 
 @dataclass
@@ -757,3 +778,134 @@ def running_container(
 def container_logs(env: dict[str, str], name: str) -> str:
     result = podman(env, "logs", name, check=False)
     return (result.stdout + result.stderr)[-3000:]
+
+
+# --- 8x8 callbacks (webhooks) to the exporter's receiver -----------------------------------------
+
+CALLBACK_AUTH = "Bearer wh-test-secret-7d1f0c"
+CALLBACK_PATH = "/webhooks/8x8"
+
+
+def vnu(sub: str = "acme-prod", kind: str = "UPDATES", numbers: list | None = None) -> dict:
+    """A VIRTUAL_NUMBER_UPDATE callback (SNAPSHOT or UPDATES)."""
+    numbers = (
+        numbers
+        if numbers is not None
+        else [vnu_number("+6531234567", "Active", "2026-01-01T00:00:00Z")]
+    )
+    return {
+        "namespace": "VOICE",
+        "eventType": "VIRTUAL_NUMBER_UPDATE",
+        "description": "Status of account virtual number(s) updated",
+        "payload": {
+            "subAccountId": sub,
+            "totalNumbers": len(numbers),
+            "updateEventType": kind,
+            "virtualNumbers": numbers,
+        },
+    }
+
+
+def vnu_number(msisdn: str, status: str, updated: str, country: str = "SG") -> dict:
+    """One number of a VNU callback (not the API's record: see `number`)."""
+    return {
+        "msisdn": msisdn,
+        "updatedTimestamp": updated,
+        "countryCode": country,
+        "operationalStatus": status,
+        "referenceId": "range-1",
+        "rentalPrice": 5.0,
+        "incomingRate": 0.05,
+        "billingUnit": 60,
+        "billingCurrency": "USD",
+        "numberHealthCheckEnabled": True,
+        "updateStatus": "UPDATED",
+    }
+
+
+def call_leg(
+    direction: str, source: str, destination: str, status: str = "COMPLETED", **quality: float
+) -> dict:
+    out: dict[str, Any] = {
+        "callId": "c-" + source + destination,
+        "callDirection": direction,
+        "callType": "PSTN",
+        "source": source,
+        "destination": destination,
+        "sourceCountryCode": "US" if direction == "INBOUND" else "SG",
+        "destinationCountryCode": "SG",
+        "callStatus": status,
+        "callDuration": 13,
+    }
+    if quality:
+        out["callQuality"] = quality
+    return out
+
+
+def vss(
+    sub: str = "acme-prod",
+    session: str = "s-1",
+    status: str = "COMPLETED",
+    virtual: str = "+6531234567",
+    mos: float = 4.4,
+    error: int | None = None,
+) -> dict:
+    """A SESSION_SUMMARY callback: an inbound leg to `virtual`, an outbound leg from it."""
+    payload: dict[str, Any] = {
+        "sessionId": session,
+        "subAccountId": sub,
+        "sessionStatus": status,
+        "startTime": "2026-01-01T00:00:00Z",
+        "endTime": "2026-01-01T00:00:20Z",
+        "lastAction": "MAKE_CALL",
+        "callCount": 2,
+        "details": {
+            "callA": call_leg(
+                "INBOUND", "+12314377870", virtual, mos=mos, packetLossRate=0.01, jitter=20
+            ),
+            "callB": call_leg(
+                "OUTBOUND", virtual, "+6591178965", mos=mos, packetLossRate=0, jitter=19
+            ),
+        },
+    }
+    if error is not None:
+        payload["errorDetails"] = {"errorCode": error, "errorMsg": "No coverage"}
+    return {
+        "namespace": "VOICE",
+        "eventType": "SESSION_SUMMARY",
+        "description": "Summary of a completed call session",
+        "payload": payload,
+    }
+
+
+def post_callback(url: str, body: Any, auth: str | None = CALLBACK_AUTH) -> requests.Response:
+    """POST a callback (a document, or raw bytes) as 8x8 would."""
+    data = body if isinstance(body, bytes) else json.dumps(body).encode()
+    headers = {"Content-Type": "application/json"}
+    if auth is not None:
+        headers["Authorization"] = auth
+    return requests.post(url, data=data, headers=headers, timeout=30)
+
+
+class CallbackReceiver:
+    """The exporter's callback receiver alone, with its state, on 127.0.0.1 and a free port."""
+
+    def __init__(self, allowed: Sequence[str] = ("acme-prod",), **options: Any) -> None:
+        self.state = WebhookState(allowed)
+        self.app = CallbackApp(self.state, CALLBACK_AUTH, **options)
+        self.server = make_server("127.0.0.1:0", self.app)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}{CALLBACK_PATH}"
+
+    def post(self, body: Any, auth: str | None = CALLBACK_AUTH) -> requests.Response:
+        return post_callback(self.url, body, auth)
+
+    def __enter__(self) -> CallbackReceiver:
+        serve_in_thread(self.server, POLL_INTERVAL)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()

@@ -78,6 +78,29 @@ METRIC_LABELS: dict[str, frozenset[str]] = {
     "eightbyeight_api_request_duration_seconds_sum": _ONE,
     "eightbyeight_api_request_duration_seconds_count": _ONE,
     "eightbyeight_exporter_build_info": frozenset({"version"}),
+    # Pushed events (the webhook receiver, exporter/webhooks/state.py).
+    "eightbyeight_webhook_requests_total": frozenset({"outcome"}),
+    "eightbyeight_webhook_events_total": _ONE | {"event_type"},
+    "eightbyeight_webhook_last_event_timestamp_seconds": _ONE | {"event_type"},
+    "eightbyeight_vnu_events_total": _ONE | {"update_event_type"},
+    "eightbyeight_pushed_virtual_numbers": _ONE,
+    "eightbyeight_pushed_virtual_numbers_by_status": _ONE | {"operational_status"},
+    "eightbyeight_number_pushed_status": _NUMBER | {"operational_status"},
+    "eightbyeight_number_pushed_status_timestamp_seconds": _NUMBER,
+    "eightbyeight_call_sessions_total": _ONE | {"country", "session_status"},
+    "eightbyeight_call_legs_total": _ONE | {"direction", "call_status"},
+    "eightbyeight_call_session_errors_total": _ONE | {"error_code"},
+    **{
+        f"eightbyeight_call_{name}{suffix}": _ONE | {"country"} | extra
+        for name in ("mos", "packet_loss_ratio", "jitter_seconds")
+        for suffix, extra in (("_bucket", {"le"}), ("_sum", set()), ("_count", set()))
+    },
+    "eightbyeight_number_call_legs_total": _NUMBER | {"outcome"},
+    **{
+        f"eightbyeight_number_call_{name}{suffix}": _NUMBER
+        for name in ("mos", "packet_loss_ratio", "jitter_seconds")
+        for suffix in ("_sum", "_count")
+    },
 }
 TARGET_LABELS = frozenset({"job", "instance"})
 # Series Prometheus makes itself; their labels depend on the rules, so any label is allowed.

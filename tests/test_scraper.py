@@ -379,3 +379,41 @@ def test_the_app_builds_one_scraper_per_subaccount_with_its_own_client(clock):
     assert configured.clock is clock
     app.scrapers.for_probe("acme-ops")
     assert asked == [SUB, "acme-dev", "acme-ops"]
+
+
+# --- after_fetch (e.g. --collector.webhooks) -------------------------------------------------
+
+
+def test_after_fetch_runs_once_per_flight_with_what_is_left_of_the_deadline(client, clock, metrics):
+    calls: list[tuple[str, float]] = []
+    client.takes = 0.75
+    scraper = scraper_with(client, clock, metrics)
+    scraper.after_fetch = lambda subaccount, left: calls.append((subaccount, left))
+    threads, results = start_leader_and_followers(scraper, client, clock, followers=5, timeout=2.0)
+    client.gate.set()
+    join_all(threads)
+    assert [sample.up for sample in results] == [True] * 6
+    assert calls == [(SUB, 1.25)], "one call per upstream fetch, with the time left"
+
+
+def test_after_fetch_is_skipped_after_a_failed_fetch_or_a_spent_deadline(client, clock, metrics):
+    calls: list[float] = []
+    scraper = SubaccountScraper(
+        SUB, client, metrics, clock=clock, after_fetch=lambda _sub, left: calls.append(left)
+    )
+    client.answer = FetchError("server_error", "HTTP 503", 503)
+    assert not scraper.scrape(2.0).up
+    client.answer = BODY
+    client.takes = 2.0
+    assert scraper.scrape(2.0).up
+    assert calls == []
+
+
+def test_a_failing_after_fetch_never_fails_the_scrape(client, clock, metrics, caplog):
+    def broken(subaccount: str, left: float) -> None:
+        raise RuntimeError("boom")
+
+    scraper = SubaccountScraper(SUB, client, metrics, clock=clock, after_fetch=broken)
+    with caplog.at_level(logging.WARNING, logger="exporter.scraper"):
+        assert scraper.scrape(2.0).up
+    assert "after-fetch collector failed" in caplog.text

@@ -27,6 +27,7 @@ from exporter.simulator.service import SUBACCOUNT_ID
 DEFAULT_LISTEN = "127.0.0.1:9882"
 KEY_ENV = "EIGHTBYEIGHT_API_KEY"
 KEY_FILE_ENV = "EIGHTBYEIGHT_API_KEY_FILE"
+PUSH_AUTH_ENV = "EIGHTBYEIGHT_WEBHOOK_AUTH_HEADER"
 LOG_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warn": logging.WARNING}
 LOG_LEVELS["error"] = logging.ERROR
 
@@ -63,6 +64,9 @@ class Settings:
     faults: FaultDocument
     log_level: str
     log_format: str
+    push_url: str | None = None
+    push_auth: str | None = None
+    push_interval: float = 1.0
 
 
 def _parser(prog: str) -> _Parser:
@@ -117,6 +121,27 @@ def _parser(prog: str) -> _Parser:
         dest="scenario_file",
         metavar="PATH",
         help="YAML fault document applied at start (same format as PUT /admin/faults)",
+    )
+    parser.add_argument(
+        "--push.url",
+        dest="push_url",
+        metavar="URL",
+        help="send VNU and VSS callbacks (webhooks) to this URL, e.g. "
+        "http://127.0.0.1:9883/webhooks/8x8",
+    )
+    parser.add_argument(
+        "--push.auth-header-file",
+        dest="push_auth_file",
+        metavar="PATH",
+        help=f"file holding the Authorization value sent with callbacks (or ${PUSH_AUTH_ENV})",
+    )
+    parser.add_argument(
+        "--push.interval",
+        dest="push_interval",
+        type=float,
+        default=1.0,
+        metavar="SECONDS",
+        help="seconds between rounds of callbacks (default 1)",
     )
     parser.add_argument("--log.level", dest="log_level", default="info", choices=sorted(LOG_LEVELS))
     parser.add_argument(
@@ -207,7 +232,34 @@ def parse_settings(argv: Sequence[str], prog: str) -> Settings:
         faults=faults or FaultDocument(),
         log_level=options.log_level,
         log_format=options.log_format,
+        **_push_settings(options),
     )
+
+
+def _push_settings(options: argparse.Namespace) -> dict[str, Any]:
+    if not options.push_url:
+        return {}
+    if not options.push_url.startswith(("http://", "https://")):
+        raise UsageError(f"--push.url: {options.push_url!r} is not an http(s) URL")
+    if not 0.05 <= options.push_interval <= 3600:
+        raise UsageError("--push.interval: must be between 0.05 and 3600 seconds")
+    if options.push_auth_file:
+        auth = Path(options.push_auth_file)
+        try:
+            value = auth.read_text(encoding="utf-8").strip("\r\n")
+        except (OSError, UnicodeDecodeError):
+            raise UsageError(f"--push.auth-header-file: cannot read {auth}") from None
+    else:
+        value = os.environ.get(PUSH_AUTH_ENV, "")
+    if not value.strip():
+        raise UsageError(
+            f"--push.url needs the Authorization value: --push.auth-header-file or ${PUSH_AUTH_ENV}"
+        )
+    return {
+        "push_url": options.push_url,
+        "push_auth": value,
+        "push_interval": options.push_interval,
+    }
 
 
 class _Formatter(logging.Formatter):
@@ -310,6 +362,9 @@ def main(argv: list[str], *, prog: str = "eightbyeight-exporter simulate") -> in
             }
         },
     )
+    if settings.push_url and settings.push_auth:
+        sim.start_push(settings.push_url, settings.push_auth, interval=settings.push_interval)
+        log.info("pushing callbacks", extra={"fields": {"url": settings.push_url}})
     try:
         _serve_until_signalled(sim)
     finally:

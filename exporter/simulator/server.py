@@ -24,6 +24,7 @@ from urllib.parse import urlsplit
 
 from exporter.simulator import faults as faultlib
 from exporter.simulator import inventory
+from exporter.simulator.push import PushFaults, PushSender, PushStats
 from exporter.simulator.scenario import load_scenario_file
 from exporter.simulator.service import (
     SUBACCOUNT_ID,
@@ -277,6 +278,7 @@ class Simulator:
         self._servers: list[_Server] = []
         self._threads: list[threading.Thread] = []
         self._started = False
+        self._push: PushSender | None = None
 
     # ---- lifecycle ----
 
@@ -324,6 +326,8 @@ class Simulator:
     def stop(self) -> None:
         """Stop serving, close open connections and join the serving threads."""
         self._service.stopping.set()
+        if self._push is not None:
+            self._push.stop()
         for server in self._servers:
             server.shutdown()
         self._close_servers()
@@ -402,3 +406,56 @@ class Simulator:
         if subaccount not in self._service.subaccounts:
             raise KeyError(f"unknown subaccount {subaccount!r}")
         return self._service.snapshot(subaccount, self.base_url)
+
+    # ---- callbacks (webhooks) ----
+
+    def start_push(
+        self,
+        url: str,
+        auth_header: str,
+        *,
+        interval: float = 1.0,
+        sessions_per_interval: int = 2,
+    ) -> PushSender:
+        """Send VNU and VSS callbacks to `url` with `auth_header` (see exporter/simulator/push.py)."""
+        if self._push is not None:
+            raise RuntimeError("callbacks are already being pushed")
+        for subaccount in self._service.subaccounts:
+            # As a user would have done at 8x8 with POST .../webhooks, one per type.
+            self.set_webhooks(
+                subaccount,
+                [
+                    {"type": kind, "url": url, "enabled": True, "httpAuthHeaderAvailable": True}
+                    for kind in ("VNU", "VSS")
+                ],
+            )
+        self._push = PushSender(
+            list(self._service.subaccounts),
+            self.snapshot,
+            url,
+            auth_header,
+            seed=self._service.seed,
+            interval=interval,
+            sessions_per_interval=sessions_per_interval,
+            clock=self._service.clock,
+        )
+        return self._push.start()
+
+    def set_webhooks(self, subaccount: str, hooks: list[dict[str, Any]]) -> None:
+        """Replace what GET /api/v1/subaccounts/{id}/webhooks lists for the subaccount."""
+        self._service.set_webhooks(subaccount, hooks)
+
+    def set_push_faults(self, **faults: object) -> None:
+        """Replace the callback faults: wrong_auth, malformed, duplicate, burst, bad_quality,
+        failing, unhealthy=[msisdn, ...]; no arguments clears them."""
+        if self._push is None:
+            raise RuntimeError("callbacks are not being pushed: call start_push first")
+        self._push.set_faults(**faults)
+
+    def push_faults(self) -> PushFaults:
+        if self._push is None:
+            return PushFaults()
+        return self._push.faults()
+
+    def push_stats(self) -> PushStats:
+        return self._push.stats if self._push is not None else PushStats()

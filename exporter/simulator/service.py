@@ -122,6 +122,7 @@ class SimulatorService:
         self._build_locks: dict[str, threading.Lock] = {}
         self._bodies: dict[str, _CachedBody] = {}
         self._catalogs: dict[tuple[str, int], inventory.Catalog] = {}
+        self._webhooks: dict[str, list[dict[str, Any]]] = {}
 
     # ---- faults and stats (admin) ----
 
@@ -237,6 +238,9 @@ class SimulatorService:
         self, method: str, path: str, headers: Mapping[str, str], base_url: str
     ) -> Response:
         """Answer one API request; base_url prefixes the `uri` of each number."""
+        webhooks_of = _webhooks_route(path)
+        if webhooks_of is not None:
+            return self._webhooks_answer(method, unquote(webhooks_of), headers)
         route = _api_route(path)
         if route is None:
             return self._not_found()
@@ -314,6 +318,36 @@ class SimulatorService:
                 "payload": payload,
             },
         )
+
+    # ---- webhooks registered at "8x8" (GET .../webhooks) ----
+
+    def set_webhooks(self, subaccount: str, hooks: list[dict[str, Any]]) -> None:
+        """What GET /api/v1/subaccounts/{id}/webhooks lists: {type, url, enabled,
+        httpAuthHeaderAvailable} per webhook."""
+        with self._lock:
+            self._webhooks[subaccount] = [dict(hook) for hook in hooks]
+
+    def _webhooks_answer(
+        self, method: str, subaccount: str, headers: Mapping[str, str]
+    ) -> Response:
+        if method != "GET":
+            message = f"Request method '{method}' not supported"
+            return json_response(405, {"statusCode": 405, "statusMessage": message})
+        if not self._authorised(headers.get("Authorization")):
+            return json_response(401, {"statusCode": 401, "statusMessage": AUTH_MESSAGE})
+        if subaccount not in self.subaccounts:
+            message = f"SubAccount not found by Id : {subaccount}"
+            return json_response(404, {"statusCode": 404, "statusMessage": message})
+        with self._lock:
+            hooks = list(self._webhooks.get(subaccount, []))
+        body = {
+            "subAccountId": subaccount,
+            "count": len(hooks),
+            "webhooks": hooks,
+            "statusCode": 0,
+            "statusMessage": "ok",
+        }
+        return json_response(200, body)
 
     def _authorised(self, header: str | None) -> bool:
         if not header:
@@ -445,6 +479,14 @@ def _api_route(path: str) -> tuple[str, str | None] | None:
     if len(parts) == 7:
         return (parts[4], parts[6]) if parts[6] else None
     return parts[4], None
+
+
+def _webhooks_route(path: str) -> str | None:
+    """The raw subaccount segment of /api/v1/subaccounts/{id}/webhooks, else None."""
+    parts = path.split("/")
+    if len(parts) == 6 and parts[:4] == ["", "api", "v1", "subaccounts"] and parts[4]:
+        return parts[4] if parts[5] == "webhooks" else None
+    return None
 
 
 def _corrupt(response: Response, faults: Mapping[str, Any]) -> Response:

@@ -1,0 +1,49 @@
+"""The receiver's own listener, next to the one serving /metrics (built by exporter/app.py)."""
+
+from __future__ import annotations
+
+import ssl
+from typing import Any
+
+from exporter.server import ExporterServer, _QuietHandler, make_server
+from exporter.webhooks.config import WebhookSettings
+from exporter.webhooks.receiver import WebhookReceiver
+from exporter.webhooks.state import WebhookState
+
+
+def _handler(read_timeout: float) -> type[_QuietHandler]:
+    class _CallbackHandler(_QuietHandler):
+        # 8x8 sends small bodies at once: a peer silent for --webhook.read-timeout is dropped,
+        # so headers and a trickled body together take at most about twice that.
+        timeout = read_timeout
+
+    return _CallbackHandler
+
+
+def bridge(state: WebhookState) -> Any:
+    """A collector that serves the state's registry from another registry (/metrics)."""
+
+    class _Bridge:
+        def collect(self) -> Any:
+            return state.registry.collect()
+
+    return _Bridge()
+
+
+def make_receiver_server(
+    settings: WebhookSettings, state: WebhookState, tls: ssl.SSLContext | None = None
+) -> ExporterServer:
+    """Bind the callback listener (TLS when given); ConfigError if the address cannot be used.
+
+    The caller serves it (exporter/cli.py `serve`, or a test's thread) and closes it.
+    """
+    app = WebhookReceiver(
+        state,
+        settings.auth_header.reveal(),
+        path=settings.path,
+        max_body=settings.max_body,
+        read_timeout=settings.read_timeout,
+    )
+    server = make_server(settings.listen_address, app, ssl_context=tls)
+    server.RequestHandlerClass = _handler(settings.read_timeout)
+    return server

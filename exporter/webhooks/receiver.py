@@ -1,0 +1,204 @@
+"""The webhook receiver: a WSGI app answering 8x8's callbacks on one path.
+
+One path takes every event type (VNU and VSS are registered at 8x8 with the same URL) and
+dispatches on `eventType`, so a new type 8x8 starts sending is counted and answered 200
+instead of 404 (which 8x8 would retry). Order of checks, cheapest and least trusting first:
+
+1. path other than the callback path: 404; method other than POST: 405 (not counted);
+2. `Authorization` not exactly the configured value (constant-time compare): 401, nothing
+   counted, nothing read, nothing logged about the value;
+3. too many callbacks in progress: 503 (`overloaded`);
+4. Content-Length over the cap, or a body that grows past it: 413 (`body_too_large`); a body
+   that does not arrive within the read timeout: 408 (`body_timeout`);
+5. not JSON, or nested too deeply: 400 (`malformed_json`); fields of the wrong type or out of
+   range: 422 (`invalid_event`); a subaccount outside the allowed set: 403
+   (`subaccount_not_allowed`);
+6. an `eventType` other than VNU or VSS: 200 (`unknown_event_type`); an event already
+   delivered: 200 (`duplicate`); else the event is applied: 200 (`accepted`).
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from exporter.logs import log_event
+from exporter.webhooks.events import (
+    VNU,
+    VSS,
+    EventError,
+    decode_envelope,
+    decode_number_update,
+    decode_session_summary,
+)
+from exporter.webhooks.state import WebhookState
+
+log = logging.getLogger("exporter.webhooks")
+
+DEFAULT_PATH = "/webhooks/8x8"
+DEFAULT_MAX_BODY = 1 << 20
+DEFAULT_READ_TIMEOUT = 10.0
+MAX_IN_FLIGHT = 64
+_CHUNK = 64 * 1024
+_STATUS_OF = {
+    "malformed_json": "400 Bad Request",
+    "invalid_event": "422 Unprocessable Entity",
+    "subaccount_not_allowed": "403 Forbidden",
+    "body_too_large": "413 Content Too Large",
+    "body_timeout": "408 Request Timeout",
+    "overloaded": "503 Service Unavailable",
+}
+
+StartResponse = Callable[..., Any]
+
+
+class _BodyError(Exception):
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class WebhookReceiver:
+    """WSGI app for 8x8 callbacks; applies accepted events to a `WebhookState`."""
+
+    def __init__(
+        self,
+        state: WebhookState,
+        auth_header: str,
+        *,
+        path: str = DEFAULT_PATH,
+        max_body: int = DEFAULT_MAX_BODY,
+        read_timeout: float = DEFAULT_READ_TIMEOUT,
+        max_in_flight: int = MAX_IN_FLIGHT,
+    ) -> None:
+        if not auth_header:
+            raise ValueError("an Authorization value is required")
+        self.state = state
+        self._expected = auth_header.encode("utf-8")
+        self.path = path
+        self.max_body = max_body
+        self.read_timeout = read_timeout
+        self._slots = threading.BoundedSemaphore(max_in_flight)
+
+    def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        try:
+            return self._route(environ, start_response)
+        except Exception as exc:  # noqa: BLE001 - one log line and a 500, never a traceback
+            log_event(log, logging.ERROR, "callback failed", err=type(exc).__name__)
+            return _text(start_response, "500 Internal Server Error", "internal error\n")
+
+    def _route(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        path = environ.get("PATH_INFO", "")
+        if path == "/-/healthy" and environ.get("REQUEST_METHOD") in ("GET", "HEAD"):
+            return _text(start_response, "200 OK", "OK\n")
+        if path != self.path:
+            return _text(start_response, "404 Not Found", "not found\n")
+        if environ.get("REQUEST_METHOD") != "POST":
+            return _text(
+                start_response, "405 Method Not Allowed", "only POST\n", [("Allow", "POST")]
+            )
+        if not self._authorised(environ.get("HTTP_AUTHORIZATION")):
+            return _text(start_response, "401 Unauthorized", "unauthorized\n")
+        if not self._slots.acquire(blocking=False):
+            return self._refuse(start_response, "overloaded", "too many callbacks in progress")
+        try:
+            return self._callback(environ, start_response)
+        finally:
+            self._slots.release()
+
+    def _authorised(self, header: str | None) -> bool:
+        # WSGI hands headers over as latin-1 text: encoding back gives the bytes that came in.
+        given = (header or "").encode("latin-1", "replace")
+        return hmac.compare_digest(given, self._expected)
+
+    def _callback(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        try:
+            body = self._read_body(environ)
+        except _BodyError as exc:
+            return self._refuse(start_response, exc.reason, "request body refused")
+        try:
+            outcome = self._apply(body)
+        except EventError as exc:
+            return self._refuse(start_response, exc.reason, str(exc))
+        self.state.requests.labels(outcome).inc()
+        return _text(start_response, "200 OK", f"{outcome}\n")
+
+    def _read_body(self, environ: dict[str, Any]) -> bytes:
+        try:
+            length = int(environ.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            raise _BodyError("malformed_json") from None
+        if length < 0:
+            raise _BodyError("malformed_json")
+        if length > self.max_body:
+            raise _BodyError("body_too_large")
+        stream = environ["wsgi.input"]
+        read = stream.read1 if hasattr(stream, "read1") else stream.read
+        deadline = time.monotonic() + self.read_timeout
+        chunks: list[bytes] = []
+        remaining = length
+        while remaining > 0:
+            if time.monotonic() > deadline:
+                raise _BodyError("body_timeout")
+            try:
+                # The socket's own timeout bounds one read; the deadline bounds them all.
+                chunk = read(min(remaining, _CHUNK))
+            except (TimeoutError, OSError):
+                raise _BodyError("body_timeout") from None
+            if not chunk:
+                raise _BodyError("body_timeout")  # the client stopped sending early
+            chunks.append(chunk)
+            remaining -= len(chunk)
+        return b"".join(chunks)
+
+    def _apply(self, body: bytes) -> str:
+        envelope = decode_envelope(body)
+        state = self.state
+        if envelope.eventType == VNU:
+            update = decode_number_update(envelope)
+            self._check_subaccount(update.sub_account_id)
+            if not state.first_delivery(state.body_key(body)):
+                return "duplicate"
+            state.apply_number_update(update)
+            return "accepted"
+        if envelope.eventType == VSS:
+            summary = decode_session_summary(envelope)
+            self._check_subaccount(summary.sub_account_id)
+            if not state.first_delivery(state.session_key(summary)):
+                return "duplicate"
+            state.apply_session_summary(summary)
+            return "accepted"
+        return "unknown_event_type"
+
+    def _check_subaccount(self, subaccount: str) -> None:
+        if not self.state.admit(subaccount):
+            raise EventError("subaccount_not_allowed", "subaccount not allowed")
+
+    def _refuse(self, start_response: StartResponse, reason: str, detail: str) -> Iterable[bytes]:
+        self.state.requests.labels(reason).inc()
+        # The detail names the problem (msgspec's path to the bad field), never the secret,
+        # which is only ever in a header this code does not log.
+        log_event(log, logging.DEBUG, "callback refused", reason=reason, detail=detail[:200])
+        return _text(start_response, _STATUS_OF[reason], f"{reason}\n")
+
+
+def _text(
+    start_response: StartResponse,
+    status: str,
+    text: str,
+    extra: list[tuple[str, str]] | None = None,
+) -> Iterable[bytes]:
+    body = text.encode()
+    start_response(
+        status,
+        [
+            ("Content-Type", "text/plain; charset=utf-8"),
+            ("Content-Length", str(len(body))),
+            *(extra or []),
+        ],
+    )
+    return [body]

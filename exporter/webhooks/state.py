@@ -1,0 +1,487 @@
+"""What the receiver remembers between callbacks, and the metrics it is rendered as.
+
+Kept in memory only, lost at restart (counters restart at 0, which `rate()` handles):
+
+- per subaccount, the numbers 8x8 last pushed (status, 8x8's `updatedTimestamp`, country),
+  at most `MAX_NUMBERS_PER_SUBACCOUNT` each. A SNAPSHOT replaces the set; UPDATES change it.
+  This set is "the numbers actually owned": per-number call series exist only for them, so
+  callbacks naming other numbers cannot grow the exposition;
+- per owned number, call counts by outcome and quality sums (when --collector.per-number);
+- the keys of the last `DEDUPE_WINDOW` accepted events, so a redelivered event counts once;
+- counters and histograms of events, sessions, legs and call quality.
+
+A push never changes what the poll shows and the other way round: the numbers list
+(`eightbyeight_number_info`, `..._by_status`) and the pushed status
+(`eightbyeight_number_pushed_status`, `eightbyeight_pushed_virtual_numbers_by_status`) are
+separate families, side by side, each with its own time. Between pushes, the newer status by
+8x8's `updatedTimestamp` wins: an older or redelivered VNU never overwrites a newer one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    Metric,
+    SummaryMetricFamily,
+)
+from prometheus_client.exposition import generate_latest
+
+from exporter.webhooks.events import (
+    CallLeg,
+    NumberUpdate,
+    SessionSummary,
+    parse_timestamp,
+)
+
+PUSHED_STATUSES = ("active", "expiring", "inactive", "unhealthy")
+SESSION_STATUSES = ("completed", "no_answer", "busy", "canceled", "failed", "error")
+CALL_STATUSES = SESSION_STATUSES
+DIRECTIONS = ("inbound", "outbound")
+UPDATE_EVENT_TYPES = ("snapshot", "updates")
+EVENT_TYPES = ("vnu", "vss")
+# A leg is "answered" when it connected, "failed" when 8x8 or the network failed it, and
+# "unanswered" when the other side did not pick up (busy, no answer, cancelled).
+OUTCOMES = ("answered", "failed", "unanswered")
+_FAILED = {"failed", "error"}
+_ANSWERED = {"completed"}
+
+# Receiver outcomes; 401, 404 and 405 are never counted (nothing about them is trusted).
+REQUEST_OUTCOMES = (
+    "accepted",
+    "duplicate",
+    "unknown_event_type",
+    "malformed_json",
+    "invalid_event",
+    "body_too_large",
+    "body_timeout",
+    "subaccount_not_allowed",
+    "overloaded",
+)
+
+# MOS: 1 (bad) to 5 (excellent); 3.5 and 4.0 are the usual "fair" and "good" lines.
+MOS_BUCKETS = (1.0, 2.0, 2.5, 3.0, 3.5, 3.8, 4.0, 4.2, 4.4, 5.0)
+PACKET_LOSS_BUCKETS = (0.0, 0.001, 0.005, 0.01, 0.02, 0.03, 0.05, 0.1, 0.2, 0.5)
+JITTER_BUCKETS = (0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.2, 0.5)
+
+MAX_NUMBERS_PER_SUBACCOUNT = 100_000
+MAX_SUBACCOUNTS = 64  # when no allow-list is configured
+MAX_ERROR_CODES = 50
+DEDUPE_WINDOW = 10_000
+
+_COUNTRY = re.compile(r"^[A-Z]{2}$")
+_ERROR_CODE = re.compile(r"^-?[0-9]{1,6}$")
+
+
+def _known(value: str | None, known: Iterable[str]) -> str:
+    lowered = (value or "").lower()
+    return lowered if lowered in known else "other"
+
+
+def _country(value: str | None) -> str:
+    return value if value and _COUNTRY.match(value) else "unknown"
+
+
+@dataclass
+class _Number:
+    status: str
+    updated: float | None
+    country: str
+
+
+@dataclass
+class _NumberCalls:
+    outcomes: dict[str, int] = field(default_factory=lambda: dict.fromkeys(OUTCOMES, 0))
+    # name -> [sum, count]
+    quality: dict[str, list[float]] = field(
+        default_factory=lambda: {"mos": [0.0, 0], "loss": [0.0, 0], "jitter": [0.0, 0]}
+    )
+
+
+@dataclass
+class _Subaccount:
+    numbers: dict[str, _Number] = field(default_factory=dict)
+    calls: dict[str, _NumberCalls] = field(default_factory=dict)
+    total_numbers: int | None = None
+    last_event: dict[str, float] = field(default_factory=dict)
+
+
+class WebhookState:
+    """Applies decoded events; renders them on its own registry. Safe across threads."""
+
+    def __init__(
+        self,
+        allowed: Iterable[str] | None = None,
+        per_number: bool = True,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.allowed = frozenset(allowed) if allowed is not None else None
+        self.per_number = per_number
+        self.clock = clock
+        self._lock = threading.Lock()
+        self._subaccounts: dict[str, _Subaccount] = {}
+        self._seen: OrderedDict[bytes, None] = OrderedDict()
+        self._error_codes: set[str] = set()
+        self.registry = CollectorRegistry(auto_describe=True)
+        self._instruments()
+        self.registry.register(_StateCollector(self))
+        for sub in sorted(self.allowed or ()):
+            self._start_at_zero(sub)
+
+    def _instruments(self) -> None:
+        r = self.registry
+        self.requests = Counter(
+            "eightbyeight_webhook_requests",
+            "Authenticated callbacks received from 8x8, by outcome (accepted, duplicate, "
+            "unknown_event_type, or why they were refused).",
+            ["outcome"],
+            registry=r,
+        )
+        for outcome in REQUEST_OUTCOMES:
+            self.requests.labels(outcome)
+        self.events = Counter(
+            "eightbyeight_webhook_events",
+            "Callbacks accepted per subaccount and event type (vnu, vss).",
+            ["subaccount", "event_type"],
+            registry=r,
+        )
+        self.vnu_events = Counter(
+            "eightbyeight_vnu_events",
+            "Virtual number update (VNU) events accepted, by updateEventType.",
+            ["subaccount", "update_event_type"],
+            registry=r,
+        )
+        self.sessions = Counter(
+            "eightbyeight_call_sessions",
+            "Finished call sessions (VSS), by sessionStatus and the virtual number's country.",
+            ["subaccount", "country", "session_status"],
+            registry=r,
+        )
+        self.legs = Counter(
+            "eightbyeight_call_legs",
+            "Call legs of finished sessions, by direction and callStatus.",
+            ["subaccount", "direction", "call_status"],
+            registry=r,
+        )
+        self.errors = Counter(
+            "eightbyeight_call_session_errors",
+            "Call sessions that ended with an error, by 8x8 errorCode (e.g. -2004 no coverage).",
+            ["subaccount", "error_code"],
+            registry=r,
+        )
+        self.mos = Histogram(
+            "eightbyeight_call_mos",
+            "Mean Opinion Score of call legs (1 bad to 5 excellent), as measured by 8x8.",
+            ["subaccount", "country"],
+            buckets=MOS_BUCKETS,
+            registry=r,
+        )
+        self.packet_loss = Histogram(
+            "eightbyeight_call_packet_loss_ratio",
+            "Packet loss of call legs as a ratio (packetLossRate as 8x8 reports it).",
+            ["subaccount", "country"],
+            buckets=PACKET_LOSS_BUCKETS,
+            registry=r,
+        )
+        self.jitter = Histogram(
+            "eightbyeight_call_jitter_seconds",
+            "Jitter of call legs in seconds (8x8 reports milliseconds).",
+            ["subaccount", "country"],
+            buckets=JITTER_BUCKETS,
+            registry=r,
+        )
+
+    def _start_at_zero(self, sub: str) -> None:
+        """Counters of a known subaccount exist from the start, so increase() sees the first."""
+        for event_type in EVENT_TYPES:
+            self.events.labels(sub, event_type)
+        for kind in UPDATE_EVENT_TYPES:
+            self.vnu_events.labels(sub, kind)
+
+    # ---- admission and de-duplication ----
+
+    def admit(self, subaccount: str) -> bool:
+        """Whether events of this subaccount are taken (allow-list, or a bounded first-come set)."""
+        if self.allowed is not None:
+            return subaccount in self.allowed
+        with self._lock:
+            if subaccount in self._subaccounts:
+                return True
+            if len(self._subaccounts) >= MAX_SUBACCOUNTS:
+                return False
+            self._subaccounts[subaccount] = _Subaccount()
+        self._start_at_zero(subaccount)
+        return True
+
+    def first_delivery(self, key: bytes) -> bool:
+        """False for a key already seen among the last DEDUPE_WINDOW events."""
+        with self._lock:
+            if key in self._seen:
+                self._seen.move_to_end(key)
+                return False
+            self._seen[key] = None
+            while len(self._seen) > DEDUPE_WINDOW:
+                self._seen.popitem(last=False)
+            return True
+
+    @staticmethod
+    def body_key(body: bytes) -> bytes:
+        return hashlib.sha256(body).digest()
+
+    @staticmethod
+    def session_key(summary: SessionSummary) -> bytes:
+        text = f"vss\0{summary.sub_account_id}\0{summary.session_id}"
+        return hashlib.sha256(text.encode()).digest()
+
+    def _sub(self, subaccount: str) -> _Subaccount:
+        state = self._subaccounts.get(subaccount)
+        if state is None:
+            state = self._subaccounts[subaccount] = _Subaccount()
+        return state
+
+    # ---- VNU ----
+
+    def apply_number_update(self, update: NumberUpdate) -> None:
+        sub = update.sub_account_id
+        kind = _known(update.update_event_type, UPDATE_EVENT_TYPES)
+        now = self.clock()
+        with self._lock:
+            state = self._sub(sub)
+            state.last_event["vnu"] = now
+            if update.total_numbers is not None:
+                state.total_numbers = update.total_numbers
+            incoming = self._pushed_numbers(update)
+            if kind == "snapshot":
+                for msisdn in set(state.numbers) - set(incoming):
+                    del state.numbers[msisdn]
+                    state.calls.pop(msisdn, None)
+            for msisdn, number in incoming.items():
+                self._upsert(state, msisdn, number)
+        self.events.labels(sub, "vnu").inc()
+        self.vnu_events.labels(sub, kind).inc()
+
+    @staticmethod
+    def _pushed_numbers(update: NumberUpdate) -> dict[str, _Number]:
+        out: dict[str, _Number] = {}
+        for pushed in update.virtual_numbers[:MAX_NUMBERS_PER_SUBACCOUNT]:
+            msisdn = "+" + pushed.msisdn.lstrip("+")
+            out[msisdn] = _Number(
+                _known(pushed.operational_status, PUSHED_STATUSES),
+                parse_timestamp(pushed.updated_timestamp),
+                _country(pushed.country_code),
+            )
+        return out
+
+    @staticmethod
+    def _upsert(state: _Subaccount, msisdn: str, number: _Number) -> None:
+        current = state.numbers.get(msisdn)
+        if current is None:
+            if len(state.numbers) < MAX_NUMBERS_PER_SUBACCOUNT:
+                state.numbers[msisdn] = number
+            return
+        if (
+            current.updated is not None
+            and number.updated is not None
+            and number.updated < current.updated
+        ):
+            return  # an older status arriving late: the newer one stays
+        state.numbers[msisdn] = number
+
+    # ---- VSS ----
+
+    def apply_session_summary(self, summary: SessionSummary) -> None:
+        sub = summary.sub_account_id
+        legs = list(summary.details.values())
+        country = next(
+            (_country(leg.virtual_number_country) for leg in legs if leg.virtual_number_country),
+            "unknown",
+        )
+        self.sessions.labels(sub, country, _known(summary.session_status, SESSION_STATUSES)).inc()
+        error = summary.error_details
+        if error is not None and error.error_code is not None:
+            self.errors.labels(sub, self._error_label(str(error.error_code))).inc()
+        for leg in legs:
+            self._count_leg(sub, country, leg)
+        with self._lock:
+            self._sub(sub).last_event["vss"] = self.clock()
+            if self.per_number:
+                for leg in legs:
+                    self._attribute(self._sub(sub), leg)
+        self.events.labels(sub, "vss").inc()
+
+    def _error_label(self, code: str) -> str:
+        if not _ERROR_CODE.match(code):
+            return "other"
+        with self._lock:
+            if code in self._error_codes or len(self._error_codes) < MAX_ERROR_CODES:
+                self._error_codes.add(code)
+                return code
+        return "other"
+
+    def _count_leg(self, sub: str, session_country: str, leg: CallLeg) -> None:
+        direction = _known(leg.call_direction, DIRECTIONS)
+        self.legs.labels(sub, direction, _known(leg.call_status, CALL_STATUSES)).inc()
+        quality = leg.call_quality
+        if quality is None:
+            return
+        country = _country(leg.virtual_number_country) if leg.virtual_number_country else None
+        country = country or session_country
+        if quality.mos is not None:
+            self.mos.labels(sub, country).observe(quality.mos)
+        if quality.packet_loss_rate is not None:
+            self.packet_loss.labels(sub, country).observe(quality.packet_loss_rate)
+        if quality.jitter is not None:
+            self.jitter.labels(sub, country).observe(quality.jitter / 1000.0)
+
+    @staticmethod
+    def _attribute(state: _Subaccount, leg: CallLeg) -> None:
+        number = leg.virtual_number
+        if not number:
+            return
+        msisdn = "+" + number.lstrip("+")
+        if msisdn not in state.numbers:
+            return  # not a number this subaccount owns (as far as VNU told): no new series
+        calls = state.calls.get(msisdn)
+        if calls is None:
+            calls = state.calls[msisdn] = _NumberCalls()
+        status = (leg.call_status or "").lower()
+        outcome = (
+            "answered" if status in _ANSWERED else "failed" if status in _FAILED else "unanswered"
+        )
+        calls.outcomes[outcome] += 1
+        quality = leg.call_quality
+        if quality is None:
+            return
+        for name, value in (
+            ("mos", quality.mos),
+            ("loss", quality.packet_loss_rate),
+            ("jitter", None if quality.jitter is None else quality.jitter / 1000.0),
+        ):
+            if value is not None:
+                pair = calls.quality[name]
+                pair[0] += value
+                pair[1] += 1
+
+    # ---- rendering ----
+
+    def snapshot(self) -> list[tuple[str, _Subaccount]]:
+        """A consistent copy of the per-subaccount state, for rendering outside the lock."""
+        with self._lock:
+            return [
+                (
+                    sub,
+                    _Subaccount(
+                        dict(state.numbers),
+                        {
+                            m: _NumberCalls(
+                                dict(c.outcomes), {k: list(v) for k, v in c.quality.items()}
+                            )
+                            for m, c in state.calls.items()
+                        }
+                        if self.per_number
+                        else {},
+                        state.total_numbers,
+                        dict(state.last_event),
+                    ),
+                )
+                for sub, state in sorted(self._subaccounts.items())
+            ]
+
+    def exposition(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+class _StateCollector:
+    """The families derived from the remembered state, built at scrape time."""
+
+    def __init__(self, state: WebhookState) -> None:
+        self.state = state
+
+    def collect(self) -> Iterator[Metric]:
+        snapshot = self.state.snapshot()
+        last = GaugeMetricFamily(
+            "eightbyeight_webhook_last_event_timestamp_seconds",
+            "Unix time the receiver last accepted an event of this type for the subaccount.",
+            labels=["subaccount", "event_type"],
+        )
+        total = GaugeMetricFamily(
+            "eightbyeight_pushed_virtual_numbers",
+            "Virtual numbers of the subaccount according to the last VNU (totalNumbers).",
+            labels=["subaccount"],
+        )
+        by_status = GaugeMetricFamily(
+            "eightbyeight_pushed_virtual_numbers_by_status",
+            "Virtual numbers by the operational status 8x8 last pushed for each (VNU).",
+            labels=["subaccount", "operational_status"],
+        )
+        for sub, state in snapshot:
+            for event_type, when in sorted(state.last_event.items()):
+                last.add_metric([sub, event_type], when)
+            if state.total_numbers is not None:
+                total.add_metric([sub], state.total_numbers)
+            counts = dict.fromkeys(PUSHED_STATUSES, 0)
+            for number in state.numbers.values():
+                counts[number.status] = counts.get(number.status, 0) + 1
+            for status, count in counts.items():
+                by_status.add_metric([sub, status], count)
+        yield from (last, total, by_status)
+        if self.state.per_number:
+            yield from self._per_number(snapshot)
+
+    @staticmethod
+    def _per_number(snapshot: list[tuple[str, _Subaccount]]) -> Iterator[Metric]:
+        status = GaugeMetricFamily(
+            "eightbyeight_number_pushed_status",
+            "1 for the operational status 8x8 last pushed for the number (VNU), 0 for the others.",
+            labels=["subaccount", "msisdn", "operational_status"],
+        )
+        updated = GaugeMetricFamily(
+            "eightbyeight_number_pushed_status_timestamp_seconds",
+            "8x8's updatedTimestamp of the number's last pushed status.",
+            labels=["subaccount", "msisdn"],
+        )
+        calls = CounterMetricFamily(
+            "eightbyeight_number_call_legs",
+            "Call legs on the virtual number by outcome (answered, failed, unanswered).",
+            labels=["subaccount", "msisdn", "outcome"],
+        )
+        summaries = {
+            "mos": SummaryMetricFamily(
+                "eightbyeight_number_call_mos",
+                "Mean Opinion Score of the number's call legs (sum and count; divide for mean).",
+                labels=["subaccount", "msisdn"],
+            ),
+            "loss": SummaryMetricFamily(
+                "eightbyeight_number_call_packet_loss_ratio",
+                "Packet loss ratio of the number's call legs (sum and count).",
+                labels=["subaccount", "msisdn"],
+            ),
+            "jitter": SummaryMetricFamily(
+                "eightbyeight_number_call_jitter_seconds",
+                "Jitter of the number's call legs in seconds (sum and count).",
+                labels=["subaccount", "msisdn"],
+            ),
+        }
+        for sub, state in snapshot:
+            for msisdn, number in sorted(state.numbers.items()):
+                statuses = PUSHED_STATUSES if number.status in PUSHED_STATUSES else (number.status,)
+                for name in statuses:
+                    status.add_metric([sub, msisdn, name], 1.0 if name == number.status else 0.0)
+                if number.updated is not None:
+                    updated.add_metric([sub, msisdn], number.updated)
+            for msisdn, counts in sorted(state.calls.items()):
+                for outcome, count in counts.outcomes.items():
+                    calls.add_metric([sub, msisdn, outcome], count)
+                for name, (total, count) in counts.quality.items():
+                    if count:
+                        summaries[name].add_metric([sub, msisdn], count, total)
+        yield from (status, updated, calls, *summaries.values())
