@@ -25,6 +25,7 @@ import requests
 from exporter.simulator import Simulator
 from tests.harness import (
     CALLBACK_PATH,
+    bcrypt_hash,
     exporter_process,
     free_port,
     parse_samples,
@@ -33,9 +34,10 @@ from tests.harness import (
     vnu_number,
     vss,
 )
-from tests.test_webconfig import PASSWORD, USER, bcrypt_hash, pki  # noqa: F401 - a fixture
 
 SECRET = "Bearer wh-9c41e7b2-never-logged"
+# The scraper's basic-auth credentials in the web config (the `pki` fixture is in conftest).
+USER, PASSWORD = "prometheus", "s3cret-scraper-password"
 KEY = "sk-8x8-webhook-security-key"
 SUB = "acme-prod"
 MAX_BODY = 64 * 1024
@@ -299,7 +301,7 @@ def test_process_alive_healthy_and_secret_never_logged(receiver):
 
 
 @pytest.mark.slow
-def test_callbacks_over_the_web_config_tls_without_its_basic_auth(pki, tmp_path):  # noqa: F811
+def test_callbacks_over_the_web_config_tls_without_its_basic_auth(pki, tmp_path):
     """--web.config.file's TLS serves the callback listener too; its basic auth does not."""
     web = tmp_path / "web.yml"
     web.write_text(
