@@ -19,6 +19,7 @@ from exporter.config import SUBACCOUNT_PATTERN, Settings
 from exporter.encoding import gzip_body, plain_body
 from exporter.exposition import SubaccountScrape, render_scrapes
 from exporter.logs import log_event
+from exporter.negotiation import GZIP, choose_coding
 from exporter.scraper import Scrapers, scrape_all
 from exporter.selfmetrics import SelfMetrics
 
@@ -60,6 +61,14 @@ class ExporterApp:
                 "405 Method Not Allowed",
                 "only GET is supported\n",
                 [("Allow", "GET, HEAD")],
+            )
+        if path in (self.settings.telemetry_path, "/probe") and not _acceptable(environ):
+            # Refused before any scrape, so an unservable request costs no API call.
+            return _text(
+                start_response,
+                "406 Not Acceptable",
+                "Accept-Encoding excludes both gzip and identity\n",
+                [("Vary", "Accept-Encoding")],
             )
         if path == self.settings.telemetry_path:
             return self._metrics(environ, start_response)
@@ -129,15 +138,20 @@ class ExporterApp:
         return [body]
 
 
+def _acceptable(environ: dict[str, Any]) -> bool:
+    return choose_coding(environ.get("HTTP_ACCEPT_ENCODING")) is not None
+
+
 def _exposition(
     environ: dict[str, Any],
     start_response: StartResponse,
     samples: list[SubaccountScrape],
     head: bytes = b"",
 ) -> Iterable[bytes]:
-    headers = [("Content-Type", CONTENT_TYPE_LATEST)]
+    coding = choose_coding(environ.get("HTTP_ACCEPT_ENCODING"))
+    headers = [("Content-Type", CONTENT_TYPE_LATEST), ("Vary", "Accept-Encoding")]
     parts = render_scrapes(samples, time.time(), head=head)
-    if "gzip" in environ.get("HTTP_ACCEPT_ENCODING", ""):
+    if coding == GZIP:
         # gzip reuses the inventory's pieces, compressed once per API response (level 1).
         chunks = gzip_body(parts)
         headers.append(("Content-Encoding", "gzip"))
