@@ -9,17 +9,19 @@ exporter/simulator/cli.py).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import ipaddress
 import logging
 import secrets
 import signal
 import sys
+import threading
 from collections.abc import Sequence
 from contextlib import ExitStack
 from typing import NoReturn
 
 from exporter import __version__
-from exporter.app import Exporter, build_exporter
+from exporter.app import Exporter, SettingsLoader, build_exporter
 from exporter.config import (
     DEFAULT_BASE_URL,
     DEFAULT_LISTEN_ADDRESS,
@@ -188,8 +190,8 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _demo_settings(args: argparse.Namespace, stack: ExitStack) -> Settings:
-    """Start the simulator in-process and point the exporter at it."""
+def _demo_settings(args: argparse.Namespace, stack: ExitStack) -> SettingsLoader:
+    """Start the simulator in-process; settings that point the exporter at it."""
     from exporter.simulator import Simulator
 
     key = secrets.token_urlsafe(24)
@@ -198,7 +200,12 @@ def _demo_settings(args: argparse.Namespace, stack: ExitStack) -> Settings:
     args.subaccounts = list(DEMO_SUBACCOUNTS)
     args.config_file = None
     args.key_file = None
-    return settings_from_flags(args, {"EIGHTBYEIGHT_API_KEY": key})
+    return lambda: settings_from_flags(args, {"EIGHTBYEIGHT_API_KEY": key})
+
+
+def _settings_loader(args: argparse.Namespace) -> SettingsLoader:
+    """Settings from these flags and the environment, files read anew at every call."""
+    return lambda: settings_from_flags(args, environment())
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -210,27 +217,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     with ExitStack() as stack:
         try:
-            settings = (
-                _demo_settings(args, stack)
-                if args.demo
-                else settings_from_flags(args, environment())
-            )
+            load_settings = _demo_settings(args, stack) if args.demo else _settings_loader(args)
+            settings = load_settings()
         except ConfigError as exc:
             print(f"{PROG}: error: {exc}", file=sys.stderr)
             return 1
         if args.config_check:
             print(f"{PROG}: configuration is valid ({len(settings.subaccounts)} subaccounts)")
             return 0
-        setup_logging(
-            settings.log_level, settings.log_format, [k.reveal() for k in settings.secrets]
-        )
+        redact = setup_logging(settings.log_level, settings.log_format, _revealed(settings))
         try:
-            exporter = build_exporter(settings)
+            exporter = build_exporter(settings, load_settings=load_settings)
         except ConfigError as exc:
             print(f"{PROG}: error: {exc}", file=sys.stderr)
             return 1
+        # Rotated keys are redacted from the moment they are read; old ones stay redacted.
+        exporter.reload_listeners.append(lambda new: redact.learn(_revealed(new)))
         return serve(exporter, demo_url=settings.base_url if args.demo else None)
     return 0
+
+
+def _revealed(settings: Settings) -> list[str]:
+    return [key.reveal() for key in settings.secrets]
 
 
 def serve(exporter: Exporter, demo_url: str | None = None) -> int:
@@ -260,7 +268,12 @@ def serve(exporter: Exporter, demo_url: str | None = None) -> int:
     def stop(signum: int, frame: object) -> None:
         raise KeyboardInterrupt
 
+    def reload(signum: int, frame: object) -> None:
+        # Off the signal handler: a reload reads files and may take a while.
+        threading.Thread(target=_reload_quietly, args=(exporter,), name="reload").start()
+
     signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGHUP, reload)
     try:
         server.serve_forever()
     except KeyboardInterrupt:
@@ -268,3 +281,9 @@ def serve(exporter: Exporter, demo_url: str | None = None) -> int:
     finally:
         server.server_close()
     return 0
+
+
+def _reload_quietly(exporter: Exporter) -> None:
+    """SIGHUP: reload; a failure is already logged and counted, and the old settings stay."""
+    with contextlib.suppress(ConfigError):
+        exporter.reload()

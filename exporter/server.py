@@ -65,11 +65,26 @@ class _QuietHandler(WSGIRequestHandler):
 
 
 class ExporterServer(ThreadingMixIn, WSGIServer):
-    """Threaded WSGI server; one thread per connection, large listen backlog."""
+    """Threaded WSGI server; one thread per connection, large listen backlog.
+
+    With `ssl_context` set, every accepted connection is wrapped in TLS with the context of
+    that moment, so a reload can swap certificates without closing the listening socket.
+    """
 
     daemon_threads = True
     request_queue_size = 1024
     allow_reuse_address = True
+    ssl_context: ssl.SSLContext | None = None
+
+    def get_request(self) -> tuple[socket.socket, Any]:
+        connection, address = self.socket.accept()
+        context = self.ssl_context
+        if context is not None:
+            # The handshake runs later, in the connection's thread (see _QuietHandler.setup).
+            connection = context.wrap_socket(
+                connection, server_side=True, do_handshake_on_connect=False
+            )
+        return connection, address
 
     def server_bind(self) -> None:
         # HTTPServer.server_bind does a reverse DNS lookup of the bound host; skip it.
@@ -102,9 +117,7 @@ def make_server(
     except OSError as exc:
         raise ConfigError(f"cannot listen on {address}: {exc.strerror or exc}") from None
     if ssl_context is not None:
-        server.socket = ssl_context.wrap_socket(
-            server.socket, server_side=True, do_handshake_on_connect=False
-        )
+        server.ssl_context = ssl_context
         server.base_environ["HTTPS"] = "on"
     server.set_app(app)
     return server

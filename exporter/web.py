@@ -15,7 +15,7 @@ from typing import Any
 from urllib.parse import parse_qs, quote
 
 from exporter import __version__
-from exporter.config import SUBACCOUNT_PATTERN, Settings
+from exporter.config import SUBACCOUNT_PATTERN, ConfigError, Settings
 from exporter.encoding import gzip_body, plain_body
 from exporter.exposition import SubaccountScrape, render_scrapes
 from exporter.logs import log_event
@@ -32,12 +32,22 @@ StartResponse = Callable[..., Any]
 
 
 class ExporterApp:
-    """WSGI application serving the exporter's endpoints (built by exporter/app.py)."""
+    """WSGI application serving the exporter's endpoints (built by exporter/app.py).
+
+    `reload` is what `POST /-/reload` calls (set by exporter/app.py): it raises ConfigError
+    with the reason when the new configuration cannot be used.
+    """
 
     def __init__(self, settings: Settings, scrapers: Scrapers, metrics: SelfMetrics) -> None:
         self.settings = settings
         self.scrapers = scrapers
         self.metrics = metrics
+        self.reload: Callable[[], object] | None = None
+
+    def use(self, settings: Settings, scrapers: Scrapers) -> None:
+        """Serve from now on with a reloaded configuration; requests in flight finish as begun."""
+        self.scrapers = scrapers
+        self.settings = settings
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         try:
@@ -55,6 +65,8 @@ class ExporterApp:
     def _route(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         method = environ.get("REQUEST_METHOD", "GET")
         path = environ.get("PATH_INFO", "/")
+        if path == "/-/reload":
+            return self._reload(method, start_response)
         if method not in ("GET", "HEAD"):
             return _text(
                 start_response,
@@ -115,6 +127,24 @@ class ExporterApp:
             return _text(start_response, "403 Forbidden", "target is not an allowed subaccount\n")
         sample = self.scrapers.for_probe(subaccount).scrape(self.scrape_timeout(environ))
         return _exposition(environ, start_response, [sample])
+
+    def _reload(self, method: str, start_response: StartResponse) -> Iterable[bytes]:
+        if method != "POST":
+            return _text(
+                start_response,
+                "405 Method Not Allowed",
+                "only POST is supported\n",
+                [("Allow", "POST")],
+            )
+        if self.reload is None:
+            return _text(start_response, "404 Not Found", "reloading is not available\n")
+        try:
+            self.reload()
+        except ConfigError as exc:
+            return _text(
+                start_response, "500 Internal Server Error", f"failed to reload config: {exc}\n"
+            )
+        return _text(start_response, "200 OK", "OK\n")
 
     def _landing(self, start_response: StartResponse) -> Iterable[bytes]:
         path = html.escape(self.settings.telemetry_path)

@@ -34,7 +34,7 @@ import requests
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from exporter.app import build_exporter
+from exporter.app import Exporter, build_exporter
 from exporter.cli import build_parser
 from exporter.config import settings_from_flags
 from exporter.scraper import SYSTEM_CLOCK, Clock
@@ -305,8 +305,11 @@ class InProcessExporter:
         self, argv: Sequence[str], api_key: str = "k", clock: Clock = SYSTEM_CLOCK
     ) -> None:
         args = build_parser().parse_args([*argv, "--web.listen-address", "127.0.0.1:0"])
-        self.settings = settings_from_flags(args, {"EIGHTBYEIGHT_API_KEY": api_key})
-        built = build_exporter(self.settings, clock)
+        env = {"EIGHTBYEIGHT_API_KEY": api_key}
+        self.settings = settings_from_flags(args, env)
+        # A reload re-reads the files of the same flags, as the command line does.
+        built = build_exporter(self.settings, clock, lambda: settings_from_flags(args, env))
+        self.exporter: Exporter = built
         self.app: ExporterApp = built.app
         self.server: ExporterServer = built.server
 
