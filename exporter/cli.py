@@ -31,6 +31,7 @@ from exporter.config import (
     settings_from_flags,
 )
 from exporter.logs import FORMATS, LEVELS, log_event, setup_logging
+from exporter.server import ExporterServer
 
 PROG = "eightbyeight-exporter"
 log = logging.getLogger("exporter")
@@ -83,6 +84,12 @@ def build_parser() -> argparse.ArgumentParser:
         dest="timeout_offset",
         default="0.5s",
         help="subtracted from Prometheus' scrape timeout to get the fetch deadline (default 0.5s)",
+    )
+    p.add_argument(
+        "--web.shutdown-grace",
+        dest="shutdown_grace",
+        default="10s",
+        help="on SIGTERM, how long requests in flight may take to finish (default 10s)",
     )
     p.add_argument(
         "--api.base-url",
@@ -265,22 +272,45 @@ def serve(exporter: Exporter, demo_url: str | None = None) -> int:
             simulator=demo_url,
         )
 
+    stopping = threading.Event()
+
     def stop(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt
+        if stopping.is_set():
+            raise KeyboardInterrupt  # a second SIGTERM or Ctrl-C: stop without waiting
+        stopping.set()
+        # shutdown() waits for serve_forever() to return, so it cannot run in this thread.
+        threading.Thread(target=server.shutdown, name="shutdown", daemon=True).start()
 
     def reload(signum: int, frame: object) -> None:
         # Off the signal handler: a reload reads files and may take a while.
         threading.Thread(target=_reload_quietly, args=(exporter,), name="reload").start()
 
     signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGHUP, reload)
     try:
         server.serve_forever()
+        server.server_close()  # no new connections from here on
+        _drain(server, settings.shutdown_grace)
     except KeyboardInterrupt:
-        log_event(log, logging.INFO, "shutting down")
+        log_event(log, logging.INFO, "stopped without waiting for requests in flight")
     finally:
         server.server_close()
     return 0
+
+
+def _drain(server: ExporterServer, grace: float) -> None:
+    """Let the requests in flight finish, for at most `grace` seconds."""
+    log_event(
+        log,
+        logging.INFO,
+        "shutting down",
+        in_flight=server.connections,
+        grace=f"{grace:g}s",
+    )
+    left = server.wait_until_idle(grace)
+    if left:
+        log_event(log, logging.WARNING, "shutdown grace ran out", unfinished=left)
 
 
 def _reload_quietly(exporter: Exporter) -> None:

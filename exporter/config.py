@@ -93,6 +93,7 @@ class Settings:
     cache_ttl: float = 0.0
     serve_stale_for: float = 0.0
     timeout_offset: float = 0.5
+    shutdown_grace: float = 10.0
     max_response_bytes: int = 256 * 2**20
     api_retries: int = 2
     probe_allowed: frozenset[str] | None = None
@@ -170,6 +171,7 @@ def settings_from_flags(args: argparse.Namespace, env: dict[str, str]) -> Settin
         cache_ttl=parse_duration(args.cache_ttl, "--cache.ttl"),
         serve_stale_for=parse_duration(args.serve_stale_for, "--cache.serve-stale-for"),
         timeout_offset=parse_duration(args.timeout_offset, "--web.timeout-offset"),
+        shutdown_grace=parse_duration(args.shutdown_grace, "--web.shutdown-grace"),
         max_response_bytes=parse_size(args.max_response_bytes, "--api.max-response-size"),
         api_retries=args.api_retries,
         probe_allowed=probe_allowed,

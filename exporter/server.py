@@ -76,6 +76,43 @@ class ExporterServer(ThreadingMixIn, WSGIServer):
     allow_reuse_address = True
     ssl_context: ssl.SSLContext | None = None
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self._connections = 0
+        self._idle = threading.Condition()
+        super().__init__(*args, **kwargs)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        with self._idle:
+            self._connections += 1
+        try:
+            super().process_request(request, client_address)  # hands over to a new thread
+        except BaseException:
+            self._connection_done()
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._connection_done()
+
+    def _connection_done(self) -> None:
+        with self._idle:
+            self._connections -= 1
+            self._idle.notify_all()
+
+    @property
+    def connections(self) -> int:
+        """Connections being served now (each answers one request)."""
+        with self._idle:
+            return self._connections
+
+    def wait_until_idle(self, timeout: float) -> int:
+        """Wait up to `timeout` seconds for every connection to finish; how many are left."""
+        with self._idle:
+            self._idle.wait_for(lambda: self._connections == 0, timeout)
+            return self._connections
+
     def get_request(self) -> tuple[socket.socket, Any]:
         connection, address = self.socket.accept()
         context = self.ssl_context
