@@ -191,6 +191,7 @@ class SubaccountScraper:
             subaccount=self.subaccount,
             status=error.status if error.status is not None else "none",
             reason=error.reason,
+            retries=error.retries,
             detail=error.detail,
         )
 
