@@ -12,6 +12,7 @@ import argparse
 import contextlib
 import ipaddress
 import logging
+import os
 import secrets
 import signal
 import sys
@@ -25,6 +26,9 @@ from exporter.app import Exporter, SettingsLoader, build_exporter
 from exporter.config import (
     DEFAULT_BASE_URL,
     DEFAULT_LISTEN_ADDRESS,
+    ENV_API_KEY,
+    ENV_API_KEY_FILE,
+    ENV_SUBACCOUNTS,
     ConfigError,
     Settings,
     environment,
@@ -37,6 +41,15 @@ PROG = "eightbyeight-exporter"
 log = logging.getLogger("exporter")
 
 DEMO_SUBACCOUNTS = {"demo-apac": 60, "demo-emea": 40}
+KEY_FLAG = "--api.key"
+# Flags --demo replaces with its own simulator's values (attribute of the parsed flags, flag).
+DEMO_REPLACES = (
+    ("subaccounts", "--subaccount"),
+    ("base_url", "--api.base-url"),
+    ("config_file", "--config.file"),
+    ("key_file", "--api.key-file"),
+)
+DEMO_IGNORES_ENV = (ENV_API_KEY, ENV_API_KEY_FILE, ENV_SUBACCOUNTS)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -49,7 +62,14 @@ class _Parser(argparse.ArgumentParser):
             # (`--api.key <key>`): name the unknown flags, never echo their values.
             words = message[len(prefix) :].split()
             flags = [w.partition("=")[0] for w in words if w.startswith("-")]
-            message = prefix + (" ".join(flags) if flags else "(values not shown)")
+            if KEY_FLAG in flags:
+                message = (
+                    f"{KEY_FLAG} is not a flag, so that the key never shows in the process list: "
+                    "put the key in $EIGHTBYEIGHT_API_KEY, or in a file named by "
+                    "--api.key-file or $EIGHTBYEIGHT_API_KEY_FILE"
+                )
+            else:
+                message = prefix + (" ".join(flags) if flags else "(values not shown)")
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
 
 
@@ -197,10 +217,20 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _demo_conflicts(args: argparse.Namespace) -> None:
+    """ConfigError naming the flags given with --demo that it would silently replace."""
+    given = [flag for attribute, flag in DEMO_REPLACES if getattr(args, attribute) is not None]
+    if given:
+        raise ConfigError(
+            f"--demo runs against its own simulator and cannot be combined with {', '.join(given)}"
+        )
+
+
 def _demo_settings(args: argparse.Namespace, stack: ExitStack) -> SettingsLoader:
     """Start the simulator in-process; settings that point the exporter at it."""
     from exporter.simulator import Simulator
 
+    _demo_conflicts(args)
     key = secrets.token_urlsafe(24)
     simulator = stack.enter_context(Simulator(subaccounts=DEMO_SUBACCOUNTS, api_key=key, seed=8))
     args.base_url = simulator.base_url
@@ -230,7 +260,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"{PROG}: error: {exc}", file=sys.stderr)
             return 1
         if args.config_check:
-            print(f"{PROG}: configuration is valid ({len(settings.subaccounts)} subaccounts)")
+            count = len(settings.subaccounts)
+            print(f"{PROG}: configuration is valid ({_plural(count, 'subaccount')})")
             return 0
         redact = setup_logging(settings.log_level, settings.log_format, _revealed(settings))
         try:
@@ -242,6 +273,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         exporter.reload_listeners.append(lambda new: redact.learn(_revealed(new)))
         return serve(exporter, demo_url=settings.base_url if args.demo else None)
     return 0
+
+
+def _plural(count: int, noun: str) -> str:
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
+
+
+def shown_address(host: str, port: int) -> str:
+    """host:port as a listen address or URL authority: IPv6 hosts in brackets ([::1]:9881)."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def _revealed(settings: Settings) -> list[str]:
@@ -258,7 +298,7 @@ def serve(exporter: Exporter, demo_url: str | None = None) -> int:
         log,
         logging.INFO,
         "listening",
-        address=f"{host}:{port}",
+        address=shown_address(host, port),
         version=__version__,
         subaccounts=subs,
         tls="on" if web is not None and web.tls_context is not None else "off",
@@ -268,9 +308,12 @@ def serve(exporter: Exporter, demo_url: str | None = None) -> int:
         log_event(
             log,
             logging.INFO,
-            f"demo mode: metrics at http://{shown}:{port}{settings.telemetry_path}",
+            f"demo mode: metrics at http://{shown_address(shown, port)}{settings.telemetry_path}",
             simulator=demo_url,
         )
+        ignored = [name for name in DEMO_IGNORES_ENV if os.environ.get(name)]
+        if ignored:
+            log_event(log, logging.WARNING, "demo mode ignores", environment=",".join(ignored))
 
     stopping = threading.Event()
 

@@ -59,6 +59,8 @@ def _one_line(value: object) -> str:
 
 
 def _logfmt_value(value: object) -> str:
+    if value is None:
+        return "none"  # logfmt has no null
     text = _one_line(value)
     if text and not any(c in text for c in ' ="\\'):
         return text
@@ -91,7 +93,10 @@ class LogfmtFormatter(logging.Formatter):
 
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
-        return json.dumps({k: _one_line(v) for k, v in _pairs(record)}, ensure_ascii=False)
+        return json.dumps(
+            {k: None if v is None else _one_line(v) for k, v in _pairs(record)},
+            ensure_ascii=False,
+        )
 
 
 def setup_logging(level: str, fmt: str, secrets: Iterable[str] = ()) -> RedactSecrets:

@@ -189,7 +189,7 @@ class SubaccountScraper:
             logging.WARNING,
             "reading virtual numbers failed",
             subaccount=self.subaccount,
-            status=error.status if error.status is not None else "none",
+            status=error.status,  # None when no answer came: logfmt none, JSON null
             reason=error.reason,
             retries=error.retries,
             detail=error.detail,

@@ -89,7 +89,7 @@ class ExporterApp:
         if path == "/-/healthy":
             return _text(start_response, "200 OK", "OK\n")
         if path == "/":
-            return self._landing(start_response)
+            return self._landing(environ, start_response)
         return _text(start_response, "404 Not Found", "not found\n")
 
     def scrape_timeout(self, environ: dict[str, Any]) -> float:
@@ -128,6 +128,12 @@ class ExporterApp:
         sample = self.scrapers.for_probe(subaccount).scrape(self.scrape_timeout(environ))
         return _exposition(environ, start_response, [sample])
 
+    def _probe_help(self, environ: dict[str, Any]) -> str:
+        allowed = sorted(self.settings.probe_allowed or ())
+        target = allowed[0] if allowed else "your-subaccount-id"
+        host = environ.get("HTTP_HOST") or "eightbyeight-exporter:9881"
+        return _probe_help_html(target, host)
+
     def _reload(self, method: str, start_response: StartResponse) -> Iterable[bytes]:
         if method != "POST":
             return _text(
@@ -146,19 +152,21 @@ class ExporterApp:
             )
         return _text(start_response, "200 OK", "OK\n")
 
-    def _landing(self, start_response: StartResponse) -> Iterable[bytes]:
+    def _landing(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         path = html.escape(self.settings.telemetry_path)
+        configured = self.scrapers.configured
         items = "".join(
             f'<li><a href="/probe?target={quote(s.subaccount, safe="")}">'
             f"/probe?target={html.escape(s.subaccount)}</a></li>"
-            for s in self.scrapers.configured
+            for s in configured
         )
         page = (
             "<!DOCTYPE html><html><head><title>8x8 Number Health exporter</title></head><body>"
             "<h1>8x8 Number Health exporter</h1>"
             f"<p>Version {html.escape(__version__)}</p>"
             f'<ul><li><a href="{path}">Metrics</a></li>{items}'
-            '<li><a href="/-/healthy">Health</a></li></ul></body></html>\n'
+            '<li><a href="/-/healthy">Health</a></li></ul>'
+            f"{'' if configured else self._probe_help(environ)}</body></html>\n"
         )
         body = page.encode()
         start_response(
@@ -166,6 +174,35 @@ class ExporterApp:
             [("Content-Type", "text/html; charset=utf-8"), ("Content-Length", str(len(body)))],
         )
         return [body]
+
+
+PROBE_SCRAPE_CONFIG = """scrape_configs:
+  - job_name: eightbyeight-probe
+    metrics_path: /probe
+    static_configs:
+      - targets: [{target}]      # subaccount IDs
+    relabel_configs:
+      - source_labels: [__address__]
+        target_label: __param_target
+      - source_labels: [__param_target]
+        target_label: instance
+      - target_label: __address__
+        replacement: {host}
+"""
+
+
+def _probe_help_html(target: str, host: str) -> str:
+    """How to use /probe, for the landing page of an exporter with no subaccount configured."""
+    url = f"/probe?target={quote(target, safe='')}"
+    config = PROBE_SCRAPE_CONFIG.format(target=target, host=host)
+    return (
+        "<h2>Probing subaccounts</h2>"
+        "<p>No subaccount is configured for the metrics page: ask for one subaccount at a time "
+        "with <code>/probe?target=SUBACCOUNT-ID</code>, for example "
+        f'<a href="{html.escape(url)}">{html.escape(url)}</a>.</p>'
+        "<p>A Prometheus scrape configuration for it:</p>"
+        f"<pre>{html.escape(config)}</pre>"
+    )
 
 
 def _acceptable(environ: dict[str, Any]) -> bool:

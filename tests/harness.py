@@ -5,7 +5,7 @@
 - Servers in this process: `FakeApi` (a scriptable 8x8 API), `InProcessExporter` (the real
   exporter on a loopback socket), `WebhookReceiver` (Alertmanager notifications).
 - Data: `number`/`numbers_body` (API records), `parse_samples`/`value` (expositions),
-  `fast_rules`, `query`.
+  `fast_rules`, `query`, `self_signed_certificate`.
 
 Everything listens on 127.0.0.1 and a free port; readiness is polled, never slept for.
 """
@@ -13,6 +13,8 @@ Everything listens on 127.0.0.1 and a free port; readiness is polled, never slep
 from __future__ import annotations
 
 import contextlib
+import datetime
+import ipaddress
 import json
 import os
 import re
@@ -32,6 +34,10 @@ from typing import Any
 import pytest
 import requests
 import yaml
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 from prometheus_client.parser import text_string_to_metric_families
 
 from exporter.app import Exporter, build_exporter
@@ -405,6 +411,37 @@ def rss_kib(pid: int) -> int:
         if line.startswith("VmRSS:"):
             return int(line.split()[1])
     raise AssertionError(f"no VmRSS for pid {pid}")
+
+
+def self_signed_certificate(directory: Path, name: str) -> tuple[Path, Path]:
+    """(certificate, key) files of a self-signed certificate for 127.0.0.1, named `name`."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = directory / f"{name}.crt", directory / f"{name}.key"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert_path, key_path
 
 
 # --- The monitoring stack: Prometheus, Alertmanager, webhook receiver ----------------------------

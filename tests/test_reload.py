@@ -7,8 +7,6 @@ SIGHUP to a real process and rotate the key under it.
 from __future__ import annotations
 
 import base64
-import datetime
-import ipaddress
 import logging
 import os
 import signal
@@ -23,8 +21,6 @@ import bcrypt
 import pytest
 import requests
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from exporter.exposition import SubaccountScrape
@@ -38,6 +34,7 @@ from tests.harness import (
     number,
     numbers_body,
     parse_samples,
+    self_signed_certificate,
     value,
     wait_until,
 )
@@ -275,36 +272,6 @@ def test_basic_auth_users_change_on_reload_and_reload_needs_them(tmp_path):
             assert reload(exp.url, headers=old).status_code == 401
 
 
-def self_signed(directory: Path, name: str) -> tuple[Path, Path]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-            critical=False,
-        )
-        .sign(key, hashes.SHA256())
-    )
-    cert_path, key_path = directory / f"{name}.crt", directory / f"{name}.key"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return cert_path, key_path
-
-
 def served_certificate_name(port: int) -> str:
     context = ssl.create_default_context()
     context.check_hostname = False
@@ -323,7 +290,10 @@ def tls_config(cert: Path, key: Path) -> str:
 
 
 def test_tls_certificate_changes_on_reload_but_tls_cannot_be_switched_off(tmp_path):
-    first, second = self_signed(tmp_path, "first"), self_signed(tmp_path, "second")
+    first, second = (
+        self_signed_certificate(tmp_path, "first"),
+        self_signed_certificate(tmp_path, "second"),
+    )
     web = tmp_path / "web.yml"
     web.write_text(tls_config(*first))
     with FakeApi(GOOD) as api:
