@@ -326,7 +326,9 @@ def serve(exporter: Exporter, demo_url: str | None = None) -> int:
 
     def reload(signum: int, frame: object) -> None:
         # Off the signal handler: a reload reads files and may take a while.
-        threading.Thread(target=_reload_quietly, args=(exporter,), name="reload").start()
+        threading.Thread(
+            target=_reload_quietly, args=(exporter,), name="reload", daemon=True
+        ).start()
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)

@@ -56,10 +56,19 @@ def raw_get(url: str, accept_encoding: str | None) -> requests.Response:
         ("gzip;q=abc, *", True),
     ],
 )
-@pytest.mark.parametrize("path", ["/metrics", f"/probe?target={SUB}"])
-def test_coding_follows_the_header(exporter, header, gzipped, path):
-    exp, _ = exporter
-    response = raw_get(exp.url + path, header)
+def test_coding_follows_the_header(exporter, header, gzipped):
+    assert_coding(exporter[0].url + "/metrics", header, gzipped)
+
+
+@pytest.mark.parametrize(
+    ("header", "gzipped"), [(None, False), ("GZIP", True), ("gzip;q=0", False)]
+)
+def test_probe_follows_the_header_too(exporter, header, gzipped):
+    assert_coding(exporter[0].url + f"/probe?target={SUB}", header, gzipped)
+
+
+def assert_coding(url: str, header: str | None, gzipped: bool) -> None:
+    response = raw_get(url, header)
     assert response.status_code == 200
     assert response.headers["Vary"] == "Accept-Encoding"
     assert response.headers.get("Content-Encoding") == ("gzip" if gzipped else None)
