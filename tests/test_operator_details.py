@@ -21,9 +21,11 @@ from tests.harness import (
     REPO,
     FakeApi,
     InProcessExporter,
+    exporter_process,
     free_port,
     running_process,
     self_signed_certificate,
+    wait_until,
 )
 
 KEY = "operator-details-key-31415"
@@ -235,3 +237,14 @@ def test_a_real_process_refuses_api_key_without_echoing_it():
     assert result.returncode == 2
     assert KEY not in result.stderr + result.stdout
     assert "EIGHTBYEIGHT_API_KEY" in result.stderr
+
+
+@pytest.mark.slow
+def test_demo_says_which_environment_it_ignores(tmp_path):
+    log = tmp_path / "demo.log"
+    env = {"EIGHTBYEIGHT_SUBACCOUNTS": "acme-prod", "EIGHTBYEIGHT_API_KEY": KEY}
+    with exporter_process(["--demo"], env, log):
+        wait_until(lambda: "demo mode ignores" in log.read_text(), timeout=10)
+    line = next(line for line in log.read_text().splitlines() if "demo mode ignores" in line)
+    assert "environment=EIGHTBYEIGHT_API_KEY,EIGHTBYEIGHT_SUBACCOUNTS" in line
+    assert KEY not in log.read_text()
