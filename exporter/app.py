@@ -1,27 +1,46 @@
 """The composition root: `Settings` in, a ready-to-serve exporter out.
 
-Everything the exporter is made of is built here, once: an API client per subaccount, a
-scraper per subaccount (in `Scrapers`), the self-metrics, the WSGI application behind the web
-config's basic auth and headers, and the HTTP server with the web config's TLS context; with
+Everything the exporter is made of is built here: an API client per subaccount, a scraper per
+subaccount (in `Scrapers`), the self-metrics, the WSGI application behind the web config's
+basic auth and headers, and the HTTP server with the web config's TLS context; with
 --webhook.listen-address, the callback listener and the state its metrics come from; with
 --collector.webhooks, the reader of each configured subaccount's webhook list.
 `exporter/cli.py` turns flags into settings, calls `build_exporter` and serves.
+
+`Exporter.reload()` (SIGHUP, `POST /-/reload`) assembles the settings again from the same flags
+and environment, which re-reads the config file, the key files and the web config file, and
+swaps in what changed:
+
+- a subaccount whose key and base URL are unchanged keeps its scraper, so its cache, stale
+  data and in-flight fetch (single flight) carry on; a subaccount whose key or base URL changed
+  gets a new scraper and client (its cache is dropped: it belonged to the old key); probed
+  subaccounts are treated alike and stay in the probe cache;
+- basic auth users, security headers and the TLS certificate, key, CA and versions apply to the
+  next request or connection; requests in flight finish with what they started with;
+- the self-metrics (counters, histograms) carry on.
+
+What flags alone decide (listen address, telemetry path, timeouts, cache, logging) cannot
+change, as the flags are the same; turning TLS on or off needs a restart too, since the scheme
+Prometheus scrapes would change. A reload that fails for any reason changes nothing.
 """
 
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+import logging
+import ssl
+import threading
+from collections.abc import Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any
 
 from exporter.client import ApiClient
 from exporter.config import ConfigError, Settings
+from exporter.logs import log_event
 from exporter.scraper import SYSTEM_CLOCK, Clock, NumbersClient, Scrapers, SubaccountScraper
 from exporter.selfmetrics import SelfMetrics
 from exporter.server import ExporterServer, make_server
 from exporter.web import ExporterApp
-from exporter.webconfig import WsgiApp, wrap_app
+from exporter.webconfig import StartResponse, WsgiApp, wrap_app
 from exporter.webhooks.configured import WebhookConfigCollector, WebhooksClient
 from exporter.webhooks.listener import bridge, make_receiver_server
 from exporter.webhooks.state import WebhookState
@@ -29,28 +48,77 @@ from exporter.webhooks.state import WebhookState
 if TYPE_CHECKING:
     from exporter.simulator import Simulator
 
+log = logging.getLogger("exporter")
+
 ClientFactory = Callable[[str], NumbersClient | None]
 
 
-@dataclass(frozen=True)
-class Exporter:
-    """The built exporter: `server` serves `wsgi`, which is `app` behind the web config.
+SettingsLoader = Callable[[], Settings]
+ReloadListener = Callable[[Settings], None]
 
-    `callbacks` is the webhook receiver's listener (None unless --webhook.listen-address);
-    its events reach /metrics through `webhook_state`.
+
+class SwappableApp:
+    """The WSGI application the server calls: the app behind the current web config."""
+
+    def __init__(self, app: WsgiApp) -> None:
+        self.current = app
+
+    def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        return self.current(environ, start_response)
+
+
+class Exporter:
+    """The built exporter: `server` serves `app` behind the web config; `reload()` re-reads.
+
+    `load_settings` assembles the settings again (from the flags and environment of start-up);
+    without it, reloading is not available. `reload_listeners` see the new settings before they
+    are used (the log filter learns rotated keys there).
+
+    `callbacks` is the webhook receiver's listener (None unless --webhook.listen-address); its
+    events reach /metrics through `webhook_state`. The receiver is built once: a reload does not
+    change it (its flags need a restart).
     """
 
-    settings: Settings
-    app: ExporterApp
-    wsgi: WsgiApp
-    server: ExporterServer
-    callbacks: ExporterServer | None = None
-    webhook_state: WebhookState | None = None
+    def __init__(
+        self,
+        settings: Settings,
+        app: ExporterApp,
+        server: ExporterServer,
+        load_settings: SettingsLoader | None = None,
+        clock: Clock = SYSTEM_CLOCK,
+        *,
+        callbacks: ExporterServer | None = None,
+        webhook_state: WebhookState | None = None,
+        webhook_lists: WebhookConfigCollector | None = None,
+    ) -> None:
+        self._settings = settings
+        self.app = app
+        self.callbacks = callbacks
+        self.webhook_state = webhook_state
+        self.webhook_lists = webhook_lists
+        self.front = SwappableApp(_behind_web_config(app, settings))
+        self.server = server
+        self.server.set_app(self.front)
+        self.reload_listeners: list[ReloadListener] = []
+        self._load_settings = load_settings
+        self._clock = clock
+        self._reload_lock = threading.Lock()
+        if load_settings is not None:
+            app.reload = self.reload
+        app.metrics.configuration_loaded(clock.time())
+
+    @property
+    def settings(self) -> Settings:
+        return self._settings
+
+    @property
+    def wsgi(self) -> WsgiApp:
+        return self.front.current
 
     @property
     def callback_url(self) -> str | None:
         """Where the callback listener is reached on this host (e.g. by the demo simulator)."""
-        if self.callbacks is None or self.settings.webhooks is None:
+        if self.callbacks is None or self._settings.webhooks is None:
             return None
         host, port = self.callbacks.server_address[:2]
         if not host or ipaddress.ip_address(host).is_unspecified:
@@ -58,7 +126,80 @@ class Exporter:
         elif ":" in str(host):
             host = f"[{host}]"
         scheme = "https" if self.callbacks.base_environ.get("HTTPS") == "on" else "http"
-        return f"{scheme}://{host}:{port}{self.settings.webhooks.path}"
+        return f"{scheme}://{host}:{port}{self._settings.webhooks.path}"
+
+    def reload(self) -> Settings:
+        """Re-read the configuration and swap it in; ConfigError (nothing changed) on failure."""
+        with self._reload_lock:
+            old = self._settings
+            try:
+                new = self._reloaded_settings(old)
+                for listener in self.reload_listeners:
+                    listener(new)
+                scrapers = build_scrapers(
+                    new,
+                    self.app.metrics,
+                    clock=self._clock,
+                    webhook_lists=self.webhook_lists,
+                    kept=_unchanged(old, new, self.app),
+                )
+                front = _behind_web_config(self.app, new)
+            except Exception as exc:  # noqa: BLE001 - a failed reload keeps what runs now
+                reason = str(exc) if isinstance(exc, ConfigError) else _unexpected(exc)
+                self.app.metrics.configuration_failed()
+                log_event(log, logging.ERROR, "reloading the configuration failed", err=reason)
+                raise ConfigError(reason) from None
+            self.app.use(new, scrapers)
+            self.front.current = front
+            self.server.ssl_context = _tls_context(new)
+            self._settings = new
+            self.app.metrics.configuration_loaded(self._clock.time())
+            log_event(log, logging.INFO, "configuration reloaded", **_changes(old, new))
+            return new
+
+    def _reloaded_settings(self, old: Settings) -> Settings:
+        if self._load_settings is None:
+            raise ConfigError("reloading is not available")
+        new = self._load_settings()
+        if (_tls_context(old) is None) != (_tls_context(new) is None):
+            raise ConfigError("turning TLS on or off needs a restart")
+        return new
+
+
+def _behind_web_config(app: ExporterApp, settings: Settings) -> WsgiApp:
+    web = settings.web_config
+    return wrap_app(app, web) if web is not None else app
+
+
+def _tls_context(settings: Settings) -> ssl.SSLContext | None:
+    web = settings.web_config
+    return web.tls_context if web is not None else None
+
+
+def _unchanged(old: Settings, new: Settings, app: ExporterApp) -> list[SubaccountScraper]:
+    """The scrapers whose subaccount is reached with the same key and base URL as before."""
+    return [
+        scraper
+        for scraper in app.scrapers.every()
+        if old.subaccount_config(scraper.subaccount) == new.subaccount_config(scraper.subaccount)
+    ]
+
+
+def _changes(old: Settings, new: Settings) -> dict[str, object]:
+    """What a reload changed, for its log line (never a key, only whether one changed)."""
+    before = {c.subaccount: c for c in old.subaccounts}
+    after = {c.subaccount: c for c in new.subaccounts}
+    changed = [s for s in after if s in before and before[s] != after[s]]
+    return {
+        "subaccounts": len(after),
+        "added": ",".join(s for s in after if s not in before) or None,
+        "removed": ",".join(s for s in before if s not in after) or None,
+        "changed": ",".join(changed) or None,
+    }
+
+
+def _unexpected(exc: Exception) -> str:
+    return f"unexpected {type(exc).__name__}"
 
 
 def api_client_factory(settings: Settings) -> ClientFactory:
@@ -85,11 +226,13 @@ def build_scrapers(
     new_client: ClientFactory | None = None,
     clock: Clock = SYSTEM_CLOCK,
     webhook_lists: WebhookConfigCollector | None = None,
+    kept: Sequence[SubaccountScraper] = (),
 ) -> Scrapers:
     """One scraper per configured subaccount, and the means to add probed ones.
 
     With `webhook_lists` (--collector.webhooks), each configured subaccount's scraper reads
-    its webhook list after every good fetch; probed subaccounts never do.
+    its webhook list after every good fetch; probed subaccounts never do. `kept` are scrapers
+    of the configuration before a reload that serve on unchanged.
     """
     new_client = new_client or api_client_factory(settings)
     configured = [config.subaccount for config in settings.subaccounts]
@@ -117,7 +260,7 @@ def build_scrapers(
 
     for subaccount in configured:
         metrics.start_at_zero(subaccount)
-    return Scrapers(configured, new_scraper)
+    return Scrapers(configured, new_scraper, kept=kept)
 
 
 def build_app(
@@ -125,6 +268,7 @@ def build_app(
     new_client: ClientFactory | None = None,
     clock: Clock = SYSTEM_CLOCK,
     webhook_state: WebhookState | None = None,
+    webhook_lists: WebhookConfigCollector | None = None,
 ) -> ExporterApp:
     """The WSGI application with its scrapers and self-metrics (no web config, no socket).
 
@@ -132,13 +276,13 @@ def build_app(
     --collector.webhooks, the webhook lists read on scrape.
     """
     metrics = SelfMetrics()
-    webhook_lists = None
-    if settings.collector_webhooks:
+    if webhook_lists is None and settings.collector_webhooks:
         webhook_lists = WebhookConfigCollector()
+    if webhook_lists is not None:
         metrics.registry.register(webhook_lists)
     if webhook_state is not None:
         metrics.registry.register(bridge(webhook_state))
-    scrapers = build_scrapers(settings, metrics, new_client, clock, webhook_lists)
+    scrapers = build_scrapers(settings, metrics, new_client, clock, webhook_lists=webhook_lists)
     return ExporterApp(settings, scrapers, metrics)
 
 
@@ -150,14 +294,20 @@ def build_webhook_state(settings: Settings, clock: Clock = SYSTEM_CLOCK) -> Webh
     return WebhookState(hooks.allowed, per_number=hooks.per_number, clock=clock.time)
 
 
-def build_exporter(settings: Settings, clock: Clock = SYSTEM_CLOCK) -> Exporter:
-    """Everything, bound to its addresses; ConfigError if an address cannot be used."""
+def build_exporter(
+    settings: Settings,
+    clock: Clock = SYSTEM_CLOCK,
+    load_settings: SettingsLoader | None = None,
+) -> Exporter:
+    """Everything, bound to its addresses; ConfigError if an address cannot be used.
+
+    `load_settings` assembles the settings again on reload (see `Exporter.reload`).
+    """
     webhook_state = build_webhook_state(settings, clock)
-    app = build_app(settings, clock=clock, webhook_state=webhook_state)
-    web = settings.web_config
-    wsgi = wrap_app(app, web) if web is not None else app
-    tls = web.tls_context if web is not None else None
-    server = make_server(settings.listen_address, wsgi, ssl_context=tls)
+    webhook_lists = WebhookConfigCollector() if settings.collector_webhooks else None
+    app = build_app(settings, clock=clock, webhook_state=webhook_state, webhook_lists=webhook_lists)
+    tls = _tls_context(settings)
+    server = make_server(settings.listen_address, app, ssl_context=tls)
     callbacks = None
     if settings.webhooks is not None and webhook_state is not None:
         # The web config's TLS serves the callbacks too; its basic auth does not (8x8 sends
@@ -168,7 +318,16 @@ def build_exporter(settings: Settings, clock: Clock = SYSTEM_CLOCK) -> Exporter:
         except ConfigError:
             server.server_close()
             raise
-    return Exporter(settings, app, wsgi, server, callbacks, webhook_state)
+    return Exporter(
+        settings,
+        app,
+        server,
+        load_settings,
+        clock,
+        callbacks=callbacks,
+        webhook_state=webhook_state,
+        webhook_lists=webhook_lists,
+    )
 
 
 def push_demo_callbacks(exporter: Exporter, simulator: Simulator) -> None:

@@ -9,21 +9,27 @@ exporter/simulator/cli.py).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import ipaddress
 import logging
+import os
 import secrets
 import signal
 import sys
+import threading
 from collections.abc import Sequence
 from contextlib import ExitStack
 from dataclasses import replace
 from typing import TYPE_CHECKING, NoReturn
 
 from exporter import __version__
-from exporter.app import Exporter, build_exporter, push_demo_callbacks
+from exporter.app import Exporter, SettingsLoader, build_exporter, push_demo_callbacks
 from exporter.config import (
     DEFAULT_BASE_URL,
     DEFAULT_LISTEN_ADDRESS,
+    ENV_API_KEY,
+    ENV_API_KEY_FILE,
+    ENV_SUBACCOUNTS,
     ConfigError,
     Settings,
     environment,
@@ -40,6 +46,15 @@ if TYPE_CHECKING:
     from exporter.simulator import Simulator
 
 DEMO_SUBACCOUNTS = {"demo-apac": 60, "demo-emea": 40}
+KEY_FLAG = "--api.key"
+# Flags --demo replaces with its own simulator's values (attribute of the parsed flags, flag).
+DEMO_REPLACES = (
+    ("subaccounts", "--subaccount"),
+    ("base_url", "--api.base-url"),
+    ("config_file", "--config.file"),
+    ("key_file", "--api.key-file"),
+)
+DEMO_IGNORES_ENV = (ENV_API_KEY, ENV_API_KEY_FILE, ENV_SUBACCOUNTS)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -52,7 +67,14 @@ class _Parser(argparse.ArgumentParser):
             # (`--api.key <key>`): name the unknown flags, never echo their values.
             words = message[len(prefix) :].split()
             flags = [w.partition("=")[0] for w in words if w.startswith("-")]
-            message = prefix + (" ".join(flags) if flags else "(values not shown)")
+            if KEY_FLAG in flags:
+                message = (
+                    f"{KEY_FLAG} is not a flag, so that the key never shows in the process list: "
+                    "put the key in $EIGHTBYEIGHT_API_KEY, or in a file named by "
+                    "--api.key-file or $EIGHTBYEIGHT_API_KEY_FILE"
+                )
+            else:
+                message = prefix + (" ".join(flags) if flags else "(values not shown)")
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
 
 
@@ -87,6 +109,12 @@ def build_parser() -> argparse.ArgumentParser:
         dest="timeout_offset",
         default="0.5s",
         help="subtracted from Prometheus' scrape timeout to get the fetch deadline (default 0.5s)",
+    )
+    p.add_argument(
+        "--web.shutdown-grace",
+        dest="shutdown_grace",
+        default="10s",
+        help="on SIGTERM, how long requests in flight may take to finish (default 10s)",
     )
     p.add_argument(
         "--api.base-url",
@@ -195,14 +223,24 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _demo_settings(args: argparse.Namespace, stack: ExitStack) -> tuple[Settings, Simulator]:
-    """Start the simulator in-process and point the exporter at it.
+def _demo_conflicts(args: argparse.Namespace) -> None:
+    """ConfigError naming the flags given with --demo that it would silently replace."""
+    given = [flag for attribute, flag in DEMO_REPLACES if getattr(args, attribute) is not None]
+    if given:
+        raise ConfigError(
+            f"--demo runs against its own simulator and cannot be combined with {', '.join(given)}"
+        )
+
+
+def _demo_settings(args: argparse.Namespace, stack: ExitStack) -> tuple[SettingsLoader, Simulator]:
+    """Start the simulator in-process; settings that point the exporter at it.
 
     Its callbacks go to a receiver on loopback with a fresh Authorization value, over plain
     HTTP even with --web.config.file: the simulator trusts no CA.
     """
     from exporter.simulator import Simulator
 
+    _demo_conflicts(args)
     key = secrets.token_urlsafe(24)
     simulator = stack.enter_context(Simulator(subaccounts=DEMO_SUBACCOUNTS, api_key=key, seed=8))
     args.base_url = simulator.base_url
@@ -212,10 +250,19 @@ def _demo_settings(args: argparse.Namespace, stack: ExitStack) -> tuple[Settings
     args.webhook_listen_address = args.webhook_listen_address or "127.0.0.1:0"
     args.webhook_auth_file = None
     env = {"EIGHTBYEIGHT_API_KEY": key, ENV_AUTH: "Bearer " + secrets.token_urlsafe(24)}
-    settings = settings_from_flags(args, env)
-    if settings.webhooks is not None:
-        settings = replace(settings, webhooks=replace(settings.webhooks, web_tls=False))
-    return settings, simulator
+
+    def load() -> Settings:
+        settings = settings_from_flags(args, env)
+        if settings.webhooks is not None:
+            settings = replace(settings, webhooks=replace(settings.webhooks, web_tls=False))
+        return settings
+
+    return load, simulator
+
+
+def _settings_loader(args: argparse.Namespace) -> SettingsLoader:
+    """Settings from these flags and the environment, files read anew at every call."""
+    return lambda: settings_from_flags(args, environment())
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -233,27 +280,42 @@ def main(argv: Sequence[str] | None = None) -> int:
         simulator = None
         try:
             if args.demo:
-                settings, simulator = _demo_settings(args, stack)
+                load_settings, simulator = _demo_settings(args, stack)
             else:
-                settings = settings_from_flags(args, environment())
+                load_settings = _settings_loader(args)
+            settings = load_settings()
         except ConfigError as exc:
             print(f"{PROG}: error: {exc}", file=sys.stderr)
             return 1
         if args.config_check:
-            print(f"{PROG}: configuration is valid ({len(settings.subaccounts)} subaccounts)")
+            count = len(settings.subaccounts)
+            print(f"{PROG}: configuration is valid ({_plural(count, 'subaccount')})")
             return 0
-        setup_logging(
-            settings.log_level, settings.log_format, [k.reveal() for k in settings.secrets]
-        )
+        redact = setup_logging(settings.log_level, settings.log_format, _revealed(settings))
         try:
-            exporter = build_exporter(settings)
+            exporter = build_exporter(settings, load_settings=load_settings)
         except ConfigError as exc:
             print(f"{PROG}: error: {exc}", file=sys.stderr)
             return 1
+        # Rotated keys are redacted from the moment they are read; old ones stay redacted.
+        exporter.reload_listeners.append(lambda new: redact.learn(_revealed(new)))
         if simulator is not None:
             push_demo_callbacks(exporter, simulator)
         return serve(exporter, demo_url=settings.base_url if args.demo else None)
     return 0
+
+
+def _plural(count: int, noun: str) -> str:
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
+
+
+def shown_address(host: str, port: int) -> str:
+    """host:port as a listen address or URL authority: IPv6 hosts in brackets ([::1]:9881)."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _revealed(settings: Settings) -> list[str]:
+    return [key.reveal() for key in settings.secrets]
 
 
 def serve(exporter: Exporter, demo_url: str | None = None) -> int:
@@ -266,7 +328,7 @@ def serve(exporter: Exporter, demo_url: str | None = None) -> int:
         log,
         logging.INFO,
         "listening",
-        address=f"{host}:{port}",
+        address=shown_address(host, port),
         version=__version__,
         subaccounts=subs,
         tls="on" if web is not None and web.tls_context is not None else "off",
@@ -276,21 +338,41 @@ def serve(exporter: Exporter, demo_url: str | None = None) -> int:
         log_event(
             log,
             logging.INFO,
-            f"demo mode: metrics at http://{shown}:{port}{settings.telemetry_path}",
+            f"demo mode: metrics at http://{shown_address(shown, port)}{settings.telemetry_path}",
             simulator=demo_url,
         )
+        ignored = [name for name in DEMO_IGNORES_ENV if os.environ.get(name)]
+        if ignored:
+            log_event(log, logging.WARNING, "demo mode ignores", environment=",".join(ignored))
+
     callbacks = exporter.callbacks
     if callbacks is not None:
         _serve_callbacks(exporter, callbacks)
 
+    stopping = threading.Event()
+
     def stop(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt
+        if stopping.is_set():
+            raise KeyboardInterrupt  # a second SIGTERM or Ctrl-C: stop without waiting
+        stopping.set()
+        # shutdown() waits for serve_forever() to return, so it cannot run in this thread.
+        threading.Thread(target=server.shutdown, name="shutdown", daemon=True).start()
+
+    def reload(signum: int, frame: object) -> None:
+        # Off the signal handler: a reload reads files and may take a while.
+        threading.Thread(
+            target=_reload_quietly, args=(exporter,), name="reload", daemon=True
+        ).start()
 
     signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGHUP, reload)
     try:
         server.serve_forever()
+        server.server_close()  # no new connections from here on
+        _drain(server, settings.shutdown_grace)
     except KeyboardInterrupt:
-        log_event(log, logging.INFO, "shutting down")
+        log_event(log, logging.INFO, "stopped without waiting for requests in flight")
     finally:
         if callbacks is not None:
             callbacks.shutdown()
@@ -311,3 +393,23 @@ def _serve_callbacks(exporter: Exporter, callbacks: ExporterServer) -> None:
         tls="on" if callbacks.base_environ.get("HTTPS") == "on" else "off",
     )
     serve_in_thread(callbacks)
+
+
+def _drain(server: ExporterServer, grace: float) -> None:
+    """Let the requests in flight finish, for at most `grace` seconds."""
+    log_event(
+        log,
+        logging.INFO,
+        "shutting down",
+        in_flight=server.connections,
+        grace=f"{grace:g}s",
+    )
+    left = server.wait_until_idle(grace)
+    if left:
+        log_event(log, logging.WARNING, "shutdown grace ran out", unfinished=left)
+
+
+def _reload_quietly(exporter: Exporter) -> None:
+    """SIGHUP: reload; a failure is already logged and counted, and the old settings stay."""
+    with contextlib.suppress(ConfigError):
+        exporter.reload()

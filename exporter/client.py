@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import math
 import random
 import socket
@@ -34,6 +35,10 @@ from exporter.config import Secret
 from exporter.errors import FetchError, reason_for_status
 
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+# urllib3 logs a "Retrying (Retry(...)) after connection broken by ..." warning per retry: internal
+# class names, no subaccount. This client reports its retries itself, folded into the one
+# FetchError of a fetch (`retries`), so urllib3's own lines are not wanted.
+logging.getLogger("urllib3").setLevel(logging.ERROR)
 _READ_CHUNK_BYTES = 1 << 16
 _ERROR_BODY_PEEK = 1 << 14
 _JITTER = random.SystemRandom()  # spreads retries; not a security use
@@ -49,10 +54,13 @@ class DeadlineRetry(Retry):
     def __init__(self, *args: object, deadline: float = math.inf, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)
         self.deadline = deadline
+        # Shared by every copy urllib3 makes of this policy during one fetch.
+        self.made = RetriesMade()
 
     def new(self, **kwargs: object) -> DeadlineRetry:
         renewed = super().new(**kwargs)
         renewed.deadline = self.deadline
+        renewed.made = self.made
         return renewed
 
     def increment(
@@ -68,6 +76,7 @@ class DeadlineRetry(Retry):
         wait = renewed.planned_wait(response)
         if time.monotonic() + wait >= self.deadline:
             raise MaxRetryError(_pool, url, error or ResponseError("no time left to retry"))
+        self.made.count += 1
         return renewed
 
     def planned_wait(self, response: BaseHTTPResponse | None) -> float:
@@ -97,6 +106,15 @@ class DeadlineRetry(Retry):
     def _exponential_backoff(self) -> float:
         failures = len(self.history)
         return self.backoff_factor * (2 ** (failures - 1)) if failures else 0.0
+
+
+class RetriesMade:
+    """How many retries one fetch made."""
+
+    __slots__ = ("count",)
+
+    def __init__(self) -> None:
+        self.count = 0
 
 
 class DeadlineTimeout(Timeout):
@@ -160,14 +178,18 @@ class ApiClient:
         deadline = time.monotonic() + max(budget, 0.001)
         # One fetch at a time per client: the adapter's retry policy is set per fetch.
         with self._lock, _DeadlineCutter(deadline):
-            self._adapter.max_retries = self._retry_policy(deadline)
-            response = self._send(url, deadline)
+            policy = self._adapter.max_retries = self._retry_policy(deadline)
             try:
-                if response.status_code != 200:
-                    raise self._status_error(response)
-                return self._read_body(response, deadline)
-            finally:
-                response.close()
+                response = self._send(url, deadline)
+                try:
+                    if response.status_code != 200:
+                        raise self._status_error(response)
+                    return self._read_body(response, deadline)
+                finally:
+                    response.close()
+            except FetchError as error:
+                error.retries = policy.made.count
+                raise
 
     def _retry_policy(self, deadline: float) -> DeadlineRetry:
         return DeadlineRetry(

@@ -30,8 +30,21 @@ ENV_API_KEY = "EIGHTBYEIGHT_API_KEY"
 ENV_API_KEY_FILE = "EIGHTBYEIGHT_API_KEY_FILE"
 ENV_SUBACCOUNTS = "EIGHTBYEIGHT_SUBACCOUNTS"
 
-_DURATION = re.compile(r"^(?:(\d+(?:\.\d+)?)(ms|s|m|h)?)$")
-_DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
+# Prometheus' duration format: whole numbers of units from the largest down, each at most once
+# (1y2w3d4h5m6s7ms); a lone number with a fraction and one unit (1.5s) or none (seconds) too.
+_DURATION_UNITS = {
+    "y": 365 * 86400.0,
+    "w": 7 * 86400.0,
+    "d": 86400.0,
+    "h": 3600.0,
+    "m": 60.0,
+    "s": 1.0,
+    "ms": 0.001,
+}
+_COMPOUND_DURATION = re.compile(
+    "".join(rf"(?:(?P<{'ms_' if u == 'ms' else u}>\d+){u})?" for u in _DURATION_UNITS)
+)
+_DECIMAL_DURATION = re.compile(r"(\d+(?:\.\d+)?)(y|w|d|h|m|s|ms)?")
 _SIZE = re.compile(r"^(\d+)\s*(B|KB|KiB|MB|MiB|GB|GiB)?$")
 _SIZE_UNITS = {
     None: 1,
@@ -95,6 +108,7 @@ class Settings:
     cache_ttl: float = 0.0
     serve_stale_for: float = 0.0
     timeout_offset: float = 0.5
+    shutdown_grace: float = 10.0
     max_response_bytes: int = 256 * 2**20
     api_retries: int = 2
     probe_allowed: frozenset[str] | None = None
@@ -183,6 +197,7 @@ def settings_from_flags(args: argparse.Namespace, env: dict[str, str]) -> Settin
         cache_ttl=parse_duration(args.cache_ttl, "--cache.ttl"),
         serve_stale_for=parse_duration(args.serve_stale_for, "--cache.serve-stale-for"),
         timeout_offset=parse_duration(args.timeout_offset, "--web.timeout-offset"),
+        shutdown_grace=parse_duration(args.shutdown_grace, "--web.shutdown-grace"),
         max_response_bytes=parse_size(args.max_response_bytes, "--api.max-response-size"),
         api_retries=args.api_retries,
         probe_allowed=probe_allowed,
@@ -228,21 +243,35 @@ def validate_base_url(value: str) -> str:
 
 
 def parse_duration(value: str | float | int, what: str) -> float:
-    """Seconds from '10s', '500ms', '1m', '1.5' or a number."""
+    """Seconds from '10s', '500ms', '1m30s', '1h', '1d', '1.5' or a number."""
     if isinstance(value, bool):
         raise ConfigError(f"invalid duration for {what}: {value!r}")
     if isinstance(value, int | float):
         seconds = float(value)
     else:
-        match = _DURATION.match(str(value).strip())
-        if not match:
+        seconds = _duration_seconds(str(value).strip())
+        if seconds is None:
             raise ConfigError(
-                f"invalid duration for {what}: {quote_value(value)} (examples: 10s, 500ms, 1m)"
+                f"invalid duration for {what}: {quote_value(value)} "
+                "(examples: 10s, 500ms, 1m30s, 1h, 1d)"
             )
-        seconds = float(match.group(1)) * _DURATION_UNITS[match.group(2)]
     if seconds < 0:
         raise ConfigError(f"invalid duration for {what}: must not be negative")
     return seconds
+
+
+def _duration_seconds(text: str) -> float | None:
+    decimal = _DECIMAL_DURATION.fullmatch(text)
+    if decimal:
+        return float(decimal.group(1)) * _DURATION_UNITS.get(decimal.group(2) or "s", 1.0)
+    compound = _COMPOUND_DURATION.fullmatch(text) if text else None
+    if compound is None:
+        return None
+    return sum(
+        int(count) * _DURATION_UNITS[unit.replace("ms_", "ms")]
+        for unit, count in compound.groupdict().items()
+        if count is not None
+    )
 
 
 def parse_size(value: str | int, what: str) -> int:

@@ -22,13 +22,20 @@ REASONS = (
 
 
 class FetchError(Exception):
-    """Reading a subaccount's numbers failed; `reason` is one of REASONS."""
+    """Reading a subaccount's numbers failed; `reason` is one of REASONS.
 
-    def __init__(self, reason: str, detail: str, status: int | None = None) -> None:
+    `retries` is how many retries the fetch made before it gave up; `detail` is about the last
+    attempt.
+    """
+
+    def __init__(
+        self, reason: str, detail: str, status: int | None = None, retries: int = 0
+    ) -> None:
         super().__init__(f"{reason}: {detail}")
         self.reason = reason
         self.detail = detail
         self.status = status
+        self.retries = retries
 
 
 class ResponseError(Exception):

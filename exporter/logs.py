@@ -22,25 +22,36 @@ class RedactSecrets(logging.Filter):
 
     def __init__(self, secrets: Iterable[str]) -> None:
         super().__init__()
-        self._secrets = tuple(s for s in secrets if s)
+        self._secrets: tuple[str, ...] = ()
+        self.learn(secrets)
+
+    def learn(self, secrets: Iterable[str]) -> None:
+        """Redact these too (keys of a reload); the ones already known stay redacted."""
+        known = self._secrets
+        # Longest first, so a key that contains another is replaced whole.
+        self._secrets = tuple(sorted({*known, *(s for s in secrets if s)}, key=len, reverse=True))
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if not self._secrets:
+        secrets = self._secrets  # one snapshot: a reload may add keys meanwhile
+        if not secrets:
             return True
         message = record.getMessage()
-        for secret in self._secrets:
+        for secret in secrets:
             message = message.replace(secret, "<redacted>")
         record.msg, record.args = message, None
         fields = getattr(record, "fields", None)
         if fields:
-            record.fields = {k: self._clean(v) for k, v in fields.items()}
+            record.fields = {k: _clean(v, secrets) for k, v in fields.items()}
         return True
 
-    def _clean(self, value: object) -> object:
-        text = str(value)
-        for secret in self._secrets:
-            text = text.replace(secret, "<redacted>")
-        return text
+
+def _clean(value: object, secrets: tuple[str, ...]) -> object:
+    if value is None:
+        return None
+    text = str(value)
+    for secret in secrets:
+        text = text.replace(secret, "<redacted>")
+    return text
 
 
 def _one_line(value: object) -> str:
@@ -48,6 +59,8 @@ def _one_line(value: object) -> str:
 
 
 def _logfmt_value(value: object) -> str:
+    if value is None:
+        return "none"  # logfmt has no null
     text = _one_line(value)
     if text and not any(c in text for c in ' ="\\'):
         return text
@@ -80,17 +93,25 @@ class LogfmtFormatter(logging.Formatter):
 
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
-        return json.dumps({k: _one_line(v) for k, v in _pairs(record)}, ensure_ascii=False)
+        return json.dumps(
+            {k: None if v is None else _one_line(v) for k, v in _pairs(record)},
+            ensure_ascii=False,
+        )
 
 
-def setup_logging(level: str, fmt: str, secrets: Iterable[str] = ()) -> None:
-    """Configure the root logger: one handler on stderr, the chosen format, secrets redacted."""
+def setup_logging(level: str, fmt: str, secrets: Iterable[str] = ()) -> RedactSecrets:
+    """Configure the root logger: one handler on stderr, the chosen format, secrets redacted.
+
+    Returns the redacting filter, so that keys read later (a reload) can be added to it.
+    """
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter() if fmt == "json" else LogfmtFormatter())
-    handler.addFilter(RedactSecrets(secrets))
+    redact = RedactSecrets(secrets)
+    handler.addFilter(redact)
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel({"warn": "WARNING"}.get(level, level.upper()))
+    return redact
 
 
 def log_event(logger: logging.Logger, level: int, msg: str, **fields: object) -> None:

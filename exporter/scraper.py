@@ -209,8 +209,9 @@ class SubaccountScraper:
             logging.WARNING,
             "reading virtual numbers failed",
             subaccount=self.subaccount,
-            status=error.status if error.status is not None else "none",
+            status=error.status,  # None when no answer came: logfmt none, JSON null
             reason=error.reason,
+            retries=error.retries,
             detail=error.detail,
         )
 
@@ -233,6 +234,8 @@ class Scrapers:
 
     `new_scraper` builds the scraper of a subaccount (see exporter/app.py); every scraper is
     built once and kept, so its cache and its in-flight fetch are shared by every request.
+    `kept` are scrapers carried over from before a reload: they serve their subaccount again
+    (configured or probed), with their cache and in-flight fetch.
     """
 
     def __init__(
@@ -240,13 +243,22 @@ class Scrapers:
         configured: Sequence[str],
         new_scraper: Callable[[str], SubaccountScraper],
         max_probed: int = MAX_PROBED_SUBACCOUNTS,
+        kept: Sequence[SubaccountScraper] = (),
     ) -> None:
         self._new = new_scraper
         self._max_probed = max_probed
-        self.configured = [new_scraper(subaccount) for subaccount in configured]
+        reuse = {scraper.subaccount: scraper for scraper in kept}
+        self.configured = [reuse.pop(sub, None) or new_scraper(sub) for sub in configured]
         self._by_id = {scraper.subaccount: scraper for scraper in self.configured}
-        self._probed: OrderedDict[str, SubaccountScraper] = OrderedDict()
+        self._probed: OrderedDict[str, SubaccountScraper] = OrderedDict(
+            list(reuse.items())[-max_probed:] if max_probed > 0 else ()
+        )
         self._lock = threading.Lock()
+
+    def every(self) -> list[SubaccountScraper]:
+        """The configured scrapers, then the probed ones from least to most recently used."""
+        with self._lock:
+            return [*self.configured, *self._probed.values()]
 
     def for_probe(self, subaccount: str) -> SubaccountScraper:
         """The scraper for a probed subaccount; unconfigured ones are kept in a bounded LRU."""

@@ -56,6 +56,23 @@ class SelfMetrics:
             registry=self.registry,
         )
         build.labels(__version__).set(1)
+        self.reload_successful = Gauge(
+            "eightbyeight_config_last_reload_successful",
+            "1 if the last load of the configuration (start-up or reload) succeeded, else 0.",
+            registry=self.registry,
+        )
+        self.reload_success_time = Gauge(
+            "eightbyeight_config_last_reload_success_timestamp_seconds",
+            "Unix time of the last successful load of the configuration (start-up or reload).",
+            registry=self.registry,
+        )
+
+    def configuration_loaded(self, wall_time: float) -> None:
+        self.reload_successful.set(1)
+        self.reload_success_time.set(wall_time)
+
+    def configuration_failed(self) -> None:
+        self.reload_successful.set(0)
 
     def start_at_zero(self, subaccount: str) -> None:
         """Create the subaccount's counters at 0, so increase() sees their first failure."""

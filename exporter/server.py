@@ -65,11 +65,63 @@ class _QuietHandler(WSGIRequestHandler):
 
 
 class ExporterServer(ThreadingMixIn, WSGIServer):
-    """Threaded WSGI server; one thread per connection, large listen backlog."""
+    """Threaded WSGI server; one thread per connection, large listen backlog.
+
+    With `ssl_context` set, every accepted connection is wrapped in TLS with the context of
+    that moment, so a reload can swap certificates without closing the listening socket.
+    """
 
     daemon_threads = True
     request_queue_size = 1024
     allow_reuse_address = True
+    ssl_context: ssl.SSLContext | None = None
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self._connections = 0
+        self._idle = threading.Condition()
+        super().__init__(*args, **kwargs)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        with self._idle:
+            self._connections += 1
+        try:
+            super().process_request(request, client_address)  # hands over to a new thread
+        except BaseException:
+            self._connection_done()
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._connection_done()
+
+    def _connection_done(self) -> None:
+        with self._idle:
+            self._connections -= 1
+            self._idle.notify_all()
+
+    @property
+    def connections(self) -> int:
+        """Connections being served now (each answers one request)."""
+        with self._idle:
+            return self._connections
+
+    def wait_until_idle(self, timeout: float) -> int:
+        """Wait up to `timeout` seconds for every connection to finish; how many are left."""
+        with self._idle:
+            self._idle.wait_for(lambda: self._connections == 0, timeout)
+            return self._connections
+
+    def get_request(self) -> tuple[socket.socket, Any]:
+        connection, address = self.socket.accept()
+        context = self.ssl_context
+        if context is not None:
+            # The handshake runs later, in the connection's thread (see _QuietHandler.setup).
+            connection = context.wrap_socket(
+                connection, server_side=True, do_handshake_on_connect=False
+            )
+        return connection, address
 
     def server_bind(self) -> None:
         # HTTPServer.server_bind does a reverse DNS lookup of the bound host; skip it.
@@ -102,9 +154,7 @@ def make_server(
     except OSError as exc:
         raise ConfigError(f"cannot listen on {address}: {exc.strerror or exc}") from None
     if ssl_context is not None:
-        server.socket = ssl_context.wrap_socket(
-            server.socket, server_side=True, do_handshake_on_connect=False
-        )
+        server.ssl_context = ssl_context
         server.base_environ["HTTPS"] = "on"
     server.set_app(app)
     return server

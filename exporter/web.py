@@ -16,11 +16,12 @@ from typing import Any
 from urllib.parse import parse_qs, quote
 
 from exporter import __version__
-from exporter.config import SUBACCOUNT_PATTERN, Settings
+from exporter.config import SUBACCOUNT_PATTERN, ConfigError, Settings
 from exporter.discovery import DISCOVERY_PATH, serve_discovery
 from exporter.encoding import gzip_body, plain_body
 from exporter.exposition import SubaccountScrape, render_scrapes
 from exporter.logs import log_event
+from exporter.negotiation import GZIP, choose_coding
 from exporter.scraper import Scrapers, scrape_all
 from exporter.selfmetrics import SelfMetrics
 
@@ -33,12 +34,22 @@ StartResponse = Callable[..., Any]
 
 
 class ExporterApp:
-    """WSGI application serving the exporter's endpoints (built by exporter/app.py)."""
+    """WSGI application serving the exporter's endpoints (built by exporter/app.py).
+
+    `reload` is what `POST /-/reload` calls (set by exporter/app.py): it raises ConfigError
+    with the reason when the new configuration cannot be used.
+    """
 
     def __init__(self, settings: Settings, scrapers: Scrapers, metrics: SelfMetrics) -> None:
         self.settings = settings
         self.scrapers = scrapers
         self.metrics = metrics
+        self.reload: Callable[[], object] | None = None
+
+    def use(self, settings: Settings, scrapers: Scrapers) -> None:
+        """Serve from now on with a reloaded configuration; requests in flight finish as begun."""
+        self.scrapers = scrapers
+        self.settings = settings
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         try:
@@ -56,12 +67,22 @@ class ExporterApp:
     def _route(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         method = environ.get("REQUEST_METHOD", "GET")
         path = environ.get("PATH_INFO", "/")
+        if path == "/-/reload":
+            return self._reload(method, start_response)
         if method not in ("GET", "HEAD"):
             return _text(
                 start_response,
                 "405 Method Not Allowed",
                 "only GET is supported\n",
                 [("Allow", "GET, HEAD")],
+            )
+        if path in (self.settings.telemetry_path, "/probe") and not _acceptable(environ):
+            # Refused before any scrape, so an unservable request costs no API call.
+            return _text(
+                start_response,
+                "406 Not Acceptable",
+                "Accept-Encoding excludes both gzip and identity\n",
+                [("Vary", "Accept-Encoding")],
             )
         if path == self.settings.telemetry_path:
             return self._metrics(environ, start_response)
@@ -72,7 +93,7 @@ class ExporterApp:
         if path == DISCOVERY_PATH:
             return serve_discovery(self.settings, environ, start_response)
         if path == "/":
-            return self._landing(start_response)
+            return self._landing(environ, start_response)
         return _text(start_response, "404 Not Found", "not found\n")
 
     def scrape_timeout(self, environ: dict[str, Any]) -> float:
@@ -111,19 +132,45 @@ class ExporterApp:
         sample = self.scrapers.for_probe(subaccount).scrape(self.scrape_timeout(environ))
         return _exposition(environ, start_response, [sample])
 
-    def _landing(self, start_response: StartResponse) -> Iterable[bytes]:
+    def _probe_help(self, environ: dict[str, Any]) -> str:
+        allowed = sorted(self.settings.probe_allowed or ())
+        target = allowed[0] if allowed else "your-subaccount-id"
+        host = environ.get("HTTP_HOST") or "eightbyeight-exporter:9881"
+        return _probe_help_html(target, host)
+
+    def _reload(self, method: str, start_response: StartResponse) -> Iterable[bytes]:
+        if method != "POST":
+            return _text(
+                start_response,
+                "405 Method Not Allowed",
+                "only POST is supported\n",
+                [("Allow", "POST")],
+            )
+        if self.reload is None:
+            return _text(start_response, "404 Not Found", "reloading is not available\n")
+        try:
+            self.reload()
+        except ConfigError as exc:
+            return _text(
+                start_response, "500 Internal Server Error", f"failed to reload config: {exc}\n"
+            )
+        return _text(start_response, "200 OK", "OK\n")
+
+    def _landing(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         path = html.escape(self.settings.telemetry_path)
+        configured = self.scrapers.configured
         items = "".join(
             f'<li><a href="/probe?target={quote(s.subaccount, safe="")}">'
             f"/probe?target={html.escape(s.subaccount)}</a></li>"
-            for s in self.scrapers.configured
+            for s in configured
         )
         page = (
             "<!DOCTYPE html><html><head><title>8x8 Number Health exporter</title></head><body>"
             "<h1>8x8 Number Health exporter</h1>"
             f"<p>Version {html.escape(__version__)}</p>"
             f'<ul><li><a href="{path}">Metrics</a></li>{items}'
-            '<li><a href="/-/healthy">Health</a></li></ul></body></html>\n'
+            '<li><a href="/-/healthy">Health</a></li></ul>'
+            f"{'' if configured else self._probe_help(environ)}</body></html>\n"
         )
         body = page.encode()
         start_response(
@@ -133,15 +180,49 @@ class ExporterApp:
         return [body]
 
 
+PROBE_SCRAPE_CONFIG = """scrape_configs:
+  - job_name: eightbyeight-probe
+    metrics_path: /probe
+    static_configs:
+      - targets: [{target}]      # subaccount IDs
+    relabel_configs:
+      - source_labels: [__address__]
+        target_label: __param_target
+      - source_labels: [__param_target]
+        target_label: instance
+      - target_label: __address__
+        replacement: {host}
+"""
+
+
+def _probe_help_html(target: str, host: str) -> str:
+    """How to use /probe, for the landing page of an exporter with no subaccount configured."""
+    url = f"/probe?target={quote(target, safe='')}"
+    config = PROBE_SCRAPE_CONFIG.format(target=target, host=host)
+    return (
+        "<h2>Probing subaccounts</h2>"
+        "<p>No subaccount is configured for the metrics page: ask for one subaccount at a time "
+        "with <code>/probe?target=SUBACCOUNT-ID</code>, for example "
+        f'<a href="{html.escape(url)}">{html.escape(url)}</a>.</p>'
+        "<p>A Prometheus scrape configuration for it:</p>"
+        f"<pre>{html.escape(config)}</pre>"
+    )
+
+
+def _acceptable(environ: dict[str, Any]) -> bool:
+    return choose_coding(environ.get("HTTP_ACCEPT_ENCODING")) is not None
+
+
 def _exposition(
     environ: dict[str, Any],
     start_response: StartResponse,
     samples: list[SubaccountScrape],
     head: bytes = b"",
 ) -> Iterable[bytes]:
-    headers = [("Content-Type", CONTENT_TYPE_LATEST)]
+    coding = choose_coding(environ.get("HTTP_ACCEPT_ENCODING"))
+    headers = [("Content-Type", CONTENT_TYPE_LATEST), ("Vary", "Accept-Encoding")]
     parts = render_scrapes(samples, time.time(), head=head)
-    if "gzip" in environ.get("HTTP_ACCEPT_ENCODING", ""):
+    if coding == GZIP:
         # gzip reuses the inventory's pieces, compressed once per API response (level 1).
         chunks = gzip_body(parts)
         headers.append(("Content-Encoding", "gzip"))

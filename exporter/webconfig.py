@@ -118,12 +118,13 @@ def load_web_config(path: str | Path) -> WebConfig:
     headers = _headers(doc.get("http_server_config"), f"{where}: http_server_config")
     users = _users(doc.get("basic_auth_users"), f"{where}: basic_auth_users")
     # Unreadable or mismatched certificates fail now, not on the first scrape.
-    context = ssl_context(tls) if tls is not None else None
+    context = ssl_context(tls, f"{where}: tls_server_config") if tls is not None else None
     return WebConfig(tls, users, headers, context)
 
 
-def ssl_context(tls: TlsSettings) -> ssl.SSLContext:
-    """A server-side SSLContext for the settings; ConfigError if a file cannot be used."""
+def ssl_context(tls: TlsSettings, where: str = "TLS") -> ssl.SSLContext:
+    """A server-side SSLContext for the settings; ConfigError (prefixed `where`) if a file
+    cannot be used."""
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.minimum_version = tls.min_version
     if tls.max_version is not None:
@@ -133,23 +134,25 @@ def ssl_context(tls: TlsSettings) -> ssl.SSLContext:
     try:
         context.load_cert_chain(tls.cert_file, tls.key_file)
     except FileNotFoundError as exc:
-        raise ConfigError(f"TLS: {exc.filename} does not exist") from None
+        raise ConfigError(f"{where}: {exc.filename} does not exist") from None
     except ssl.SSLError as exc:
         raise ConfigError(
-            f"TLS: cannot use cert_file {tls.cert_file} with key_file {tls.key_file}: "
+            f"{where}: cannot use cert_file {tls.cert_file} with key_file {tls.key_file}: "
             f"{_ssl_reason(exc)}"
         ) from None
     except OSError as exc:
-        raise ConfigError(f"TLS: cannot read {exc.filename}: {exc.strerror}") from None
+        raise ConfigError(f"{where}: cannot read {exc.filename}: {exc.strerror}") from None
     context.verify_mode = tls.client_auth
     if tls.client_ca_file is not None:
         try:
             context.load_verify_locations(cafile=tls.client_ca_file)
         except FileNotFoundError:
-            raise ConfigError(f"TLS: client_ca_file {tls.client_ca_file} does not exist") from None
+            raise ConfigError(
+                f"{where}: client_ca_file {tls.client_ca_file} does not exist"
+            ) from None
         except (ssl.SSLError, OSError) as exc:
             raise ConfigError(
-                f"TLS: client_ca_file {tls.client_ca_file} holds no usable CA certificate: "
+                f"{where}: client_ca_file {tls.client_ca_file} holds no usable CA certificate: "
                 f"{_ssl_reason(exc)}"
             ) from None
     return context

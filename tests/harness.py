@@ -7,7 +7,7 @@
   notifications), `CallbackReceiver` (the exporter's 8x8 callback receiver on its own).
 - Data: `number`/`numbers_body` (API records), `vnu`/`vnu_number`/`vss` (8x8 callbacks),
   `parse_samples`/`value` (expositions), `fast_rules`, `query`, `make_pki` (test
-  certificates), `bcrypt_hash`.
+  certificates), `self_signed_certificate`, `bcrypt_hash`.
 - Containers: `container_env`, `podman`, `running_container` (always removed), the stand-in
   and exporter image builds (the session fixtures in tests/conftest.py use them).
 
@@ -45,7 +45,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from prometheus_client.parser import text_string_to_metric_families
 
-from exporter.app import build_exporter
+from exporter.app import Exporter, build_exporter
 from exporter.cli import build_parser
 from exporter.config import settings_from_flags
 from exporter.scraper import SYSTEM_CLOCK, Clock
@@ -340,8 +340,12 @@ class InProcessExporter:
         env: dict[str, str] | None = None,
     ) -> None:
         args = build_parser().parse_args([*argv, "--web.listen-address", "127.0.0.1:0"])
-        self.settings = settings_from_flags(args, {"EIGHTBYEIGHT_API_KEY": api_key, **(env or {})})
-        self.built = build_exporter(self.settings, clock)
+        env = {"EIGHTBYEIGHT_API_KEY": api_key, **(env or {})}
+        self.settings = settings_from_flags(args, env)
+        # A reload re-reads the files of the same flags, as the command line does.
+        self.built: Exporter = build_exporter(
+            self.settings, clock, lambda: settings_from_flags(args, env)
+        )
         self.app: ExporterApp = self.built.app
         self.server: ExporterServer = self.built.server
 
@@ -445,6 +449,37 @@ def rss_kib(pid: int) -> int:
         if line.startswith("VmRSS:"):
             return int(line.split()[1])
     raise AssertionError(f"no VmRSS for pid {pid}")
+
+
+def self_signed_certificate(directory: Path, name: str) -> tuple[Path, Path]:
+    """(certificate, key) files of a self-signed certificate for 127.0.0.1, named `name`."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = directory / f"{name}.crt", directory / f"{name}.key"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert_path, key_path
 
 
 # --- The monitoring stack: Prometheus, Alertmanager, webhook receiver ----------------------------

@@ -128,7 +128,7 @@ def test_other_methods_get_405(exp, method):
     assert answer.status_code == 405
 
 
-@pytest.mark.parametrize("path", ["/metrics/", "/probe/", "/-/reload", "/%ff", "/" + "x" * 30_000])
+@pytest.mark.parametrize("path", ["/metrics/", "/probe/", "/-/reloads", "/%ff", "/" + "x" * 30_000])
 def test_unknown_paths_get_404(exp, path):
     assert exp.get(path).status_code == 404
 

@@ -1,0 +1,250 @@
+"""Operator details: durations, --demo with flags it would ignore, the probe-only landing page,
+singular counts, null in JSON logs, IPv6 addresses in logs, web config TLS errors naming the file,
+and `--api.key` typed on the command line."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import sys
+
+import pytest
+import requests
+
+from exporter.cli import build_parser, main, shown_address
+from exporter.config import ConfigError, settings_from_flags
+from exporter.logs import JsonFormatter, LogfmtFormatter
+from exporter.webconfig import load_web_config
+from tests.harness import (
+    REPO,
+    FakeApi,
+    InProcessExporter,
+    exporter_process,
+    free_port,
+    running_process,
+    self_signed_certificate,
+    wait_until,
+)
+
+KEY = "operator-details-key-31415"
+
+
+def settings(flag: str, value: str):
+    # flag=value, so that a value starting with '-' stays a value.
+    args = build_parser().parse_args([f"{flag}={value}"])
+    return settings_from_flags(args, {"EIGHTBYEIGHT_API_KEY": KEY})
+
+
+@pytest.fixture
+def clean_env(monkeypatch):
+    for name in list(os.environ):
+        if name.startswith("EIGHTBYEIGHT_"):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("EIGHTBYEIGHT_API_KEY", KEY)
+
+
+# --- Durations ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [
+        ("1m30s", 90),
+        ("1h", 3600),
+        ("1d", 86400),
+        ("1w", 7 * 86400),
+        ("1y", 365 * 86400),
+        ("500ms", 0.5),
+        ("1h30m", 5400),
+        ("2d12h", 216000),
+        ("1m0s500ms", 60.5),
+        ("10s", 10),
+        ("1.5s", 1.5),
+        ("45", 45),
+        ("0s", 0),
+    ],
+)
+def test_durations_take_prometheus_forms(text, seconds):
+    assert settings("--cache.ttl", text).cache_ttl == seconds
+
+
+@pytest.mark.parametrize("text", ["", "1m1m", "30s1m", "1x", "1.5m30s", "ms", "-1s", "1 m", "1e3"])
+def test_junk_durations_are_one_line_errors(text):
+    with pytest.raises(ConfigError) as caught:
+        settings("--cache.ttl", text)
+    message = str(caught.value)
+    assert "invalid duration for --cache.ttl" in message
+    assert "1m30s" in message  # the examples show the compound form
+    assert "\n" not in message
+
+
+# --- --demo -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("flags", "named"),
+    [
+        (["--subaccount", "acme-prod"], ["--subaccount"]),
+        (["--api.base-url", "http://127.0.0.1:1"], ["--api.base-url"]),
+        (["--config.file", "exporter.yml"], ["--config.file"]),
+        (["--api.key-file", "key"], ["--api.key-file"]),
+        (
+            ["--subaccount", "acme-prod", "--config.file", "x.yml"],
+            ["--subaccount", "--config.file"],
+        ),
+    ],
+)
+def test_demo_refuses_flags_it_would_ignore(clean_env, capsys, flags, named):
+    assert main(["--demo", *flags]) == 1
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1
+    assert "--demo" in err
+    for flag in named:
+        assert flag in err
+
+
+# --- Landing page -------------------------------------------------------------------------
+
+
+def test_probe_only_landing_page_shows_how_to_probe():
+    with FakeApi() as api, InProcessExporter(["--api.base-url", api.base_url]) as exp:
+        page = exp.get("/").text
+        assert 'href="/probe?target=your-subaccount-id"' in page
+        assert "metrics_path: /probe" in page
+        assert "target_label: __param_target" in page
+        assert f"replacement: 127.0.0.1:{exp.server.server_address[1]}" in page
+        assert api.count == 0
+
+
+def test_probe_only_landing_page_uses_an_allowed_subaccount():
+    flags = ["--probe.allowed-subaccounts", "acme-prod,acme-dev"]
+    with FakeApi() as api, InProcessExporter(["--api.base-url", api.base_url, *flags]) as exp:
+        assert 'href="/probe?target=acme-dev"' in exp.get("/").text
+
+
+def test_landing_page_with_subaccounts_lists_them_without_probe_help():
+    with (
+        FakeApi() as api,
+        InProcessExporter(["--api.base-url", api.base_url, "--subaccount", "acme-prod"]) as exp,
+    ):
+        page = exp.get("/").text
+        assert 'href="/probe?target=acme-prod"' in page
+        assert "metrics_path" not in page
+
+
+# --- --config.check -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("subaccounts", "said"),
+    [
+        ([], "(0 subaccounts)"),
+        (["acme-prod"], "(1 subaccount)"),
+        (["a-1", "b-2"], "(2 subaccounts)"),
+    ],
+)
+def test_config_check_counts_in_words(clean_env, capsys, subaccounts, said):
+    flags = [arg for sub in subaccounts for arg in ("--subaccount", sub)]
+    assert main(["--config.check", *flags]) == 0
+    assert capsys.readouterr().out.strip().endswith(f"configuration is valid {said}")
+
+
+# --- Logs ---------------------------------------------------------------------------------
+
+
+def record(**fields: object) -> logging.LogRecord:
+    rec = logging.LogRecord("exporter.test", logging.WARNING, __file__, 1, "failed", None, None)
+    rec.fields = fields
+    return rec
+
+
+def test_json_logs_write_null_and_logfmt_none():
+    assert json.loads(JsonFormatter().format(record(status=None)))["status"] is None
+    assert json.loads(JsonFormatter().format(record(status=401)))["status"] == "401"
+    assert " status=none" in LogfmtFormatter().format(record(status=None))
+
+
+def test_a_fetch_without_an_answer_logs_a_null_status(caplog):
+    refused = f"http://127.0.0.1:{free_port()}"
+    flags = ["--api.base-url", refused, "--subaccount", "acme-prod", "--api.retries", "0"]
+    with InProcessExporter(flags) as exp, caplog.at_level(logging.WARNING):
+        exp.get()
+    (failure,) = [r for r in caplog.records if r.name == "exporter.scraper"]
+    assert json.loads(JsonFormatter().format(failure))["status"] is None
+
+
+def test_ipv6_addresses_are_shown_in_brackets():
+    assert shown_address("::1", 9881) == "[::1]:9881"
+    assert shown_address("::", 9881) == "[::]:9881"
+    assert shown_address("127.0.0.1", 9881) == "127.0.0.1:9881"
+
+
+@pytest.mark.slow
+def test_the_listening_line_brackets_an_ipv6_address(tmp_path):
+    port = free_port()
+    log = tmp_path / "exporter.log"
+    argv = [sys.executable, "-m", "exporter", "--web.listen-address", f"[::1]:{port}"]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EIGHTBYEIGHT_")}
+    env["EIGHTBYEIGHT_API_KEY"] = KEY
+    with running_process(argv, f"http://[::1]:{port}/-/healthy", env=env, cwd=REPO, log_path=log):
+        assert requests.get(f"http://[::1]:{port}/-/healthy", timeout=5).status_code == 200
+    assert f"address=[::1]:{port}" in log.read_text()
+
+
+# --- The web config -----------------------------------------------------------------------
+
+
+def test_a_certificate_that_does_not_match_its_key_names_the_web_config(tmp_path):
+    first_cert, _ = self_signed_certificate(tmp_path, "first")
+    _, second_key = self_signed_certificate(tmp_path, "second")
+    web = tmp_path / "web.yml"
+    web.write_text(f"tls_server_config:\n  cert_file: {first_cert}\n  key_file: {second_key}\n")
+    with pytest.raises(ConfigError) as caught:
+        load_web_config(web)
+    message = str(caught.value)
+    assert message.startswith(f"web config {web}: tls_server_config: cannot use cert_file")
+    assert str(second_key) in message
+
+
+# --- --api.key ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("argv", [["--api.key", KEY], [f"--api.key={KEY}"]])
+def test_api_key_flag_says_where_the_key_goes(clean_env, capsys, argv):
+    with pytest.raises(SystemExit) as exited:
+        main(argv)
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1
+    assert KEY not in err
+    assert "EIGHTBYEIGHT_API_KEY" in err
+    assert "--api.key-file" in err
+    assert "EIGHTBYEIGHT_API_KEY_FILE" in err
+
+
+@pytest.mark.slow
+def test_a_real_process_refuses_api_key_without_echoing_it():
+    result = subprocess.run(
+        [sys.executable, "-m", "exporter", "--api.key", KEY],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        cwd=REPO,
+        stdin=subprocess.DEVNULL,
+    )
+    assert result.returncode == 2
+    assert KEY not in result.stderr + result.stdout
+    assert "EIGHTBYEIGHT_API_KEY" in result.stderr
+
+
+@pytest.mark.slow
+def test_demo_says_which_environment_it_ignores(tmp_path):
+    log = tmp_path / "demo.log"
+    env = {"EIGHTBYEIGHT_SUBACCOUNTS": "acme-prod", "EIGHTBYEIGHT_API_KEY": KEY}
+    with exporter_process(["--demo"], env, log):
+        wait_until(lambda: "demo mode ignores" in log.read_text(), timeout=10)
+    line = next(line for line in log.read_text().splitlines() if "demo mode ignores" in line)
+    assert "environment=EIGHTBYEIGHT_API_KEY,EIGHTBYEIGHT_SUBACCOUNTS" in line
+    assert KEY not in log.read_text()
