@@ -32,6 +32,7 @@ from urllib3.util.timeout import Timeout
 from exporter import __version__
 from exporter.config import Secret
 from exporter.errors import FetchError, reason_for_status
+from exporter.redact import redact_and_cut
 
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 _READ_CHUNK_BYTES = 1 << 16
@@ -205,7 +206,7 @@ class ApiClient:
     def _status_error(self, response: requests.Response) -> FetchError:
         status = response.status_code
         detail = f"HTTP {status}"
-        message = _error_message(response)
+        message = _error_message(response, self._api_key.reveal())
         if message:
             detail = f"{detail}: {message}"
         if 300 <= status < 400:
@@ -324,8 +325,12 @@ class _CuttableAdapter(HTTPAdapter):
         }
 
 
-def _error_message(response: requests.Response) -> str:
-    """A short, single-line description of an error body: envelope text, HTML or empty."""
+def _error_message(response: requests.Response, secret: str) -> str:
+    """A short, single-line description of an error body: envelope text, HTML or empty.
+
+    An upstream that echoes the key gets it replaced before the text is trimmed, so neither
+    the key nor a recognisable piece of it can reach a log line or an error.
+    """
     try:
         raw = response.raw.read(_ERROR_BODY_PEEK, decode_content=True) or b""
     except Exception:  # noqa: BLE001 - the status alone is enough to report
@@ -343,7 +348,7 @@ def _error_message(response: requests.Response) -> str:
         for field in ("statusMessage", "message", "error"):
             value = doc.get(field)
             if isinstance(value, str) and value.strip():
-                return " ".join(value.split())[:200]
+                return redact_and_cut(" ".join(value.split()), (secret,), 200)
     return ""
 
 

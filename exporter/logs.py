@@ -1,7 +1,7 @@
 """Logging in the two formats Prometheus components use: logfmt and JSON, one line per event.
 
-A filter replaces every configured API key with `<redacted>`, so that even a message built from
-an upstream error that echoed the key cannot leak it.
+A filter replaces every configured API key with `<redacted>` (see exporter.redact), so that even
+a message built from an upstream error that echoed the key, whole or cut short, cannot leak it.
 """
 
 from __future__ import annotations
@@ -11,6 +11,8 @@ import logging
 import sys
 import time
 from collections.abc import Iterable
+
+from exporter.redact import redact
 
 LEVELS = ("debug", "info", "warn", "error")
 FORMATS = ("logfmt", "json")
@@ -27,20 +29,14 @@ class RedactSecrets(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         if not self._secrets:
             return True
-        message = record.getMessage()
-        for secret in self._secrets:
-            message = message.replace(secret, "<redacted>")
-        record.msg, record.args = message, None
+        record.msg, record.args = redact(record.getMessage(), self._secrets), None
         fields = getattr(record, "fields", None)
         if fields:
             record.fields = {k: self._clean(v) for k, v in fields.items()}
         return True
 
     def _clean(self, value: object) -> object:
-        text = str(value)
-        for secret in self._secrets:
-            text = text.replace(secret, "<redacted>")
-        return text
+        return redact(str(value), self._secrets)
 
 
 def _one_line(value: object) -> str:
