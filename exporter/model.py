@@ -147,9 +147,10 @@ def parse_timestamp(value: str | None) -> float | None:
 def parse_inventory(body: bytes | bytearray, per_number: bool = True) -> Inventory:
     """Decode a list body; raise ResponseError('invalid_response' or an envelope's reason)."""
     response = _decode_response(body)
+    _raise_if_error_envelope(response)
     raws = response.numbers
     if raws is None:
-        _raise_if_error_envelope(response)
+        _raise_unless_empty_account(response)
         raws = []
     return _fold_records(response, raws, per_number)
 
@@ -170,21 +171,50 @@ def _decode_response(body: bytes | bytearray) -> NumbersResponse:
         raise ResponseError("invalid_response", f"invalid JSON: {exc}") from None
 
 
-def _raise_if_error_envelope(response: NumbersResponse) -> None:
-    """A 200 that carries an error envelope instead of a list is that error."""
-    code = response.statusCode if response.statusCode is not None else response.code
-    message = response.statusMessage or response.message or ""
+# Error codes of the 8x8 platform's own envelope ({"code": 1200, "message": ...}).
+PLATFORM_ERRORS = {1200: "unauthorized", 1201: "forbidden", 1300: "not_found", 2000: "server_error"}
+# Success as other Voice endpoints say it: 0/"ok" (webhooks), 1/"Created" (call flows), 200.
+_SUCCESS_WORDS = frozenset({"ok", "success", "created"})
+
+
+def _codes(response: NumbersResponse) -> list[int | str]:
+    return [code for code in (response.statusCode, response.code) if code not in (None, "")]
+
+
+def _is_success(code: int | str) -> bool:
+    if isinstance(code, str) and code.strip().lower() in _SUCCESS_WORDS:
+        return True
+    number = _code_number(code)
+    return number is not None and 0 <= number < 300
+
+
+def _code_number(code: int | str) -> int | None:
     try:
-        status = int(code) if code is not None else 0
+        return int(code)
     except ValueError:
-        status = 0
-    if status in (0, 200) and (response.totalNumbers is not None or code is not None):
-        return  # an account with no numbers may omit the list
-    if 400 <= status <= 599:
-        raise ResponseError(reason_for_status(status), f"error envelope {status}: {message}")
-    if code is not None and status not in (0, 200):
-        raise ResponseError("invalid_response", f"error envelope {code}: {message}")
-    raise ResponseError("invalid_response", "no 'numbers' list in the response")
+        return None
+
+
+def _raise_if_error_envelope(response: NumbersResponse) -> None:
+    """A 200 whose statusCode or code is not a success is that error, whatever else it holds."""
+    for code in _codes(response):
+        if _is_success(code):
+            continue
+        message = response.statusMessage or response.message or ""
+        number = _code_number(code)
+        if number in PLATFORM_ERRORS:
+            reason = PLATFORM_ERRORS[number]
+        elif number is not None and 400 <= number <= 599:
+            reason = reason_for_status(number)
+        else:
+            reason = "invalid_response"
+        raise ResponseError(reason, f"error envelope {code}: {message}")
+
+
+def _raise_unless_empty_account(response: NumbersResponse) -> None:
+    """No list is fine from an account with no numbers, if the body says it is a success."""
+    if response.totalNumbers is None and not _codes(response):
+        raise ResponseError("invalid_response", "no 'numbers' list in the response")
 
 
 def _fold_records(

@@ -168,6 +168,24 @@ CASES: dict[str, Case] = {
     ),
     "200 voice error envelope": fail(Reply.json(VOICE_401), "unauthorized", 200),
     "200 platform error envelope": fail(Reply.json(PLATFORM_500), "invalid_response", 200),
+    "200 error statusCode next to a numbers list": fail(
+        ok(two(), statusCode=401, statusMessage="token invalid"), "unauthorized", 200
+    ),
+    "200 error 500 next to a numbers list": fail(
+        ok(two(), statusCode="500", statusMessage="Internal error"), "server_error", 200
+    ),
+    **{
+        f"200 platform code {code}": fail(Reply.json({**PLATFORM_500, "code": code}), reason, 200)
+        for code, reason in (
+            (1200, "unauthorized"),
+            (1201, "forbidden"),
+            (1300, "not_found"),
+            (2000, "server_error"),
+        )
+    },
+    "200 platform code 1201 next to a numbers list": fail(
+        ok(two(), statusCode=None, code=1201, message="Forbidden"), "forbidden", 200
+    ),
     "200 nested 100000 deep": fail(
         Reply(200, b"[" * 100_000 + b"]" * 100_000), "invalid_response", 200
     ),

@@ -206,7 +206,7 @@ def test_per_number_rows_can_be_skipped():
         ),
         (
             b'{"code": 1200, "message": "Invalid request", "errorId": "x"}',
-            "invalid_response",
+            "unauthorized",
             "1200",
         ),
         (b'{"statusCode": "1001", "statusMessage": "Invalid"}', "invalid_response", "1001"),
@@ -217,3 +217,52 @@ def test_bad_response_fails_whole(body, reason, words):
         parse_inventory(body)
     assert caught.value.reason == reason
     assert words in caught.value.detail
+
+
+@pytest.mark.parametrize(
+    ("envelope", "reason"),
+    [
+        ({"statusCode": 401, "statusMessage": "Authentication header not found"}, "unauthorized"),
+        ({"statusCode": "401", "statusMessage": "token invalid"}, "unauthorized"),
+        ({"statusCode": 403, "statusMessage": "Forbidden"}, "forbidden"),
+        ({"statusCode": 500, "statusMessage": "Internal error"}, "server_error"),
+        ({"statusCode": 0, "code": 500, "message": "Internal error"}, "server_error"),
+        ({"statusCode": 1200, "statusMessage": "Unauthorized"}, "unauthorized"),
+        ({"code": 1200, "message": "Unauthorized", "statusCode": None}, "unauthorized"),
+        ({"code": 1201, "message": "Forbidden", "statusCode": None}, "forbidden"),
+        ({"code": "1300", "message": "Not found", "statusCode": None}, "not_found"),
+        ({"code": 2000, "message": "Internal error", "statusCode": None}, "server_error"),
+        ({"statusCode": "1001", "statusMessage": "Invalid"}, "invalid_response"),
+    ],
+    ids=repr,
+)
+@pytest.mark.parametrize("with_numbers", [True, False], ids=["with-numbers", "without-numbers"])
+def test_a_200_with_an_error_code_is_that_error_whatever_else_it_holds(
+    envelope, reason, with_numbers
+):
+    doc = numbers_body([number()] if with_numbers else [], **envelope)
+    if not with_numbers:
+        del doc["numbers"]
+    with pytest.raises(ResponseError) as caught:
+        parse(doc)
+    assert caught.value.reason == reason
+    code = envelope.get("statusCode") or envelope.get("code")
+    assert f"error envelope {code}" in caught.value.detail
+
+
+@pytest.mark.parametrize(
+    "envelope",
+    [
+        {"statusCode": 0, "statusMessage": "OK"},
+        {"statusCode": 200, "statusMessage": "OK"},
+        {"statusCode": "0", "statusMessage": "ok"},
+        {"statusCode": "OK", "statusMessage": "ok"},
+        {"statusCode": 1, "statusMessage": "Created"},
+        {"statusCode": None, "code": 0, "message": "ok"},
+        {"statusCode": None, "statusMessage": None},
+    ],
+    ids=repr,
+)
+def test_success_codes_are_not_errors(envelope):
+    inv = parse(numbers_body([number()], **envelope))
+    assert (inv.listed, inv.invalid_records) == (1, 0)
