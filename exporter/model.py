@@ -2,8 +2,10 @@
 
 Parsing is strict per record and tolerant per response: a record that is not an object, has no
 `msisdn`, or holds a string where a number belongs (or the reverse) is skipped and counted; the
-rest of the response still counts. Anything wrong with the response as a whole raises
-`ResponseError("invalid_response", ...)`.
+rest of the response still counts. Fields the exporter does not use are not read at all. Around
+the list, a field of the wrong type reads as absent (see `Envelope`). Anything wrong with the
+response as a whole raises `ResponseError("invalid_response", ...)`, an error envelope its own
+reason.
 
 Records are decoded from `msgspec.Raw` slices of the body straight into typed structs, a batch
 at a time, and folded into per-group counters and per-number columns with C-level map/zip/Counter
@@ -12,10 +14,11 @@ calls rather than Python code per record; the decoded structs of only one batch 
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from operator import attrgetter
 
 import msgspec
@@ -34,7 +37,7 @@ class NumberHealth(msgspec.Struct, gc=False):
 
 
 class VirtualNumber(msgspec.Struct, gc=False):
-    """One element of `numbers[]`, as documented; unknown fields are ignored."""
+    """One element of `numbers[]`, as documented; fields not used here are ignored."""
 
     msisdn: str
     countryCode: str | None = None  # noqa: N815
@@ -47,27 +50,76 @@ class VirtualNumber(msgspec.Struct, gc=False):
     billingCurrency: str | None = None  # noqa: N815
     numberType: str | None = None  # noqa: N815
     numberHealth: NumberHealth | None = None  # noqa: N815
-    dateCreated: str | None = None  # noqa: N815
-    dateUpdated: str | None = None  # noqa: N815
-    uri: str | None = None
+    # dateCreated, dateUpdated and uri are not used: left out, any type of theirs is fine.
+
+
+_ABSENT = msgspec.Raw()
 
 
 class NumbersResponse(msgspec.Struct, gc=False):
-    """The list response; `numbers` stays raw so each record is decoded on its own."""
+    """The list response. `numbers` stays raw so each record is decoded on its own; so do the
+    other fields, so that one of them of the wrong type costs only itself (see `Envelope`)."""
 
-    totalNumbers: int | float | None = None  # noqa: N815
-    lastUpdatedAt: str | None = None  # noqa: N815
     numbers: list[msgspec.Raw] | None = None
-    statusCode: int | str | None = None  # noqa: N815
-    statusMessage: str | None = None  # noqa: N815
-    code: int | str | None = None
-    message: str | None = None
+    totalNumbers: msgspec.Raw = _ABSENT  # noqa: N815
+    lastUpdatedAt: msgspec.Raw = _ABSENT  # noqa: N815
+    statusCode: msgspec.Raw = _ABSENT  # noqa: N815
+    statusMessage: msgspec.Raw = _ABSENT  # noqa: N815
+    code: msgspec.Raw = _ABSENT
+    message: msgspec.Raw = _ABSENT
 
 
 _RESPONSE = msgspec.json.Decoder(NumbersResponse)
-# What decoding one bad record can raise; invalid UTF-8 in a string surfaces as the last.
-_BAD_RECORD = (msgspec.ValidationError, msgspec.DecodeError, UnicodeDecodeError)
+# What decoding one bad record can raise; invalid UTF-8 in a string surfaces as the
+# UnicodeDecodeError, nesting deeper than the interpreter's recursion limit as the RecursionError.
+_BAD_RECORD = (msgspec.ValidationError, msgspec.DecodeError, UnicodeDecodeError, RecursionError)
 _RECORD = msgspec.json.Decoder(VirtualNumber)
+
+
+@dataclass(frozen=True, slots=True)
+class Envelope:
+    """The response's fields around the list; a field of the wrong type reads as absent."""
+
+    total_numbers: float | None
+    last_updated: float | None
+    status_code: int | str | None
+    code: int | str | None
+    message: str
+
+    @classmethod
+    def read(cls, response: NumbersResponse) -> Envelope:
+        total = _json_value(response.totalNumbers)
+        updated = _json_value(response.lastUpdatedAt)
+        messages = (_json_value(response.statusMessage), _json_value(response.message))
+        return cls(
+            total_numbers=_finite(total) if type(total) in (int, float) else None,
+            last_updated=parse_timestamp(updated) if isinstance(updated, str) else None,
+            status_code=_code(_json_value(response.statusCode)),
+            code=_code(_json_value(response.code)),
+            message=next((" ".join(m.split()) for m in messages if isinstance(m, str) and m), ""),
+        )
+
+
+def _json_value(raw: msgspec.Raw) -> object:
+    """The decoded field; None when absent or unreadable (such as a number beyond a float).
+
+    Invalid UTF-8 is not JSON at all, whatever the field: the whole response is refused.
+    """
+    if not raw:
+        return None
+    text = bytes(raw)
+    try:
+        text.decode()
+    except UnicodeDecodeError:
+        raise ResponseError("invalid_response", "a string is not valid UTF-8") from None
+    try:
+        return msgspec.json.decode(text)
+    except (msgspec.DecodeError, RecursionError):
+        return None
+
+
+def _code(value: object) -> int | str | None:
+    return value if type(value) in (int, str) and value != "" else None  # type: ignore[return-value]
 
 
 @dataclass(slots=True)
@@ -125,17 +177,18 @@ class Inventory:
 
 
 def parse_timestamp(value: str | None) -> float | None:
-    """Unix seconds from an RFC 3339 time (any fraction digits, Z or offset); None if unreadable."""
+    """Unix seconds from an RFC 3339 time (any fraction digits, Z or offset); None if unreadable.
+
+    A leap second (23:59:60) is read as the second after 23:59:59, as POSIX time counts it.
+    """
     if not value:
         return None
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        try:
-            # RFC 3339 allows lower-case 't' and 'z', which fromisoformat does not.
-            parsed = datetime.fromisoformat(value.upper())
-        except ValueError:
-            return None
+    parsed = _parse_datetime(value)
+    if parsed is None and value[16:19] == ":60":
+        parsed = _parse_datetime(f"{value[:17]}59{value[19:]}")
+        parsed = parsed + timedelta(seconds=1) if parsed is not None else None
+    if parsed is None:
+        return None
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=UTC)
     try:
@@ -144,20 +197,34 @@ def parse_timestamp(value: str | None) -> float | None:
         return None
 
 
+def _parse_datetime(value: str) -> datetime | None:
+    try:
+        return datetime.fromisoformat(value)
+    except ValueError:
+        try:
+            # RFC 3339 allows lower-case 't' and 'z', which fromisoformat does not.
+            return datetime.fromisoformat(value.upper())
+        except ValueError:
+            return None
+
+
 def parse_inventory(body: bytes | bytearray, per_number: bool = True) -> Inventory:
     """Decode a list body; raise ResponseError('invalid_response' or an envelope's reason)."""
     response = _decode_response(body)
-    _raise_if_error_envelope(response)
+    envelope = Envelope.read(response)
+    _raise_if_error_envelope(envelope)
     raws = response.numbers
     if raws is None:
-        _raise_unless_empty_account(response)
+        _raise_unless_empty_account(envelope)
         raws = []
-    return _fold_records(response, raws, per_number)
+    return _fold_records(envelope, raws, per_number)
 
 
 def _decode_response(body: bytes | bytearray) -> NumbersResponse:
     try:
         return _RESPONSE.decode(body)
+    except RecursionError:
+        return _decode_around_bad_records(body, "JSON nested too deep")
     except msgspec.ValidationError as exc:
         raise ResponseError("invalid_response", f"unexpected JSON: {exc}") from None
     except UnicodeDecodeError:
@@ -168,7 +235,69 @@ def _decode_response(body: bytes | bytearray) -> NumbersResponse:
         head = bytes(body[:64]).lstrip()
         if head.startswith(b"<"):
             raise ResponseError("invalid_response", "HTML instead of JSON") from None
+        if _SURROGATE_ESCAPE.search(body):
+            return _decode_around_bad_records(body, f"invalid JSON: {exc}")
         raise ResponseError("invalid_response", f"invalid JSON: {exc}") from None
+
+
+# msgspec refuses a whole body for what should cost one record: nesting deeper than the
+# recursion limit, or a \u escape of half a surrogate pair. Such a body is split into its
+# records by a scan of its strings and brackets, and each record is decoded on its own.
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+_TOKENS = re.compile(rb'"(?:[^"\\]++|\\.)*+"|[\[\]{},]', re.DOTALL)
+_OPEN, _CLOSE, _QUOTE, _COMMA = b"[{", b"]}", ord('"'), ord(",")
+
+
+def _decode_around_bad_records(body: bytes | bytearray, problem: str) -> NumbersResponse:
+    split = _split_numbers(body)
+    if split is None:
+        raise ResponseError("invalid_response", problem)
+    start, end, records = split
+    try:
+        response = _RESPONSE.decode(bytes(body[:start]) + b"[]" + bytes(body[end:]))
+    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
+        raise ResponseError("invalid_response", problem) from None
+    response.numbers = records
+    return response
+
+
+def _split_numbers(body: bytes | bytearray) -> tuple[int, int, list[msgspec.Raw]] | None:
+    """Where the top-level `numbers` list starts and ends, and its elements, raw; None if the
+    body has no such list or ends inside it."""
+    view = memoryview(body)
+    depth = 0
+    key_end = -1  # just after a "numbers" key of the top-level object
+    start = -1  # the numbers list's opening bracket, once found
+    element = -1  # where the current element of the list begins
+    records: list[msgspec.Raw] = []
+    for token in _TOKENS.finditer(body):
+        at, after = token.span()
+        first = body[at]
+        if first == _QUOTE:
+            if depth == 1 and after - at == 9 and body[at:after] == b'"numbers"':
+                key_end = after
+            continue
+        if first in _OPEN:
+            depth += 1
+            if (
+                depth == 2
+                and start < 0
+                and first == _OPEN[0]
+                and key_end >= 0
+                and bytes(body[key_end:at]).strip() == b":"
+            ):
+                start, element = at, after
+            key_end = -1
+        elif first in _CLOSE:
+            if depth == 2 and element >= 0:
+                if bytes(body[element:at]).strip():
+                    records.append(msgspec.Raw(view[element:at]))
+                return start, after, records
+            depth -= 1
+        elif first == _COMMA and depth == 2 and element >= 0:
+            records.append(msgspec.Raw(view[element:at]))
+            element = after
+    return None
 
 
 # Error codes of the 8x8 platform's own envelope ({"code": 1200, "message": ...}).
@@ -177,8 +306,8 @@ PLATFORM_ERRORS = {1200: "unauthorized", 1201: "forbidden", 1300: "not_found", 2
 _SUCCESS_WORDS = frozenset({"ok", "success", "created"})
 
 
-def _codes(response: NumbersResponse) -> list[int | str]:
-    return [code for code in (response.statusCode, response.code) if code not in (None, "")]
+def _codes(envelope: Envelope) -> list[int | str]:
+    return [code for code in (envelope.status_code, envelope.code) if code is not None]
 
 
 def _is_success(code: int | str) -> bool:
@@ -195,12 +324,12 @@ def _code_number(code: int | str) -> int | None:
         return None
 
 
-def _raise_if_error_envelope(response: NumbersResponse) -> None:
+def _raise_if_error_envelope(envelope: Envelope) -> None:
     """A 200 whose statusCode or code is not a success is that error, whatever else it holds."""
-    for code in _codes(response):
+    for code in _codes(envelope):
         if _is_success(code):
             continue
-        message = response.statusMessage or response.message or ""
+        message = envelope.message
         number = _code_number(code)
         if number in PLATFORM_ERRORS:
             reason = PLATFORM_ERRORS[number]
@@ -211,21 +340,19 @@ def _raise_if_error_envelope(response: NumbersResponse) -> None:
         raise ResponseError(reason, f"error envelope {code}: {message}")
 
 
-def _raise_unless_empty_account(response: NumbersResponse) -> None:
+def _raise_unless_empty_account(envelope: Envelope) -> None:
     """No list is fine from an account with no numbers, if the body says it is a success."""
-    if response.totalNumbers is None and not _codes(response):
+    if envelope.total_numbers is None and not _codes(envelope):
         raise ResponseError("invalid_response", "no 'numbers' list in the response")
 
 
-def _fold_records(
-    response: NumbersResponse, raws: list[msgspec.Raw], per_number: bool
-) -> Inventory:
+def _fold_records(envelope: Envelope, raws: list[msgspec.Raw], per_number: bool) -> Inventory:
     fold = _Fold(per_number)
     for start in range(0, len(raws), _RECORDS_PER_BATCH):
         fold.add(raws[start : start + _RECORDS_PER_BATCH])
     return Inventory(
-        total_numbers=_finite(response.totalNumbers),
-        last_updated=parse_timestamp(response.lastUpdatedAt),
+        total_numbers=envelope.total_numbers,
+        last_updated=envelope.last_updated,
         listed=len(fold.seen),
         invalid_records=fold.invalid,
         groups=fold.groups(),

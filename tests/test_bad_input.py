@@ -162,9 +162,30 @@ CASES: dict[str, Case] = {
     "200 top-level null": fail(Reply(200, b"null"), "invalid_response", 200),
     "200 top-level number": fail(Reply(200, b"42"), "invalid_response", 200),
     "200 numbers is an object": fail(Reply(200, body({"numbers": {}})), "invalid_response", 200),
-    "200 totalNumbers is a string": fail(ok(two(), totalNumbers="2"), "invalid_response", 200),
-    "200 totalNumbers beyond a float": fail(
-        Reply(200, b'{"totalNumbers": 1e400, "numbers": []}'), "invalid_response", 200
+    # A response field of the wrong type costs that field only.
+    "200 totalNumbers is a string": Case(
+        ok(two(), totalNumbers="2"),
+        1,
+        checks={
+            metric("eightbyeight_virtual_numbers"): None,
+            metric("eightbyeight_virtual_numbers_listed"): 2,
+        },
+    ),
+    "200 totalNumbers beyond a float": Case(
+        Reply(200, b'{"totalNumbers": 1e400, "numbers": []}'),
+        1,
+        checks={metric("eightbyeight_virtual_numbers"): None},
+    ),
+    "200 lastUpdatedAt in epoch milliseconds": Case(
+        ok(two(), lastUpdatedAt=1719813023550),
+        1,
+        checks={
+            metric("eightbyeight_last_updated_timestamp_seconds"): None,
+            metric("eightbyeight_virtual_numbers"): 2,
+        },
+    ),
+    "200 statusMessage is a number": Case(
+        ok(two(), statusMessage=200), 1, checks={metric("eightbyeight_virtual_numbers"): 2}
     ),
     "200 voice error envelope": fail(Reply.json(VOICE_401), "unauthorized", 200),
     "200 platform error envelope": fail(Reply.json(PLATFORM_500), "invalid_response", 200),
@@ -276,6 +297,53 @@ CASES: dict[str, Case] = {
         1,
         invalid=8,
         checks={metric("eightbyeight_virtual_numbers_listed"): 1},
+    ),
+    "unused record fields of any type": Case(
+        ok(
+            [
+                number(uri=42, dateCreated=1719813023550, dateUpdated={"at": [1, 2]}),
+                number("+6531234568", uri=None, dateCreated=False, dateUpdated=[]),
+            ]
+        ),
+        1,
+        checks={metric("eightbyeight_virtual_numbers_listed"): 2},
+    ),
+    "one record nested 1000 deep": Case(
+        Reply(
+            200,
+            body(
+                numbers_body([number(uri="DEEP"), number("+6531234568"), number("+6531234569")])
+            ).replace(b'"DEEP"', b"[" * 1000 + b"]" * 1000),
+        ),
+        1,
+        invalid=1,
+        checks={metric("eightbyeight_virtual_numbers_listed"): 2},
+    ),
+    "a lone surrogate in one record": Case(
+        Reply(
+            200,
+            body(
+                numbers_body(
+                    [number(referenceId="HALF"), number("+6531234568"), number("+6531234569")]
+                )
+            ).replace(b"HALF", b"\\ud800"),
+        ),
+        1,
+        invalid=1,
+        checks={metric("eightbyeight_virtual_numbers_listed"): 2},
+    ),
+    "leap second": Case(
+        ok(
+            [number(numberHealth={"isHealthy": True, "lastCheckedTime": "2016-12-31T23:59:60Z"})],
+            lastUpdatedAt="2016-12-31T23:59:60.5Z",
+        ),
+        1,
+        checks={
+            metric("eightbyeight_last_updated_timestamp_seconds"): 1483228800.5,
+            metric(
+                "eightbyeight_number_health_last_checked_timestamp_seconds", msisdn="+6531234567"
+            ): 1483228800.0,
+        },
     ),
     "duplicate msisdns": Case(
         ok([number(), number(), number("+6531234568")]),

@@ -197,7 +197,6 @@ def test_per_number_rows_can_be_skipped():
         (b"[1, 2, 3]", "invalid_response", "unexpected JSON"),
         (b'"numbers"', "invalid_response", "unexpected JSON"),
         (b'{"numbers": {"msisdn": "+1"}}', "invalid_response", "numbers"),
-        (b'{"totalNumbers": "two", "numbers": []}', "invalid_response", "totalNumbers"),
         (b'{"hello": "world"}', "invalid_response", "no 'numbers'"),
         (
             b'{"statusCode": 401, "statusMessage": "Authentication header not found"}',
@@ -266,3 +265,102 @@ def test_a_200_with_an_error_code_is_that_error_whatever_else_it_holds(
 def test_success_codes_are_not_errors(envelope):
     inv = parse(numbers_body([number()], **envelope))
     assert (inv.listed, inv.invalid_records) == (1, 0)
+
+
+@pytest.mark.parametrize(
+    ("field", "wrong", "lost"),
+    [
+        ("lastUpdatedAt", 1719813023550, "last_updated"),  # epoch milliseconds
+        ("lastUpdatedAt", {"at": "2024-07-01T05:50:23Z"}, "last_updated"),
+        ("totalNumbers", "2", "total_numbers"),
+        ("totalNumbers", True, "total_numbers"),
+        ("totalNumbers", None, "total_numbers"),
+        ("statusMessage", 42, None),
+        ("statusMessage", ["OK"], None),
+        ("message", {"text": "OK"}, None),
+        ("statusCode", True, None),
+        ("statusCode", 0.0, None),
+    ],
+    ids=repr,
+)
+def test_a_wrong_typed_response_field_costs_only_that_field(field, wrong, lost):
+    inv = parse(numbers_body([number(), number("+6531234568")], **{field: wrong}))
+    assert (inv.listed, inv.invalid_records) == (2, 0)
+    if lost is not None:
+        assert getattr(inv, lost) is None
+
+
+def test_a_total_beyond_a_float_costs_only_that_field():
+    inv = parse_inventory(b'{"totalNumbers": 1e400, "numbers": [{"msisdn": "+1"}]}')
+    assert (inv.total_numbers, inv.listed) == (None, 1)
+
+
+@pytest.mark.parametrize(
+    "unused",
+    [
+        {"uri": 42},
+        {"uri": None},
+        {"dateCreated": 1719813023550},
+        {"dateUpdated": {"at": ["2024"]}},
+        {"dateCreated": [1, 2, 3], "dateUpdated": False, "uri": {"href": "x"}},
+    ],
+    ids=repr,
+)
+def test_unused_record_fields_of_any_type_leave_the_record_valid(unused):
+    inv = parse(numbers_body([number(**unused)]))
+    assert (inv.listed, inv.invalid_records) == (1, 0)
+
+
+@pytest.mark.parametrize("depth", [1000, 5000, 100_000])
+@pytest.mark.parametrize("field", ["uri", "referenceId", "numberHealth"])
+def test_deep_nesting_inside_one_record_costs_that_record(field, depth):
+    good = json.dumps(numbers_body([number("+6531234567"), number("+6531234569")]))
+    deep = json.dumps(number("+6531234568", **{field: "DEEP"})).replace(
+        '"DEEP"', "[" * depth + "]" * depth
+    )
+    body = good.replace('"numbers": [', '"numbers": [' + deep + ", ", 1).encode()
+    inv = parse_inventory(body)
+    assert (inv.listed, inv.invalid_records) == (2, 1)
+    assert [row.msisdn for row in number_rows(inv)] == ["+6531234567", "+6531234569"]
+
+
+def test_a_lone_surrogate_in_one_record_costs_that_record():
+    good = json.dumps(numbers_body([number("+6531234567")]))
+    bad = json.dumps(number("+6531234568", referenceId="SURROGATE"))
+    bad = bad.replace("SURROGATE", "x\\ud800y")
+    body = good.replace('"numbers": [', '"numbers": [' + bad + ", ", 1).encode()
+    inv = parse_inventory(body)
+    assert (inv.listed, inv.invalid_records) == (1, 1)
+
+
+def test_deep_nesting_outside_the_records_fails_the_response():
+    body = b'{"statusMessage": ' + b"[" * 5000 + b"]" * 5000 + b', "numbers": []}'
+    with pytest.raises(ResponseError) as caught:
+        parse_inventory(body)
+    assert caught.value.reason == "invalid_response"
+
+
+@pytest.mark.parametrize(
+    ("leap", "same_as"),
+    [
+        ("2016-12-31T23:59:60Z", "2017-01-01T00:00:00Z"),
+        ("2016-12-31T23:59:60.5Z", "2017-01-01T00:00:00.5Z"),
+        ("2017-01-01T07:59:60+08:00", "2017-01-01T00:00:00Z"),
+        ("2015-06-30t23:59:60.123z", "2015-07-01T00:00:00.123Z"),
+    ],
+)
+def test_a_leap_second_is_read_as_the_next_second(leap, same_as):
+    assert parse_timestamp(leap) == parse_timestamp(same_as)
+    inv = parse(
+        numbers_body(
+            [number(numberHealth={"isHealthy": True, "lastCheckedTime": leap})],
+            lastUpdatedAt=leap,
+        )
+    )
+    assert inv.last_updated == parse_timestamp(same_as)
+    assert number_rows(inv)[0].last_checked == parse_timestamp(same_as)
+
+
+@pytest.mark.parametrize("text", ["2016-12-31T23:59:61Z", "2016-12-31T23:60:00Z"])
+def test_only_second_60_is_a_leap_second(text):
+    assert parse_timestamp(text) is None
