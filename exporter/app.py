@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from exporter.client import ApiClient
-from exporter.config import Settings
+from exporter.config import Secret, Settings
 from exporter.scraper import SYSTEM_CLOCK, Clock, NumbersClient, Scrapers, SubaccountScraper
 from exporter.selfmetrics import SelfMetrics
 from exporter.server import ExporterServer, make_server
@@ -68,12 +68,18 @@ def build_scrapers(
             cache_ttl=settings.cache_ttl,
             serve_stale_for=settings.serve_stale_for,
             clock=clock,
+            secrets=_keys_of(settings, subaccount),
         )
 
     configured = [config.subaccount for config in settings.subaccounts]
     for subaccount in configured:
         metrics.start_at_zero(subaccount)
     return Scrapers(configured, new_scraper)
+
+
+def _keys_of(settings: Settings, subaccount: str) -> tuple[Secret, ...]:
+    key = settings.subaccount_config(subaccount).api_key
+    return (key,) if key is not None else ()
 
 
 def build_app(

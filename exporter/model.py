@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from operator import attrgetter
@@ -25,6 +25,7 @@ import msgspec
 
 from exporter.errors import ResponseError, reason_for_status
 from exporter.memo import Memo
+from exporter.redact import redact_and_cut
 
 KNOWN_STATUSES = ("active", "expiring", "inactive")
 UNKNOWN = "unknown"
@@ -208,16 +209,22 @@ def _parse_datetime(value: str) -> datetime | None:
             return None
 
 
-def parse_inventory(body: bytes | bytearray, per_number: bool = True) -> Inventory:
-    """Decode a list body; raise ResponseError('invalid_response' or an envelope's reason)."""
+def parse_inventory(
+    body: bytes | bytearray, per_number: bool = True, secrets: Collection[str] = ()
+) -> Inventory:
+    """Decode a list body; raise ResponseError('invalid_response' or an envelope's reason).
+
+    `secrets` are the API keys the body must not carry into a label value or an error: a
+    record that would is skipped and counted invalid. They are not kept in the result.
+    """
     response = _decode_response(body)
     envelope = Envelope.read(response)
-    _raise_if_error_envelope(envelope)
+    _raise_if_error_envelope(envelope, secrets)
     raws = response.numbers
     if raws is None:
         _raise_unless_empty_account(envelope)
         raws = []
-    return _fold_records(envelope, raws, per_number)
+    return _fold_records(envelope, raws, per_number, secrets)
 
 
 def _decode_response(body: bytes | bytearray) -> NumbersResponse:
@@ -324,12 +331,12 @@ def _code_number(code: int | str) -> int | None:
         return None
 
 
-def _raise_if_error_envelope(envelope: Envelope) -> None:
+def _raise_if_error_envelope(envelope: Envelope, secrets: Collection[str]) -> None:
     """A 200 whose statusCode or code is not a success is that error, whatever else it holds."""
     for code in _codes(envelope):
         if _is_success(code):
             continue
-        message = envelope.message
+        message = redact_and_cut(envelope.message, secrets, 200)
         number = _code_number(code)
         if number in PLATFORM_ERRORS:
             reason = PLATFORM_ERRORS[number]
@@ -346,8 +353,10 @@ def _raise_unless_empty_account(envelope: Envelope) -> None:
         raise ResponseError("invalid_response", "no 'numbers' list in the response")
 
 
-def _fold_records(envelope: Envelope, raws: list[msgspec.Raw], per_number: bool) -> Inventory:
-    fold = _Fold(per_number)
+def _fold_records(
+    envelope: Envelope, raws: list[msgspec.Raw], per_number: bool, secrets: Collection[str]
+) -> Inventory:
+    fold = _Fold(per_number, secrets)
     for start in range(0, len(raws), _RECORDS_PER_BATCH):
         fold.add(raws[start : start + _RECORDS_PER_BATCH])
     return Inventory(
@@ -388,15 +397,26 @@ _INF = float("inf")
 _UNKNOWNS = ((None, UNKNOWN), ("", UNKNOWN))
 
 
-def _same(value: str) -> str:
-    return value
+# Keys shorter than this (test keys such as "k") would match ordinary label values; a real 8x8
+# API key is far longer.
+MIN_KEY_LENGTH = 8
+
+
+class _KeyInLabelError(Exception):
+    """A label value of the batch holds an API key: its records are checked one by one."""
 
 
 class _Fold:
-    """Folds batches of raw records into group counters and per-number columns."""
+    """Folds batches of raw records into group counters and per-number columns.
 
-    def __init__(self, per_number: bool) -> None:
+    A record that would put an API key into a label value is skipped and counted as invalid.
+    Each distinct label value is checked once, as the label memos first meet it: a batch without
+    the key costs nothing more, a batch with it is folded again without the records that hold it.
+    """
+
+    def __init__(self, per_number: bool, secrets: Collection[str] = ()) -> None:
         self.per_number = per_number
+        self.secrets = tuple(secret for secret in secrets if len(secret) >= MIN_KEY_LENGTH)
         self.columns = NumberColumns()
         self.seen: set[str] = set()
         self.invalid = 0
@@ -404,14 +424,29 @@ class _Fold:
         self.combos: Counter[tuple[str, str, str, bool | None, bool | None]] = Counter()
         self.rental: dict[tuple[str, str, str], float] = {}
         self.oldest: dict[tuple[str, str], float] = {}
-        self.shared = Memo(_same, _UNKNOWNS)  # the first copy of each value, shared by the rest
-        self.lowered = Memo(str.lower, _UNKNOWNS)
+        label = self._label
+        # The first copy of each label value, shared by the rest; and the lower-cased ones.
+        self.shared = Memo(label, _UNKNOWNS)
+        self.lowered = Memo(lambda value: label(value).lower(), _UNKNOWNS)
+
+    def _label(self, value: str) -> str:
+        """A label value as first seen; _KeyInLabelError if it holds a key (so it is never memoised)."""
+        for secret in self.secrets:
+            if secret in value:
+                raise _KeyInLabelError
+        return value
 
     def add(self, raws: list[msgspec.Raw]) -> None:
         records = self._decode(raws)
-        records, msisdns = self._usable(records)
-        if not records:
-            return
+        try:
+            self._fold(records)
+        except _KeyInLabelError:
+            self._fold(self._without_key(records))
+
+    def _fold(self, records: list[VirtualNumber]) -> None:
+        """Fold the records; everything that may raise _KeyInLabelError comes before any change."""
+        records, msisdns, fresh, repeated = self._usable(records)
+        per_number = self.per_number
         shared = self.shared.__getitem__
         lowered = self.lowered.__getitem__
         country = list(map(shared, map(_COUNTRY, records)))
@@ -425,21 +460,29 @@ class _Fold:
                 _NO_HEALTH if h is None or e is False else h
                 for h, e in zip(health, enabled, strict=True)
             ]
+        if per_number:
+            self._check_msisdns(msisdns)
+            reference = list(map(shared, map(_REFERENCE, records)))
+            health_status = list(map(lowered, map(_HEALTH_STATUS, health)))
+
+        self.seen |= fresh
+        self.invalid += repeated
+        if not records:
+            return
         healthy = list(map(_IS_HEALTHY, health))
         checked = _timestamps(list(map(_CHECKED, health)))
         prices = list(map(_RENTAL, records))
-
         self.combos.update(zip(country, number_type, status, healthy, enabled, strict=True))
         self._add_rental(zip(country, number_type, currency, strict=True), prices)
         self._add_oldest(zip(country, number_type, strict=True), checked)
-        if self.per_number:
+        if per_number:
             columns = self.columns
             columns.msisdn += msisdns
             columns.country += country
             columns.number_type += number_type
             columns.operational_status += status
-            columns.health_status += map(lowered, map(_HEALTH_STATUS, health))
-            columns.reference_id += map(shared, map(_REFERENCE, records))
+            columns.health_status += health_status
+            columns.reference_id += reference
             columns.currency += currency
             columns.healthy += healthy
             columns.check_enabled += enabled
@@ -447,6 +490,35 @@ class _Fold:
             columns.rental_price += prices
             columns.incoming_rate += map(_INCOMING, records)
             columns.billing_unit += map(_BILLING, records)
+
+    def _check_msisdns(self, msisdns: list[str]) -> None:
+        if not self.secrets:
+            return
+        joined = "".join(msisdns)  # one search per batch; a hit across two msisdns is checked
+        for secret in self.secrets:
+            if secret in joined and any(secret in msisdn for msisdn in msisdns):
+                raise _KeyInLabelError
+
+    def _without_key(self, records: list[VirtualNumber]) -> list[VirtualNumber]:
+        """The records that put no key into a label value; the others are counted invalid."""
+        kept = [record for record in records if not self._holds_key(record)]
+        self.invalid += len(records) - len(kept)
+        return kept
+
+    def _holds_key(self, record: VirtualNumber) -> bool:
+        """Whether any field of the record that becomes a label value holds a key."""
+        texts = [
+            record.countryCode,
+            record.numberType,
+            record.operationalStatus,
+            record.billingCurrency,
+        ]
+        if self.per_number:
+            texts += [record.msisdn, record.referenceId]
+            health = record.numberHealth
+            if health is not None and record.numberHealthCheckEnabled is not False:
+                texts.append(health.status)
+        return any(secret in text for text in texts if text for secret in self.secrets)
 
     def _decode(self, raws: list[msgspec.Raw]) -> list[VirtualNumber]:
         try:
@@ -461,22 +533,25 @@ class _Fold:
                 self.invalid += 1
         return records
 
-    def _usable(self, records: list[VirtualNumber]) -> tuple[list[VirtualNumber], list[str]]:
-        """Drop records whose msisdn is empty or seen before (the first one counts)."""
+    def _usable(
+        self, records: list[VirtualNumber]
+    ) -> tuple[list[VirtualNumber], list[str], set[str], int]:
+        """The records whose msisdn is neither empty nor seen before (the first one counts),
+        their msisdns, those as a set, and how many records were dropped; nothing is changed."""
         msisdns = list(map(_MSISDN, records))
         batch = set(msisdns)
         if len(batch) == len(msisdns) and "" not in batch and self.seen.isdisjoint(batch):
-            self.seen |= batch
-            return records, msisdns
+            return records, msisdns, batch, 0
+        seen = self.seen
+        fresh: set[str] = set()
         kept = []
         for record in records:
             msisdn = record.msisdn
-            if not msisdn or msisdn in self.seen:
-                self.invalid += 1
+            if not msisdn or msisdn in seen or msisdn in fresh:
                 continue
-            self.seen.add(msisdn)
+            fresh.add(msisdn)
             kept.append(record)
-        return kept, list(map(_MSISDN, kept))
+        return kept, list(map(_MSISDN, kept)), fresh, len(records) - len(kept)
 
     def _add_rental(self, keys: Iterable[tuple[str, str, str]], prices: list[float | None]) -> None:
         # Added one by one in record order, so the sums are exactly those of a plain loop.

@@ -364,3 +364,85 @@ def test_a_leap_second_is_read_as_the_next_second(leap, same_as):
 @pytest.mark.parametrize("text", ["2016-12-31T23:59:61Z", "2016-12-31T23:60:00Z"])
 def test_only_second_60_is_a_leap_second(text):
     assert parse_timestamp(text) is None
+
+
+# --- the API key is never a label value ------------------------------------------------------
+
+KEY = "sk-model-5b2e9d0c41f7a3e8-never-shown"
+LABEL_FIELDS = [
+    "msisdn",
+    "countryCode",
+    "numberType",
+    "operationalStatus",
+    "referenceId",
+    "billingCurrency",
+    "numberHealth.status",
+]
+
+
+def with_field(record: dict, field: str, value: object) -> dict:
+    if field == "numberHealth.status":
+        return {**record, "numberHealth": {**record["numberHealth"], "status": value}}
+    return {**record, field: value}
+
+
+def label_values(inv) -> set[str]:
+    """Every string of the inventory that becomes a label value."""
+    values = {text for column in fields(inv.columns) for text in getattr(inv.columns, column.name)}
+    for (country, number_type), group in inv.groups.items():
+        values |= {country, number_type, *group.statuses, *group.monthly_rental_cost}
+    return {value for value in values if isinstance(value, str)}
+
+
+@pytest.mark.parametrize("field", LABEL_FIELDS)
+@pytest.mark.parametrize("echo", [KEY, f"token {KEY} rejected", f"{KEY.upper()}{KEY}"])
+def test_a_record_holding_the_key_in_a_label_field_is_skipped_and_counted(field, echo):
+    records = [number("+6531230001"), with_field(number("+6531230002"), field, echo)]
+    inv = parse(numbers_body(records), secrets=[KEY])
+    assert (inv.listed, inv.invalid_records) == (1, 1)
+    assert [row.msisdn for row in number_rows(inv)] == ["+6531230001"]
+    assert not any(KEY in value for value in label_values(inv))
+
+
+def test_the_key_is_caught_in_every_batch_and_only_where_it_is():
+    # Far more records than one batch holds; a key value once seen is caught again later.
+    records = [
+        number(f"+65{6000000 + i}", referenceId=f"ref {KEY}" if i % 1000 == 7 else "range-1")
+        for i in range(5000)
+    ]
+    inv = parse(numbers_body(records), secrets=[KEY])
+    assert (inv.listed, inv.invalid_records) == (4995, 5)
+    assert not any(KEY in value for value in label_values(inv))
+    assert sum(inv.groups[("SG", "Mobile")].statuses.values()) == 4995
+
+
+def test_the_key_where_it_is_no_label_leaves_the_record_valid():
+    records = [
+        number("+6531230001", uri=KEY, dateCreated=KEY),
+        number(
+            "+6531230002",
+            numberHealthCheckEnabled=False,  # a disabled check's status is not shown
+            numberHealth={"isHealthy": True, "status": KEY},
+        ),
+    ]
+    inv = parse(numbers_body(records), secrets=[KEY])
+    assert (inv.listed, inv.invalid_records) == (2, 0)
+
+
+def test_without_per_number_metrics_only_aggregate_labels_are_checked():
+    records = [
+        number("+6531230001", referenceId=KEY),  # not a label without per-number metrics
+        number("+6531230002", countryCode=KEY),
+        number(KEY),
+    ]
+    inv = parse(numbers_body(records), per_number=False, secrets=[KEY])
+    assert (inv.listed, inv.invalid_records) == (2, 1)
+    assert not any(KEY in value for value in label_values(inv))
+
+
+def test_the_key_in_an_error_envelope_is_redacted_from_the_error():
+    body = {"statusCode": 401, "statusMessage": f"{'x' * 180} token {KEY} is not valid"}
+    with pytest.raises(ResponseError) as caught:
+        parse(body, secrets=[KEY])
+    assert caught.value.reason == "unauthorized"
+    assert KEY[:4] not in caught.value.detail
