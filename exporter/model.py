@@ -397,6 +397,19 @@ _INF = float("inf")
 _UNKNOWNS = ((None, UNKNOWN), ("", UNKNOWN))
 
 
+# What a label value must not carry: control characters but the newline (which the text format
+# escapes), line and paragraph separators, and lone surrogates. The format has no escape for them;
+# Prometheus accepts them, but they reach terminals through curl, split lines for tools that also
+# end lines there, and show as nothing on a dashboard. Each becomes U+FFFD.
+_UNPRINTABLE = re.compile("[\x00-\x09\x0b-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
+REPLACEMENT_CHARACTER = "\ufffd"
+
+
+def printable(value: str) -> str:
+    """The value with every character a label value must not carry replaced by U+FFFD."""
+    return value if value.isprintable() else _UNPRINTABLE.sub(REPLACEMENT_CHARACTER, value)
+
+
 # Keys shorter than this (test keys such as "k") would match ordinary label values; a real 8x8
 # API key is far longer.
 MIN_KEY_LENGTH = 8
@@ -430,11 +443,11 @@ class _Fold:
         self.lowered = Memo(lambda value: label(value).lower(), _UNKNOWNS)
 
     def _label(self, value: str) -> str:
-        """A label value as first seen; _KeyInLabelError if it holds a key (so it is never memoised)."""
+        """A label value, printable; _KeyInLabelError if it holds a key (so it is never memoised)."""
         for secret in self.secrets:
             if secret in value:
                 raise _KeyInLabelError
-        return value
+        return printable(value)
 
     def add(self, raws: list[msgspec.Raw]) -> None:
         records = self._decode(raws)
@@ -445,7 +458,11 @@ class _Fold:
 
     def _fold(self, records: list[VirtualNumber]) -> None:
         """Fold the records; everything that may raise _KeyInLabelError comes before any change."""
-        records, msisdns, fresh, repeated = self._usable(records)
+        msisdns = list(map(_MSISDN, records))
+        joined = "".join(msisdns)  # one look at the whole batch for what is rare
+        if not joined.isprintable():
+            msisdns = list(map(printable, msisdns))
+        records, msisdns, fresh, repeated = self._usable(records, msisdns)
         per_number = self.per_number
         shared = self.shared.__getitem__
         lowered = self.lowered.__getitem__
@@ -461,7 +478,7 @@ class _Fold:
                 for h, e in zip(health, enabled, strict=True)
             ]
         if per_number:
-            self._check_msisdns(msisdns)
+            self._check_msisdns(joined, msisdns)
             reference = list(map(shared, map(_REFERENCE, records)))
             health_status = list(map(lowered, map(_HEALTH_STATUS, health)))
 
@@ -491,11 +508,9 @@ class _Fold:
             columns.incoming_rate += map(_INCOMING, records)
             columns.billing_unit += map(_BILLING, records)
 
-    def _check_msisdns(self, msisdns: list[str]) -> None:
-        if not self.secrets:
-            return
-        joined = "".join(msisdns)  # one search per batch; a hit across two msisdns is checked
-        for secret in self.secrets:
+    def _check_msisdns(self, joined: str, msisdns: list[str]) -> None:
+        """_KeyInLabelError if an msisdn holds a key; `joined` is the batch's msisdns as one."""
+        for secret in self.secrets:  # a hit in `joined` may span two msisdns: it is checked
             if secret in joined and any(secret in msisdn for msisdn in msisdns):
                 raise _KeyInLabelError
 
@@ -534,24 +549,24 @@ class _Fold:
         return records
 
     def _usable(
-        self, records: list[VirtualNumber]
+        self, records: list[VirtualNumber], msisdns: list[str]
     ) -> tuple[list[VirtualNumber], list[str], set[str], int]:
-        """The records whose msisdn is neither empty nor seen before (the first one counts),
-        their msisdns, those as a set, and how many records were dropped; nothing is changed."""
-        msisdns = list(map(_MSISDN, records))
+        """The records whose msisdn (as given, printable) is neither empty nor seen before (the
+        first one counts), their msisdns, those as a set, and how many records were dropped;
+        nothing is changed."""
         batch = set(msisdns)
         if len(batch) == len(msisdns) and "" not in batch and self.seen.isdisjoint(batch):
             return records, msisdns, batch, 0
         seen = self.seen
         fresh: set[str] = set()
-        kept = []
-        for record in records:
-            msisdn = record.msisdn
+        kept, kept_msisdns = [], []
+        for record, msisdn in zip(records, msisdns, strict=True):
             if not msisdn or msisdn in seen or msisdn in fresh:
                 continue
             fresh.add(msisdn)
             kept.append(record)
-        return kept, list(map(_MSISDN, kept)), fresh, len(records) - len(kept)
+            kept_msisdns.append(msisdn)
+        return kept, kept_msisdns, fresh, len(records) - len(kept)
 
     def _add_rental(self, keys: Iterable[tuple[str, str, str]], prices: list[float | None]) -> None:
         # Added one by one in record order, so the sums are exactly those of a plain loop.

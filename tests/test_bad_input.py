@@ -11,6 +11,7 @@ from __future__ import annotations
 import gc
 import gzip
 import json
+import subprocess
 import time
 import types
 from dataclasses import dataclass, field
@@ -57,6 +58,8 @@ PLATFORM_500 = {
     "errorId": "0f9ad2b4-1c55-4b4e-9f51-3c1d63a0b1c2",
     "timestamp": "2024-07-01T05:50:23.550Z",
 }
+# Every control character but the newline, and the line and paragraph separators.
+CONTROL = "".join(chr(c) for c in (*range(0x20), *range(0x7F, 0xA0)) if c != 0x0A) + "\u2028\u2029"
 HTML = b"<!DOCTYPE html><html><body><h1>502 Bad Gateway</h1></body></html>"
 
 
@@ -368,6 +371,24 @@ CASES: dict[str, Case] = {
         "unauthorized",
         200,
     ),
+    "control characters in label fields": Case(
+        ok(
+            [
+                number(
+                    f"+65{CONTROL}1",
+                    countryCode=CONTROL,
+                    numberType=CONTROL,
+                    operationalStatus=f"Active{CONTROL}",
+                    referenceId=CONTROL,
+                    billingCurrency=CONTROL,
+                    numberHealth={"isHealthy": True, "status": CONTROL},
+                ),
+                number("+6531234568"),
+            ]
+        ),
+        1,
+        checks={metric("eightbyeight_virtual_numbers_listed"): 2},
+    ),
     "duplicate msisdns": Case(
         ok([number(), number(), number("+6531234568")]),
         1,
@@ -539,7 +560,13 @@ def test_hostile_answer(api, exporter, name):
 
     assert answer.status_code == 200
     assert elapsed < SCRAPE_TIMEOUT, f"answered after {elapsed:.2f}s"
-    samples = parse_samples(answer.text)
+    text = answer.content.decode()
+    samples = parse_samples(text)
+    assert all(line.isprintable() for line in text.split("\n"))
+    checked = subprocess.run(
+        ["promtool", "check", "metrics"], input=answer.content, capture_output=True, timeout=60
+    )
+    assert checked.returncode == 0, checked.stdout + checked.stderr
     assert value(samples, "eightbyeight_up", subaccount=SUB) == case.up
     assert value(samples, "eightbyeight_invalid_records", subaccount=SUB) == case.invalid
     for (metric_name, labels), expected in case.checks.items():

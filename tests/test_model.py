@@ -446,3 +446,43 @@ def test_the_key_in_an_error_envelope_is_redacted_from_the_error():
         parse(body, secrets=[KEY])
     assert caught.value.reason == "unauthorized"
     assert KEY[:4] not in caught.value.detail
+
+
+# --- label values are printable --------------------------------------------------------------
+
+UNPRINTABLE = [chr(c) for c in (*range(0x20), *range(0x7F, 0xA0)) if c != 0x0A] + [
+    "\u2028",
+    "\u2029",
+]
+
+
+@pytest.mark.parametrize("char", UNPRINTABLE, ids=lambda char: f"U+{ord(char):04X}")
+def test_control_characters_in_label_values_become_the_replacement_character(char):
+    odd = f"a{char}b{char}"
+    record = number(
+        f"+65{char}1",
+        countryCode=odd,
+        numberType=odd,
+        operationalStatus=odd,
+        referenceId=odd,
+        billingCurrency=odd,
+        numberHealth={"isHealthy": True, "status": odd},
+    )
+    inv = parse(numbers_body([record]))
+    (row,) = number_rows(inv)
+    assert row.msisdn == "+65\ufffd1"
+    assert {row.country, row.number_type, row.reference_id, row.currency} == {"a\ufffdb\ufffd"}
+    assert row.operational_status == row.health_status == "a\ufffdb\ufffd"
+    assert all(value.isprintable() for value in label_values(inv))
+
+
+def test_newlines_stay_for_the_exposition_to_escape():
+    inv = parse(numbers_body([number(referenceId="a\nb", countryCode="S\u00e9\u2603 G")]))
+    (row,) = number_rows(inv)
+    assert (row.reference_id, row.country) == ("a\nb", "S\u00e9\u2603 G")
+
+
+def test_msisdns_that_differ_only_by_control_characters_are_one_number():
+    inv = parse(numbers_body([number("+651\r"), number("+651\x00"), number("+652")]))
+    assert (inv.listed, inv.invalid_records) == (2, 1)
+    assert [row.msisdn for row in number_rows(inv)] == ["+651\ufffd", "+652"]
