@@ -27,7 +27,8 @@ from exporter.errors import ResponseError, reason_for_status
 from exporter.memo import Memo
 from exporter.redact import redact_and_cut
 
-KNOWN_STATUSES = ("active", "expiring", "inactive")
+# The documented operationalStatus values, lower-cased: their counts are always present.
+KNOWN_STATUSES = ("active", "expiring", "inactive", "unhealthy")
 UNKNOWN = "unknown"
 
 

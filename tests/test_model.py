@@ -39,7 +39,7 @@ def test_good_response_is_folded_into_groups_and_rows():
     assert inv.listed == 3
     assert inv.invalid_records == 0
     sg = inv.groups[("SG", "Mobile")]
-    assert sg.statuses == {"active": 1, "expiring": 1, "inactive": 0}
+    assert sg.statuses == {"active": 1, "expiring": 1, "inactive": 0, "unhealthy": 0}
     assert sg.healthy == 2
     assert sg.monthly_rental_cost == {"USD": 10.0}
     assert inv.groups[("US", "TollFree")].monthly_rental_cost == {"USD": 2.5}
@@ -133,7 +133,7 @@ def test_labels_are_normalised():
         )
     )
     first, second = number_rows(inv)
-    assert first.operational_status == "unhealthy"  # unknown statuses pass through lower-cased
+    assert first.operational_status == "unhealthy"  # statuses are lower-cased
     assert first.number_type == "unknown"
     assert first.health_status == "ok"
     assert second.operational_status == "unknown"
@@ -486,3 +486,14 @@ def test_msisdns_that_differ_only_by_control_characters_are_one_number():
     inv = parse(numbers_body([number("+651\r"), number("+651\x00"), number("+652")]))
     assert (inv.listed, inv.invalid_records) == (2, 1)
     assert [row.msisdn for row in number_rows(inv)] == ["+651\ufffd", "+652"]
+
+
+def test_the_four_documented_statuses_are_always_counted():
+    inv = parse(numbers_body([number(operationalStatus="Porting")]))
+    assert inv.groups[("SG", "Mobile")].statuses == {
+        "active": 0,
+        "expiring": 0,
+        "inactive": 0,
+        "unhealthy": 0,
+        "porting": 1,
+    }
