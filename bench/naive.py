@@ -14,7 +14,7 @@ from prometheus_client import CollectorRegistry, Gauge, generate_latest
 
 from exporter import catalogue as c
 
-KNOWN = ("active", "expiring", "inactive")
+KNOWN = ("active", "expiring", "inactive", "unhealthy")
 
 
 def _time(text: object) -> float | None:

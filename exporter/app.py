@@ -34,7 +34,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from exporter.client import ApiClient
-from exporter.config import ConfigError, Settings
+from exporter.config import ConfigError, Secret, Settings
 from exporter.logs import log_event
 from exporter.scraper import SYSTEM_CLOCK, Clock, NumbersClient, Scrapers, SubaccountScraper
 from exporter.selfmetrics import SelfMetrics
@@ -256,11 +256,17 @@ def build_scrapers(
             serve_stale_for=settings.serve_stale_for,
             clock=clock,
             after_fetch=after_fetch,
+            secrets=_keys_of(settings, subaccount),
         )
 
     for subaccount in configured:
         metrics.start_at_zero(subaccount)
     return Scrapers(configured, new_scraper, kept=kept)
+
+
+def _keys_of(settings: Settings, subaccount: str) -> tuple[Secret, ...]:
+    key = settings.subaccount_config(subaccount).api_key
+    return (key,) if key is not None else ()
 
 
 def build_app(

@@ -102,7 +102,7 @@ LAST_UPDATED_TIMESTAMP_SECONDS = Family(
 )
 VIRTUAL_NUMBERS_BY_STATUS = Family(
     "eightbyeight_virtual_numbers_by_status",
-    "Virtual numbers by operational status (active, expiring, inactive, or as reported).",
+    "Virtual numbers by operational status (active, expiring, inactive, unhealthy, or as reported).",
     ("country", "number_type", "operational_status", SUBACCOUNT),
 )
 VIRTUAL_NUMBERS_EXPIRING = Family(

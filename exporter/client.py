@@ -33,6 +33,7 @@ from urllib3.util.timeout import Timeout
 from exporter import __version__
 from exporter.config import Secret
 from exporter.errors import FetchError, reason_for_status
+from exporter.redact import redact_and_cut
 
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 # urllib3 logs a "Retrying (Retry(...)) after connection broken by ..." warning per retry: internal
@@ -379,9 +380,7 @@ def _error_message(response: requests.Response, secret: str) -> str:
         for field in ("statusMessage", "message", "error"):
             value = doc.get(field)
             if isinstance(value, str) and value.strip():
-                if secret:
-                    value = value.replace(secret, "<redacted>")
-                return " ".join(value.split())[:200]
+                return redact_and_cut(" ".join(value.split()), (secret,), 200)
     return ""
 
 

@@ -1,7 +1,7 @@
 """Logging in the two formats Prometheus components use: logfmt and JSON, one line per event.
 
-A filter replaces every configured API key with `<redacted>`, so that even a message built from
-an upstream error that echoed the key cannot leak it.
+A filter replaces every configured API key with `<redacted>` (see exporter.redact), so that even
+a message built from an upstream error that echoed the key, whole or cut short, cannot leak it.
 """
 
 from __future__ import annotations
@@ -11,6 +11,8 @@ import logging
 import sys
 import time
 from collections.abc import Iterable
+
+from exporter.redact import redact
 
 LEVELS = ("debug", "info", "warn", "error")
 FORMATS = ("logfmt", "json")
@@ -35,10 +37,7 @@ class RedactSecrets(logging.Filter):
         secrets = self._secrets  # one snapshot: a reload may add keys meanwhile
         if not secrets:
             return True
-        message = record.getMessage()
-        for secret in secrets:
-            message = message.replace(secret, "<redacted>")
-        record.msg, record.args = message, None
+        record.msg, record.args = redact(record.getMessage(), secrets), None
         fields = getattr(record, "fields", None)
         if fields:
             record.fields = {k: _clean(v, secrets) for k, v in fields.items()}
@@ -46,12 +45,8 @@ class RedactSecrets(logging.Filter):
 
 
 def _clean(value: object, secrets: tuple[str, ...]) -> object:
-    if value is None:
-        return None
-    text = str(value)
-    for secret in secrets:
-        text = text.replace(secret, "<redacted>")
-    return text
+    # None stays None: the JSON format writes it as null.
+    return None if value is None else redact(str(value), secrets)
 
 
 def _one_line(value: object) -> str:

@@ -2,8 +2,10 @@
 
 Parsing is strict per record and tolerant per response: a record that is not an object, has no
 `msisdn`, or holds a string where a number belongs (or the reverse) is skipped and counted; the
-rest of the response still counts. Anything wrong with the response as a whole raises
-`ResponseError("invalid_response", ...)`.
+rest of the response still counts. Fields the exporter does not use are not read at all. Around
+the list, a field of the wrong type reads as absent (see `Envelope`). Anything wrong with the
+response as a whole raises `ResponseError("invalid_response", ...)`, an error envelope its own
+reason.
 
 Records are decoded from `msgspec.Raw` slices of the body straight into typed structs, a batch
 at a time, and folded into per-group counters and per-number columns with C-level map/zip/Counter
@@ -12,18 +14,21 @@ calls rather than Python code per record; the decoded structs of only one batch 
 
 from __future__ import annotations
 
+import re
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from operator import attrgetter
 
 import msgspec
 
 from exporter.errors import ResponseError, reason_for_status
 from exporter.memo import Memo
+from exporter.redact import redact_and_cut
 
-KNOWN_STATUSES = ("active", "expiring", "inactive")
+# The documented operationalStatus values, lower-cased: their counts are always present.
+KNOWN_STATUSES = ("active", "expiring", "inactive", "unhealthy")
 UNKNOWN = "unknown"
 
 
@@ -34,7 +39,7 @@ class NumberHealth(msgspec.Struct, gc=False):
 
 
 class VirtualNumber(msgspec.Struct, gc=False):
-    """One element of `numbers[]`, as documented; unknown fields are ignored."""
+    """One element of `numbers[]`, as documented; fields not used here are ignored."""
 
     msisdn: str
     countryCode: str | None = None  # noqa: N815
@@ -47,27 +52,76 @@ class VirtualNumber(msgspec.Struct, gc=False):
     billingCurrency: str | None = None  # noqa: N815
     numberType: str | None = None  # noqa: N815
     numberHealth: NumberHealth | None = None  # noqa: N815
-    dateCreated: str | None = None  # noqa: N815
-    dateUpdated: str | None = None  # noqa: N815
-    uri: str | None = None
+    # dateCreated, dateUpdated and uri are not used: left out, any type of theirs is fine.
+
+
+_ABSENT = msgspec.Raw()
 
 
 class NumbersResponse(msgspec.Struct, gc=False):
-    """The list response; `numbers` stays raw so each record is decoded on its own."""
+    """The list response. `numbers` stays raw so each record is decoded on its own; so do the
+    other fields, so that one of them of the wrong type costs only itself (see `Envelope`)."""
 
-    totalNumbers: int | float | None = None  # noqa: N815
-    lastUpdatedAt: str | None = None  # noqa: N815
     numbers: list[msgspec.Raw] | None = None
-    statusCode: int | str | None = None  # noqa: N815
-    statusMessage: str | None = None  # noqa: N815
-    code: int | str | None = None
-    message: str | None = None
+    totalNumbers: msgspec.Raw = _ABSENT  # noqa: N815
+    lastUpdatedAt: msgspec.Raw = _ABSENT  # noqa: N815
+    statusCode: msgspec.Raw = _ABSENT  # noqa: N815
+    statusMessage: msgspec.Raw = _ABSENT  # noqa: N815
+    code: msgspec.Raw = _ABSENT
+    message: msgspec.Raw = _ABSENT
 
 
 _RESPONSE = msgspec.json.Decoder(NumbersResponse)
-# What decoding one bad record can raise; invalid UTF-8 in a string surfaces as the last.
-_BAD_RECORD = (msgspec.ValidationError, msgspec.DecodeError, UnicodeDecodeError)
+# What decoding one bad record can raise; invalid UTF-8 in a string surfaces as the
+# UnicodeDecodeError, nesting deeper than the interpreter's recursion limit as the RecursionError.
+_BAD_RECORD = (msgspec.ValidationError, msgspec.DecodeError, UnicodeDecodeError, RecursionError)
 _RECORD = msgspec.json.Decoder(VirtualNumber)
+
+
+@dataclass(frozen=True, slots=True)
+class Envelope:
+    """The response's fields around the list; a field of the wrong type reads as absent."""
+
+    total_numbers: float | None
+    last_updated: float | None
+    status_code: int | str | None
+    code: int | str | None
+    message: str
+
+    @classmethod
+    def read(cls, response: NumbersResponse) -> Envelope:
+        total = _json_value(response.totalNumbers)
+        updated = _json_value(response.lastUpdatedAt)
+        messages = (_json_value(response.statusMessage), _json_value(response.message))
+        return cls(
+            total_numbers=_finite(total) if type(total) in (int, float) else None,
+            last_updated=parse_timestamp(updated) if isinstance(updated, str) else None,
+            status_code=_code(_json_value(response.statusCode)),
+            code=_code(_json_value(response.code)),
+            message=next((" ".join(m.split()) for m in messages if isinstance(m, str) and m), ""),
+        )
+
+
+def _json_value(raw: msgspec.Raw) -> object:
+    """The decoded field; None when absent or unreadable (such as a number beyond a float).
+
+    Invalid UTF-8 is not JSON at all, whatever the field: the whole response is refused.
+    """
+    if not raw:
+        return None
+    text = bytes(raw)
+    try:
+        text.decode()
+    except UnicodeDecodeError:
+        raise ResponseError("invalid_response", "a string is not valid UTF-8") from None
+    try:
+        return msgspec.json.decode(text)
+    except (msgspec.DecodeError, RecursionError):
+        return None
+
+
+def _code(value: object) -> int | str | None:
+    return value if type(value) in (int, str) and value != "" else None  # type: ignore[return-value]
 
 
 @dataclass(slots=True)
@@ -125,17 +179,18 @@ class Inventory:
 
 
 def parse_timestamp(value: str | None) -> float | None:
-    """Unix seconds from an RFC 3339 time (any fraction digits, Z or offset); None if unreadable."""
+    """Unix seconds from an RFC 3339 time (any fraction digits, Z or offset); None if unreadable.
+
+    A leap second (23:59:60) is read as the second after 23:59:59, as POSIX time counts it.
+    """
     if not value:
         return None
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        try:
-            # RFC 3339 allows lower-case 't' and 'z', which fromisoformat does not.
-            parsed = datetime.fromisoformat(value.upper())
-        except ValueError:
-            return None
+    parsed = _parse_datetime(value)
+    if parsed is None and value[16:19] == ":60":
+        parsed = _parse_datetime(f"{value[:17]}59{value[19:]}")
+        parsed = parsed + timedelta(seconds=1) if parsed is not None else None
+    if parsed is None:
+        return None
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=UTC)
     try:
@@ -144,19 +199,40 @@ def parse_timestamp(value: str | None) -> float | None:
         return None
 
 
-def parse_inventory(body: bytes | bytearray, per_number: bool = True) -> Inventory:
-    """Decode a list body; raise ResponseError('invalid_response' or an envelope's reason)."""
+def _parse_datetime(value: str) -> datetime | None:
+    try:
+        return datetime.fromisoformat(value)
+    except ValueError:
+        try:
+            # RFC 3339 allows lower-case 't' and 'z', which fromisoformat does not.
+            return datetime.fromisoformat(value.upper())
+        except ValueError:
+            return None
+
+
+def parse_inventory(
+    body: bytes | bytearray, per_number: bool = True, secrets: Collection[str] = ()
+) -> Inventory:
+    """Decode a list body; raise ResponseError('invalid_response' or an envelope's reason).
+
+    `secrets` are the API keys the body must not carry into a label value or an error: a
+    record that would is skipped and counted invalid. They are not kept in the result.
+    """
     response = _decode_response(body)
+    envelope = Envelope.read(response)
+    _raise_if_error_envelope(envelope, secrets)
     raws = response.numbers
     if raws is None:
-        _raise_if_error_envelope(response)
+        _raise_unless_empty_account(envelope)
         raws = []
-    return _fold_records(response, raws, per_number)
+    return _fold_records(envelope, raws, per_number, secrets)
 
 
 def _decode_response(body: bytes | bytearray) -> NumbersResponse:
     try:
         return _RESPONSE.decode(body)
+    except RecursionError:
+        return _decode_around_bad_records(body, "JSON nested too deep")
     except msgspec.ValidationError as exc:
         raise ResponseError("invalid_response", f"unexpected JSON: {exc}") from None
     except UnicodeDecodeError:
@@ -167,35 +243,126 @@ def _decode_response(body: bytes | bytearray) -> NumbersResponse:
         head = bytes(body[:64]).lstrip()
         if head.startswith(b"<"):
             raise ResponseError("invalid_response", "HTML instead of JSON") from None
+        if _SURROGATE_ESCAPE.search(body):
+            return _decode_around_bad_records(body, f"invalid JSON: {exc}")
         raise ResponseError("invalid_response", f"invalid JSON: {exc}") from None
 
 
-def _raise_if_error_envelope(response: NumbersResponse) -> None:
-    """A 200 that carries an error envelope instead of a list is that error."""
-    code = response.statusCode if response.statusCode is not None else response.code
-    message = response.statusMessage or response.message or ""
+# msgspec refuses a whole body for what should cost one record: nesting deeper than the
+# recursion limit, or a \u escape of half a surrogate pair. Such a body is split into its
+# records by a scan of its strings and brackets, and each record is decoded on its own.
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+_TOKENS = re.compile(rb'"(?:[^"\\]++|\\.)*+"|[\[\]{},]', re.DOTALL)
+_OPEN, _CLOSE, _QUOTE, _COMMA = b"[{", b"]}", ord('"'), ord(",")
+
+
+def _decode_around_bad_records(body: bytes | bytearray, problem: str) -> NumbersResponse:
+    split = _split_numbers(body)
+    if split is None:
+        raise ResponseError("invalid_response", problem)
+    start, end, records = split
     try:
-        status = int(code) if code is not None else 0
+        response = _RESPONSE.decode(bytes(body[:start]) + b"[]" + bytes(body[end:]))
+    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
+        raise ResponseError("invalid_response", problem) from None
+    response.numbers = records
+    return response
+
+
+def _split_numbers(body: bytes | bytearray) -> tuple[int, int, list[msgspec.Raw]] | None:
+    """Where the top-level `numbers` list starts and ends, and its elements, raw; None if the
+    body has no such list or ends inside it."""
+    view = memoryview(body)
+    depth = 0
+    key_end = -1  # just after a "numbers" key of the top-level object
+    start = -1  # the numbers list's opening bracket, once found
+    element = -1  # where the current element of the list begins
+    records: list[msgspec.Raw] = []
+    for token in _TOKENS.finditer(body):
+        at, after = token.span()
+        first = body[at]
+        if first == _QUOTE:
+            if depth == 1 and after - at == 9 and body[at:after] == b'"numbers"':
+                key_end = after
+            continue
+        if first in _OPEN:
+            depth += 1
+            if (
+                depth == 2
+                and start < 0
+                and first == _OPEN[0]
+                and key_end >= 0
+                and bytes(body[key_end:at]).strip() == b":"
+            ):
+                start, element = at, after
+            key_end = -1
+        elif first in _CLOSE:
+            if depth == 2 and element >= 0:
+                if bytes(body[element:at]).strip():
+                    records.append(msgspec.Raw(view[element:at]))
+                return start, after, records
+            depth -= 1
+        elif first == _COMMA and depth == 2 and element >= 0:
+            records.append(msgspec.Raw(view[element:at]))
+            element = after
+    return None
+
+
+# Error codes of the 8x8 platform's own envelope ({"code": 1200, "message": ...}).
+PLATFORM_ERRORS = {1200: "unauthorized", 1201: "forbidden", 1300: "not_found", 2000: "server_error"}
+# Success as other Voice endpoints say it: 0/"ok" (webhooks), 1/"Created" (call flows), 200.
+_SUCCESS_WORDS = frozenset({"ok", "success", "created"})
+
+
+def _codes(envelope: Envelope) -> list[int | str]:
+    return [code for code in (envelope.status_code, envelope.code) if code is not None]
+
+
+def _is_success(code: int | str) -> bool:
+    if isinstance(code, str) and code.strip().lower() in _SUCCESS_WORDS:
+        return True
+    number = _code_number(code)
+    return number is not None and 0 <= number < 300
+
+
+def _code_number(code: int | str) -> int | None:
+    try:
+        return int(code)
     except ValueError:
-        status = 0
-    if status in (0, 200) and (response.totalNumbers is not None or code is not None):
-        return  # an account with no numbers may omit the list
-    if 400 <= status <= 599:
-        raise ResponseError(reason_for_status(status), f"error envelope {status}: {message}")
-    if code is not None and status not in (0, 200):
-        raise ResponseError("invalid_response", f"error envelope {code}: {message}")
-    raise ResponseError("invalid_response", "no 'numbers' list in the response")
+        return None
+
+
+def _raise_if_error_envelope(envelope: Envelope, secrets: Collection[str]) -> None:
+    """A 200 whose statusCode or code is not a success is that error, whatever else it holds."""
+    for code in _codes(envelope):
+        if _is_success(code):
+            continue
+        message = redact_and_cut(envelope.message, secrets, 200)
+        number = _code_number(code)
+        if number in PLATFORM_ERRORS:
+            reason = PLATFORM_ERRORS[number]
+        elif number is not None and 400 <= number <= 599:
+            reason = reason_for_status(number)
+        else:
+            reason = "invalid_response"
+        raise ResponseError(reason, f"error envelope {code}: {message}")
+
+
+def _raise_unless_empty_account(envelope: Envelope) -> None:
+    """No list is fine from an account with no numbers, if the body says it is a success."""
+    if envelope.total_numbers is None and not _codes(envelope):
+        raise ResponseError("invalid_response", "no 'numbers' list in the response")
 
 
 def _fold_records(
-    response: NumbersResponse, raws: list[msgspec.Raw], per_number: bool
+    envelope: Envelope, raws: list[msgspec.Raw], per_number: bool, secrets: Collection[str]
 ) -> Inventory:
-    fold = _Fold(per_number)
+    fold = _Fold(per_number, secrets)
     for start in range(0, len(raws), _RECORDS_PER_BATCH):
         fold.add(raws[start : start + _RECORDS_PER_BATCH])
     return Inventory(
-        total_numbers=_finite(response.totalNumbers),
-        last_updated=parse_timestamp(response.lastUpdatedAt),
+        total_numbers=envelope.total_numbers,
+        last_updated=envelope.last_updated,
         listed=len(fold.seen),
         invalid_records=fold.invalid,
         groups=fold.groups(),
@@ -231,15 +398,39 @@ _INF = float("inf")
 _UNKNOWNS = ((None, UNKNOWN), ("", UNKNOWN))
 
 
-def _same(value: str) -> str:
-    return value
+# What a label value must not carry: control characters but the newline (which the text format
+# escapes), line and paragraph separators, and lone surrogates. The format has no escape for them;
+# Prometheus accepts them, but they reach terminals through curl, split lines for tools that also
+# end lines there, and show as nothing on a dashboard. Each becomes U+FFFD.
+_UNPRINTABLE = re.compile("[\x00-\x09\x0b-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
+REPLACEMENT_CHARACTER = "\ufffd"
+
+
+def printable(value: str) -> str:
+    """The value with every character a label value must not carry replaced by U+FFFD."""
+    return value if value.isprintable() else _UNPRINTABLE.sub(REPLACEMENT_CHARACTER, value)
+
+
+# Keys shorter than this (test keys such as "k") would match ordinary label values; a real 8x8
+# API key is far longer.
+MIN_KEY_LENGTH = 8
+
+
+class _KeyInLabelError(Exception):
+    """A label value of the batch holds an API key: its records are checked one by one."""
 
 
 class _Fold:
-    """Folds batches of raw records into group counters and per-number columns."""
+    """Folds batches of raw records into group counters and per-number columns.
 
-    def __init__(self, per_number: bool) -> None:
+    A record that would put an API key into a label value is skipped and counted as invalid.
+    Each distinct label value is checked once, as the label memos first meet it: a batch without
+    the key costs nothing more, a batch with it is folded again without the records that hold it.
+    """
+
+    def __init__(self, per_number: bool, secrets: Collection[str] = ()) -> None:
         self.per_number = per_number
+        self.secrets = tuple(secret for secret in secrets if len(secret) >= MIN_KEY_LENGTH)
         self.columns = NumberColumns()
         self.seen: set[str] = set()
         self.invalid = 0
@@ -247,14 +438,33 @@ class _Fold:
         self.combos: Counter[tuple[str, str, str, bool | None, bool | None]] = Counter()
         self.rental: dict[tuple[str, str, str], float] = {}
         self.oldest: dict[tuple[str, str], float] = {}
-        self.shared = Memo(_same, _UNKNOWNS)  # the first copy of each value, shared by the rest
-        self.lowered = Memo(str.lower, _UNKNOWNS)
+        label = self._label
+        # The first copy of each label value, shared by the rest; and the lower-cased ones.
+        self.shared = Memo(label, _UNKNOWNS)
+        self.lowered = Memo(lambda value: label(value).lower(), _UNKNOWNS)
+
+    def _label(self, value: str) -> str:
+        """A label value, printable; _KeyInLabelError if it holds a key (so it is never memoised)."""
+        for secret in self.secrets:
+            if secret in value:
+                raise _KeyInLabelError
+        return printable(value)
 
     def add(self, raws: list[msgspec.Raw]) -> None:
         records = self._decode(raws)
-        records, msisdns = self._usable(records)
-        if not records:
-            return
+        try:
+            self._fold(records)
+        except _KeyInLabelError:
+            self._fold(self._without_key(records))
+
+    def _fold(self, records: list[VirtualNumber]) -> None:
+        """Fold the records; everything that may raise _KeyInLabelError comes before any change."""
+        msisdns = list(map(_MSISDN, records))
+        joined = "".join(msisdns)  # one look at the whole batch for what is rare
+        if not joined.isprintable():
+            msisdns = list(map(printable, msisdns))
+        records, msisdns, fresh, repeated = self._usable(records, msisdns)
+        per_number = self.per_number
         shared = self.shared.__getitem__
         lowered = self.lowered.__getitem__
         country = list(map(shared, map(_COUNTRY, records)))
@@ -268,21 +478,29 @@ class _Fold:
                 _NO_HEALTH if h is None or e is False else h
                 for h, e in zip(health, enabled, strict=True)
             ]
+        if per_number:
+            self._check_msisdns(joined, msisdns)
+            reference = list(map(shared, map(_REFERENCE, records)))
+            health_status = list(map(lowered, map(_HEALTH_STATUS, health)))
+
+        self.seen |= fresh
+        self.invalid += repeated
+        if not records:
+            return
         healthy = list(map(_IS_HEALTHY, health))
         checked = _timestamps(list(map(_CHECKED, health)))
         prices = list(map(_RENTAL, records))
-
         self.combos.update(zip(country, number_type, status, healthy, enabled, strict=True))
         self._add_rental(zip(country, number_type, currency, strict=True), prices)
         self._add_oldest(zip(country, number_type, strict=True), checked)
-        if self.per_number:
+        if per_number:
             columns = self.columns
             columns.msisdn += msisdns
             columns.country += country
             columns.number_type += number_type
             columns.operational_status += status
-            columns.health_status += map(lowered, map(_HEALTH_STATUS, health))
-            columns.reference_id += map(shared, map(_REFERENCE, records))
+            columns.health_status += health_status
+            columns.reference_id += reference
             columns.currency += currency
             columns.healthy += healthy
             columns.check_enabled += enabled
@@ -290,6 +508,33 @@ class _Fold:
             columns.rental_price += prices
             columns.incoming_rate += map(_INCOMING, records)
             columns.billing_unit += map(_BILLING, records)
+
+    def _check_msisdns(self, joined: str, msisdns: list[str]) -> None:
+        """_KeyInLabelError if an msisdn holds a key; `joined` is the batch's msisdns as one."""
+        for secret in self.secrets:  # a hit in `joined` may span two msisdns: it is checked
+            if secret in joined and any(secret in msisdn for msisdn in msisdns):
+                raise _KeyInLabelError
+
+    def _without_key(self, records: list[VirtualNumber]) -> list[VirtualNumber]:
+        """The records that put no key into a label value; the others are counted invalid."""
+        kept = [record for record in records if not self._holds_key(record)]
+        self.invalid += len(records) - len(kept)
+        return kept
+
+    def _holds_key(self, record: VirtualNumber) -> bool:
+        """Whether any field of the record that becomes a label value holds a key."""
+        texts = [
+            record.countryCode,
+            record.numberType,
+            record.operationalStatus,
+            record.billingCurrency,
+        ]
+        if self.per_number:
+            texts += [record.msisdn, record.referenceId]
+            health = record.numberHealth
+            if health is not None and record.numberHealthCheckEnabled is not False:
+                texts.append(health.status)
+        return any(secret in text for text in texts if text for secret in self.secrets)
 
     def _decode(self, raws: list[msgspec.Raw]) -> list[VirtualNumber]:
         try:
@@ -304,22 +549,25 @@ class _Fold:
                 self.invalid += 1
         return records
 
-    def _usable(self, records: list[VirtualNumber]) -> tuple[list[VirtualNumber], list[str]]:
-        """Drop records whose msisdn is empty or seen before (the first one counts)."""
-        msisdns = list(map(_MSISDN, records))
+    def _usable(
+        self, records: list[VirtualNumber], msisdns: list[str]
+    ) -> tuple[list[VirtualNumber], list[str], set[str], int]:
+        """The records whose msisdn (as given, printable) is neither empty nor seen before (the
+        first one counts), their msisdns, those as a set, and how many records were dropped;
+        nothing is changed."""
         batch = set(msisdns)
         if len(batch) == len(msisdns) and "" not in batch and self.seen.isdisjoint(batch):
-            self.seen |= batch
-            return records, msisdns
-        kept = []
-        for record in records:
-            msisdn = record.msisdn
-            if not msisdn or msisdn in self.seen:
-                self.invalid += 1
+            return records, msisdns, batch, 0
+        seen = self.seen
+        fresh: set[str] = set()
+        kept, kept_msisdns = [], []
+        for record, msisdn in zip(records, msisdns, strict=True):
+            if not msisdn or msisdn in seen or msisdn in fresh:
                 continue
-            self.seen.add(msisdn)
+            fresh.add(msisdn)
             kept.append(record)
-        return kept, list(map(_MSISDN, kept))
+            kept_msisdns.append(msisdn)
+        return kept, kept_msisdns, fresh, len(records) - len(kept)
 
     def _add_rental(self, keys: Iterable[tuple[str, str, str]], prices: list[float | None]) -> None:
         # Added one by one in record order, so the sums are exactly those of a plain loop.

@@ -21,6 +21,7 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from typing import Protocol
 
+from exporter.config import Secret
 from exporter.errors import FetchError, ResponseError
 from exporter.exposition import RenderedInventory, SubaccountScrape, render_inventory
 from exporter.logs import log_event
@@ -78,6 +79,7 @@ class SubaccountScraper:
         serve_stale_for: float = 0.0,
         clock: Clock = SYSTEM_CLOCK,
         after_fetch: AfterFetch | None = None,
+        secrets: Sequence[Secret] = (),
     ) -> None:
         self.subaccount = subaccount
         self.clock = clock
@@ -86,6 +88,7 @@ class SubaccountScraper:
         self.per_number = per_number
         self.cache_ttl = cache_ttl
         self.serve_stale_for = serve_stale_for
+        self._secrets = tuple(secrets)  # the keys an answer must not carry into a metric
         self._lock = threading.Lock()
         self._flight: Future[_Fetched] | None = None
         self._last_good: _Fetched | None = None
@@ -183,7 +186,8 @@ class SubaccountScraper:
             finally:
                 self.metrics.api_duration.labels(sub).observe(self.clock.monotonic() - started)
             body_arrived = True  # whatever fails from here on is in the body's content
-            parsed = parse_inventory(body, self.per_number)
+            keys = [secret.reveal() for secret in self._secrets]
+            parsed = parse_inventory(body, self.per_number, keys)
             # The raw JSON (~50 MB at 100,000 numbers) is not needed while rendering: free it.
             del body
             inventory = render_inventory(parsed, sub, self.per_number)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import gc
 import gzip
 import json
+import subprocess
 import time
 import types
 from dataclasses import dataclass, field
@@ -35,6 +36,7 @@ from tests.harness import (
 pytestmark = pytest.mark.slow
 
 KEY = "sk-8x8-matrix-7f3a9c2e51d04b6b-never-shown"
+HALF_KEY = KEY[: len(KEY) // 2]  # half the key is as much a leak as the whole
 SUB = "acme-prod"
 SCRAPE_TIMEOUT = 3.0  # what Prometheus would send; the exporter's deadline is 0.5 s less
 CAP = 16 * 2**20
@@ -56,6 +58,8 @@ PLATFORM_500 = {
     "errorId": "0f9ad2b4-1c55-4b4e-9f51-3c1d63a0b1c2",
     "timestamp": "2024-07-01T05:50:23.550Z",
 }
+# Every control character but the newline, and the line and paragraph separators.
+CONTROL = "".join(chr(c) for c in (*range(0x20), *range(0x7F, 0xA0)) if c != 0x0A) + "\u2028\u2029"
 HTML = b"<!DOCTYPE html><html><body><h1>502 Bad Gateway</h1></body></html>"
 
 
@@ -175,12 +179,51 @@ CASES: dict[str, Case] = {
     "200 top-level null": fail(Reply(200, b"null"), "invalid_response", 200),
     "200 top-level number": fail(Reply(200, b"42"), "invalid_response", 200),
     "200 numbers is an object": fail(Reply(200, body({"numbers": {}})), "invalid_response", 200),
-    "200 totalNumbers is a string": fail(ok(two(), totalNumbers="2"), "invalid_response", 200),
-    "200 totalNumbers beyond a float": fail(
-        Reply(200, b'{"totalNumbers": 1e400, "numbers": []}'), "invalid_response", 200
+    # A response field of the wrong type costs that field only.
+    "200 totalNumbers is a string": Case(
+        ok(two(), totalNumbers="2"),
+        1,
+        checks={
+            metric("eightbyeight_virtual_numbers"): None,
+            metric("eightbyeight_virtual_numbers_listed"): 2,
+        },
+    ),
+    "200 totalNumbers beyond a float": Case(
+        Reply(200, b'{"totalNumbers": 1e400, "numbers": []}'),
+        1,
+        checks={metric("eightbyeight_virtual_numbers"): None},
+    ),
+    "200 lastUpdatedAt in epoch milliseconds": Case(
+        ok(two(), lastUpdatedAt=1719813023550),
+        1,
+        checks={
+            metric("eightbyeight_last_updated_timestamp_seconds"): None,
+            metric("eightbyeight_virtual_numbers"): 2,
+        },
+    ),
+    "200 statusMessage is a number": Case(
+        ok(two(), statusMessage=200), 1, checks={metric("eightbyeight_virtual_numbers"): 2}
     ),
     "200 voice error envelope": fail(Reply.json(VOICE_401), "unauthorized", 200),
     "200 platform error envelope": fail(Reply.json(PLATFORM_500), "invalid_response", 200),
+    "200 error statusCode next to a numbers list": fail(
+        ok(two(), statusCode=401, statusMessage="token invalid"), "unauthorized", 200
+    ),
+    "200 error 500 next to a numbers list": fail(
+        ok(two(), statusCode="500", statusMessage="Internal error"), "server_error", 200
+    ),
+    **{
+        f"200 platform code {code}": fail(Reply.json({**PLATFORM_500, "code": code}), reason, 200)
+        for code, reason in (
+            (1200, "unauthorized"),
+            (1201, "forbidden"),
+            (1300, "not_found"),
+            (2000, "server_error"),
+        )
+    },
+    "200 platform code 1201 next to a numbers list": fail(
+        ok(two(), statusCode=None, code=1201, message="Forbidden"), "forbidden", 200
+    ),
     "200 nested 100000 deep": fail(
         Reply(200, b"[" * 100_000 + b"]" * 100_000), "invalid_response", 200
     ),
@@ -271,6 +314,93 @@ CASES: dict[str, Case] = {
         1,
         invalid=8,
         checks={metric("eightbyeight_virtual_numbers_listed"): 1},
+    ),
+    "unused record fields of any type": Case(
+        ok(
+            [
+                number(uri=42, dateCreated=1719813023550, dateUpdated={"at": [1, 2]}),
+                number("+6531234568", uri=None, dateCreated=False, dateUpdated=[]),
+            ]
+        ),
+        1,
+        checks={metric("eightbyeight_virtual_numbers_listed"): 2},
+    ),
+    "one record nested 1000 deep": Case(
+        Reply(
+            200,
+            body(
+                numbers_body([number(uri="DEEP"), number("+6531234568"), number("+6531234569")])
+            ).replace(b'"DEEP"', b"[" * 1000 + b"]" * 1000),
+        ),
+        1,
+        invalid=1,
+        checks={metric("eightbyeight_virtual_numbers_listed"): 2},
+    ),
+    "a lone surrogate in one record": Case(
+        Reply(
+            200,
+            body(
+                numbers_body(
+                    [number(referenceId="HALF"), number("+6531234568"), number("+6531234569")]
+                )
+            ).replace(b"HALF", b"\\ud800"),
+        ),
+        1,
+        invalid=1,
+        checks={metric("eightbyeight_virtual_numbers_listed"): 2},
+    ),
+    "leap second": Case(
+        ok(
+            [number(numberHealth={"isHealthy": True, "lastCheckedTime": "2016-12-31T23:59:60Z"})],
+            lastUpdatedAt="2016-12-31T23:59:60.5Z",
+        ),
+        1,
+        checks={
+            metric("eightbyeight_last_updated_timestamp_seconds"): 1483228800.5,
+            metric(
+                "eightbyeight_number_health_last_checked_timestamp_seconds", msisdn="+6531234567"
+            ): 1483228800.0,
+        },
+    ),
+    "the key echoed in label fields": Case(
+        ok(
+            [
+                number("+6531234567"),
+                number(KEY),
+                number("+6531234568", countryCode=KEY),
+                number("+6531234569", numberType=f"type {KEY}"),
+                number("+6531234570", operationalStatus=KEY),
+                number("+6531234571", referenceId=f"{KEY}/range"),
+                number("+6531234572", billingCurrency=KEY),
+                number("+6531234573", numberHealth={"isHealthy": True, "status": KEY}),
+            ]
+        ),
+        1,
+        invalid=7,
+        checks={metric("eightbyeight_virtual_numbers_listed"): 1},
+    ),
+    "200 error envelope echoing the key": fail(
+        Reply.json({"statusCode": 401, "statusMessage": f"{'x' * 190} {KEY} invalid"}),
+        "unauthorized",
+        200,
+    ),
+    "control characters in label fields": Case(
+        ok(
+            [
+                number(
+                    f"+65{CONTROL}1",
+                    countryCode=CONTROL,
+                    numberType=CONTROL,
+                    operationalStatus=f"Active{CONTROL}",
+                    referenceId=CONTROL,
+                    billingCurrency=CONTROL,
+                    numberHealth={"isHealthy": True, "status": CONTROL},
+                ),
+                number("+6531234568"),
+            ]
+        ),
+        1,
+        checks={metric("eightbyeight_virtual_numbers_listed"): 2},
     ),
     "duplicate msisdns": Case(
         ok([number(), number(), number("+6531234568")]),
@@ -443,7 +573,13 @@ def test_hostile_answer(api, exporter, name):
 
     assert answer.status_code == 200
     assert elapsed < SCRAPE_TIMEOUT, f"answered after {elapsed:.2f}s"
-    samples = parse_samples(answer.text)
+    text = answer.content.decode()
+    samples = parse_samples(text)
+    assert all(line.isprintable() for line in text.split("\n"))
+    checked = subprocess.run(
+        ["promtool", "check", "metrics"], input=answer.content, capture_output=True, timeout=60
+    )
+    assert checked.returncode == 0, checked.stdout + checked.stderr
     assert value(samples, "eightbyeight_up", subaccount=SUB) == case.up
     assert value(samples, "eightbyeight_invalid_records", subaccount=SUB) == case.invalid
     for (metric_name, labels), expected in case.checks.items():
@@ -452,7 +588,7 @@ def test_hostile_answer(api, exporter, name):
             assert got is None, f"{metric_name}{dict(labels)} should be absent"
         else:
             assert got == pytest.approx(expected), f"{metric_name}{dict(labels)}"
-    assert KEY not in answer.text
+    assert HALF_KEY not in answer.text
 
     assert exporter.alive()
     rss = rss_kib(exporter.pid)
@@ -460,7 +596,7 @@ def test_hostile_answer(api, exporter, name):
     assert rss < RSS_LIMIT_KIB, f"RSS {rss} KiB"
 
     lines = exporter.new_log_lines()
-    assert all(KEY not in line for line in lines)
+    assert all(HALF_KEY not in line for line in lines)
     assert all(line.startswith("ts=") for line in lines), lines
     failures = [line for line in lines if "reading virtual numbers failed" in line]
     if case.reason is None:

@@ -124,3 +124,23 @@ def test_key_never_appears_in_errors(echo):
     for text in (error.detail, str(error), repr(error), *map(str, error.args)):
         assert KEY not in text
         assert KEY[:8] not in text
+
+
+@pytest.mark.parametrize("before", [150, 186, 190, 195, 199])
+@responses.activate
+def test_key_across_the_200_character_cut_is_redacted_before_the_cut(before):
+    text = "x" * before + KEY + " is not a valid token"
+    responses.get(URL, status=401, json={"statusMessage": text})
+    with pytest.raises(FetchError) as caught:
+        client().fetch_numbers("acme-prod")
+    detail = caught.value.detail
+    assert not any(KEY[:n] in detail for n in range(4, len(KEY) + 1)), detail
+    assert detail.startswith("HTTP 401: xxx")
+
+
+@responses.activate
+def test_key_prefix_left_at_the_end_by_an_upstream_cut_is_redacted():
+    responses.get(URL, status=401, json={"statusMessage": f"token {KEY[:9]}"})
+    with pytest.raises(FetchError) as caught:
+        client().fetch_numbers("acme-prod")
+    assert caught.value.detail == "HTTP 401: token <redacted>"

@@ -769,6 +769,7 @@ EXPORTER = "eightbyeight-exporter.json"
         ("eightbyeight_virtual_numbers_healthy", "eightbyeight_virtual_numbers_unhealthy"),
         ("eightbyeight_virtual_numbers_unhealthy",),
         ("eightbyeight_virtual_numbers_expiring",),
+        ("eightbyeight_virtual_numbers_by_status", 'operational_status="unhealthy"'),
         ("sum by (currency)", "eightbyeight_monthly_rental_cost"),
     ],
 )
@@ -781,13 +782,13 @@ def test_overview_healthy_share_is_a_percentage():
     assert panel["fieldConfig"]["defaults"]["unit"] == "percentunit"
 
 
-def test_overview_lists_unhealthy_and_expiring_numbers_with_check_age():
+def test_overview_lists_unhealthy_expiring_and_status_unhealthy_numbers_with_check_age():
     tables = _panels_using(
         OVERVIEW,
         "eightbyeight_number_info",
         "eightbyeight_number_healthy",
         "== 0",
-        'operational_status="expiring"',
+        'operational_status=~"expiring|unhealthy"',
         "time() - eightbyeight_number_health_last_checked_timestamp_seconds",
         panel_type="table",
     )

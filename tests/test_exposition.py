@@ -67,6 +67,7 @@ def test_inventory_values_match_payload():
     assert value(p, by_status, operational_status="active", **SG) == 2
     assert value(p, by_status, operational_status="expiring", **SG) == 1
     assert value(p, by_status, operational_status="inactive", **SG) == 0
+    assert value(p, by_status, operational_status="unhealthy", **SG) == 0
     assert value(p, "eightbyeight_virtual_numbers_expiring", **SG) == 1
     assert value(p, "eightbyeight_virtual_numbers_healthy", **SG) == 1
     assert value(p, "eightbyeight_virtual_numbers_unhealthy", **SG) == 1
@@ -114,7 +115,7 @@ def test_per_number_series():
 def test_zero_fill_for_every_pair_seen():
     p = samples(exposition([number("+6531230001"), number("+14155550100", countryCode="US")]))
     us = {"country": "US", "number_type": "Mobile", **SUB}
-    for status in ("active", "expiring", "inactive"):
+    for status in ("active", "expiring", "inactive", "unhealthy"):
         assert (
             "eightbyeight_virtual_numbers_by_status",
             frozenset({**us, "operational_status": status}.items()),

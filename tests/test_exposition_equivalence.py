@@ -5,9 +5,14 @@ prometheus_client's `Metric` and `generate_latest` (family names, help, types an
 from the catalogue; values computed here on their own); the exporter's `render_scrapes` output
 must be equal byte for byte, parse with the library's own parser, and its gzip form must
 inflate to the same bytes. The body is deliberately varied (several countries, types, statuses including unknown
-ones, missing fields, quotes, backslashes, newlines and unicode in label values, odd numbers
-and times) and large enough to cross the model's batches and the renderer's chunks. The
-columnar fold of the model is also checked against a plain per-record fold.
+ones, missing fields, quotes, backslashes, newlines, control characters and unicode in label
+values, odd numbers and times) and large enough to cross the model's batches and the renderer's
+chunks. The columnar fold of the model is also checked against a plain per-record fold.
+
+One deliberate difference from what generate_latest would print for the raw API strings: the
+model replaces control characters other than the newline (and U+2028, U+2029) with U+FFFD,
+where generate_latest would print them as they are. The reference collector is fed the model's
+values, so the comparison is of the rendering; the plain fold below checks the replacement.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import gzip
 import json
 import math
 import random
+import unicodedata
 from collections import namedtuple
 from dataclasses import fields
 from datetime import UTC, datetime
@@ -39,9 +45,20 @@ NOW = 1_764_170_000.25
 # --- a varied body -------------------------------------------------------------------------
 
 ODD = 'Mo"bi\\le\nx'  # every character the text format escapes
-COUNTRIES = ["SG", "US", "GB", "日本", ODD, "", None]
+CONTROL = "S\rG\x00\x1b[31m\t\x7f\x85\u2028"  # replaced by U+FFFD in label values
+COUNTRIES = ["SG", "US", "GB", "日本", ODD, CONTROL, "", None]
 TYPES = ["Mobile", "Local", "TollFree", ODD, "ünïcode", "", None, "absent"]
-STATUSES = ["Active", "EXPIRING", "inactive", "Unhealthy", "Porting", "ACTIVE", None, "absent"]
+STATUSES = [
+    "Active",
+    "EXPIRING",
+    "inactive",
+    "Unhealthy",
+    "Porting",
+    "ACTIVE",
+    CONTROL,
+    None,
+    "absent",
+]
 CURRENCIES = ["USD", "SGD", "JPY", "€", None, "absent"]
 TIMES = [
     "2025-11-26T15:10:03.123Z",
@@ -63,7 +80,7 @@ ODD_TIMES = [
     "2300-01-01T00:00:00Z",  # after 2286: eleven
 ]
 PRICES = [5, 5.0, 0.05, 0, 0.0, -0.0, 1e-7, 123456789.5, 1e20, 7.25, 1234567.0, -3.5, None]
-HEALTH_STATUSES = ["Reachable", "Unreachable", "NoAnswer", "OK", ODD, "", None]
+HEALTH_STATUSES = ["Reachable", "Unreachable", "NoAnswer", "OK", ODD, CONTROL, "", None]
 
 
 def _maybe(record: dict, key: str, value: object) -> None:
@@ -75,11 +92,13 @@ def varied_record(rng: random.Random, index: int, times: list[str | None]) -> ob
     msisdn = f"+65{6000000 + index}"
     if index % 997 == 13:
         msisdn += '"\\\n'  # a label value that needs escaping in the msisdn column too
+    if index % 991 == 5:
+        msisdn += "\r\x00"  # and one with control characters
     record: dict[str, object] = {
         "msisdn": msisdn,
         "dateCreated": "2024-07-01T05:50:23.550Z",
         "dateUpdated": "2024-07-01T05:50:23.550Z",
-        "referenceId": rng.choice([f"range-{index // 50}", "ü-\\", ODD, ""]),
+        "referenceId": rng.choice([f"range-{index // 50}", "ü-\\", ODD, CONTROL, ""]),
         "uri": f"https://voice.8x8.com/api/v1/subaccounts/x/numbers/{index}",
     }
     _maybe(record, "countryCode", rng.choice(COUNTRIES))
@@ -243,6 +262,8 @@ def test_exposition_is_byte_for_byte_generate_latest(body, per_number):
     assert ours == reference
     # The body really is varied: escaped values, unknowns and both kinds of times made it in.
     needles = [rb"Mo\"bi\\le\nx", "日本".encode(), b'number_type="unknown"', b"e+09"]
+    needles.append('country="S\ufffdG\ufffd\ufffd[31m\ufffd\ufffd\ufffd\ufffd"'.encode())
+    assert not any(byte in ours for byte in (b"\r", b"\x00", b"\x1b", b"\t"))
     if per_number:
         needles += [b" -0.0\n", b" 1e+20\n", b" 1e-07\n", rb'msisdn="+656000013\"\\\n"']
     for needle in needles:
@@ -306,7 +327,7 @@ def plain_fold(body: bytes) -> tuple[dict, list[tuple], int, int]:
     rows, seen, invalid = [], set(), 0
 
     def label(value: object) -> str:
-        return value if isinstance(value, str) and value else "unknown"
+        return printable(value) if isinstance(value, str) and value else "unknown"
 
     def valid(record: object) -> bool:
         if not isinstance(record, dict) or not isinstance(record.get("msisdn"), str):
@@ -323,10 +344,10 @@ def plain_fold(body: bytes) -> tuple[dict, list[tuple], int, int]:
         return True
 
     for record in doc["numbers"]:
-        if not valid(record) or not record["msisdn"] or record["msisdn"] in seen:
+        if not valid(record) or not record["msisdn"] or printable(record["msisdn"]) in seen:
             invalid += 1
             continue
-        seen.add(record["msisdn"])
+        seen.add(printable(record["msisdn"]))
         key = (label(record.get("countryCode")), label(record.get("numberType")))
         status = label(record.get("operationalStatus")).lower()
         enabled = record.get("numberHealthCheckEnabled")
@@ -367,7 +388,7 @@ def plain_fold(body: bytes) -> tuple[dict, list[tuple], int, int]:
         ]
         rows.append(
             (
-                record["msisdn"],
+                printable(record["msisdn"]),
                 *key,
                 status,
                 health_status,
@@ -380,6 +401,14 @@ def plain_fold(body: bytes) -> tuple[dict, list[tuple], int, int]:
             )
         )
     return groups, rows, len(seen), invalid
+
+
+def printable(text: str) -> str:
+    """The text with control characters but the newline, and line/paragraph separators, as U+FFFD."""
+    return "".join(
+        "\ufffd" if unicodedata.category(char) in ("Cc", "Zl", "Zp") and char != "\n" else char
+        for char in text
+    )
 
 
 def _reference_time(text: object) -> float | None:

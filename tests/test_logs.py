@@ -52,3 +52,21 @@ def test_log_event_carries_fields(caplog):
     with caplog.at_level(logging.INFO):
         log_event(logging.getLogger("exporter.test"), logging.INFO, "hello", a=1)
     assert caplog.records[-1].fields == {"a": 1}
+
+
+@pytest.mark.parametrize("cut", [4, 9, len(KEY) - 1])
+@pytest.mark.parametrize("formatter", [LogfmtFormatter(), JsonFormatter()])
+def test_a_prefix_of_the_key_left_at_the_end_by_a_cut_is_redacted(formatter, cut):
+    rec = record(f"token {KEY[:cut]}", detail=f"HTTP 401: {'x' * 50} Bearer {KEY[:cut]}")
+    assert RedactSecrets([KEY]).filter(rec)
+    line = formatter.format(rec)
+    assert KEY[:cut] not in line
+    assert line.count("<redacted>") == 2
+
+
+def test_short_endings_and_prefixes_in_the_middle_are_left_alone():
+    # Three characters say nothing about the key, and would match ordinary words.
+    rec = record(f"ends in {KEY[:3]}", detail=f"{KEY[:8]} then more")
+    RedactSecrets([KEY]).filter(rec)
+    assert rec.getMessage() == f"ends in {KEY[:3]}"
+    assert rec.fields["detail"] == f"{KEY[:8]} then more"

@@ -128,7 +128,12 @@ def test_disabled_numbers_send_null_or_leave_health_out(sim):
 
 def test_values_are_plausible(sim):
     numbers = get_list(sim).json()["numbers"]
-    assert {r["operationalStatus"] for r in numbers} <= {"Active", "Expiring", "Inactive"}
+    assert {r["operationalStatus"] for r in numbers} <= {
+        "Active",
+        "Expiring",
+        "Inactive",
+        "Unhealthy",
+    }
     assert {r["billingUnit"] for r in numbers} <= {1, 60}
     for record in numbers:
         assert re.fullmatch(r"[A-Z]{3}", record["billingCurrency"])

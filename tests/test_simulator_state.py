@@ -163,6 +163,7 @@ def test_demo_guarantees_hold_at_all_times(seed, count):
         now = T0 + step * 1_733  # ~3 days, never aligned with the 30 min role slots
         numbers = list_body(seed, "acme-demo", count, now, BASE)["numbers"]
         assert any(r["operationalStatus"] == "Expiring" for r in numbers), now
+        assert any(r["operationalStatus"] == "Unhealthy" for r in numbers), now
         assert any(not r["numberHealthCheckEnabled"] for r in numbers), now
         assert any(r.get("numberHealth") and not r["numberHealth"]["isHealthy"] for r in numbers), (
             now

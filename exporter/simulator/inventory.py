@@ -11,8 +11,9 @@ lifecycle). `list_records(catalog, t, base_url)` derives what changes with time:
   stay Inactive; `dateUpdated` is the last status change;
 - `lastUpdatedAt` is the newest `dateUpdated` or `lastCheckedTime` of any number.
 
-Subaccounts of at least 20 numbers always show one Expiring number, one number with health
-checks disabled and one unhealthy number (a role that moves to another number every 30 min),
+Subaccounts of at least 20 numbers always show one Expiring number, one number with the
+operational status Unhealthy, one number with health checks disabled and one unhealthy number
+(a role that moves to another number every 30 min),
 so dashboards on demo data are never empty. Time is quantised to ticks (5 s by default): every
 value is computed at the start of the tick, which is what lets the server cache the body.
 """
@@ -48,7 +49,7 @@ _CHECK_INTERVALS = (60, 90, 120, 180, 240, 300)
 _MASK = (1 << 64) - 1
 
 # Lifecycle kinds.
-_CYCLING, _INACTIVE, _EXPIRING = 0, 1, 2
+_CYCLING, _INACTIVE, _EXPIRING, _UNHEALTHY = 0, 1, 2, 3
 
 
 class NumberHealth(msgspec.Struct, rename="camel"):
@@ -250,11 +251,14 @@ def _assign_guarantees(rng: random.Random, catalog: Catalog) -> None:
     if len(rows) < GUARANTEE_MIN_NUMBERS:
         catalog.role_candidates = []
         return
-    disabled, expiring = rng.sample(range(len(rows)), 2)
+    # The first two picks are those of a sample of two: adding the third changed no other data.
+    disabled, expiring, unhealthy = rng.sample(range(len(rows)), 3)
     row = rows[disabled]
     rows[disabled] = (*row[:5], False, *row[6:])
     row = rows[expiring]
     rows[expiring] = (*row[:11], _EXPIRING, 0, 0, 0, 0, row[3] + 90 * _DAY * 1000)
+    row = rows[unhealthy]
+    rows[unhealthy] = (*row[:11], _UNHEALTHY, 0, 0, 0, 0, row[3] + 120 * _DAY * 1000)
     catalog.role_candidates = [i for i, r in enumerate(rows) if r[5] and i != expiring]
 
 
@@ -265,6 +269,8 @@ def _status_at(t: int, row: tuple) -> tuple[str, int]:
         return "Inactive", fixed_since
     if kind == _EXPIRING:
         return "Expiring", fixed_since
+    if kind == _UNHEALTHY:
+        return "Unhealthy", fixed_since
     position = (t + phase) % cycle
     active = cycle - expiring - inactive
     if position < active:
