@@ -471,8 +471,17 @@ def test_selectors_match_the_pods():
 def test_operator_objects_carry_the_release_label_and_the_alerts_job():
     monitor, rule = only("base", "ServiceMonitor"), only("base", "PrometheusRule")
     assert monitor["metadata"]["labels"]["release"] == rule["metadata"]["labels"]["release"]
-    # The shipped alerts select job="eightbyeight"; the ServiceMonitor names the job so.
+    # EightByEightExporterDown selects the exporter's jobs by name; the ServiceMonitor names
+    # its job so that the alert covers it.
     relabel = monitor["spec"]["endpoints"][0]["relabelings"]
     assert {"action": "replace", "targetLabel": "job", "replacement": "eightbyeight"} in relabel
-    exprs = [r["expr"] for g in rule["spec"]["groups"] for r in g["rules"]]
-    assert any('job="eightbyeight"' in e for e in exprs)
+    [down] = [
+        r["expr"]
+        for g in rule["spec"]["groups"]
+        for r in g["rules"]
+        if r.get("alert") == "EightByEightExporterDown"
+    ]
+    selector = re.search(r'up\{job=~"([^"]+)"\}', down)
+    assert selector, down
+    # Prometheus anchors label regular expressions.
+    assert re.fullmatch(selector.group(1), "eightbyeight")
