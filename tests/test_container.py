@@ -181,6 +181,19 @@ def test_runtime_stage_installs_only_the_wheel():
     assert ".whl" in installs[0]
 
 
+def test_runtime_install_layer_follows_the_built_wheels():
+    """buildah keys a RUN's cache on its text, not on a stage it bind-mounts: the wheels'
+    checksums are copied in first, so new code cannot reuse the old install layer."""
+    builder, runtime = dockerfile_stages()[0], dockerfile_stages()[-1]
+    [wheel] = [run for run in _stage_args(builder, "RUN") if "pip wheel" in run]
+    listing = re.search(r"sha256sum /wheels/\*\.whl > (\S+)", wheel)
+    assert listing, wheel
+    keywords = [(kw, args) for kw, args in runtime["instructions"] if kw in ("COPY", "RUN")]
+    install = next(i for i, (_, args) in enumerate(keywords) if "pip install" in args)
+    copied = [args for kw, args in keywords[:install] if kw == "COPY"]
+    assert any(args.startswith(f"--from=builder {listing.group(1)} ") for args in copied)
+
+
 def test_runtime_runs_as_a_fixed_non_root_uid():
     runtime = dockerfile_stages()[-1]
     users = _stage_args(runtime, "USER")
