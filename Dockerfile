@@ -19,7 +19,9 @@ WORKDIR /src
 COPY pyproject.toml README.md LICENSE requirements.lock ./
 COPY exporter ./exporter
 # requirements.lock pins every runtime dependency: the image gets the audited versions.
-RUN pip wheel --no-cache-dir --wheel-dir /wheels --constraint requirements.lock .
+# wheels.sha256 lists what was built (see the runtime stage).
+RUN pip wheel --no-cache-dir --wheel-dir /wheels --constraint requirements.lock . \
+    && sha256sum /wheels/*.whl > /src/wheels.sha256
 
 # ---- runtime: only the installed wheels, no source tree, no build tools ----
 FROM ${PYTHON_IMAGE} AS runtime
@@ -35,6 +37,11 @@ RUN groupadd --system --gid 10001 exporter \
     && useradd --system --uid 10001 --gid exporter --no-create-home \
         --home-dir /nonexistent --shell /usr/sbin/nologin exporter
 
+# The checksums of the wheels about to be installed, copied first: buildah (podman build)
+# does not let the content of a bind-mounted stage invalidate its layer cache, so without
+# this a rebuild after a code change would reuse the install layer of the old code. They
+# stay in the image as the list of what was installed.
+COPY --from=builder /src/wheels.sha256 /usr/local/share/eightbyeight-exporter/wheels.sha256
 # Install the project's wheel with --no-index: its dependencies come only from the wheels
 # built above, nothing is fetched at this stage. The bind mount keeps the wheels out of the
 # image layers (needs BuildKit, the default builder since Docker 23).

@@ -51,9 +51,11 @@ STACK_FILES = [
     "prometheus",
     "grafana",
     "deploy/demo-api-key",
+    "deploy/demo-webhook-auth",
 ]
 PORTS = {
     "exporter": ("STACK_EXPORTER_PORT", 9881),
+    "webhooks": ("STACK_WEBHOOK_PORT", 9884),
     "simulator": ("STACK_SIMULATOR_PORT", 9882),
     "simulator-admin": ("STACK_SIMULATOR_ADMIN_PORT", 9883),
     "prometheus": ("STACK_PROMETHEUS_PORT", 9090),
@@ -178,6 +180,35 @@ def wait_ready(stack: Stack, what: str, url: str, timeout: float = 120) -> None:
         pytest.fail(f"{what} not ready: {container_logs(stack.env, stack.container(service))}")
 
 
+def check_callbacks_arrive(stack: Stack, prometheus: str) -> None:
+    """The simulator's callbacks reach the exporter's callback port and its metrics reach
+    Prometheus; the port is published and refuses a callback without the value."""
+    webhooks = stack.url("webhooks")
+    assert requests.get(f"{webhooks}/-/healthy", timeout=5).status_code == 200
+    refused = requests.post(f"{webhooks}/webhooks/8x8", json={}, timeout=5)
+    assert refused.status_code == 401
+    wanted = {(s, e) for s in ("acme-apac", "acme-emea") for e in ("vnu", "vss")}
+
+    def events() -> set[tuple[str, str]]:
+        found = query(prometheus, "eightbyeight_webhook_events_total > 0")
+        return {(r["metric"]["subaccount"], r["metric"]["event_type"]) for r in found}
+
+    try:
+        wait_until(lambda: events() == wanted, timeout=120, interval=2, what="callback events")
+    except AssertionError:
+        pytest.fail(
+            f"callbacks {events()}: {container_logs(stack.env, stack.container('exporter'))}"
+        )
+    # Call quality as the dashboards' "Call quality" row reads it, and nothing refused.
+    mos = query(prometheus, "sum by (subaccount) (eightbyeight_call_mos_count) > 0")
+    assert {r["metric"]["subaccount"] for r in mos} == {"acme-apac", "acme-emea"}
+    outcomes = query(prometheus, "sum by (outcome) (eightbyeight_webhook_requests_total) > 0")
+    seen = {r["metric"]["outcome"] for r in outcomes}
+    # A callback that timed out at the simulator and was sent again would count as duplicate.
+    assert "accepted" in seen, seen
+    assert seen <= {"accepted", "duplicate"}, seen
+
+
 def test_stack_scrapes_alerts_and_leaves_nothing_behind(stack):
     started = time.monotonic()
     up = stack.compose("up", "--detach", "--build", *SERVICES)
@@ -205,6 +236,7 @@ def test_stack_scrapes_alerts_and_leaves_nothing_behind(stack):
     )
     ups = {r["metric"]["subaccount"]: r["value"][1] for r in query(prometheus, "eightbyeight_up")}
     assert ups == {"acme-apac": "1", "acme-emea": "1"}
+    check_callbacks_arrive(stack, prometheus)
 
     # The shipped rule files, all loaded.
     loaded = requests.get(f"{prometheus}/api/v1/rules", timeout=5).json()["data"]["groups"]

@@ -46,11 +46,13 @@ COMPOSE_FILE = REPO / "docker-compose.yml"
 ENV_EXAMPLE = REPO / ".env.example"
 PROMETHEUS_CONFIG = REPO / "prometheus" / "prometheus.yml"
 DEMO_KEY_FILE = REPO / "deploy" / "demo-api-key"
+DEMO_WEBHOOK_AUTH_FILE = REPO / "deploy" / "demo-webhook-auth"
 PYPROJECT = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))
 
 EXPORTER_PORT = 9881
 SIMULATOR_PORT = 9882
 SIMULATOR_ADMIN_PORT = 9883
+WEBHOOK_PORT = 9884
 # Variables docker-compose.yml reads; cleared so the developer's shell cannot leak in.
 _COMPOSE_VARIABLE_PREFIXES = ("EIGHTBYEIGHT_", "GRAFANA_", "STACK_", "PROMETHEUS_", "COMPOSE_")
 
@@ -177,6 +179,19 @@ def test_runtime_stage_installs_only_the_wheel():
     assert len(installs) == 1
     assert "--no-index" in installs[0], "dependencies must come from the built wheels only"
     assert ".whl" in installs[0]
+
+
+def test_runtime_install_layer_follows_the_built_wheels():
+    """buildah keys a RUN's cache on its text, not on a stage it bind-mounts: the wheels'
+    checksums are copied in first, so new code cannot reuse the old install layer."""
+    builder, runtime = dockerfile_stages()[0], dockerfile_stages()[-1]
+    [wheel] = [run for run in _stage_args(builder, "RUN") if "pip wheel" in run]
+    listing = re.search(r"sha256sum /wheels/\*\.whl > (\S+)", wheel)
+    assert listing, wheel
+    keywords = [(kw, args) for kw, args in runtime["instructions"] if kw in ("COPY", "RUN")]
+    install = next(i for i, (_, args) in enumerate(keywords) if "pip install" in args)
+    copied = [args for kw, args in keywords[:install] if kw == "COPY"]
+    assert any(args.startswith(f"--from=builder {listing.group(1)} ") for args in copied)
 
 
 def test_runtime_runs_as_a_fixed_non_root_uid():
@@ -460,6 +475,9 @@ def real_api_stack(tmp_path: Path) -> tuple[dict[str, Any], Path]:
     env_file = tmp_path / "real.env"
     lines = [f"{name}={value}" for name, value in REAL_API_ENV.items()]
     lines.append(f"EIGHTBYEIGHT_API_KEY_FILE_HOST={key}")
+    auth = tmp_path / "webhook-auth"
+    auth.write_text("Bearer not-a-real-value\n")
+    lines.append(f"EIGHTBYEIGHT_WEBHOOK_AUTH_FILE_HOST={auth}")
     env_file.write_text("\n".join(lines) + "\n")
     return resolved_compose(env_file, tmp_path), key
 
@@ -522,11 +540,31 @@ def test_simulator_accepts_the_demo_key_the_exporter_sends_by_default(default_st
 
 def test_exporter_reads_its_key_from_a_mounted_file_only(default_stack):
     exporter = default_stack["services"]["exporter"]
-    assert list(secret_files(default_stack, exporter)) == [
-        exporter["environment"]["EIGHTBYEIGHT_API_KEY_FILE"]
-    ]
+    assert sorted(secret_files(default_stack, exporter)) == sorted(
+        [
+            exporter["environment"]["EIGHTBYEIGHT_API_KEY_FILE"],
+            exporter["environment"]["EIGHTBYEIGHT_WEBHOOK_AUTH_HEADER_FILE"],
+        ]
+    )
     assert "EIGHTBYEIGHT_API_KEY" not in exporter["environment"], "keys travel as files"
+    assert "EIGHTBYEIGHT_WEBHOOK_AUTH_HEADER" not in exporter["environment"]
     assert not any("key" in arg.lower() for arg in exporter["command"]), "keys stay out of ps"
+
+
+def test_simulator_pushes_callbacks_to_the_exporter_with_its_value(default_stack):
+    services = default_stack["services"]
+    exporter, simulator = services["exporter"], services["simulator"]
+    [listen] = _flag(exporter["command"], "--webhook.listen-address")
+    assert listen == f":{WEBHOOK_PORT}"
+    assert _flag(simulator["command"], "--push.url") == [
+        f"http://exporter:{WEBHOOK_PORT}/webhooks/8x8"
+    ]
+    assert not _flag(exporter["command"], "--webhook.path"), "the default path, as pushed"
+    [pushed_with] = _flag(simulator["command"], "--push.auth-header-file")
+    expected = exporter["environment"]["EIGHTBYEIGHT_WEBHOOK_AUTH_HEADER_FILE"]
+    assert secret_files(default_stack, simulator)[pushed_with] == DEMO_WEBHOOK_AUTH_FILE
+    assert secret_files(default_stack, exporter)[expected] == DEMO_WEBHOOK_AUTH_FILE
+    assert DEMO_WEBHOOK_AUTH_FILE.read_text().startswith("Bearer ")
 
 
 def test_env_example_documents_the_defaults(default_stack, tmp_path):
@@ -547,8 +585,12 @@ def test_real_api_is_a_change_of_env_file_only(default_stack, real_api_stack):
     assert exporter["environment"]["EIGHTBYEIGHT_SUBACCOUNTS"] == "prod-sg,prod-uk"
     exporter_key = exporter["environment"]["EIGHTBYEIGHT_API_KEY_FILE"]
     assert secret_files(stack, exporter)[exporter_key] == key
+    exporter_auth = exporter["environment"]["EIGHTBYEIGHT_WEBHOOK_AUTH_HEADER_FILE"]
+    assert secret_files(stack, exporter)[exporter_auth] == key.parent / "webhook-auth"
     simulator = stack["services"]["simulator"]
     assert DEMO_KEY_FILE in secret_files(stack, simulator).values(), "never the real key"
+    # The simulator keeps pushing with the demo value, which the real one then refuses.
+    assert DEMO_WEBHOOK_AUTH_FILE in secret_files(stack, simulator).values()
     grafana = stack["services"]["grafana"]["environment"]
     assert grafana["GF_SECURITY_ADMIN_PASSWORD"] == "not-the-default"
     exposed = {(p["host_ip"], p["target"]) for s in stack["services"].values() for p in s["ports"]}
@@ -586,7 +628,10 @@ def test_published_ports_default_to_loopback(default_stack):
             ("127.0.0.1", SIMULATOR_PORT, SIMULATOR_PORT),
             ("127.0.0.1", SIMULATOR_ADMIN_PORT, SIMULATOR_ADMIN_PORT),
         },
-        "exporter": {("127.0.0.1", EXPORTER_PORT, EXPORTER_PORT)},
+        "exporter": {
+            ("127.0.0.1", EXPORTER_PORT, EXPORTER_PORT),
+            ("127.0.0.1", WEBHOOK_PORT, WEBHOOK_PORT),
+        },
         "prometheus": {("127.0.0.1", 9090, 9090)},
         "alertmanager": {("127.0.0.1", 9093, 9093)},
         "grafana": {("127.0.0.1", 3000, 3000)},

@@ -126,7 +126,8 @@ def test_health_check_follows_tls_and_another_port(podman_env, exporter_image, p
 def test_runs_as_the_kubernetes_deployment_runs_it(podman_env, exporter_image, tmp_path):
     """The Deployment's arguments, environment, mounts and security context (read-only root
     filesystem, no capabilities, no new privileges, UID/GID from runAsUser/runAsGroup), in a
-    podman pod beside a simulator that serves the subaccounts of the shipped exporter.yml."""
+    podman pod beside a simulator that serves the subaccounts of the shipped exporter.yml and
+    pushes callbacks to the Deployment's `webhooks` port with the mounted Secret's value."""
     deployment = kubernetes.only("base", "Deployment")["spec"]["template"]["spec"]
     spec, security = deployment["containers"][0], deployment["securityContext"]
     assert spec["securityContext"]["readOnlyRootFilesystem"] is True
@@ -137,14 +138,24 @@ def test_runs_as_the_kubernetes_deployment_runs_it(podman_env, exporter_image, t
         if "exporter.yml" in doc.get("data", {})
     )
     subaccounts = [entry["id"] for entry in yaml.safe_load(config_text)["subaccounts"]]
-    sources = {"config": tmp_path / "config", "api-key": tmp_path / "key"}
+    sources = {
+        "config": tmp_path / "config",
+        "api-key": tmp_path / "key",
+        "webhook-auth": tmp_path / "auth",
+    }
     for directory in sources.values():
         directory.mkdir()
         directory.chmod(0o755)
-    (sources["config"] / "exporter.yml").write_text(config_text)
-    (sources["api-key"] / "api-key").write_text("k8s-demo-key\n")
-    for path in (sources["config"] / "exporter.yml", sources["api-key"] / "api-key"):
+    callback_auth = "Bearer k8s-demo-callback-value"
+    files = {
+        sources["config"] / "exporter.yml": config_text,
+        sources["api-key"] / "api-key": "k8s-demo-key\n",
+        sources["webhook-auth"] / "auth-header": f"{callback_auth}\n",
+    }
+    for path, text in files.items():
+        path.write_text(text)
         path.chmod(0o444)
+    callback_port = next(p["containerPort"] for p in spec["ports"] if p["name"] == "webhooks")
     mounts = [f"--volume={sources[m['name']]}:{m['mountPath']}:ro" for m in spec["volumeMounts"]]
     env = [f"--env={e['name']}={e['value']}" for e in spec["env"]]
     port = free_port()
@@ -163,10 +174,13 @@ def test_runs_as_the_kubernetes_deployment_runs_it(podman_env, exporter_image, t
             names[0],
             "--publish",
             f"127.0.0.1:{port}:9881",
+            # Callbacks as 8x8 would send them to the pod's `webhooks` port.
+            f"--env=EIGHTBYEIGHT_WEBHOOK_AUTH_HEADER={callback_auth}",
             exporter_image,
             "simulate",
             "--web.listen-address=127.0.0.1:9882",
             "--api-key=k8s-demo-key",
+            f"--push.url=http://127.0.0.1:{callback_port}/webhooks/8x8",
             *[f"--subaccount={s}" for s in subaccounts],
         )
         podman(
@@ -192,10 +206,21 @@ def test_runs_as_the_kubernetes_deployment_runs_it(podman_env, exporter_image, t
                 lambda: (
                     (s := parse_samples(requests.get(url, timeout=5).text))
                     and all(value(s, "eightbyeight_up", subaccount=sub) == 1 for sub in subaccounts)
+                    and all(
+                        (
+                            value(
+                                s, "eightbyeight_webhook_events_total", subaccount=sub, event_type=e
+                            )
+                            or 0
+                        )
+                        > 0
+                        for sub in subaccounts
+                        for e in ("vnu", "vss")
+                    )
                     and s
                 ),
                 timeout=60,
-                what="every subaccount of exporter.yml up",
+                what="every subaccount of exporter.yml up and its callbacks counted",
             )
         except AssertionError:
             pytest.fail(f"not up: {container_logs(podman_env, names[1])}")

@@ -23,11 +23,21 @@ from typing import Any
 import jsonschema
 import kubernetes_validate
 import pytest
+import requests
 import yaml
 
 from exporter.cli import build_parser
 from exporter.config import settings_from_flags
-from tests.harness import REPO, FakeApi, InProcessExporter, find_tool, parse_samples, value
+from tests.harness import (
+    CALLBACK_AUTH,
+    REPO,
+    FakeApi,
+    InProcessExporter,
+    find_tool,
+    parse_samples,
+    value,
+    vss,
+)
 
 KUBERNETES = REPO / "deploy" / "kubernetes"
 OVERLAYS = {"base": KUBERNETES / "base", "two-replicas": KUBERNETES / "overlays" / "two-replicas"}
@@ -230,21 +240,32 @@ def exporter_settings(tmp_path: Path, overlay: str = "base") -> Any:
         doc for doc in objects(overlay, "ConfigMap") if "exporter.yml" in doc.get("data", {})
     )
     mounts = {m["mountPath"]: m["name"] for m in spec["volumeMounts"]}
-    config_dir, key_dir = tmp_path / "config", tmp_path / "key"
-    config_dir.mkdir()
-    key_dir.mkdir()
+    config_dir, key_dir, auth_dir = tmp_path / "config", tmp_path / "key", tmp_path / "auth"
+    for directory in (config_dir, key_dir, auth_dir):
+        directory.mkdir()
     (config_dir / "exporter.yml").write_text(config_map["data"]["exporter.yml"])
     (key_dir / "api-key").write_text("a-key\n")
-    where = {"config": config_dir, "api-key": key_dir}
+    (auth_dir / "auth-header").write_text(f"{CALLBACK_AUTH}\n")
+    where = {"config": config_dir, "api-key": key_dir, "webhook-auth": auth_dir}
 
     def local(value: str) -> str:
-        for mount_path, volume in mounts.items():
-            value = value.replace(mount_path, str(where[volume]))
+        # Longest first: /run/secrets/eightbyeight is a prefix of another mount path.
+        for mount_path in sorted(mounts, key=len, reverse=True):
+            value = value.replace(mount_path, str(where[mounts[mount_path]]))
         return value
 
     args = [local(arg) for arg in spec["args"]]
     env = {e["name"]: local(e["value"]) for e in spec["env"]}
     return args, env, settings_from_flags(build_parser().parse_args(args), env)
+
+
+def on_loopback(args: list[str]) -> list[str]:
+    """The Deployment's arguments with both listeners moved to free loopback ports."""
+    return [
+        "--webhook.listen-address=127.0.0.1:0" if a.startswith("--webhook.listen-address") else a
+        for a in args
+        if not a.startswith("--web.listen-address")
+    ]
 
 
 def test_deployment_args_are_a_valid_exporter_configuration(tmp_path):
@@ -254,10 +275,10 @@ def test_deployment_args_are_a_valid_exporter_configuration(tmp_path):
 
 
 def test_ports_probes_and_scrape_path_match_the_exporter(tmp_path):
-    args, _env, settings = exporter_settings(tmp_path)
+    args, env, settings = exporter_settings(tmp_path)
     spec = container()
     port = int(settings.listen_address.rpartition(":")[2])
-    assert spec["ports"] == [{"name": "http", "containerPort": port, "protocol": "TCP"}]
+    assert spec["ports"][0] == {"name": "http", "containerPort": port, "protocol": "TCP"}
     service_port = only("base", "Service")["spec"]["ports"][0]
     assert service_port["targetPort"] == "http"
     endpoint = only("base", "ServiceMonitor")["spec"]["endpoints"][0]
@@ -268,10 +289,11 @@ def test_ports_probes_and_scrape_path_match_the_exporter(tmp_path):
     assert all(p == {"path": "/-/healthy", "port": "http"} for p in probes)
     # The probe path and the scrape path answer on a real exporter with these arguments, reading
     # a fake API on loopback instead of 8x8.
-    local = [a for a in args if not a.startswith("--web.listen-address")]
     with (
         FakeApi() as api,
-        InProcessExporter([*local, f"--api.base-url={api.base_url}"]) as exporter,
+        InProcessExporter(
+            [*on_loopback(args), f"--api.base-url={api.base_url}"], env=env
+        ) as exporter,
     ):
         assert exporter.get("/-/healthy").status_code == 200
         scraped = exporter.get(endpoint["path"])
@@ -301,16 +323,102 @@ def test_pod_runs_as_the_image_user_locked_down():
     }
 
 
-def test_api_key_comes_from_an_existing_secret():
+def secret_volumes() -> dict[str, dict[str, Any]]:
+    """Volume name -> its secret source, for every Secret the pod mounts."""
     pod = only("base", "Deployment")["spec"]["template"]["spec"]
-    secret = next(v["secret"] for v in pod["volumes"] if "secret" in v)
-    assert secret["secretName"] == "eightbyeight-api-key"
-    assert secret["items"] == [{"key": "api-key", "path": "api-key"}]
+    return {v["name"]: v["secret"] for v in pod["volumes"] if "secret" in v}
+
+
+def test_api_key_and_callback_value_come_from_existing_secrets():
+    secrets = secret_volumes()
+    assert secrets["api-key"]["secretName"] == "eightbyeight-api-key"
+    assert secrets["api-key"]["items"] == [{"key": "api-key", "path": "api-key"}]
+    assert secrets["webhook-auth"]["secretName"] == "eightbyeight-webhook-auth"
+    assert secrets["webhook-auth"]["items"] == [{"key": "auth-header", "path": "auth-header"}]
     assert objects("base", "Secret") == []  # never shipped, only referenced
     env = {e["name"]: e["value"] for e in container()["env"]}
-    assert env == {"EIGHTBYEIGHT_API_KEY_FILE": "/run/secrets/eightbyeight/api-key"}
-    assert "create secret generic eightbyeight-api-key --from-file=api-key=" in (
-        (KUBERNETES / "base" / "kustomization.yaml").read_text()
+    assert env == {
+        "EIGHTBYEIGHT_API_KEY_FILE": "/run/secrets/eightbyeight/api-key",
+        "EIGHTBYEIGHT_WEBHOOK_AUTH_HEADER_FILE": "/run/secrets/eightbyeight-webhook/auth-header",
+    }
+    mounts = {m["name"]: m["mountPath"] for m in container()["volumeMounts"]}
+    for name, variable in [
+        ("api-key", "EIGHTBYEIGHT_API_KEY_FILE"),
+        ("webhook-auth", "EIGHTBYEIGHT_WEBHOOK_AUTH_HEADER_FILE"),
+    ]:
+        [item] = secrets[name]["items"]
+        assert env[variable] == f"{mounts[name]}/{item['path']}"
+    # The commands creating them, where an operator reads them.
+    for text in (
+        (KUBERNETES / "base" / "kustomization.yaml").read_text(),
+        (REPO / "README.md").read_text(encoding="utf-8"),
+    ):
+        assert "create secret generic eightbyeight-api-key --from-file=api-key=" in text
+        assert "create secret generic eightbyeight-webhook-auth --from-file=auth-header=" in text
+
+
+def _port(address: str) -> int:
+    return int(address.rpartition(":")[2])
+
+
+def test_callback_port_is_named_and_matches_the_webhook_listener(tmp_path):
+    _, _, settings = exporter_settings(tmp_path)
+    assert settings.webhooks is not None, "the Deployment runs the callback listener"
+    assert settings.webhooks.auth_header.reveal() == CALLBACK_AUTH
+    port = _port(settings.webhooks.listen_address)
+    assert port != _port(settings.listen_address)
+    ports = {p["name"]: p for p in container()["ports"]}
+    assert ports["webhooks"] == {"name": "webhooks", "containerPort": port, "protocol": "TCP"}
+    service = {p["name"]: p for p in only("base", "Service")["spec"]["ports"]}
+    assert service["webhooks"]["targetPort"] == "webhooks"
+    assert service["webhooks"]["port"] == port
+    # Prometheus scrapes the metrics port only, never the callback port.
+    endpoints = only("base", "ServiceMonitor")["spec"]["endpoints"]
+    assert [e["port"] for e in endpoints] == ["http"]
+
+
+def test_network_policy_lets_callbacks_in_from_outside_and_metrics_from_prometheus():
+    rules = only("base", "NetworkPolicy")["spec"]["ingress"]
+    by_port = {rule["ports"][0]["port"]: rule for rule in rules}
+    assert set(by_port) == {"http", "webhooks"}
+    assert all(len(rule["ports"]) == 1 for rule in rules)
+    # 8x8 calls from outside the cluster: an empty `from` admits every source...
+    assert by_port["webhooks"].get("from", []) == []
+    # ...while /metrics stays open to Prometheus pods only.
+    assert by_port["http"]["from"][0]["podSelector"]["matchLabels"] == {
+        "app.kubernetes.io/name": "prometheus"
+    }
+    # Operators are told to narrow it to 8x8's source addresses.
+    text = (KUBERNETES / "base" / "networkpolicy.yaml").read_text()
+    assert "8x8's published" in text
+    assert "ipBlock" in text
+
+
+def test_callbacks_reach_an_exporter_started_with_the_deployment_args(tmp_path):
+    """The Deployment's arguments and mounted Secret on a real exporter (loopback, free ports):
+    a callback with the Secret's value is counted, one without it is refused."""
+    args, env, settings = exporter_settings(tmp_path)
+    with (
+        FakeApi() as api,
+        InProcessExporter(
+            [*on_loopback(args), f"--api.base-url={api.base_url}"], env=env
+        ) as exporter,
+    ):
+        url = exporter.callback_url
+        assert url.endswith(settings.webhooks.path)
+        event = vss(sub="acme-prod")
+        refused = requests.post(url, json=event, timeout=10)
+        accepted = requests.post(
+            url, json=event, headers={"Authorization": CALLBACK_AUTH}, timeout=10
+        )
+        samples = parse_samples(exporter.get("/metrics").text)
+    assert refused.status_code == 401
+    assert accepted.status_code == 200
+    assert (
+        value(
+            samples, "eightbyeight_webhook_events_total", subaccount="acme-prod", event_type="vss"
+        )
+        == 1
     )
 
 
@@ -363,8 +471,17 @@ def test_selectors_match_the_pods():
 def test_operator_objects_carry_the_release_label_and_the_alerts_job():
     monitor, rule = only("base", "ServiceMonitor"), only("base", "PrometheusRule")
     assert monitor["metadata"]["labels"]["release"] == rule["metadata"]["labels"]["release"]
-    # The shipped alerts select job="eightbyeight"; the ServiceMonitor names the job so.
+    # EightByEightExporterDown selects the exporter's jobs by name; the ServiceMonitor names
+    # its job so that the alert covers it.
     relabel = monitor["spec"]["endpoints"][0]["relabelings"]
     assert {"action": "replace", "targetLabel": "job", "replacement": "eightbyeight"} in relabel
-    exprs = [r["expr"] for g in rule["spec"]["groups"] for r in g["rules"]]
-    assert any('job="eightbyeight"' in e for e in exprs)
+    [down] = [
+        r["expr"]
+        for g in rule["spec"]["groups"]
+        for r in g["rules"]
+        if r.get("alert") == "EightByEightExporterDown"
+    ]
+    selector = re.search(r'up\{job=~"([^"]+)"\}', down)
+    assert selector, down
+    # Prometheus anchors label regular expressions.
+    assert re.fullmatch(selector.group(1), "eightbyeight")

@@ -126,3 +126,71 @@ def test_exec_start_with_the_shipped_environment_is_a_valid_configuration(tmp_pa
     )
     assert result.returncode == 0, result.stderr
     assert "configuration is valid (2 subaccounts)" in result.stdout
+
+
+def documented_webhook_setup() -> tuple[str, list[str]]:
+    """The commented EXPORTER_ARGS with the callback listener, and the drop-in's lines."""
+    text = ENV_FILE.read_text()
+    args = re.search(r'(?m)^#EXPORTER_ARGS="([^"]*)"$', text)
+    assert args, "the environment file documents EXPORTER_ARGS with --webhook.listen-address"
+    drop_in = re.findall(r"(?m)^#\s+((?:LoadCredential|Environment)=\S+)$", text)
+    return args.group(1), drop_in
+
+
+def test_environment_file_documents_the_webhook_options():
+    text = ENV_FILE.read_text()
+    args, drop_in = documented_webhook_setup()
+    assert "--webhook.listen-address=:9884" in args.split()
+    for flag in ("--webhook.path", "--webhook.max-body-size", "--webhook.read-timeout"):
+        assert flag in text, flag
+    # The value travels as a credential, like the API key; never in this file.
+    assert drop_in == [
+        "LoadCredential=webhook-auth:/etc/eightbyeight-exporter/webhook-auth",
+        "Environment=EIGHTBYEIGHT_WEBHOOK_AUTH_HEADER_FILE=%d/webhook-auth",
+    ]
+    assert "EIGHTBYEIGHT_WEBHOOK_AUTH_HEADER=" not in text
+    assert "webhook" not in UNIT.read_text().lower(), "the shipped unit stays as it was"
+
+
+def test_unit_with_the_webhook_drop_in_verifies_and_stays_locked_down(tmp_path):
+    # Credentials and Environment= accumulate, so lines appended to [Service] act as the
+    # drop-in does.
+    _, drop_in = documented_webhook_setup()
+    text = UNIT.read_text().replace("\n[Install]", "\n" + "\n".join(drop_in) + "\n\n[Install]")
+    unit = installed_unit(tmp_path, text)
+    verified = analyze("verify", str(unit))
+    assert verified.returncode == 0, verified.stderr
+    assert verified.stdout + verified.stderr == ""
+    security = analyze("security", "--offline=true", str(unit))
+    match = re.search(r"Overall exposure level for \S+: (\d+\.\d+) (\w+)", security.stdout)
+    assert match, security.stdout[-2000:] + security.stderr
+    assert float(match.group(1)) <= MAX_EXPOSURE
+
+
+@pytest.mark.parametrize("with_value", [True, False])
+def test_exec_start_with_the_webhook_options_is_a_valid_configuration(tmp_path, with_value):
+    args, _ = documented_webhook_setup()
+    key, auth = tmp_path / "api-key", tmp_path / "webhook-auth"
+    key.write_text("a-key\n")
+    auth.write_text("Bearer a-callback-value\n")
+    env = {
+        "EIGHTBYEIGHT_SUBACCOUNTS": env_file_values()["EIGHTBYEIGHT_SUBACCOUNTS"],
+        "EIGHTBYEIGHT_API_KEY_FILE": str(key),
+    }
+    if with_value:
+        env["EIGHTBYEIGHT_WEBHOOK_AUTH_HEADER_FILE"] = str(auth)  # what %d/webhook-auth becomes
+    result = subprocess.run(
+        [sys.executable, "-m", "exporter", *args.split(), "--config.check"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+    if with_value:
+        assert result.returncode == 0, result.stderr
+        assert "configuration is valid (2 subaccounts)" in result.stdout
+    else:
+        # Without the drop-in the exporter refuses to start, in one line naming what is missing.
+        assert result.returncode != 0
+        assert "EIGHTBYEIGHT_WEBHOOK_AUTH_HEADER_FILE" in result.stderr
+        assert "Traceback" not in result.stderr
