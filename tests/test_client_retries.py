@@ -18,7 +18,7 @@ import urllib3.util.connection
 from exporter.client import ApiClient, DeadlineRetry
 from exporter.config import Secret
 from exporter.errors import FetchError
-from tests.harness import FakeApi, Reply, free_port, number, numbers_body
+from tests.harness import FakeApi, Reply, free_port, number, numbers_body, self_signed_certificate
 
 KEY = "test-key-4c1f9a7e-never-shown"
 BASE = "http://api.test"
@@ -447,51 +447,12 @@ def test_session_survives_a_failure():
     assert api_client._session is session
 
 
-def _self_signed(directory) -> tuple[str, str]:
-    """A certificate for 127.0.0.1 and its key, as PEM files."""
-    import datetime
-    import ipaddress
-
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(hours=1))
-        .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-            critical=False,
-        )
-        .sign(key, hashes.SHA256())
-    )
-    cert_path, key_path = directory / "api.crt", directory / "api.key"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return str(cert_path), str(key_path)
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("talk", [drip_headers, drip_body], ids=["headers", "body"])
 def test_dripping_https_peer_is_cut_at_the_deadline(tmp_path, talk):
     import ssl
 
-    cert, key = _self_signed(tmp_path)
+    cert, key = self_signed_certificate(tmp_path, "api")
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(cert, key)
 
