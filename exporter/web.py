@@ -104,8 +104,9 @@ class ExporterApp:
         allowed = self.settings.probe_allowed
         if allowed is not None and subaccount not in allowed:
             return _text(start_response, "403 Forbidden", "target is not an allowed subaccount\n")
-        sample = self.scrapers.for_probe(subaccount).scrape(self.scrape_timeout(environ))
-        return _exposition(environ, start_response, [sample])
+        scraper = self.scrapers.for_probe(subaccount)
+        samples = scrape_all([scraper], self.scrape_timeout(environ))
+        return _exposition(environ, start_response, samples)
 
     def _landing(self, start_response: StartResponse) -> Iterable[bytes]:
         path = html.escape(self.settings.telemetry_path)
