@@ -16,7 +16,7 @@ from urllib.parse import parse_qs, quote
 
 from exporter import __version__
 from exporter.config import SUBACCOUNT_PATTERN, Settings
-from exporter.encoding import gzip_body, plain_body
+from exporter.encoding import gzip_body, plain_body, plain_size
 from exporter.exposition import SubaccountScrape, render_scrapes
 from exporter.logs import log_event
 from exporter.scraper import Scrapers, scrape_all
@@ -138,13 +138,17 @@ def _exposition(
 ) -> Iterable[bytes]:
     headers = [("Content-Type", CONTENT_TYPE_LATEST)]
     parts = render_scrapes(samples, time.time(), head=head)
+    chunks: Iterable[bytes]
     if "gzip" in environ.get("HTTP_ACCEPT_ENCODING", ""):
         # gzip reuses the inventory's pieces, compressed once per API response (level 1).
-        chunks = gzip_body(parts)
+        gzipped = gzip_body(parts)
         headers.append(("Content-Encoding", "gzip"))
+        headers.append(("Content-Length", str(sum(map(len, gzipped)))))
+        chunks = gzipped
     else:
+        # Streamed: text kept only deflated is inflated while it is sent, never whole.
+        headers.append(("Content-Length", str(plain_size(parts))))
         chunks = plain_body(parts)
-    headers.append(("Content-Length", str(sum(len(c) for c in chunks))))
     start_response("200 OK", headers)
     if environ.get("REQUEST_METHOD") == "HEAD":
         return []
