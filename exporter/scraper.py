@@ -276,7 +276,8 @@ class Scrapers:
     """The scrapers: one per configured subaccount, plus a bounded LRU set for probed ones.
 
     `new_scraper` builds the scraper of a subaccount (see exporter/app.py); every scraper is
-    built once and kept, so its cache and its in-flight fetch are shared by every request.
+    built once and kept, so its cache and its in-flight fetch are shared by every request. A
+    probed scraper pushed out of the LRU takes its own series off /metrics with it.
     """
 
     def __init__(
@@ -302,7 +303,8 @@ class Scrapers:
             if scraper is None:
                 scraper = self._probed[subaccount] = self._new(subaccount)
                 while len(self._probed) > self._max_probed:
-                    self._probed.popitem(last=False)
+                    _, evicted = self._probed.popitem(last=False)
+                    evicted.retire()
             else:
                 self._probed.move_to_end(subaccount)
             return scraper
