@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from exporter.client import ApiClient
 from exporter.config import Settings
+from exporter.memory import limit_malloc_arenas
 from exporter.scraper import SYSTEM_CLOCK, Clock, NumbersClient, Scrapers, SubaccountScraper
 from exporter.selfmetrics import SelfMetrics
 from exporter.server import ExporterServer, make_server
@@ -88,6 +89,7 @@ def build_app(
 
 def build_exporter(settings: Settings, clock: Clock = SYSTEM_CLOCK) -> Exporter:
     """Everything, bound to the listen address; ConfigError if the address cannot be used."""
+    limit_malloc_arenas()
     app = build_app(settings, clock=clock)
     web = settings.web_config
     wsgi = wrap_app(app, web) if web is not None else app
