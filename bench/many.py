@@ -49,13 +49,20 @@ def _threads(pid: int) -> int:
     return 0
 
 
-def measure_many(subaccounts: int, numbers: int, latency: float, logs: Path) -> dict[str, Any]:
-    """Two scrapes (new connections, then kept-alive ones) of all subaccounts at once."""
+def measure_many(
+    subaccounts: int, numbers: int, latency: float, logs: Path, stuck: int = 0
+) -> dict[str, Any]:
+    """Two scrapes (new connections, then kept-alive ones) of all subaccounts at once.
+
+    The last `stuck` subaccounts never answer in time (the simulator waits 300 s).
+    """
     names = [f"bench-{i:04d}" for i in range(subaccounts)]
     frozen = 1_700_000_000.0
     with Simulator(dict.fromkeys(names, numbers), API_KEY, seed=SEED, clock=lambda: frozen) as sim:
         _warm(sim.base_url, names)
         sim.set_faults({"latency_seconds": latency})
+        for name in names[subaccounts - stuck :]:
+            sim.set_faults({"latency_seconds": 300}, subaccount=name)
         flags = ["--log.level", "error"]
         for name in names[1:]:
             flags += ["--subaccount", name]

@@ -126,9 +126,9 @@ class Piece:
 class SampleText:
     """Sample lines rendered once per API response (one family of one subaccount, or a header).
 
-    Kept as text until a client that accepts gzip (Prometheus always does) asks for it; then
-    deflated once and kept only deflated, as per-number text shrinks ~20 times. A client
-    without gzip then gets it inflated as it is sent (`stream`).
+    Deflated once (`piece`: by the scraper right after rendering, or by the first gzip
+    response) and then kept only deflated, as per-number text shrinks ~20 times. A client
+    without gzip gets it inflated as it is sent (`stream`).
     """
 
     __slots__ = ("_chunks", "_lock", "_piece", "size")

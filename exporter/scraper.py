@@ -43,9 +43,15 @@ HTTP_OK = 200  # a body that fails to parse arrived with this status
 MAX_PARALLEL_FETCHES = 128
 # With less than this left before the deadline a fetch is not started: it could not finish.
 MIN_FETCH_SECONDS = 0.01
-# Time kept back from the deadline to render and send the answer: a tenth of the budget, at
-# most 100 ms (rendering 1,000 subaccounts' cached text takes a few milliseconds).
+# Time kept back from the deadline to render and send the answer, at the least: a tenth of
+# the budget, at most 100 ms. /metrics keeps back more when its answers take longer (see
+# exporter/web.py: the exporter's own series of 1,000 subaccounts alone take ~1 s to render).
 ANSWER_RESERVE_SECONDS = 0.1
+
+
+def least_reserve(timeout: float) -> float:
+    """The time kept back from a scrape of `timeout` seconds to answer, at the least."""
+    return min(ANSWER_RESERVE_SECONDS, timeout / 10)
 
 
 class Clock(Protocol):
@@ -233,6 +239,10 @@ class SubaccountScraper:
             # The raw JSON (~50 MB at 100,000 numbers) is not needed while rendering: free it.
             del body
             inventory = render_inventory(parsed, sub, self.per_number)
+            # Deflate now, within the deadline and beside the other fetches (zlib runs without
+            # the GIL), rather than in the answer after it: Prometheus always asks for gzip.
+            for text in inventory.samples.values():
+                text.piece()
         except FetchError as error:
             return self._failed(_detached(error))
         except ResponseError as error:
@@ -315,19 +325,22 @@ class Scrapers:
             return len(self._probed)
 
 
-def scrape_all(scrapers: Sequence[SubaccountScraper], timeout: float) -> list[SubaccountScrape]:
+def scrape_all(
+    scrapers: Sequence[SubaccountScraper], timeout: float, reserve: float | None = None
+) -> list[SubaccountScrape]:
     """Scrape subaccounts in parallel against one deadline, `timeout` seconds from now.
 
-    The answer is ready a little before the deadline (ANSWER_RESERVE_SECONDS), whatever the
-    API does: a subaccount whose scrape is not done by then, or never started because the pool
-    was busy, is `up 0` and counted as a `timeout`. Its fetch, if one is running, ends on its
-    own at the same deadline (the API client cuts it off); nothing waits for it.
+    Waiting ends `reserve` seconds (default: `least_reserve`) before the deadline, whatever
+    the API does, to leave the time to answer: a subaccount whose scrape is not done by then,
+    or never started because the pool was busy, is `up 0` and counted as a `timeout`. Its
+    fetch, if one is running, ends on its own at the same time (the API client cuts it off);
+    nothing waits for it.
     """
     if not scrapers:
         return []
     clock = scrapers[0].clock
     started = clock.monotonic()
-    deadline = started + timeout - min(ANSWER_RESERVE_SECONDS, timeout / 10)
+    deadline = started + timeout - (least_reserve(timeout) if reserve is None else reserve)
     pool = ThreadPoolExecutor(
         max_workers=min(len(scrapers), MAX_PARALLEL_FETCHES), thread_name_prefix="scrape"
     )

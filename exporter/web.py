@@ -19,13 +19,16 @@ from exporter.config import SUBACCOUNT_PATTERN, Settings
 from exporter.encoding import gzip_body, plain_body, plain_size
 from exporter.exposition import SubaccountScrape, render_scrapes
 from exporter.logs import log_event
-from exporter.scraper import Scrapers, scrape_all
+from exporter.scraper import Scrapers, least_reserve, scrape_all
 from exporter.selfmetrics import SelfMetrics
 
 log = logging.getLogger("exporter.web")
 
 CONTENT_TYPE_LATEST = "text/plain; version=0.0.4; charset=utf-8"
 SCRAPE_TIMEOUT_HEADER = "HTTP_X_PROMETHEUS_SCRAPE_TIMEOUT_SECONDS"
+# Before the first /metrics answer is timed, answering is guessed to take this long per
+# configured subaccount (the exporter's own series dominate: ~1 ms each on a busy 2-core host).
+ANSWER_SECONDS_PER_SUBACCOUNT = 0.001
 
 StartResponse = Callable[..., Any]
 
@@ -37,6 +40,9 @@ class ExporterApp:
         self.settings = settings
         self.scrapers = scrapers
         self.metrics = metrics
+        # How long a /metrics answer takes to render once the fetches are in: it follows a
+        # slower answer at once and a faster one by halves, as the load on the host varies.
+        self.answer_seconds = ANSWER_SECONDS_PER_SUBACCOUNT * len(scrapers.configured)
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         try:
@@ -84,9 +90,19 @@ class ExporterApp:
                 budget = min(budget, scrape_timeout - self.settings.timeout_offset)
         return max(budget, 0.05)
 
+    def answer_reserve(self, timeout: float) -> float:
+        """Time kept back from a /metrics scrape to answer: twice what answers take, at least
+        the scrapers' least reserve, at most half the budget."""
+        return min(timeout / 2, max(least_reserve(timeout), 2 * self.answer_seconds))
+
     def _metrics(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
-        samples = scrape_all(self.scrapers.configured, self.scrape_timeout(environ))
-        return _exposition(environ, start_response, samples, self.metrics.exposition())
+        timeout = self.scrape_timeout(environ)
+        samples = scrape_all(self.scrapers.configured, timeout, self.answer_reserve(timeout))
+        started = time.monotonic()
+        answer = _exposition(environ, start_response, samples, self.metrics.exposition())
+        took = time.monotonic() - started
+        self.answer_seconds = max(took, (self.answer_seconds + took) / 2)
+        return answer
 
     def _probe(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         query = parse_qs(environ.get("QUERY_STRING", ""), errors="replace")

@@ -18,8 +18,11 @@ import pytest
 
 from bench.many import CASES, TARGET_SECONDS, measure_many
 from exporter import scraper as scraper_module
+from exporter.app import build_app
+from exporter.config import Secret, Settings, SubaccountConfig
 from exporter.scraper import ANSWER_RESERVE_SECONDS, SubaccountScraper, scrape_all
 from exporter.selfmetrics import SelfMetrics
+from exporter.web import ANSWER_SECONDS_PER_SUBACCOUNT
 from tests.harness import (
     FakeApi,
     InProcessExporter,
@@ -32,6 +35,7 @@ from tests.harness import (
 )
 
 BODY = json.dumps(numbers_body([number()])).encode()
+SUB = "acme-prod"
 HEADER = "X-Prometheus-Scrape-Timeout-Seconds"
 
 
@@ -168,3 +172,42 @@ def test_many_subaccounts_answer_within_the_scrape_timeout(tmp_path, subaccounts
     # A client (and its session) per subaccount is cheap: 1,000 of them idle in ~15 MB.
     assert result["rss"]["idle"] < 100e6, result
     assert result["rss"]["peak"] < 400e6, result
+
+
+@pytest.mark.slow
+def test_a_thousand_subaccounts_answer_in_time_when_a_hundred_never_do(tmp_path):
+    """Waiting stops early enough to render the answer (the exporter's own series of 1,000
+    subaccounts alone take about a second): the stuck ones are `up 0`, the others served."""
+    result = measure_many(1_000, 100, 0.2, tmp_path, stuck=100)
+    assert result["first"] < TARGET_SECONDS, result
+    assert result["second"] < TARGET_SECONDS, result
+    assert result["up"] == result["up_second"] == 900, result
+
+
+def test_metrics_keeps_back_what_its_last_answer_took(monkeypatch):
+    settings = Settings(
+        subaccounts=tuple(
+            SubaccountConfig(f"acme-{i:04d}", Secret("k"), "http://x") for i in range(600)
+        ),
+        api_key=Secret("k"),
+    )
+    app = build_app(settings, lambda subaccount: SlowClient())
+    # Before any answer: twice a guess from the number of subaccounts.
+    assert app.answer_reserve(9.5) == pytest.approx(2 * 600 * ANSWER_SECONDS_PER_SUBACCOUNT)
+    app.answer_seconds = 1.5
+    assert app.answer_reserve(9.5) == pytest.approx(3.0)
+    assert app.answer_reserve(4.0) == 2.0  # never more than half the budget
+    app.answer_seconds = 0.001
+    assert app.answer_reserve(9.5) == ANSWER_RESERVE_SECONDS  # never less than the least
+
+
+def test_a_slower_answer_raises_the_reserve_at_once_and_a_faster_one_by_halves():
+    settings = Settings(subaccounts=(SubaccountConfig(SUB, Secret("k"), "http://x"),))
+    app = build_app(settings, lambda subaccount: SlowClient())
+    environ = {"REQUEST_METHOD": "GET", "PATH_INFO": "/metrics"}
+    app.answer_seconds = 10.0
+    b"".join(app(environ, lambda status, headers: None))
+    assert 5.0 <= app.answer_seconds < 5.1  # a fast answer: halfway down
+    app.answer_seconds = 0.0
+    b"".join(app(environ, lambda status, headers: None))
+    assert 0.0 < app.answer_seconds < 1.0  # measured
