@@ -49,7 +49,7 @@ def exporter_scrape(body: bytes, subaccount: str, per_number: bool) -> dict[str,
     t2 = time.perf_counter()
     now = time.time()
     sample = SubaccountScrape(subaccount, True, t2 - t0, rendered, now)
-    plain = plain_body(render_scrapes([sample], now))
+    plain = list(plain_body(render_scrapes([sample], now)))
     t3 = time.perf_counter()
     gzip_body(render_scrapes([sample], now))
     t4 = time.perf_counter()

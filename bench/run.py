@@ -11,7 +11,9 @@ measures side by side:
 - a naive peer (bench/naive.py): one prometheus_client Gauge per family, .labels().set() per
   sample, generate_latest;
 - over HTTP, with the exporter as a subprocess: cold scrapes, scrapes served from the cache
-  (--cache.ttl) and peak RSS (VmHWM) above the idle process, a fresh process per size.
+  (--cache.ttl) and peak RSS (VmHWM) above the idle process, a fresh process per size;
+- one /metrics scrape of many subaccounts behind a slow API (bench/many.py): 1,000
+  subaccounts of 100 numbers at 200 ms of latency, and 100 at 3 s, with a 10 s scrape timeout.
 
 It prints a table and the targets, writes the figures to bench/results/latest.json and prints
 the changes against the previous file when there is one.
@@ -36,6 +38,7 @@ from typing import Any
 if __package__ in (None, ""):  # run as `python bench/run.py`
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.many import CASES, TARGET_SECONDS, measure_many
 from bench.scrape import REPO, measure_http
 from exporter.simulator import Simulator
 
@@ -211,7 +214,52 @@ def table(sizes: dict[str, dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def targets(sizes: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+def _case(subaccounts: int, numbers: int, latency: float) -> str:
+    delay = f"{latency * 1000:.0f} ms" if latency < 1 else f"{latency:g} s"
+    return f"{subaccounts:,} x {numbers:,} numbers at {delay}"
+
+
+def _s(seconds: float) -> str:
+    return f"{seconds:.2f} s"
+
+
+def many_table(many: dict[str, dict[str, Any]]) -> str:
+    """One /metrics scrape of many subaccounts: one column per case."""
+    labelled = [
+        ("one /metrics scrape, new connections", lambda r: _s(r["first"])),
+        ("  again, connections kept alive", lambda r: _s(r["second"])),
+        ("subaccounts up 1", lambda r: f"{r['up']:,} of {r['subaccounts']:,}"),
+        ("gzip response", lambda r: _mb(r["gzip_bytes"])),
+        ("RSS idle (clients built)", lambda r: _mb(r["rss"]["idle"])),
+        ("RSS peak", lambda r: _mb(r["rss"]["peak"])),
+        ("RSS after the scrapes", lambda r: _mb(r["rss"]["after"])),
+        ("threads after the scrapes", lambda r: str(r["threads_after"])),
+    ]
+    header = ["", *(_case(r["subaccounts"], r["numbers"], r["latency"]) for r in many.values())]
+    body = [[label, *(cell(r) for r in many.values())] for label, cell in labelled]
+    widths = [max(len(line[i]) for line in [header, *body]) for i in range(len(header))]
+    lines = []
+    for line in [header, *body]:
+        cells = [line[0].ljust(widths[0])] + [
+            c.rjust(w) for c, w in zip(line[1:], widths[1:], strict=True)
+        ]
+        lines.append("  ".join(cells).rstrip())
+    return "\n".join(lines)
+
+
+def many_targets(many: dict[str, dict[str, Any]]) -> list[tuple[str, float | None, str, float]]:
+    """Each case answers within the scrape timeout less the offset, every subaccount up 1."""
+    checks: list[tuple[str, float | None, str, float]] = []
+    for r in many.values():
+        case = _case(r["subaccounts"], r["numbers"], r["latency"])
+        checks.append((f"{case}: scrape seconds", r["first"], "<=", TARGET_SECONDS))
+        checks.append((f"{case}: subaccounts up", r["up"], ">=", r["subaccounts"]))
+    return checks
+
+
+def targets(
+    sizes: dict[str, dict[str, Any]], many: dict[str, dict[str, Any]] | None = None
+) -> list[dict[str, Any]]:
     """The issue's targets, each with its value from this run (None if not measured)."""
 
     def value(size: int, get: Any) -> float | None:
@@ -244,6 +292,7 @@ def targets(sizes: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
             "<=",
             3.0,
         ),
+        *many_targets(many or {}),
     ]
     out = []
     for name, measured, op, limit in checks:
@@ -298,6 +347,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--http-repeat", type=int, default=7, help="cold HTTP scrapes")
     parser.add_argument("--cached-repeat", type=int, default=25, help="cached HTTP scrapes")
     parser.add_argument("--no-http", action="store_true", help="in-process figures only")
+    parser.add_argument(
+        "--no-many", action="store_true", help="leave out the many-subaccount scrapes"
+    )
     parser.add_argument("--output", type=Path, default=RESULTS, help="JSON results file")
     args = parser.parse_args(argv)
     try:
@@ -325,14 +377,25 @@ def main(argv: list[str] | None = None) -> int:
         "machine": info,
         "data": f"exporter.simulator.Simulator, seed {SEED}, frozen clock",
         "sizes": {},
+        "many": {},
     }
     with tempfile.TemporaryDirectory(prefix="bench-") as workdir:
         for numbers in sizes:
             results["sizes"][str(numbers)] = measure_size(numbers, args, Path(workdir))
-    results["targets"] = targets(results["sizes"])
+        if not (args.no_http or args.no_many):
+            for subaccounts, numbers, latency in CASES:
+                case = _case(subaccounts, numbers, latency)
+                print(f"  {case}: one scrape ...", end="", flush=True, file=sys.stderr)
+                result = measure_many(subaccounts, numbers, latency, Path(workdir))
+                results["many"][f"{subaccounts}x{numbers}@{latency:g}s"] = result
+                print(" done", file=sys.stderr)
+    results["targets"] = targets(results["sizes"], results["many"])
 
     print()
     print(table(results["sizes"]))
+    if results["many"]:
+        print("\nOne /metrics scrape of many subaccounts (10 s scrape timeout)")
+        print(many_table(results["many"]))
     print_targets(results["targets"])
     if previous:
         print_deltas(previous, results)

@@ -123,6 +123,11 @@ class ExporterProcess:
         finally:
             conn.close()
 
+    @property
+    def pid(self) -> int:
+        assert self._proc is not None
+        return self._proc.pid
+
     def memory(self) -> dict[str, int]:
         """VmRSS and VmHWM (peak RSS) of the process, in bytes."""
         assert self._proc is not None

@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 from exporter.client import ApiClient
 from exporter.config import ConfigError, Secret, Settings
 from exporter.logs import log_event
+from exporter.memory import limit_malloc_arenas
 from exporter.scraper import SYSTEM_CLOCK, Clock, NumbersClient, Scrapers, SubaccountScraper
 from exporter.selfmetrics import SelfMetrics
 from exporter.server import ExporterServer, make_server
@@ -309,6 +310,7 @@ def build_exporter(
 
     `load_settings` assembles the settings again on reload (see `Exporter.reload`).
     """
+    limit_malloc_arenas()
     webhook_state = build_webhook_state(settings, clock)
     webhook_lists = WebhookConfigCollector() if settings.collector_webhooks else None
     app = build_app(settings, clock=clock, webhook_state=webhook_state, webhook_lists=webhook_lists)

@@ -7,6 +7,9 @@ their own concatenate into one DEFLATE stream when each ends on a byte boundary 
 and the later ones never refer back past their own start; the CRC-32 of the whole is combined
 from the pieces' CRCs (zlib's crc32_combine), so the uncompressed text is not needed at scrape
 time.
+
+A plain body is streamed: text kept only deflated is inflated a slice at a time while it is
+sent, so plain clients, however many at once, never hold a whole inflated copy each.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from __future__ import annotations
 import struct
 import threading
 import zlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 # gzip member header: deflate, no name, no mtime, "fastest" flag (XFL 4), unknown OS.
@@ -69,6 +72,10 @@ def crc_combine(crc_a: int, crc_b: int, shift_b: int) -> int:
 
 # Deflated pieces up to this size also keep their text, so plain responses need no inflating.
 _KEEP_TEXT_UP_TO = 1 << 16
+# A plain response inflates this much deflated text at a time (~20 times as much text), into
+# slices of at most _INFLATE_OUT bytes: what one plain client holds while it is sent.
+_INFLATE_IN = 1 << 13
+_INFLATE_OUT = 1 << 18
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,33 +104,50 @@ class Piece:
         text = b"".join(kept) if size <= _KEEP_TEXT_UP_TO else None
         return cls(b"".join(out), crc, size, crc_shift(size), text)
 
-    def inflate(self) -> bytes:
+    def inflated(self) -> Iterator[bytes]:
+        """The text, a slice at a time (never all of it at once unless it was kept)."""
         if self.text is not None:
-            return self.text
-        return zlib.decompressobj(-zlib.MAX_WBITS).decompress(self.deflated)
+            yield self.text
+            return
+        inflater = zlib.decompressobj(-zlib.MAX_WBITS)
+        deflated = memoryview(self.deflated)
+        for start in range(0, len(deflated), _INFLATE_IN):
+            pending: bytes | memoryview = deflated[start : start + _INFLATE_IN]
+            while pending:
+                text = inflater.decompress(pending, _INFLATE_OUT)
+                if text:
+                    yield text
+                pending = inflater.unconsumed_tail
+        rest = inflater.flush()
+        if rest:
+            yield rest
 
 
 class SampleText:
     """Sample lines rendered once per API response (one family of one subaccount, or a header).
 
-    Kept as text until a client that accepts gzip (Prometheus always does) asks for it; then
-    deflated once and kept only deflated, as per-number text shrinks ~20 times. A client
-    without gzip then gets it inflated.
+    Deflated once (`piece`: by the scraper right after rendering, or by the first gzip
+    response) and then kept only deflated, as per-number text shrinks ~20 times. A client
+    without gzip gets it inflated as it is sent (`stream`).
     """
 
-    __slots__ = ("_chunks", "_lock", "_piece")
+    __slots__ = ("_chunks", "_lock", "_piece", "size")
 
     def __init__(self, chunks: list[bytes]) -> None:
         self._chunks: list[bytes] | None = chunks
         self._piece: Piece | None = None
         self._lock = threading.Lock()
+        self.size = sum(map(len, chunks))
 
-    def chunks(self) -> list[bytes]:
+    def stream(self) -> Iterator[bytes]:
+        """The text: as rendered, or inflated a slice at a time once it is kept deflated."""
         chunks = self._chunks
         if chunks is not None:
-            return chunks
+            # The list stays alive for this response even if a gzip response drops it now.
+            yield from chunks
+            return
         assert self._piece is not None  # set before the text is dropped
-        return [self._piece.inflate()]
+        yield from self._piece.inflated()
 
     def piece(self) -> Piece:
         piece = self._piece
@@ -143,15 +167,18 @@ TextPart = bytes | SampleText
 # --- bodies -----------------------------------------------------------------------------------
 
 
-def plain_body(parts: Sequence[TextPart]) -> list[bytes]:
-    """The text parts as they are (inflating those kept only deflated)."""
-    out: list[bytes] = []
+def plain_size(parts: Sequence[TextPart]) -> int:
+    """Length of the plain body, known without inflating anything."""
+    return sum(part.size if isinstance(part, SampleText) else len(part) for part in parts)
+
+
+def plain_body(parts: Sequence[TextPart]) -> Iterator[bytes]:
+    """The text parts as they are, those kept only deflated inflated while they are sent."""
     for part in parts:
         if isinstance(part, SampleText):
-            out.extend(part.chunks())
-        else:
-            out.append(part)
-    return out
+            yield from part.stream()
+        elif part:
+            yield part
 
 
 def gzip_body(parts: Sequence[TextPart]) -> list[bytes]:

@@ -1,10 +1,14 @@
 """The exporter's own metrics, served on /metrics only (never on /probe).
 
-These are direct instrumentation through prometheus_client: counters and a histogram that live
-as long as the process, unlike the target series, which are rebuilt from each API response.
+These are direct instrumentation through prometheus_client: counters and a histogram, unlike
+the target series, which are rebuilt from each API response. A configured subaccount's series
+live as long as the process; a probed one's are dropped when its scraper leaves the bounded set
+of probed scrapers (`TargetSeries.drop`), so /metrics cannot grow with every ID ever probed.
 """
 
 from __future__ import annotations
+
+import threading
 
 from prometheus_client import (
     CollectorRegistry,
@@ -83,3 +87,46 @@ class SelfMetrics:
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
+
+    def target(self, subaccount: str) -> TargetSeries:
+        """The series of one subaccount, through which its scraper records its fetches."""
+        return TargetSeries(self, subaccount)
+
+
+class TargetSeries:
+    """One subaccount's request, failure and latency series, until they are dropped.
+
+    After `drop()` nothing is recorded any more: a fetch still in flight when its scraper was
+    evicted would otherwise bring the series back, and nothing would remove them again.
+    """
+
+    def __init__(self, metrics: SelfMetrics, subaccount: str) -> None:
+        self._metrics = metrics
+        self._subaccount = subaccount
+        self._lock = threading.Lock()
+        self._dropped = False
+
+    def request(self) -> None:
+        with self._lock:
+            if not self._dropped:
+                self._metrics.api_requests.labels(self._subaccount).inc()
+
+    def duration(self, seconds: float) -> None:
+        with self._lock:
+            if not self._dropped:
+                self._metrics.api_duration.labels(self._subaccount).observe(seconds)
+
+    def failure(self, reason: str) -> None:
+        with self._lock:
+            if not self._dropped:
+                self._metrics.api_failures.labels(self._subaccount, reason).inc()
+
+    def drop(self) -> None:
+        """Remove the series from /metrics and record nothing from now on."""
+        metrics, subaccount = self._metrics, self._subaccount
+        with self._lock:
+            self._dropped = True
+            metrics.api_requests.remove(subaccount)
+            metrics.api_duration.remove(subaccount)
+            for reason in REASONS:
+                metrics.api_failures.remove(subaccount, reason)

@@ -18,17 +18,21 @@ from urllib.parse import parse_qs, quote
 from exporter import __version__
 from exporter.config import SUBACCOUNT_PATTERN, ConfigError, Settings
 from exporter.discovery import DISCOVERY_PATH, serve_discovery
-from exporter.encoding import gzip_body, plain_body
+from exporter.encoding import gzip_body, plain_body, plain_size
 from exporter.exposition import SubaccountScrape, render_scrapes
 from exporter.logs import log_event
 from exporter.negotiation import GZIP, choose_coding
-from exporter.scraper import Scrapers, scrape_all
+from exporter.scraper import Scrapers, least_reserve, scrape_all
 from exporter.selfmetrics import SelfMetrics
 
 log = logging.getLogger("exporter.web")
 
 CONTENT_TYPE_LATEST = "text/plain; version=0.0.4; charset=utf-8"
 SCRAPE_TIMEOUT_HEADER = "HTTP_X_PROMETHEUS_SCRAPE_TIMEOUT_SECONDS"
+# Before the first /metrics answer is timed, answering is guessed to take this long per
+# configured subaccount (the exporter's own series dominate: ~1 ms each on a busy 2-core
+# host; twice that leaves room for a host busier still).
+ANSWER_SECONDS_PER_SUBACCOUNT = 0.002
 
 StartResponse = Callable[..., Any]
 
@@ -44,6 +48,9 @@ class ExporterApp:
         self.settings = settings
         self.scrapers = scrapers
         self.metrics = metrics
+        # How long a /metrics answer takes to render once the fetches are in: it follows a
+        # slower answer at once and a faster one by halves, as the load on the host varies.
+        self.answer_seconds = ANSWER_SECONDS_PER_SUBACCOUNT * len(scrapers.configured)
         self.reload: Callable[[], object] | None = None
 
     def use(self, settings: Settings, scrapers: Scrapers) -> None:
@@ -109,9 +116,19 @@ class ExporterApp:
                 budget = min(budget, scrape_timeout - self.settings.timeout_offset)
         return max(budget, 0.05)
 
+    def answer_reserve(self, timeout: float) -> float:
+        """Time kept back from a /metrics scrape to answer: twice what answers take, at least
+        the scrapers' least reserve, at most half the budget."""
+        return min(timeout / 2, max(least_reserve(timeout), 2 * self.answer_seconds))
+
     def _metrics(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
-        samples = scrape_all(self.scrapers.configured, self.scrape_timeout(environ))
-        return _exposition(environ, start_response, samples, self.metrics.exposition())
+        timeout = self.scrape_timeout(environ)
+        samples = scrape_all(self.scrapers.configured, timeout, self.answer_reserve(timeout))
+        started = time.monotonic()
+        answer = _exposition(environ, start_response, samples, self.metrics.exposition())
+        took = time.monotonic() - started
+        self.answer_seconds = max(took, (self.answer_seconds + took) / 2)
+        return answer
 
     def _probe(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         query = parse_qs(environ.get("QUERY_STRING", ""), errors="replace")
@@ -129,8 +146,9 @@ class ExporterApp:
         allowed = self.settings.probe_allowed
         if allowed is not None and subaccount not in allowed:
             return _text(start_response, "403 Forbidden", "target is not an allowed subaccount\n")
-        sample = self.scrapers.for_probe(subaccount).scrape(self.scrape_timeout(environ))
-        return _exposition(environ, start_response, [sample])
+        scraper = self.scrapers.for_probe(subaccount)
+        samples = scrape_all([scraper], self.scrape_timeout(environ))
+        return _exposition(environ, start_response, samples)
 
     def _probe_help(self, environ: dict[str, Any]) -> str:
         allowed = sorted(self.settings.probe_allowed or ())
@@ -222,13 +240,17 @@ def _exposition(
     coding = choose_coding(environ.get("HTTP_ACCEPT_ENCODING"))
     headers = [("Content-Type", CONTENT_TYPE_LATEST), ("Vary", "Accept-Encoding")]
     parts = render_scrapes(samples, time.time(), head=head)
+    chunks: Iterable[bytes]
     if coding == GZIP:
         # gzip reuses the inventory's pieces, compressed once per API response (level 1).
-        chunks = gzip_body(parts)
+        gzipped = gzip_body(parts)
         headers.append(("Content-Encoding", "gzip"))
+        headers.append(("Content-Length", str(sum(map(len, gzipped)))))
+        chunks = gzipped
     else:
+        # Streamed: text kept only deflated is inflated while it is sent, never whole.
+        headers.append(("Content-Length", str(plain_size(parts))))
         chunks = plain_body(parts)
-    headers.append(("Content-Length", str(sum(len(c) for c in chunks))))
     start_response("200 OK", headers)
     if environ.get("REQUEST_METHOD") == "HEAD":
         return []

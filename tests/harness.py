@@ -228,6 +228,13 @@ def numbers_body(records: list[Any], total: int | None = None, **extra: Any) -> 
     return doc
 
 
+class _BusyServer(ThreadingHTTPServer):
+    # A scrape of many subaccounts connects 128 at a time: the default backlog of 5 would
+    # drop connections and stall them for a second each.
+    request_queue_size = 1024
+    daemon_threads = True
+
+
 class FakeApi:
     """Threaded HTTP server on a free loopback port; use as a context manager."""
 
@@ -251,8 +258,7 @@ class FakeApi:
             def log_message(self, format: str, *args: Any) -> None:
                 pass
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
+        self._server = _BusyServer(("127.0.0.1", 0), Handler)
         self._thread = threading.Thread(
             target=self._server.serve_forever, args=(POLL_INTERVAL,), daemon=True
         )

@@ -1,0 +1,89 @@
+"""One /metrics scrape of many subaccounts behind a slow API, as Prometheus makes it.
+
+The simulator serves `subaccounts` subaccounts of `numbers` numbers each on loopback, every
+answer delayed by `latency` seconds; the exporter (a fresh process) has them all configured
+and is scraped with Prometheus' headers and a 10 s scrape timeout. The figures: how long the
+scrape took, how many subaccounts were `up 1`, and the exporter's memory and threads.
+"""
+
+from __future__ import annotations
+
+import re
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from bench.scrape import ExporterProcess
+from exporter.simulator import Simulator
+
+API_KEY = "bench-key"
+SEED = 8
+SCRAPE_TIMEOUT = 10.0  # Prometheus' default, sent in X-Prometheus-Scrape-Timeout-Seconds
+TARGET_SECONDS = 9.5  # the timeout less the default --web.timeout-offset
+_UP = re.compile(rb'^eightbyeight_up\{subaccount="[^"]*"\} (\S+)$', re.MULTILINE)
+
+# (subaccounts, numbers each, upstream latency in seconds): the cases the README promises.
+CASES = ((1_000, 100, 0.2), (100, 100, 3.0))
+
+
+def _warm(base_url: str, subaccounts: list[str]) -> None:
+    """Fetch every body once, so the simulator's encoding is not part of the measurement."""
+
+    def fetch(subaccount: str) -> None:
+        request = urllib.request.Request(
+            f"{base_url}/api/v1/subaccounts/{subaccount}/numbers",
+            headers={"Authorization": f"Bearer {API_KEY}"},
+        )
+        with urllib.request.urlopen(request, timeout=60) as response:  # loopback only
+            response.read()
+
+    with ThreadPoolExecutor(16) as pool:
+        list(pool.map(fetch, subaccounts))
+
+
+def _threads(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("Threads:"):
+            return int(line.split()[1])
+    return 0
+
+
+def measure_many(
+    subaccounts: int, numbers: int, latency: float, logs: Path, stuck: int = 0
+) -> dict[str, Any]:
+    """Two scrapes (new connections, then kept-alive ones) of all subaccounts at once.
+
+    The last `stuck` subaccounts never answer in time (the simulator waits 300 s).
+    """
+    names = [f"bench-{i:04d}" for i in range(subaccounts)]
+    frozen = 1_700_000_000.0
+    with Simulator(dict.fromkeys(names, numbers), API_KEY, seed=SEED, clock=lambda: frozen) as sim:
+        _warm(sim.base_url, names)
+        sim.set_faults({"latency_seconds": latency})
+        for name in names[subaccounts - stuck :]:
+            sim.set_faults({"latency_seconds": 300}, subaccount=name)
+        flags = ["--log.level", "error"]
+        for name in names[1:]:
+            flags += ["--subaccount", name]
+        log = logs / f"many-{subaccounts}x{numbers}-{latency}s.log"
+        with ExporterProcess(sim.base_url, API_KEY, names[0], flags, log) as proc:
+            idle = proc.memory()["VmRSS"]
+            first = proc.scrape()
+            second = proc.scrape()
+            memory = proc.memory()
+            threads = _threads(proc.pid)
+            ups = [float(v) for v in _UP.findall(first.text())]
+            ups_second = [float(v) for v in _UP.findall(second.text())]
+    return {
+        "subaccounts": subaccounts,
+        "numbers": numbers,
+        "latency": latency,
+        "first": first.seconds,
+        "second": second.seconds,
+        "up": int(sum(ups)),
+        "up_second": int(sum(ups_second)),
+        "gzip_bytes": len(first.body),
+        "rss": {"idle": idle, "peak": memory["VmHWM"], "after": memory["VmRSS"]},
+        "threads_after": threads,
+    }
