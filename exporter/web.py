@@ -69,7 +69,7 @@ class ExporterApp:
                 path=environ.get("PATH_INFO", ""),
                 err=type(exc).__name__,
             )
-            return _text(start_response, "500 Internal Server Error", "internal error\n")
+            return text_response(start_response, "500 Internal Server Error", "internal error\n")
 
     def _route(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         method = environ.get("REQUEST_METHOD", "GET")
@@ -77,7 +77,7 @@ class ExporterApp:
         if path == "/-/reload":
             return self._reload(method, start_response)
         if method not in ("GET", "HEAD"):
-            return _text(
+            return text_response(
                 start_response,
                 "405 Method Not Allowed",
                 "only GET is supported\n",
@@ -85,7 +85,7 @@ class ExporterApp:
             )
         if path in (self.settings.telemetry_path, "/probe") and not _acceptable(environ):
             # Refused before any scrape, so an unservable request costs no API call.
-            return _text(
+            return text_response(
                 start_response,
                 "406 Not Acceptable",
                 "Accept-Encoding excludes both gzip and identity\n",
@@ -96,12 +96,12 @@ class ExporterApp:
         if path == "/probe":
             return self._probe(environ, start_response)
         if path == "/-/healthy":
-            return _text(start_response, "200 OK", "OK\n")
+            return text_response(start_response, "200 OK", "OK\n")
         if path == DISCOVERY_PATH:
             return serve_discovery(self.settings, environ, start_response)
         if path == "/":
             return self._landing(environ, start_response)
-        return _text(start_response, "404 Not Found", "not found\n")
+        return text_response(start_response, "404 Not Found", "not found\n")
 
     def scrape_timeout(self, environ: dict[str, Any]) -> float:
         """Seconds a scrape may take: Prometheus' own timeout less the offset, capped."""
@@ -135,17 +135,21 @@ class ExporterApp:
         # Prometheus names the probed thing `target`; here it is a subaccount.
         requested = query.get("target", [])
         if len(requested) != 1 or not requested[0]:
-            return _text(start_response, "400 Bad Request", "exactly one 'target' is required\n")
+            return text_response(
+                start_response, "400 Bad Request", "exactly one 'target' is required\n"
+            )
         subaccount = requested[0]
         if not SUBACCOUNT_PATTERN.fullmatch(subaccount):
-            return _text(
+            return text_response(
                 start_response,
                 "400 Bad Request",
                 "invalid target: must match ^[A-Za-z0-9\\-._&]{3,50}$\n",
             )
         allowed = self.settings.probe_allowed
         if allowed is not None and subaccount not in allowed:
-            return _text(start_response, "403 Forbidden", "target is not an allowed subaccount\n")
+            return text_response(
+                start_response, "403 Forbidden", "target is not an allowed subaccount\n"
+            )
         scraper = self.scrapers.for_probe(subaccount)
         samples = scrape_all([scraper], self.scrape_timeout(environ))
         return _exposition(environ, start_response, samples)
@@ -158,21 +162,21 @@ class ExporterApp:
 
     def _reload(self, method: str, start_response: StartResponse) -> Iterable[bytes]:
         if method != "POST":
-            return _text(
+            return text_response(
                 start_response,
                 "405 Method Not Allowed",
                 "only POST is supported\n",
                 [("Allow", "POST")],
             )
         if self.reload is None:
-            return _text(start_response, "404 Not Found", "reloading is not available\n")
+            return text_response(start_response, "404 Not Found", "reloading is not available\n")
         try:
             self.reload()
         except ConfigError as exc:
-            return _text(
+            return text_response(
                 start_response, "500 Internal Server Error", f"failed to reload config: {exc}\n"
             )
-        return _text(start_response, "200 OK", "OK\n")
+        return text_response(start_response, "200 OK", "OK\n")
 
     def _landing(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         path = html.escape(self.settings.telemetry_path)
@@ -257,12 +261,13 @@ def _exposition(
     return chunks
 
 
-def _text(
+def text_response(
     start_response: StartResponse,
     status: str,
     text: str,
     extra: list[tuple[str, str]] | None = None,
 ) -> Iterable[bytes]:
+    """A short plain-text answer: an error's one-line reason, or OK."""
     body = text.encode()
     start_response(
         status,

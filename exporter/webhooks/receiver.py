@@ -27,6 +27,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from exporter.logs import log_event
+from exporter.web import text_response
 from exporter.webhooks.events import (
     VNU,
     VSS,
@@ -89,20 +90,20 @@ class WebhookReceiver:
             return self._route(environ, start_response)
         except Exception as exc:  # noqa: BLE001 - one log line and a 500, never a traceback
             log_event(log, logging.ERROR, "callback failed", err=type(exc).__name__)
-            return _text(start_response, "500 Internal Server Error", "internal error\n")
+            return text_response(start_response, "500 Internal Server Error", "internal error\n")
 
     def _route(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "")
         if path == "/-/healthy" and environ.get("REQUEST_METHOD") in ("GET", "HEAD"):
-            return _text(start_response, "200 OK", "OK\n")
+            return text_response(start_response, "200 OK", "OK\n")
         if path != self.path:
-            return _text(start_response, "404 Not Found", "not found\n")
+            return text_response(start_response, "404 Not Found", "not found\n")
         if environ.get("REQUEST_METHOD") != "POST":
-            return _text(
+            return text_response(
                 start_response, "405 Method Not Allowed", "only POST\n", [("Allow", "POST")]
             )
         if not self._authorised(environ.get("HTTP_AUTHORIZATION")):
-            return _text(start_response, "401 Unauthorized", "unauthorized\n")
+            return text_response(start_response, "401 Unauthorized", "unauthorized\n")
         if not self._slots.acquire(blocking=False):
             return self._refuse(start_response, "overloaded", "too many callbacks in progress")
         try:
@@ -125,7 +126,7 @@ class WebhookReceiver:
         except EventError as exc:
             return self._refuse(start_response, exc.reason, str(exc))
         self.state.requests.labels(outcome).inc()
-        return _text(start_response, "200 OK", f"{outcome}\n")
+        return text_response(start_response, "200 OK", f"{outcome}\n")
 
     def _read_body(self, environ: dict[str, Any]) -> bytes:
         try:
@@ -183,22 +184,4 @@ class WebhookReceiver:
         # The detail names the problem (msgspec's path to the bad field), never the secret,
         # which is only ever in a header this code does not log.
         log_event(log, logging.DEBUG, "callback refused", reason=reason, detail=detail[:200])
-        return _text(start_response, _STATUS_OF[reason], f"{reason}\n")
-
-
-def _text(
-    start_response: StartResponse,
-    status: str,
-    text: str,
-    extra: list[tuple[str, str]] | None = None,
-) -> Iterable[bytes]:
-    body = text.encode()
-    start_response(
-        status,
-        [
-            ("Content-Type", "text/plain; charset=utf-8"),
-            ("Content-Length", str(len(body))),
-            *(extra or []),
-        ],
-    )
-    return [body]
+        return text_response(start_response, _STATUS_OF[reason], f"{reason}\n")
