@@ -18,12 +18,13 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor, wait
+from concurrent.futures import Future, wait
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
-from typing import Protocol
+from functools import partial
+from typing import Protocol, TypeVar
 
 from exporter.config import Secret
 from exporter.errors import FetchError, ResponseError
@@ -377,25 +378,19 @@ def scrape_all(
     clock = scrapers[0].clock
     started = clock.monotonic()
     deadline = started + timeout - (least_reserve(timeout) if reserve is None else reserve)
-    pool = ThreadPoolExecutor(
-        max_workers=min(len(scrapers), MAX_PARALLEL_FETCHES), thread_name_prefix="scrape"
-    )
-    try:
-        futures = [pool.submit(scraper.scrape_until, deadline) for scraper in scrapers]
-        wait(futures, timeout=max(0.0, deadline - clock.monotonic()))
-        samples = []
-        never_started = []
-        for scraper, future in zip(scrapers, futures, strict=True):
-            if future.cancel():
-                never_started.append(scraper.subaccount)
-                samples.append(scraper.not_started(started))
-            elif future.done():
-                samples.append(future.result())
-            else:
-                samples.append(scraper.missed(started, deadline))
-    finally:
-        # Queued scrapes are cancelled above; running ones finish by the deadline on their own.
-        pool.shutdown(wait=False, cancel_futures=True)
+    calls = [partial(scraper.scrape_until, deadline) for scraper in scrapers]
+    futures = run_on_daemon_threads(calls, MAX_PARALLEL_FETCHES)
+    wait(futures, timeout=max(0.0, deadline - clock.monotonic()))
+    samples = []
+    never_started = []
+    for scraper, future in zip(scrapers, futures, strict=True):
+        if future.cancel():  # still queued: no worker will start it now
+            never_started.append(scraper.subaccount)
+            samples.append(scraper.not_started(started))
+        elif future.done():
+            samples.append(future.result())
+        else:
+            samples.append(scraper.missed(started, deadline))
     if never_started:
         log_event(
             log,
@@ -405,3 +400,34 @@ def scrape_all(
             subaccounts=",".join(never_started[:10]) + (",..." if len(never_started) > 10 else ""),
         )
     return samples
+
+
+T = TypeVar("T")
+
+
+def run_on_daemon_threads(calls: Sequence[Callable[[], T]], workers: int) -> list[Future[T]]:
+    """Run the calls on at most `workers` new daemon threads, in order; a future for each.
+
+    Not a ThreadPoolExecutor: the interpreter waits for its threads at exit, so a fetch still
+    waiting on a hanging API would hold up the exporter's exit after SIGTERM for as long as the
+    fetch's own deadline. A future cancelled before a worker reaches it is skipped.
+    """
+    futures: list[Future[T]] = [Future() for _ in calls]
+    queued = deque(zip(calls, futures, strict=True))
+
+    def work() -> None:
+        while True:
+            try:
+                call, future = queued.popleft()
+            except IndexError:
+                return
+            if not future.set_running_or_notify_cancel():
+                continue
+            try:
+                future.set_result(call())
+            except Exception as exc:  # noqa: BLE001 - handed to whoever waits on the future
+                future.set_exception(exc)
+
+    for index in range(min(workers, len(calls))):
+        threading.Thread(target=work, name=f"scrape-{index}", daemon=True).start()
+    return futures

@@ -18,7 +18,7 @@ import pytest
 from exporter.app import build_app
 from exporter.config import Secret, Settings, SubaccountConfig
 from exporter.errors import FetchError
-from exporter.scraper import Scrapers, SubaccountScraper, scrape_all
+from exporter.scraper import Scrapers, SubaccountScraper, run_on_daemon_threads, scrape_all
 from exporter.selfmetrics import SelfMetrics
 from tests.harness import FakeClock, number, numbers_body, parse_samples, value, wait_until
 
@@ -418,3 +418,36 @@ def test_a_failing_after_fetch_never_fails_the_scrape(client, clock, metrics, ca
     with caplog.at_level(logging.WARNING, logger="exporter.scraper"):
         assert scraper.scrape(2.0).up
     assert "after-fetch collector failed" in caplog.text
+
+
+def test_parallel_scrapes_run_on_daemon_threads_so_a_hanging_fetch_never_holds_up_exit():
+    release = threading.Event()
+    seen: list[bool] = []
+
+    def hang() -> str:
+        seen.append(threading.current_thread().daemon)
+        release.wait(5)
+        return "late"
+
+    futures = run_on_daemon_threads([hang, lambda: "quick"], workers=2)
+    assert futures[1].result(timeout=5) == "quick"
+    assert not futures[0].done()
+    assert seen == [True]
+    release.set()
+    assert futures[0].result(timeout=5) == "late"
+
+
+def test_a_call_cancelled_before_a_worker_reaches_it_never_runs_and_errors_reach_the_future():
+    release = threading.Event()
+    ran: list[str] = []
+
+    def first() -> None:
+        release.wait(5)
+        raise ValueError("bad answer")
+
+    futures = run_on_daemon_threads([first, lambda: ran.append("second")], workers=1)
+    assert futures[1].cancel()
+    release.set()
+    with pytest.raises(ValueError, match="bad answer"):
+        futures[0].result(timeout=5)
+    assert ran == []
