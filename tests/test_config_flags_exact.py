@@ -196,3 +196,11 @@ def test_negative_duration_message():
 
 def test_one_byte_is_a_size():
     assert parse_size("1", "--x") == 1
+
+
+def test_per_number_and_web_config_reach_the_settings(tmp_path):
+    web = write(tmp_path, "web.yml", "http_server_config:\n  headers:\n    X-Frame-Options: deny\n")
+    s = settings("--no-collector.per-number", "--web.config.file", str(web))
+    assert s.per_number is False
+    assert s.web_config is not None
+    assert settings().per_number is True
