@@ -171,6 +171,7 @@ def test_secrets_hold_every_key_and_only_keys(tmp_path):
         ("[::1]:9881", ("::1", 9881)),
         ("localhost:65535", ("localhost", 65535)),
         ("[::]:0", ("::", 0)),
+        ("a]:1", ("a]", 1)),  # only a bracketed host loses its brackets
     ],
 )
 def test_listen_address(address, parsed):
