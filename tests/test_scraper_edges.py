@@ -210,3 +210,10 @@ def test_scrape_all_scrapes_in_parallel_with_the_deadline():
     assert [s.up for s in samples] == [True, True]
     assert [s.subaccount for s in samples] == ["acme-a", "acme-b"]
     assert [c.timeouts for c in clients] == [[7.5], [7.5]]
+
+
+def test_per_number_series_are_on_by_default():
+    clock = FakeClock()
+    sample = SubaccountScraper(SUB, Client(clock), SelfMetrics(), clock=clock).scrape(5)
+    text = b"".join(plain_body(render_scrapes([sample], clock.time()))).decode()
+    assert "eightbyeight_number_info{" in text

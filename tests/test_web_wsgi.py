@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import logging
 from types import SimpleNamespace
 from typing import Any
 
@@ -206,3 +207,37 @@ def test_other_methods_are_refused_with_allow():
         ("Content-Length", str(len(body))),
         ("Allow", "GET, HEAD"),
     ]
+
+
+def test_an_unexpected_failure_is_a_500_and_one_log_line(monkeypatch, caplog):
+    app, _ = make_app()
+
+    def broken(environ, start_response):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(app, "_metrics", broken)
+    with caplog.at_level(logging.ERROR, "exporter.web"):
+        assert call(app, "/metrics") == text_answer("500 Internal Server Error", "internal error\n")
+    [record] = caplog.records
+    assert record.getMessage() == "request failed"
+    assert record.fields == {"path": "/metrics", "err": "RuntimeError"}
+
+
+def test_an_environ_without_method_or_path_is_a_get_of_the_landing_page():
+    app, _ = make_app()
+    seen = []
+    body = b"".join(app({}, lambda status, headers: seen.append(status)))
+    assert seen == ["200 OK"]
+    assert body.startswith(b"<!DOCTYPE html>")
+
+
+def test_a_failure_without_a_path_logs_an_empty_path(monkeypatch, caplog):
+    app, _ = make_app()
+
+    def broken(start_response):
+        raise KeyError("x")
+
+    monkeypatch.setattr(app, "_landing", broken)
+    with caplog.at_level(logging.ERROR, "exporter.web"):
+        b"".join(app({}, lambda status, headers: None))
+    assert caplog.records[-1].fields == {"path": "", "err": "KeyError"}
