@@ -7,6 +7,7 @@ from __future__ import annotations
 import gzip
 import io
 import json
+import time
 
 import pytest
 import requests
@@ -15,6 +16,7 @@ import urllib3
 from exporter import client as client_module
 from exporter.client import ApiClient, DeadlineRetry
 from exporter.config import Secret
+from exporter.errors import FetchError
 
 KEY = "client-msg-key-4242"
 
@@ -156,3 +158,110 @@ def test_backoff_grows_from_the_second_failure_with_no_jitter_configured():
     assert once.get_backoff_time() == 0.5
     twice = once.increment(method="GET", url="/x", error=ConnectionResetError())
     assert twice.get_backoff_time() == 1.0
+
+
+class Body:
+    """A streamed response: headers and the chunks `iter_content` yields, then `then`."""
+
+    def __init__(self, chunks, length: str | None = None, then: BaseException | None = None):
+        self.headers = requests.structures.CaseInsensitiveDict()
+        if length is not None:
+            self.headers["Content-Length"] = length
+        self.chunks = chunks
+        self.then = then
+
+    def iter_content(self, size):
+        yield from self.chunks
+        if self.then is not None:
+            raise self.then
+
+
+def read_error(body: Body, deadline_in: float = 30.0, cap: int = 100) -> tuple:
+    client = ApiClient("http://127.0.0.1:1", Secret(KEY), max_response_bytes=cap)
+    with pytest.raises(FetchError) as caught:
+        client._read_body(body, time.monotonic() + deadline_in)
+    return caught.value.reason, caught.value.detail, caught.value.status
+
+
+def test_body_up_to_the_cap_is_read():
+    client = ApiClient("http://127.0.0.1:1", Secret(KEY), max_response_bytes=4)
+    assert client._read_body(Body([b"ab", b"cd"], "4"), time.monotonic() + 30) == b"abcd"
+
+
+def test_declared_length_over_the_cap_is_refused():
+    assert read_error(Body([], "101")) == (
+        "invalid_response",
+        "body of 101 bytes exceeds the 100-byte cap",
+        200,
+    )
+
+
+def test_streamed_body_over_the_cap_is_refused():
+    assert read_error(Body([b"x" * 60, b"x" * 41])) == (
+        "invalid_response",
+        "body exceeds the 100-byte cap",
+        200,
+    )
+
+
+def test_body_still_arriving_after_the_deadline_is_a_timeout():
+    timeout = ("timeout", "body not read before the deadline", 200)
+    assert read_error(Body([b"x"]), deadline_in=-1) == timeout
+    assert read_error(Body([], then=requests.ConnectionError("cut")), deadline_in=-1) == timeout
+    assert read_error(Body([]), deadline_in=-1) == timeout
+
+
+def test_body_cut_off_before_the_deadline_names_the_cause():
+    cut = requests.ConnectionError(ConnectionResetError(104, "Connection reset by peer"))
+    assert read_error(Body([b"x"], then=cut)) == (
+        "connection_error",
+        "body cut off: connection reset by peer",
+        200,
+    )
+
+
+@pytest.mark.parametrize(
+    ("raised", "reason", "detail"),
+    [
+        (requests.Timeout("slow"), "timeout", "no answer before the deadline"),
+        (
+            requests.exceptions.RetryError(ConnectionRefusedError(111, "Connection refused")),
+            "connection_error",
+            "connection refused",
+        ),
+        (requests.ConnectionError("read timed out"), "timeout", "no answer before the deadline"),
+        (
+            requests.ConnectionError(ConnectionResetError(104, "Connection reset by peer")),
+            "connection_error",
+            "connection reset by peer",
+        ),
+        (requests.RequestException(ValueError("x")), "connection_error", "ValueError"),
+    ],
+)
+def test_request_failures(monkeypatch, raised, reason, detail):
+    client = ApiClient("http://127.0.0.1:1", Secret(KEY))
+
+    def failing_get(*args, **kwargs):
+        raise raised
+
+    monkeypatch.setattr(client._session, "get", failing_get)
+    with pytest.raises(FetchError) as caught:
+        client.fetch_numbers("acme-prod", 5)
+    assert (caught.value.reason, caught.value.detail, caught.value.status) == (reason, detail, None)
+
+
+@pytest.mark.parametrize(
+    ("timeout", "budget"), [(None, 10.0), (0.5, 0.5), (0.0, 0.001), (60, 10.0)]
+)
+def test_fetch_deadline_is_the_shorter_of_scrape_and_api_timeout(monkeypatch, timeout, budget):
+    client = ApiClient("http://127.0.0.1:1", Secret(KEY), timeout=10.0)
+    deadlines: list[float] = []
+
+    def recording_send(subaccount, deadline):
+        deadlines.append(deadline - time.monotonic())
+        raise FetchError("timeout", "stop here")
+
+    monkeypatch.setattr(client, "_send", recording_send)
+    with pytest.raises(FetchError):
+        client.fetch_numbers("acme-prod", timeout)
+    assert budget - 0.2 < deadlines[0] <= budget
