@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 
 from exporter.errors import ResponseError
-from exporter.model import parse_inventory
+from exporter.model import parse_inventory, parse_timestamp
 
 
 def parse(doc: dict) -> object:
@@ -50,3 +51,28 @@ def test_error_envelope(doc, reason, detail):
 def test_an_account_without_numbers_may_omit_the_list(doc):
     inventory = parse(doc)
     assert inventory is not None
+
+
+@pytest.mark.parametrize(
+    ("body", "detail"),
+    [
+        (b'{"statusMessage": "\xff", "numbers": []}', "invalid JSON: Invalid UTF-8 encoded string"),
+        (b" \n\t ", "empty body"),
+        (b"  \n<html><body>503</body></html>", "HTML instead of JSON"),
+    ],
+)
+def test_unreadable_body(body, detail):
+    with pytest.raises(ResponseError) as caught:
+        parse_inventory(body, True)
+    assert (caught.value.reason, caught.value.detail) == ("invalid_response", detail)
+    assert "\n" not in caught.value.detail
+
+
+def test_a_time_without_offset_is_utc_whatever_the_local_zone(monkeypatch):
+    monkeypatch.setenv("TZ", "Asia/Singapore")
+    time.tzset()
+    try:
+        assert parse_timestamp("2024-07-01T05:50:23") == 1719813023.0
+    finally:
+        monkeypatch.undo()
+        time.tzset()
