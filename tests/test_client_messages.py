@@ -265,3 +265,47 @@ def test_fetch_deadline_is_the_shorter_of_scrape_and_api_timeout(monkeypatch, ti
     with pytest.raises(FetchError):
         client.fetch_numbers("acme-prod", timeout)
     assert budget - 0.2 < deadlines[0] <= budget
+
+
+def test_cause_follows_a_reason_then_its_arguments():
+    assert client_module._cause(wrapped_by_reason(Exception(KeyError("k")))) == "KeyError"
+
+
+def test_client_defaults_and_retry_policy():
+    client = ApiClient("http://127.0.0.1:1/aX/", Secret(KEY))
+    assert client.base_url == "http://127.0.0.1:1/aX"
+    assert client.timeout == 10.0
+    policy = client._retry_policy(123.0)
+    assert isinstance(policy, DeadlineRetry)
+    assert (policy.total, policy.connect, policy.read, policy.status) == (2, 2, 0, 2)
+    assert (policy.other, policy.redirect) == (0, 0)
+    assert policy.allowed_methods == frozenset({"GET"})
+    assert policy.status_forcelist == client_module.RETRY_STATUSES
+    assert (policy.backoff_factor, policy.backoff_jitter) == (0.2, 0.2)
+    assert policy.respect_retry_after_header is True
+    assert (policy.raise_on_status, policy.raise_on_redirect) == (False, False)
+    assert policy.deadline == 123.0
+    assert policy.new(total=1).deadline == 123.0
+
+
+def test_client_session_uses_the_cuttable_pools():
+    client = ApiClient("http://127.0.0.1:1", Secret(KEY))
+    assert client._session.trust_env is False
+    for url in ("http://127.0.0.1:1/x", "https://127.0.0.1:1/x"):
+        assert client._session.get_adapter(url) is client._adapter
+    assert (client._adapter._pool_connections, client._adapter._pool_maxsize) == (1, 4)
+    manager = client._adapter.poolmanager
+    assert manager.pool_classes_by_scheme == {
+        "http": client_module._CuttableHTTPPool,
+        "https": client_module._CuttableHTTPSPool,
+    }
+    assert manager.connection_pool_kw["maxsize"] == 4
+
+
+def test_each_attempt_gets_only_the_time_left():
+    timeout = client_module.DeadlineTimeout(time.monotonic() + 5)
+    attempt = timeout.clone()
+    assert 4 < attempt.connect_timeout <= 5
+    assert 4 < attempt.read_timeout <= 5
+    late = client_module.DeadlineTimeout(time.monotonic() - 5).clone()
+    assert (late.connect_timeout, late.read_timeout) == (0.001, 0.001)
