@@ -1,9 +1,13 @@
 """`--demo`: the exporter on its embedded default, the simulator, with nothing configured."""
 
+import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.harness import exporter_process, wait_until
+
+# Starts the exporter as a real process.
+pytestmark = pytest.mark.slow
 
 
 def test_demo_mode_serves_simulated_subaccounts_and_says_where(tmp_path):

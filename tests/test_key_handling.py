@@ -42,6 +42,7 @@ def run_cli(*argv: str, env: dict[str, str] | None = None) -> subprocess.Complet
     )
 
 
+@pytest.mark.slow  # a real process per case: what a user's shell sees
 @pytest.mark.parametrize(
     "argv",
     [
@@ -198,6 +199,7 @@ def test_every_key_is_redacted_from_the_clients_errors(tmp_path):
     assert sent == {f"Bearer {key}" for key in ALL_KEYS}  # each key was really used
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("log_format", ["logfmt", "json"])
 def test_no_log_line_or_metric_shows_any_of_several_keys(tmp_path, log_format):
     log = tmp_path / "exporter.log"

@@ -15,10 +15,15 @@ import json
 import time
 from collections.abc import Callable
 
+import pytest
+
 from exporter.encoding import gzip_body
 from exporter.exposition import SubaccountScrape, render_inventory, render_scrapes
 from exporter.model import parse_inventory
 from exporter.simulator import list_body
+
+# Times a 2,000-number scrape against json.loads.
+pytestmark = pytest.mark.slow
 
 NUMBERS = 2_000
 RUNS = 7

@@ -239,6 +239,7 @@ def test_a_client_that_sends_half_a_request_and_leaves(process):
     assert requests.get(url + "/-/healthy", timeout=5).status_code == 200
 
 
+@pytest.mark.slow
 def test_process_survives_and_logs_no_traceback_or_key(process):
     url, pid, log = process
     for payload in RAW_CASES.values():

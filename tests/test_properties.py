@@ -18,6 +18,9 @@ from exporter.errors import REASONS, ResponseError
 from exporter.exposition import SubaccountScrape, render_inventory, render_scrapes
 from exporter.model import Inventory, parse_inventory
 
+# Hypothesis runs hundreds of generated bodies per test: seconds of CPU, so not in the inner loop.
+pytestmark = pytest.mark.slow
+
 # A 200 body can only fail as invalid_response or as the reason of an error envelope it holds.
 BODY_REASONS = set(REASONS) - {"timeout", "connection_error"}
 
