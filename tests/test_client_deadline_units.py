@@ -1,0 +1,317 @@
+"""The client's deadline machinery, unit by unit: no network, no real-time waits.
+
+The retry policy is driven with urllib3's own objects and a fake clock; the socket cutter with a
+`socket.socketpair()`, whose ends show at once (non-blocking) whether they were shut down.
+"""
+
+import math
+import socket
+import time
+import types
+
+import pytest
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.exceptions import MaxRetryError, ResponseError
+from urllib3.response import HTTPResponse
+
+from exporter import client as client_module
+from exporter.client import (
+    RETRY_STATUSES,
+    ApiClient,
+    DeadlineRetry,
+    RetriesMade,
+    _CuttableHTTPConnection,
+    _CuttableHTTPPool,
+    _CuttableHTTPSConnection,
+    _CuttableHTTPSPool,
+    _DeadlineCutter,
+)
+from exporter.config import Secret
+
+NOW = 1000.0
+
+
+@pytest.fixture
+def clock(monkeypatch):
+    """The client's clock stands still at NOW."""
+    monkeypatch.setattr(client_module, "time", types.SimpleNamespace(monotonic=lambda: NOW))
+
+
+@pytest.fixture
+def pair():
+    ends = socket.socketpair()
+    for end in ends:
+        end.setblocking(False)
+    yield ends
+    for end in ends:
+        end.close()
+
+
+def is_shut_down(sock: socket.socket) -> bool:
+    """True when the socket's read side was shut down: recv sees end-of-file at once."""
+    try:
+        return sock.recv(1) == b""
+    except BlockingIOError:
+        return False
+
+
+def answer(status: int, **headers: str) -> HTTPResponse:
+    return HTTPResponse(body=b"", status=status, headers=headers, preload_content=False)
+
+
+def policy(deadline: float, **kwargs) -> DeadlineRetry:
+    kwargs.setdefault("backoff_factor", 0.0)
+    return DeadlineRetry(
+        total=3,
+        status=3,
+        status_forcelist=RETRY_STATUSES,
+        raise_on_status=False,
+        respect_retry_after_header=True,
+        deadline=deadline,
+        **kwargs,
+    )
+
+
+# --- DeadlineRetry ----------------------------------------------------------------------------
+
+
+def test_retry_policy_has_no_deadline_and_no_retries_made_by_default():
+    retry = DeadlineRetry(total=1)
+    assert retry.deadline == math.inf
+    assert retry.made.count == 0
+    assert RetriesMade().count == 0
+
+
+def test_each_retry_granted_is_counted_once_in_the_count_every_copy_shares(clock):
+    first = policy(NOW + 100)
+    second = first.increment(method="GET", url="/x", response=answer(503))
+    third = second.increment(method="GET", url="/x", response=answer(503))
+    assert first.made is second.made is third.made
+    assert first.made.count == 2
+    assert (second.deadline, third.deadline) == (NOW + 100, NOW + 100)
+
+
+def test_a_retry_granted_returns_the_renewed_policy(clock):
+    renewed = policy(NOW + 100).increment(method="GET", url="/x", response=answer(503))
+    assert isinstance(renewed, DeadlineRetry)
+    assert renewed.total == 2
+    assert [entry.status for entry in renewed.history] == [503]
+
+
+def test_a_retry_granted_records_the_request_it_follows(clock):
+    renewed = policy(NOW + 100).increment(method="GET", url="/x", response=answer(503))
+    assert [(entry.method, entry.url) for entry in renewed.history] == [("GET", "/x")]
+
+
+def test_retries_used_up_name_the_pool_they_were_made_for(clock):
+    pool = object()
+    with pytest.raises(MaxRetryError) as raised:
+        DeadlineRetry(total=0, deadline=NOW + 100).increment(
+            method="GET", url="/x", error=ConnectionResetError(), _pool=pool
+        )
+    assert raised.value.pool is pool
+
+
+def test_a_retry_after_that_ends_past_the_deadline_ends_the_retries_at_once(clock):
+    retry = policy(NOW + 3)
+    pool = object()
+    with pytest.raises(MaxRetryError) as raised:
+        retry.increment(
+            method="GET", url="/x", response=answer(429, **{"Retry-After": "5"}), _pool=pool
+        )
+    assert raised.value.pool is pool
+    assert raised.value.url == "/x"
+    assert isinstance(raised.value.reason, ResponseError)
+    assert str(raised.value.reason) == "no time left to retry"
+    assert retry.made.count == 0
+
+
+def test_a_retry_after_that_ends_before_the_deadline_is_granted(clock):
+    retry = policy(NOW + 6)
+    retry.increment(method="GET", url="/x", response=answer(429, **{"Retry-After": "5"}))
+    assert retry.made.count == 1
+
+
+def test_a_retry_due_exactly_at_the_deadline_is_refused(clock):
+    # The first retry is immediate (no backoff, no jitter): it would start at the deadline itself.
+    with pytest.raises(MaxRetryError):
+        policy(NOW).increment(method="GET", url="/x", response=answer(503))
+
+
+def test_a_refused_retry_after_a_connection_error_keeps_that_error_as_the_reason(clock):
+    error = ConnectionResetError(104, "reset")
+    with pytest.raises(MaxRetryError) as raised:
+        policy(NOW).increment(method="GET", url="/x", error=error)
+    assert raised.value.reason is error
+
+
+# --- _DeadlineCutter --------------------------------------------------------------------------
+
+
+def test_cutter_timer_fires_cut_when_the_deadline_comes(clock):
+    cutter = _DeadlineCutter(NOW + 2.5)
+    assert cutter._timer.interval == 2.5
+    assert cutter._timer.function == cutter.cut
+    assert cutter._timer.daemon is True
+    assert cutter._cut is False
+    assert cutter._sockets == []
+
+
+def test_cutter_for_a_deadline_already_past_fires_at_once(clock):
+    assert _DeadlineCutter(NOW - 1)._timer.interval == 0.0
+
+
+def test_cutter_is_the_active_one_only_inside_its_block():
+    cutter = _DeadlineCutter(time.monotonic() + 60)
+    with cutter as entered:
+        assert entered is cutter
+        assert client_module._ACTIVE.cutter is cutter
+        assert cutter._timer.is_alive()
+    assert client_module._ACTIVE.cutter is None
+    assert cutter._timer.finished.is_set()  # cancelled: it will never cut
+    cutter._timer.join(1)
+
+
+def test_cut_shuts_down_every_watched_socket(pair):
+    other_pair = socket.socketpair()
+    try:
+        cutter = _DeadlineCutter(1e12)
+        cutter.watch(pair[0])
+        cutter.watch(other_pair[0])
+        assert not is_shut_down(pair[0])
+        cutter.cut()
+        assert cutter._cut is True
+        assert is_shut_down(pair[0])
+        other_pair[0].setblocking(False)
+        assert is_shut_down(other_pair[0])
+    finally:
+        for end in other_pair:
+            end.close()
+
+
+def test_a_socket_watched_after_the_cut_is_shut_down_at_once(pair):
+    cutter = _DeadlineCutter(1e12)
+    cutter.cut()
+    cutter.watch(pair[0])
+    assert is_shut_down(pair[0])
+
+
+def test_watching_no_socket_is_a_no_op():
+    cutter = _DeadlineCutter(1e12)
+    cutter.watch(None)
+    assert cutter._sockets == []
+    cutter.cut()  # nothing to shut down, and no error
+
+
+def test_shutdown_closes_both_directions(pair):
+    client_module._shutdown(pair[0])
+    assert is_shut_down(pair[0])
+    with pytest.raises(BrokenPipeError):
+        pair[0].send(b"x")
+    assert pair[1].recv(1) == b""  # the peer sees the end too
+
+
+def test_shutdown_of_a_closed_socket_is_ignored():
+    sock = socket.socket()
+    sock.close()
+    client_module._shutdown(sock)
+
+
+def test_watch_registers_with_the_active_cutter(monkeypatch, pair):
+    cutter = _DeadlineCutter(1e12)
+    monkeypatch.setattr(client_module._ACTIVE, "cutter", cutter, raising=False)
+    client_module._watch(pair[0])
+    assert cutter._sockets == [pair[0]]
+
+
+def test_watch_without_an_active_cutter_does_nothing(monkeypatch, pair):
+    monkeypatch.setattr(client_module._ACTIVE, "cutter", None, raising=False)
+    client_module._watch(pair[0])
+    monkeypatch.delattr(client_module._ACTIVE, "cutter")
+    client_module._watch(pair[0])
+    assert not is_shut_down(pair[0])
+
+
+# --- the cuttable connections -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("connection_class", "base"),
+    [(_CuttableHTTPConnection, HTTPConnection), (_CuttableHTTPSConnection, HTTPSConnection)],
+)
+def test_a_connection_hands_its_socket_to_the_cutter_before_reading_the_answer(
+    monkeypatch, pair, connection_class, base
+):
+    cutter = _DeadlineCutter(1e12)
+    monkeypatch.setattr(client_module._ACTIVE, "cutter", cutter, raising=False)
+    watched_when_read: list[list[socket.socket]] = []
+
+    def read_answer(self):
+        watched_when_read.append(list(cutter._sockets))
+        return "the answer"
+
+    monkeypatch.setattr(base, "getresponse", read_answer)
+    connection = connection_class("127.0.0.1", 1)
+    connection.sock = pair[0]
+    assert connection.getresponse() == "the answer"
+    assert watched_when_read == [[pair[0]]]
+
+
+def test_pools_make_cuttable_connections():
+    assert _CuttableHTTPPool.ConnectionCls is _CuttableHTTPConnection
+    assert _CuttableHTTPSPool.ConnectionCls is _CuttableHTTPSConnection
+
+
+def test_the_client_adapter_uses_the_cuttable_pools_for_both_schemes():
+    adapter = ApiClient("http://127.0.0.1:1", Secret("k"))._adapter
+    assert adapter.poolmanager.pool_classes_by_scheme == {
+        "http": _CuttableHTTPPool,
+        "https": _CuttableHTTPSPool,
+    }
+    pool = adapter.poolmanager.connection_from_url("http://127.0.0.1:1/")
+    assert isinstance(pool, _CuttableHTTPPool)
+
+
+def test_the_adapter_keeps_the_pool_options_it_is_given():
+    adapter = client_module._CuttableAdapter(pool_connections=3, pool_maxsize=5, pool_block=True)
+    assert adapter.poolmanager.connection_pool_kw["maxsize"] == 5
+    assert adapter.poolmanager.connection_pool_kw["block"] is True
+
+
+def test_retry_policy_takes_positional_arguments_like_urllib3s():
+    assert DeadlineRetry(1).total == 1
+
+
+# --- the request ------------------------------------------------------------------------------
+
+
+def test_each_request_is_bounded_by_a_timeout_that_tracks_the_deadline(monkeypatch):
+    api = ApiClient("http://127.0.0.1:1", Secret("k"))
+    sent: list[dict] = []
+
+    def record(url, **kwargs):
+        sent.append(kwargs)
+        return "the response"
+
+    monkeypatch.setattr(api._session, "get", record)
+    assert api._send("http://127.0.0.1:1/x", 1234.5) == "the response"
+    timeout = sent[0]["timeout"]
+    assert isinstance(timeout, client_module.DeadlineTimeout)
+    assert timeout.deadline == 1234.5
+    assert sent[0]["stream"] is True
+    assert sent[0]["allow_redirects"] is False
+
+
+def test_a_body_cut_short_as_incomplete_is_named_so():
+    # urllib3's ProtocolError text: "Response ended prematurely" / "... incomplete ...".
+    assert client_module._cause(Exception(OSError("read incomplete: 3 of 9 bytes"))) == (
+        "incomplete body"
+    )
+
+
+def test_webhooks_are_fetched_with_the_scrape_timeout_given(monkeypatch):
+    api = ApiClient("http://127.0.0.1:1", Secret("k"))
+    calls: list[tuple] = []
+    monkeypatch.setattr(api, "_fetch", lambda url, timeout: calls.append((url, timeout)))
+    api.fetch_webhooks("acme", 2.5)
+    assert calls == [("http://127.0.0.1:1/api/v1/subaccounts/acme/webhooks", 2.5)]
