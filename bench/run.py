@@ -201,9 +201,8 @@ def rows(sizes: dict[str, dict[str, Any]]) -> list[tuple[str, list[str]]]:
     ]
 
 
-def table(sizes: dict[str, dict[str, Any]]) -> str:
-    header = ["", *(f"{int(size):,} numbers" for size in sizes)]
-    body = [[label, *cells] for label, cells in rows(sizes)]
+def _aligned(header: list[str], body: list[list[str]]) -> str:
+    """Rows as text columns: labels to the left, figures right-aligned under their heading."""
     widths = [max(len(line[i]) for line in [header, *body]) for i in range(len(header))]
     lines = []
     for line in [header, *body]:
@@ -212,6 +211,12 @@ def table(sizes: dict[str, dict[str, Any]]) -> str:
         ]
         lines.append("  ".join(cells).rstrip())
     return "\n".join(lines)
+
+
+def table(sizes: dict[str, dict[str, Any]]) -> str:
+    header = ["", *(f"{int(size):,} numbers" for size in sizes)]
+    body = [[label, *cells] for label, cells in rows(sizes)]
+    return _aligned(header, body)
 
 
 def _case(subaccounts: int, numbers: int, latency: float) -> str:
@@ -237,14 +242,7 @@ def many_table(many: dict[str, dict[str, Any]]) -> str:
     ]
     header = ["", *(_case(r["subaccounts"], r["numbers"], r["latency"]) for r in many.values())]
     body = [[label, *(cell(r) for r in many.values())] for label, cell in labelled]
-    widths = [max(len(line[i]) for line in [header, *body]) for i in range(len(header))]
-    lines = []
-    for line in [header, *body]:
-        cells = [line[0].ljust(widths[0])] + [
-            c.rjust(w) for c, w in zip(line[1:], widths[1:], strict=True)
-        ]
-        lines.append("  ".join(cells).rstrip())
-    return "\n".join(lines)
+    return _aligned(header, body)
 
 
 def many_targets(many: dict[str, dict[str, Any]]) -> list[tuple[str, float | None, str, float]]:
