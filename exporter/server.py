@@ -6,7 +6,7 @@ import logging
 import socket
 import ssl
 import threading
-from socketserver import TCPServer, ThreadingMixIn
+from socketserver import BaseServer, TCPServer, ThreadingMixIn
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer
 
@@ -160,7 +160,7 @@ def make_server(
     return server
 
 
-def serve_in_thread(server: ExporterServer, poll_interval: float = 0.5) -> threading.Thread:
+def serve_in_thread(server: BaseServer, poll_interval: float = 0.5) -> threading.Thread:
     """Serve in a daemon thread (used by tests); stop with server.shutdown().
 
     shutdown() waits until the serving loop next polls: tests poll often to stop quickly.

@@ -259,9 +259,6 @@ class FakeApi:
                 pass
 
         self._server = _BusyServer(("127.0.0.1", 0), Handler)
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, args=(POLL_INTERVAL,), daemon=True
-        )
 
     @property
     def base_url(self) -> str:
@@ -300,7 +297,7 @@ class FakeApi:
             handler.wfile.write(reply.body)
 
     def __enter__(self) -> FakeApi:
-        self._thread.start()
+        self._thread = serve_in_thread(self._server, POLL_INTERVAL)
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -607,9 +604,6 @@ class WebhookReceiver:
                 pass
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, args=(POLL_INTERVAL,), daemon=True
-        )
 
     @property
     def url(self) -> str:
@@ -621,7 +615,7 @@ class WebhookReceiver:
             return [(n["_path"], a) for n in self.notifications for a in n["alerts"]]
 
     def __enter__(self) -> WebhookReceiver:
-        self._thread.start()
+        self._thread = serve_in_thread(self._server, POLL_INTERVAL)
         return self
 
     def __exit__(self, *exc: object) -> None:
