@@ -53,6 +53,9 @@ class Case:
     status: int
     counted: str | None  # outcome counted in eightbyeight_webhook_requests_total
     bound: float = FAST
+    # Delivered just before `request` (answered 200, whatever it counts): a replay carries its
+    # own first delivery, so it holds whichever worker and order the case runs in.
+    first: bytes | None = None
 
 
 def raw(
@@ -81,6 +84,8 @@ def mutated(event: dict, change) -> bytes:
 
 
 GOOD = js(vss(session="good-1"))
+FIRST_VSS = js(vss(session="first"))
+FIRST_VNU = js(vnu(numbers=[vnu_number("+6531234598", "Active", "2026-01-01T00:00:00Z")]))
 REPLAY_VSS = js(vss(session="replayed"))
 REPLAY_VNU = js(vnu(numbers=[vnu_number("+6531234599", "Active", "2026-01-01T00:00:00Z")]))
 
@@ -192,10 +197,10 @@ CASES: dict[str, Case] = {
     "unknown eventType": Case(
         raw(js({"eventType": "CALL_STATUS", "payload": {"x": 1}})), 200, "unknown_event_type"
     ),
-    "VSS first delivery": Case(raw(REPLAY_VSS), 200, "accepted"),
-    "VSS replayed": Case(raw(REPLAY_VSS), 200, "duplicate"),
-    "VNU first delivery": Case(raw(REPLAY_VNU), 200, "accepted"),
-    "VNU replayed": Case(raw(REPLAY_VNU), 200, "duplicate"),
+    "VSS first delivery": Case(raw(FIRST_VSS), 200, "accepted"),
+    "VSS replayed": Case(raw(REPLAY_VSS), 200, "duplicate", first=raw(REPLAY_VSS)),
+    "VNU first delivery": Case(raw(FIRST_VNU), 200, "accepted"),
+    "VNU replayed": Case(raw(REPLAY_VNU), 200, "duplicate", first=raw(REPLAY_VNU)),
 }
 
 
@@ -264,6 +269,8 @@ def test_the_matrix_is_broad_enough():
 def test_hostile_callback(receiver, name):
     url, address, pid, _ = receiver
     case = CASES[name]
+    if case.first:
+        assert re.match(rb"HTTP/1\.[01] 200 ", exchange(address, case.first, timeout=10))
     before = outcomes(url)
     started = time.monotonic()
     answer = exchange(address, case.request, timeout=case.bound + 5)
@@ -283,7 +290,8 @@ def test_hostile_callback(receiver, name):
 def test_process_alive_healthy_and_secret_never_logged(receiver):
     url, address, pid, log = receiver
     for case in CASES.values():
-        if case.bound == FAST:
+        # Not the first deliveries: their own cases count them as new, in any order.
+        if case.bound == FAST and case.counted != "accepted":
             exchange(address, case.request, timeout=10)
     assert requests.get(f"http://{address}/-/healthy", timeout=5).status_code == 200
     metrics = requests.get(url + "/metrics", timeout=10)
