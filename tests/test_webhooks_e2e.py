@@ -64,7 +64,7 @@ def test_pushed_unhealthy_and_poor_calls_become_alerts_and_resolve(tmp_path):
         prometheus_process(tmp_path, exporter_url, fast_rules(tmp_path), am_url) as prom_url,
     ):
         sim.start_push(
-            f"http://127.0.0.1:{port}{CALLBACK_PATH}", AUTH, interval=0.2, sessions_per_interval=3
+            f"http://127.0.0.1:{port}{CALLBACK_PATH}", AUTH, interval=0.2, sessions_per_interval=12
         )
         wait_until(
             lambda: query(prom_url, f'eightbyeight_call_mos_count{{subaccount="{SUB}"}} > 0'),
@@ -141,7 +141,8 @@ def test_pushed_unhealthy_and_poor_calls_become_alerts_and_resolve(tmp_path):
             timeout=60,
             what="the alert firing in Prometheus",
         )
-        sim.set_push_faults()
+        # Good calls at three times the rate: the window's mean recovers three times sooner.
+        sim.set_push_faults(burst=24)
         wait_until(all_resolved, timeout=180, interval=0.5, what="every MOS alert resolved")
         assert fired
         resolved = [
