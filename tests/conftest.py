@@ -29,11 +29,12 @@ PHASE_DIR = "EIGHTBYEIGHT_TESTS_PHASE_DIR"
 
 @pytest.hookimpl(tryfirst=True)  # before xdist reads the xdist_group marks added here
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """e2e, load and container tests are slow tests too: `-m "not slow"` leaves them out.
+    """e2e, load, container and alone tests are slow tests too: `-m "not slow"` leaves them out.
 
     The container tests share podman's image tags and build cache: they run in one worker,
-    in order. The longest kinds are collected first (a stable sort keeps every worker's
-    collection the same, as xdist requires).
+    in order. So do the `alone` tests (see `pytest_runtest_protocol`). The longest kinds are
+    collected first (a stable sort keeps every worker's collection the same, as xdist
+    requires).
     """
     for item in items:
         if any(item.get_closest_marker(name) for name in IMPLY_SLOW):
