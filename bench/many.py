@@ -50,11 +50,17 @@ def _threads(pid: int) -> int:
 
 
 def measure_many(
-    subaccounts: int, numbers: int, latency: float, logs: Path, stuck: int = 0
+    subaccounts: int,
+    numbers: int,
+    latency: float,
+    logs: Path,
+    stuck: int = 0,
+    keep_text: bool = False,
 ) -> dict[str, Any]:
     """Two scrapes (new connections, then kept-alive ones) of all subaccounts at once.
 
-    The last `stuck` subaccounts never answer in time (the simulator waits 300 s).
+    The last `stuck` subaccounts never answer in time (the simulator waits 300 s). With
+    `keep_text`, the two answers' texts are in the result too (`texts`).
     """
     names = [f"bench-{i:04d}" for i in range(subaccounts)]
     frozen = 1_700_000_000.0
@@ -86,4 +92,5 @@ def measure_many(
         "gzip_bytes": len(first.body),
         "rss": {"idle": idle, "peak": memory["VmHWM"], "after": memory["VmRSS"]},
         "threads_after": threads,
+        **({"texts": (first.text(), second.text())} if keep_text else {}),
     }

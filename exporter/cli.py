@@ -27,6 +27,7 @@ from exporter.app import Exporter, SettingsLoader, build_exporter, push_demo_cal
 from exporter.config import (
     DEFAULT_BASE_URL,
     DEFAULT_LISTEN_ADDRESS,
+    DEFAULT_PARALLEL_FETCHES,
     ENV_API_KEY,
     ENV_API_KEY_FILE,
     ENV_SUBACCOUNTS,
@@ -141,6 +142,14 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=2,
         help="retries on connection errors, 429 and 5xx, within the deadline (default 2)",
+    )
+    p.add_argument(
+        "--api.parallel-fetches",
+        dest="parallel_fetches",
+        type=int,
+        default=DEFAULT_PARALLEL_FETCHES,
+        help="fetches from the API at once, for all scrapes together: one thread each "
+        f"(default {DEFAULT_PARALLEL_FETCHES})",
     )
     p.add_argument(
         "--api.max-response-size",

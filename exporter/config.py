@@ -25,6 +25,12 @@ if TYPE_CHECKING:
 SUBACCOUNT_PATTERN = re.compile(r"^[A-Za-z0-9\-._&]{3,50}$")
 DEFAULT_BASE_URL = "https://voice.8x8.com"
 DEFAULT_LISTEN_ADDRESS = ":9881"
+# Fetches in flight at once, each on a thread of its own. The API's latency, not the exporter's
+# CPU, bounds a scrape of many subaccounts: 64 at a time read 1,000 subaccounts at 200 ms in
+# about 3 s of waiting, and a bound keeps a large configuration from opening a connection per
+# subaccount at once (the API's per-IP limits are not documented).
+DEFAULT_PARALLEL_FETCHES = 64
+MAX_PARALLEL_FETCHES = 512
 
 ENV_API_KEY = "EIGHTBYEIGHT_API_KEY"
 ENV_API_KEY_FILE = "EIGHTBYEIGHT_API_KEY_FILE"
@@ -111,6 +117,7 @@ class Settings:
     shutdown_grace: float = 10.0
     max_response_bytes: int = 256 * 2**20
     api_retries: int = 2
+    parallel_fetches: int = DEFAULT_PARALLEL_FETCHES
     probe_allowed: frozenset[str] | None = None
     web_config: WebConfig | None = None
     webhooks: WebhookSettings | None = None  # the callback listener, when enabled
@@ -144,6 +151,8 @@ def settings_from_flags(args: argparse.Namespace, env: dict[str, str]) -> Settin
         raise ConfigError(f"invalid --web.telemetry-path {args.telemetry_path!r}")
     if args.api_retries < 0 or args.api_retries > 10:
         raise ConfigError("--api.retries must be between 0 and 10")
+    if not 1 <= args.parallel_fetches <= MAX_PARALLEL_FETCHES:
+        raise ConfigError(f"--api.parallel-fetches must be between 1 and {MAX_PARALLEL_FETCHES}")
     file_config = load_config_file(args.config_file) if args.config_file else None
     base_url = validate_base_url(
         args.base_url or (file_config.base_url if file_config else None) or DEFAULT_BASE_URL
@@ -200,6 +209,7 @@ def settings_from_flags(args: argparse.Namespace, env: dict[str, str]) -> Settin
         shutdown_grace=parse_duration(args.shutdown_grace, "--web.shutdown-grace"),
         max_response_bytes=parse_size(args.max_response_bytes, "--api.max-response-size"),
         api_retries=args.api_retries,
+        parallel_fetches=args.parallel_fetches,
         probe_allowed=probe_allowed,
         web_config=web_config,
         webhooks=webhooks,

@@ -19,6 +19,7 @@ from collections import Counter
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from operator import attrgetter
 
 import msgspec
@@ -420,6 +421,14 @@ class _KeyInLabelError(Exception):
     """A label value of the batch holds an API key: its records are checked one by one."""
 
 
+def _checked_label(secrets: tuple[str, ...], value: str) -> str:
+    """A label value, printable; _KeyInLabelError if it holds a key (so it is never memoised)."""
+    for secret in secrets:
+        if secret in value:
+            raise _KeyInLabelError
+    return printable(value)
+
+
 class _Fold:
     """Folds batches of raw records into group counters and per-number columns.
 
@@ -438,17 +447,12 @@ class _Fold:
         self.combos: Counter[tuple[str, str, str, bool | None, bool | None]] = Counter()
         self.rental: dict[tuple[str, str, str], float] = {}
         self.oldest: dict[tuple[str, str], float] = {}
-        label = self._label
+        # Not a bound method of the fold: a memo holding one would make a reference cycle that
+        # keeps every column of the response alive until the cyclic GC happens to run.
+        label = partial(_checked_label, self.secrets)
         # The first copy of each label value, shared by the rest; and the lower-cased ones.
         self.shared = Memo(label, _UNKNOWNS)
         self.lowered = Memo(lambda value: label(value).lower(), _UNKNOWNS)
-
-    def _label(self, value: str) -> str:
-        """A label value, printable; _KeyInLabelError if it holds a key (so it is never memoised)."""
-        for secret in self.secrets:
-            if secret in value:
-                raise _KeyInLabelError
-        return printable(value)
 
     def add(self, raws: list[msgspec.Raw]) -> None:
         records = self._decode(raws)

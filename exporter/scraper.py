@@ -18,15 +18,17 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import OrderedDict, deque
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, wait
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from functools import partial
+from queue import Empty, SimpleQueue
 from typing import Protocol, TypeVar
 
-from exporter.config import Secret
+from exporter.config import DEFAULT_PARALLEL_FETCHES, Secret
+from exporter.encoding import deflate_all
 from exporter.errors import FetchError, ResponseError
 from exporter.exposition import RenderedInventory, SubaccountScrape, render_inventory
 from exporter.logs import log_event
@@ -37,12 +39,9 @@ log = logging.getLogger("exporter.scraper")
 
 MAX_PROBED_SUBACCOUNTS = 256
 HTTP_OK = 200  # a body that fails to parse arrived with this status
-# Upstream requests in flight at once for one scrape. The API's latency, not the exporter's
-# CPU, bounds a scrape of many subaccounts: 128 fetches at a time read 1,000 subaccounts at
-# 200 ms in under 2 s and 100 subaccounts at 3 s in one round, while each waiting thread costs
-# only its stack. A fixed bound keeps a large configuration from opening a connection per
-# subaccount at once (the API's per-IP limits are not documented).
-MAX_PARALLEL_FETCHES = 128
+# The workers of a pool made without a size (tests, tools); the exporter sizes its own from
+# --api.parallel-fetches.
+MAX_PARALLEL_FETCHES = DEFAULT_PARALLEL_FETCHES
 # With less than this left before the deadline a fetch is not started: it could not finish.
 MIN_FETCH_SECONDS = 0.01
 # Time kept back from the deadline to render and send the answer, at the least: a tenth of
@@ -266,8 +265,7 @@ class SubaccountScraper:
             inventory = render_inventory(parsed, sub, self.per_number)
             # Deflate now, within the deadline and beside the other fetches (zlib runs without
             # the GIL), rather than in the answer after it: Prometheus always asks for gzip.
-            for text in inventory.samples.values():
-                text.piece()
+            deflate_all(inventory.samples.values())
         except FetchError as error:
             return self._failed(_detached(error))
         except ResponseError as error:
@@ -363,13 +361,17 @@ class Scrapers:
 
 
 def scrape_all(
-    scrapers: Sequence[SubaccountScraper], timeout: float, reserve: float | None = None
+    scrapers: Sequence[SubaccountScraper],
+    timeout: float,
+    reserve: float | None = None,
+    pool: FetchPool | None = None,
 ) -> list[SubaccountScrape]:
     """Scrape subaccounts in parallel against one deadline, `timeout` seconds from now.
 
     Waiting ends `reserve` seconds (default: `least_reserve`) before the deadline, whatever
     the API does, to leave the time to answer: a subaccount whose scrape is not done by then,
-    or never started because the pool was busy, is `up 0` and counted as a `timeout`. Its
+    or never started because the pool (default: `default_pool()`) was busy, is `up 0` and
+    counted as a `timeout`. Its
     fetch, if one is running, ends on its own at the same time (the API client cuts it off);
     nothing waits for it.
     """
@@ -378,8 +380,8 @@ def scrape_all(
     clock = scrapers[0].clock
     started = clock.monotonic()
     deadline = started + timeout - (least_reserve(timeout) if reserve is None else reserve)
-    calls = [partial(scraper.scrape_until, deadline) for scraper in scrapers]
-    futures = run_on_daemon_threads(calls, MAX_PARALLEL_FETCHES)
+    pool = pool or default_pool()
+    futures = [pool.submit(partial(scraper.scrape_until, deadline)) for scraper in scrapers]
     wait(futures, timeout=max(0.0, deadline - clock.monotonic()))
     samples = []
     never_started = []
@@ -405,29 +407,116 @@ def scrape_all(
 T = TypeVar("T")
 
 
-def run_on_daemon_threads(calls: Sequence[Callable[[], T]], workers: int) -> list[Future[T]]:
-    """Run the calls on at most `workers` new daemon threads, in order; a future for each.
+# A worker with nothing to do for this long ends; the next scrape starts it again.
+IDLE_WORKER_SECONDS = 300.0
 
+
+class FetchPool:
+    """At most `workers` named daemon threads that run the fetches of every scrape.
+
+    One pool for the process, so the thread count never grows with the number of subaccounts
+    or of scrapes at once: two Prometheus servers scraping together queue for the same workers.
+    A worker starts when a call finds none idle and ends after IDLE_WORKER_SECONDS without work.
     Not a ThreadPoolExecutor: the interpreter waits for its threads at exit, so a fetch still
-    waiting on a hanging API would hold up the exporter's exit after SIGTERM for as long as the
-    fetch's own deadline. A future cancelled before a worker reaches it is skipped.
+    waiting on a hanging API would hold up the exporter's exit after SIGTERM. `close()` stops
+    the workers once the work queued before it is done.
     """
-    futures: list[Future[T]] = [Future() for _ in calls]
-    queued = deque(zip(calls, futures, strict=True))
 
-    def work() -> None:
+    def __init__(
+        self,
+        workers: int = MAX_PARALLEL_FETCHES,
+        name: str = "fetch",
+        idle_seconds: float = IDLE_WORKER_SECONDS,
+    ) -> None:
+        if workers < 1:
+            raise ValueError("a fetch pool needs at least one worker")
+        self.workers = workers
+        self._name = name
+        self._idle_seconds = idle_seconds
+        self._queue: SimpleQueue[_Job | None] = SimpleQueue()
+        self._lock = threading.Lock()
+        self._threads: set[threading.Thread] = set()
+        self._idle = 0  # workers waiting for a call that no call has claimed yet
+        self._closed = False
+        self._started = 0
+
+    def submit(self, call: Callable[[], T]) -> Future[T]:
+        """Run `call` on a worker; a future cancelled before a worker takes it is skipped."""
+        future: Future[T] = Future()
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("the fetch pool is closed")
+            if self._idle:
+                self._idle -= 1
+            elif len(self._threads) < self.workers:
+                self._start()
+        self._queue.put((call, future))  # type: ignore[arg-type]
+        return future
+
+    @property
+    def threads(self) -> int:
+        """Workers alive now."""
+        with self._lock:
+            return len(self._threads)
+
+    def _start(self) -> None:
+        thread = threading.Thread(
+            target=self._work, name=f"{self._name}-{self._started}", daemon=True
+        )
+        self._started += 1
+        self._threads.add(thread)
+        thread.start()
+
+    def _work(self) -> None:
+        queue = self._queue
         while True:
             try:
-                call, future = queued.popleft()
-            except IndexError:
+                job = queue.get(timeout=self._idle_seconds)
+            except Empty:
+                with self._lock:
+                    if not self._idle:  # every idle worker is claimed: this one too
+                        continue
+                    self._idle -= 1
+                    self._threads.discard(threading.current_thread())
                 return
-            if not future.set_running_or_notify_cancel():
-                continue
-            try:
-                future.set_result(call())
-            except Exception as exc:  # noqa: BLE001 - handed to whoever waits on the future
-                future.set_exception(exc)
+            if job is None:
+                return
+            _run(job)
+            del job
+            with self._lock:
+                self._idle += 1
 
-    for index in range(min(workers, len(calls))):
-        threading.Thread(target=work, name=f"scrape-{index}", daemon=True).start()
-    return futures
+    def close(self, timeout: float | None = None) -> None:
+        """Stop the workers once the queued work is done; wait up to `timeout` for each."""
+        with self._lock:
+            self._closed = True
+            threads, self._threads = self._threads, set()
+        for _ in threads:
+            self._queue.put(None)
+        for thread in threads:
+            thread.join(timeout)
+
+
+_Job = tuple[Callable[[], object], Future[object]]
+
+
+def _run(job: _Job) -> None:
+    call, future = job
+    if future.set_running_or_notify_cancel():
+        try:
+            future.set_result(call())
+        except Exception as exc:  # noqa: BLE001 - handed to whoever waits on the future
+            future.set_exception(exc)
+
+
+_DEFAULT_POOL: FetchPool | None = None
+_DEFAULT_POOL_LOCK = threading.Lock()
+
+
+def default_pool() -> FetchPool:
+    """The process's pool of MAX_PARALLEL_FETCHES workers, for callers that bring none."""
+    global _DEFAULT_POOL
+    with _DEFAULT_POOL_LOCK:
+        if _DEFAULT_POOL is None:
+            _DEFAULT_POOL = FetchPool(MAX_PARALLEL_FETCHES)
+        return _DEFAULT_POOL

@@ -22,7 +22,7 @@ from exporter.encoding import gzip_body, plain_body, plain_size
 from exporter.exposition import SubaccountScrape, render_scrapes
 from exporter.logs import log_event
 from exporter.negotiation import GZIP, choose_coding
-from exporter.scraper import Scrapers, least_reserve, scrape_all
+from exporter.scraper import FetchPool, Scrapers, least_reserve, scrape_all
 from exporter.selfmetrics import SelfMetrics
 
 log = logging.getLogger("exporter.web")
@@ -45,10 +45,18 @@ class ExporterApp:
     with the reason when the new configuration cannot be used.
     """
 
-    def __init__(self, settings: Settings, scrapers: Scrapers, metrics: SelfMetrics) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        scrapers: Scrapers,
+        metrics: SelfMetrics,
+        pool: FetchPool | None = None,
+    ) -> None:
         self.settings = settings
         self.scrapers = scrapers
         self.metrics = metrics
+        # Every scrape's fetches, /metrics and /probe alike, share these workers.
+        self.pool = pool or FetchPool(settings.parallel_fetches)
         # How long a /metrics answer takes to render once the fetches are in: it follows a
         # slower answer at once and a faster one by halves, as the load on the host varies.
         self.answer_seconds = ANSWER_SECONDS_PER_SUBACCOUNT * len(scrapers.configured)
@@ -124,7 +132,9 @@ class ExporterApp:
 
     def _metrics(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         timeout = self.scrape_timeout(environ)
-        samples = scrape_all(self.scrapers.configured, timeout, self.answer_reserve(timeout))
+        samples = scrape_all(
+            self.scrapers.configured, timeout, self.answer_reserve(timeout), self.pool
+        )
         started = time.monotonic()
         answer = _exposition(environ, start_response, samples, self.metrics.exposition())
         took = time.monotonic() - started
@@ -152,7 +162,7 @@ class ExporterApp:
                 start_response, "403 Forbidden", "target is not an allowed subaccount\n"
             )
         scraper = self.scrapers.for_probe(subaccount)
-        samples = scrape_all([scraper], self.scrape_timeout(environ))
+        samples = scrape_all([scraper], self.scrape_timeout(environ), pool=self.pool)
         return _exposition(environ, start_response, samples)
 
     def _probe_help(self, environ: dict[str, Any]) -> str:

@@ -377,6 +377,8 @@ class InProcessExporter:
             if server is not None:
                 server.shutdown()
                 server.server_close()
+        # Its workers end once the fetches queued now are done; nothing waits for a hanging one.
+        self.app.pool.close(timeout=0)
 
 
 @contextmanager

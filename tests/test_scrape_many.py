@@ -1,10 +1,12 @@
 """One /metrics scrape of many subaccounts: one deadline for the whole scrape, always kept.
 
-The fast tests drive `scrape_all` with fake clients on the real clock (tenths of a second): each
-fetch gets only the time left, the answer never waits for a fetch past the deadline, and what
-could not be fetched is `up 0` counted as a `timeout`. The slow tests prove the same over
-loopback HTTP against an API with real latency, up to the README's targets (1,000 subaccounts
-at 200 ms, 100 at 3 s, in one scrape with a 10 s timeout).
+The fast tests drive `scrape_all` with fake clients on the real clock: each fetch gets only the
+time left, the answer never waits for a fetch past the deadline, and what could not be fetched
+is `up 0` counted as a `timeout`. The slow tests prove the same over loopback HTTP against an
+API with real latency, at sizes with large headroom: they check behaviour (every subaccount
+once, stuck ones `up 0` with a timeout, the rest served, the answer before Prometheus gives
+up), never how fast this machine is. The speed targets (1,000 subaccounts at 200 ms, 100 at
+3 s) are the benchmark's: `python -m bench`.
 """
 
 from __future__ import annotations
@@ -16,11 +18,10 @@ import time
 
 import pytest
 
-from bench.many import CASES, TARGET_SECONDS, measure_many
-from exporter import scraper as scraper_module
+from bench.many import SCRAPE_TIMEOUT, measure_many
 from exporter.app import build_app
 from exporter.config import Secret, Settings, SubaccountConfig
-from exporter.scraper import ANSWER_RESERVE_SECONDS, SubaccountScraper, scrape_all
+from exporter.scraper import ANSWER_RESERVE_SECONDS, FetchPool, SubaccountScraper, scrape_all
 from exporter.selfmetrics import SelfMetrics
 from exporter.web import ANSWER_SECONDS_PER_SUBACCOUNT
 from tests.harness import (
@@ -56,7 +57,7 @@ class SlowClient:
         self.given.append(timeout)
         try:
             if self.hold:
-                assert self.release.wait(10), "the test never released the fetch"
+                assert self.release.wait(30), "the test never released the fetch"
             else:
                 time.sleep(self.takes)
             return BODY
@@ -71,15 +72,21 @@ def timeouts_counted(metrics: SelfMetrics, subaccount: str) -> float | None:
     )
 
 
-def test_each_fetch_gets_only_what_is_left_of_the_one_deadline(monkeypatch):
-    monkeypatch.setattr(scraper_module, "MAX_PARALLEL_FETCHES", 1, raising=False)
+@pytest.fixture
+def one_worker():
+    pool = FetchPool(1, name="one-fetch")
+    yield pool
+    pool.close(timeout=10)
+
+
+def test_each_fetch_gets_only_what_is_left_of_the_one_deadline(one_worker):
     metrics = SelfMetrics()
     clients = [SlowClient(takes=0.05) for _ in range(3)]
     scrapers = [SubaccountScraper(f"acme-{i}", client, metrics) for i, client in enumerate(clients)]
-    samples = scrape_all(scrapers, 2.0)
+    samples = scrape_all(scrapers, 20.0, pool=one_worker)
     assert [s.up for s in samples] == [True, True, True]
     [first], [second], [third] = (client.given for client in clients)
-    assert first <= 2.0 - ANSWER_RESERVE_SECONDS
+    assert first <= 20.0 - ANSWER_RESERVE_SECONDS
     # The second waited in line behind the first, the third behind both: each got less.
     assert second <= first - 0.04
     assert third <= second - 0.04
@@ -92,17 +99,14 @@ def test_the_answer_never_waits_for_a_fetch_past_the_deadline():
         SubaccountScraper("acme-stuck", stuck, metrics),
         SubaccountScraper("acme-quick", quick, metrics),
     ]
-    # Against the code that waited for every fetch, this ends the test instead of hanging it.
-    unstick = threading.Timer(2.0, stuck.release.set)
-    unstick.start()
     try:
-        started = time.monotonic()
+        # The stuck fetch is released only after the answer: a scrape that waited for it
+        # would fail the client's own assertion instead of answering.
         samples = scrape_all(scrapers, 0.5)
-        elapsed = time.monotonic() - started
+        still_stuck = not stuck.ended.is_set()
     finally:
         stuck.release.set()
-        unstick.cancel()
-    assert elapsed < 0.5
+    assert still_stuck
     assert [s.up for s in samples] == [False, True]
     assert timeouts_counted(metrics, "acme-stuck") == 1
     # The stuck fetch ends later (with a body, even): it is not counted a second time.
@@ -113,23 +117,19 @@ def test_the_answer_never_waits_for_a_fetch_past_the_deadline():
 
 
 def test_subaccounts_never_fetched_before_the_deadline_are_timeouts_in_one_log_line(
-    monkeypatch, caplog
+    one_worker, caplog
 ):
-    monkeypatch.setattr(scraper_module, "MAX_PARALLEL_FETCHES", 1, raising=False)
     metrics = SelfMetrics()
     stuck = SlowClient(hold=True)
     waiting = [SlowClient(), SlowClient()]
     scrapers = [SubaccountScraper("acme-stuck", stuck, metrics)] + [
         SubaccountScraper(f"acme-{i}", client, metrics) for i, client in enumerate(waiting)
     ]
-    unstick = threading.Timer(2.0, stuck.release.set)
-    unstick.start()
     try:
         with caplog.at_level(logging.WARNING, logger="exporter.scraper"):
-            samples = scrape_all(scrapers, 0.4)
+            samples = scrape_all(scrapers, 0.4, pool=one_worker)
     finally:
         stuck.release.set()
-        unstick.cancel()
     assert [s.up for s in samples] == [False, False, False]
     assert [client.given for client in waiting] == [[], []]  # never asked the API
     assert [timeouts_counted(metrics, s.subaccount) for s in scrapers] == [1, 1, 1]
@@ -139,58 +139,65 @@ def test_subaccounts_never_fetched_before_the_deadline_are_timeouts_in_one_log_l
 
 
 @pytest.mark.slow
-def test_seventeen_slow_subaccounts_answer_before_a_two_second_timeout():
-    """The issue's case: 17 subaccounts at 1.2 s each used to answer in 2.4 s."""
+def test_seventeen_slow_subaccounts_are_fetched_at_once():
+    """Fetches run side by side: each answer of the API waits until all 17 requests are in."""
     subaccounts = [f"acme-{i:02d}" for i in range(17)]
-    with FakeApi(Reply(200, BODY, {"Content-Type": "application/json"}, delay=1.2)) as api:
-        argv = ["--api.base-url", api.base_url, "--web.timeout-offset", "0.5s"]
+    all_in = threading.Barrier(len(subaccounts))
+
+    def reply(path: str, headers: dict[str, str]) -> Reply:
+        try:
+            all_in.wait(timeout=15)
+        except threading.BrokenBarrierError:
+            return Reply(503, b"{}", {"Content-Type": "application/json"})
+        return Reply(200, BODY, {"Content-Type": "application/json"})
+
+    with FakeApi(reply) as api:
+        argv = ["--api.base-url", api.base_url, "--api.timeout", "30s", "--api.retries", "0"]
         for subaccount in subaccounts:
             argv += ["--subaccount", subaccount]
         with InProcessExporter(argv) as exp:
-            started = time.monotonic()
-            answer = exp.get("/metrics", headers={HEADER: "2"})
-            elapsed = time.monotonic() - started
+            answer = exp.get("/metrics", headers={HEADER: "25"})
     assert answer.status_code == 200
-    assert elapsed < 1.5
     samples = parse_samples(answer.text)
     assert [value(samples, "eightbyeight_up", subaccount=s) for s in subaccounts] == [1] * 17
 
 
-# The thousand-subaccount cases need both cores: with other tests beside them, the exporter
-# gets through fewer subaccounts before the deadline (that is what the deadline is for).
-ALONE = pytest.mark.alone
-
-
 @pytest.mark.slow
-@pytest.mark.parametrize(
-    ("subaccounts", "numbers", "latency"),
-    [pytest.param(*case, marks=ALONE) if case[0] >= 1_000 else case for case in CASES],
-)
-def test_many_subaccounts_answer_within_the_scrape_timeout(tmp_path, subaccounts, numbers, latency):
-    """The README's targets, measured as the benchmark measures them (bench/many.py).
-
-    The exporter runs as its own process with every subaccount configured; the simulator on
-    loopback delays each answer by `latency`; the scrape carries a 10 s timeout.
-    """
-    result = measure_many(subaccounts, numbers, latency, tmp_path)
-    assert result["first"] < TARGET_SECONDS, result
-    assert result["up"] == subaccounts, result
-    assert result["second"] < TARGET_SECONDS, result
-    assert result["up_second"] == subaccounts, result
-    # A client (and its session) per subaccount is cheap: 1,000 of them idle in ~15 MB.
-    assert result["rss"]["idle"] < 100e6, result
-    assert result["rss"]["peak"] < 400e6, result
-
-
-@pytest.mark.slow
-@ALONE
-def test_a_thousand_subaccounts_answer_in_time_when_a_hundred_never_do(tmp_path):
-    """Waiting stops early enough to render the answer (the exporter's own series of 1,000
-    subaccounts alone take about a second): the stuck ones are `up 0`, the others served."""
-    result = measure_many(1_000, 100, 0.2, tmp_path, stuck=100)
-    assert result["first"] < TARGET_SECONDS, result
-    assert result["second"] < TARGET_SECONDS, result
-    assert result["up"] == result["up_second"] == 900, result
+def test_many_subaccounts_each_once_the_stuck_ones_timed_out_the_rest_served(tmp_path):
+    """200 subaccounts at 200 ms, 20 of which never answer in time, in one scrape with
+    Prometheus' 10 s timeout (a tenth of the subaccounts the benchmark's target scrapes)."""
+    subaccounts, stuck = 200, 20
+    result = measure_many(subaccounts, 100, 0.2, tmp_path, stuck=stuck, keep_text=True)
+    for seconds, text in (
+        (result["first"], result["texts"][0]),
+        (result["second"], result["texts"][1]),
+    ):
+        assert seconds < SCRAPE_TIMEOUT, result["first"]  # answered before Prometheus gives up
+        samples = parse_samples(text.decode())
+        ups = {
+            dict(labels)["subaccount"]: v
+            for (name, labels), v in samples.items()
+            if name == "eightbyeight_up"
+        }
+        names = [f"bench-{i:04d}" for i in range(subaccounts)]
+        assert sorted(ups) == names  # every subaccount, once
+        assert [ups[n] for n in names[-stuck:]] == [0] * stuck
+        assert [ups[n] for n in names[:-stuck]] == [1] * (subaccounts - stuck)
+        for name in names[:-stuck]:  # a subaccount fetched is served
+            assert value(samples, "eightbyeight_virtual_numbers_listed", subaccount=name) == 100
+    samples = parse_samples(result["texts"][1].decode())
+    for name in names[-stuck:]:
+        assert (
+            value(
+                samples,
+                "eightbyeight_api_request_failures_total",
+                subaccount=name,
+                reason="timeout",
+            )
+            == 2
+        )
+    for name in names[:-stuck]:
+        assert value(samples, "eightbyeight_api_requests_total", subaccount=name) == 2
 
 
 def test_metrics_keeps_back_what_its_last_answer_took(monkeypatch):

@@ -11,14 +11,14 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import pytest
 
 from exporter.app import build_app
 from exporter.config import Secret, Settings, SubaccountConfig
 from exporter.errors import FetchError
-from exporter.scraper import Scrapers, SubaccountScraper, run_on_daemon_threads, scrape_all
+from exporter.scraper import FetchPool, Scrapers, SubaccountScraper, scrape_all
 from exporter.selfmetrics import SelfMetrics
 from tests.harness import FakeClock, number, numbers_body, parse_samples, value, wait_until
 
@@ -420,7 +420,14 @@ def test_a_failing_after_fetch_never_fails_the_scrape(client, clock, metrics, ca
     assert "after-fetch collector failed" in caplog.text
 
 
-def test_parallel_scrapes_run_on_daemon_threads_so_a_hanging_fetch_never_holds_up_exit():
+@pytest.fixture
+def pool() -> Iterator[FetchPool]:
+    made = FetchPool(2, name="test-fetch")
+    yield made
+    made.close(timeout=5)
+
+
+def test_parallel_scrapes_run_on_daemon_threads_so_a_hanging_fetch_never_holds_up_exit(pool):
     release = threading.Event()
     seen: list[bool] = []
 
@@ -429,7 +436,7 @@ def test_parallel_scrapes_run_on_daemon_threads_so_a_hanging_fetch_never_holds_u
         release.wait(5)
         return "late"
 
-    futures = run_on_daemon_threads([hang, lambda: "quick"], workers=2)
+    futures = [pool.submit(hang), pool.submit(lambda: "quick")]
     assert futures[1].result(timeout=5) == "quick"
     assert not futures[0].done()
     assert seen == [True]
@@ -438,6 +445,7 @@ def test_parallel_scrapes_run_on_daemon_threads_so_a_hanging_fetch_never_holds_u
 
 
 def test_a_call_cancelled_before_a_worker_reaches_it_never_runs_and_errors_reach_the_future():
+    one = FetchPool(1, name="test-fetch")
     release = threading.Event()
     ran: list[str] = []
 
@@ -445,9 +453,32 @@ def test_a_call_cancelled_before_a_worker_reaches_it_never_runs_and_errors_reach
         release.wait(5)
         raise ValueError("bad answer")
 
-    futures = run_on_daemon_threads([first, lambda: ran.append("second")], workers=1)
-    assert futures[1].cancel()
-    release.set()
-    with pytest.raises(ValueError, match="bad answer"):
-        futures[0].result(timeout=5)
+    try:
+        futures = [one.submit(first), one.submit(lambda: ran.append("second"))]
+        assert futures[1].cancel()
+        release.set()
+        with pytest.raises(ValueError, match="bad answer"):
+            futures[0].result(timeout=5)
+        assert one.submit(lambda: "after").result(timeout=5) == "after"
+    finally:
+        one.close(timeout=5)
     assert ran == []
+
+
+def test_the_pool_has_its_named_workers_and_no_more_however_many_calls_wait(pool):
+    """The thread count is bounded by configuration, not by subaccounts or scrapes at once."""
+    release = threading.Event()
+    futures = [pool.submit(lambda: release.wait(5)) for _ in range(50)]
+    names = sorted(t.name for t in threading.enumerate() if t.name.startswith("test-fetch-"))
+    assert names == ["test-fetch-0", "test-fetch-1"]
+    release.set()
+    assert all(f.result(timeout=5) for f in futures)
+
+
+def test_a_closed_pool_stops_its_workers_and_takes_no_more_calls():
+    made = FetchPool(3, name="closing-fetch")
+    assert made.submit(lambda: 1).result(timeout=5) == 1
+    made.close(timeout=5)
+    assert not [t for t in threading.enumerate() if t.name.startswith("closing-fetch-")]
+    with pytest.raises(RuntimeError, match="closed"):
+        made.submit(lambda: 2)

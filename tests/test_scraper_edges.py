@@ -46,7 +46,7 @@ def scraper_with(client, clock, metrics=None, **kwargs) -> SubaccountScraper:
 
 
 def metric(metrics: SelfMetrics, name: str, **labels: str) -> float | None:
-    return metrics.registry.get_sample_value(name, labels)
+    return metrics.sample_value(name, labels)
 
 
 def test_a_half_second_cache_ttl_still_caches():

@@ -1,0 +1,153 @@
+"""CPU per /metrics scrape of many subaccounts, against a floor measured in the same run.
+
+The floor is what any exporter of this API must do at the least: one process fetching the
+same bodies sequentially over one `requests.Session` and `json.loads`-ing each. The exporter
+(a fresh process, all subaccounts configured) is scraped once with Prometheus' headers; its
+CPU time is read from /proc/PID/stat before and after. With `profile=True`, py-spy samples
+the exporter during a second scrape and the samples are folded into shares by area.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import requests
+
+from bench.scrape import ExporterProcess
+from exporter.simulator import Simulator
+
+API_KEY = "bench-key"
+SEED = 8
+_TICKS = os.sysconf("SC_CLK_TCK")
+
+# Where a sampled frame belongs: the first area whose marker is in its file path wins, looked
+# for from the innermost frame outwards.
+AREAS = (
+    ("prometheus_client (generic exposition)", ("prometheus_client/",)),
+    ("deflate (encoding)", ("exporter/encoding.py",)),
+    (
+        "HTTP client (requests, urllib3, http.client, ssl, socket)",
+        ("requests/", "urllib3/", "http/client.py", "ssl.py", "socket.py"),
+    ),
+    ("parsing (model)", ("exporter/model.py", "msgspec")),
+    (
+        "rendering (exposition, selfmetrics)",
+        ("exporter/exposition.py", "exporter/selfmetrics.py", "exporter/memo.py"),
+    ),
+    ("threads and waits", ("threading.py", "concurrent/", "queue.py", "selectors.py")),
+    (
+        "HTTP server (server, web, wsgiref)",
+        ("exporter/server.py", "exporter/web.py", "wsgiref/", "socketserver.py"),
+    ),
+)
+
+
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time of a process so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / _TICKS
+
+
+def floor_cpu(base_url: str, names: list[str]) -> float:
+    """CPU of one process fetching every body sequentially over one Session, json.loads each."""
+    started = time.process_time()
+    with requests.Session() as session:
+        session.trust_env = False
+        for name in names:
+            response = session.get(
+                f"{base_url}/api/v1/subaccounts/{name}/numbers",
+                headers={"Authorization": f"Bearer {API_KEY}"},
+                timeout=60,
+            )
+            json.loads(response.content)
+    return time.process_time() - started
+
+
+def _area(stack: list[str]) -> str:
+    for frame in reversed(stack):  # py-spy's raw stacks are outermost first
+        for name, markers in AREAS:
+            if any(marker in frame for marker in markers):
+                return name
+    return "other"
+
+
+def profile_shares(raw: Path) -> list[tuple[str, float]]:
+    """py-spy's raw (collapsed) output folded into shares of the samples by area."""
+    counts: Counter[str] = Counter()
+    for line in raw.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        if count.isdigit():
+            counts[_area(stack.split(";"))] += int(count)
+    total = sum(counts.values()) or 1
+    return [(area, counts[area] / total) for area, _ in counts.most_common()]
+
+
+def measure_cost(
+    subaccounts: int, numbers: int, logs: Path, profile: bool = False
+) -> dict[str, Any]:
+    """The floor's and the exporter's CPU for one scrape of all subaccounts."""
+    names = [f"bench-{i:04d}" for i in range(subaccounts)]
+    frozen = 1_700_000_000.0
+    with Simulator(dict.fromkeys(names, numbers), API_KEY, seed=SEED, clock=lambda: frozen) as sim:
+        floor_cpu(sim.base_url, names[: min(50, subaccounts)])  # warms the simulator's bodies
+        floor_cpu(sim.base_url, names)  # and every other body, so both read the same cache
+        floor = min(floor_cpu(sim.base_url, names) for _ in range(2))
+        flags = ["--log.level", "error"]
+        for name in names[1:]:
+            flags += ["--subaccount", name]
+        log = logs / f"cost-{subaccounts}x{numbers}.log"
+        with ExporterProcess(sim.base_url, API_KEY, names[0], flags, log) as proc:
+            before = cpu_seconds(proc.pid)
+            scrape = proc.scrape()
+            exporter = cpu_seconds(proc.pid) - before
+            shares = _profiled_scrape(proc) if profile else []
+    return {
+        "subaccounts": subaccounts,
+        "numbers": numbers,
+        "floor_cpu": floor,
+        "exporter_cpu": exporter,
+        "ratio": exporter / floor if floor else float("inf"),
+        "scrape_seconds": scrape.seconds,
+        "profile": shares,
+    }
+
+
+def _profiled_scrape(proc: ExporterProcess) -> list[tuple[str, float]]:
+    spy = shutil.which("py-spy")
+    if spy is None:
+        return []
+    with tempfile.TemporaryDirectory() as tmp:
+        raw = Path(tmp, "raw.txt")
+        sampler = subprocess.Popen(
+            [
+                spy,
+                "record",
+                "--pid",
+                str(proc.pid),
+                "--format",
+                "raw",
+                "--rate",
+                "200",
+                "--threads",
+                "--nonblocking",
+                "--output",
+                str(raw),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            time.sleep(0.5)  # py-spy attaches before the scrape starts
+            proc.scrape()
+        finally:
+            sampler.send_signal(2)
+            sampler.wait(timeout=30)
+        return profile_shares(raw) if raw.exists() else []
