@@ -13,6 +13,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 from collections import Counter
@@ -121,7 +122,8 @@ def measure_cost(
 
 
 def _profiled_scrape(proc: ExporterProcess) -> list[tuple[str, float]]:
-    spy = shutil.which("py-spy")
+    beside = Path(sys.executable).with_name("py-spy")
+    spy = str(beside) if beside.exists() else shutil.which("py-spy")
     if spy is None:
         return []
     with tempfile.TemporaryDirectory() as tmp:

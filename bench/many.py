@@ -9,12 +9,14 @@ scrape took, how many subaccounts were `up 1`, and the exporter's memory and thr
 from __future__ import annotations
 
 import re
+import threading
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 from bench.scrape import ExporterProcess
+from exporter.config import DEFAULT_PARALLEL_FETCHES
 from exporter.simulator import Simulator
 
 API_KEY = "bench-key"
@@ -22,6 +24,10 @@ SEED = 8
 SCRAPE_TIMEOUT = 10.0  # Prometheus' default, sent in X-Prometheus-Scrape-Timeout-Seconds
 TARGET_SECONDS = 9.5  # the timeout less the default --web.timeout-offset
 _UP = re.compile(rb'^eightbyeight_up\{subaccount="[^"]*"\} (\S+)$', re.MULTILINE)
+
+# The most threads the exporter may have with its default flags: one per parallel fetch and per
+# web worker, and a few of its own (main, the listener's loop, the deadline watchdog, ...).
+THREAD_BOUND = DEFAULT_PARALLEL_FETCHES + 8 + 8
 
 # (subaccounts, numbers each, upstream latency in seconds): the cases the README promises.
 CASES = ((1_000, 100, 0.2), (100, 100, 3.0))
@@ -47,6 +53,30 @@ def _threads(pid: int) -> int:
         if line.startswith("Threads:"):
             return int(line.split()[1])
     return 0
+
+
+class ThreadPeak:
+    """The most threads a process had while the block ran, read from /proc every 10 ms."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.most = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, name="thread-peak", daemon=True)
+
+    def _watch(self) -> None:
+        while not self._stop.wait(0.01):
+            self.most = max(self.most, _threads(self.pid))
+
+    def __enter__(self) -> ThreadPeak:
+        self.most = _threads(self.pid)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(5)
+        self.most = max(self.most, _threads(self.pid))
 
 
 def measure_many(
@@ -75,8 +105,9 @@ def measure_many(
         log = logs / f"many-{subaccounts}x{numbers}-{latency}s.log"
         with ExporterProcess(sim.base_url, API_KEY, names[0], flags, log) as proc:
             idle = proc.memory()["VmRSS"]
-            first = proc.scrape()
-            second = proc.scrape()
+            with ThreadPeak(proc.pid) as peak:
+                first = proc.scrape()
+                second = proc.scrape()
             memory = proc.memory()
             threads = _threads(proc.pid)
             ups = [float(v) for v in _UP.findall(first.text())]
@@ -92,5 +123,6 @@ def measure_many(
         "gzip_bytes": len(first.body),
         "rss": {"idle": idle, "peak": memory["VmHWM"], "after": memory["VmRSS"]},
         "threads_after": threads,
+        "threads_peak": peak.most,
         **({"texts": (first.text(), second.text())} if keep_text else {}),
     }

@@ -27,6 +27,8 @@ PROMETHEUS_HEADERS = {
     "Accept-Encoding": "gzip",
     "X-Prometheus-Scrape-Timeout-Seconds": "10",
 }
+# Cold scrapes in a row whose peak RSS is compared with the first's.
+COLD_SCRAPES = 10
 _AGE = re.compile(rb"^eightbyeight_health_check_age_seconds\{[^}]*\} (\S+)$", re.MULTILINE)
 
 
@@ -185,10 +187,18 @@ def measure_http(
         idle = proc.memory()["VmRSS"]
         first = proc.scrape()
         proc.check(first, numbers)
-        runs = [proc.scrape() for _ in range(repeat)]
+        peak_after_first = proc.memory()["VmHWM"]
+        # Ten cold scrapes at the least: the peak RSS must not climb from one to the next.
+        runs = [proc.scrape() for _ in range(max(repeat, COLD_SCRAPES - 1))]
         proc.check(runs[-1], numbers)
         memory = proc.memory()
-        out["cold"] = {**summary([run.seconds for run in runs]), "first": first.seconds}
+        out["cold"] = {
+            **summary([run.seconds for run in runs]),
+            "first": first.seconds,
+            "peak_after_first": peak_after_first,
+            "peak_after_all": memory["VmHWM"],
+            "scrapes": len(runs) + 1,
+        }
         # The same without gzip, to weigh what compressing costs a cold scrape.
         plain = [proc.scrape(gzip=False) for _ in range(max(3, repeat // 2))]
         proc.check(plain[-1], numbers)

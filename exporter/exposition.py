@@ -171,15 +171,21 @@ class SubaccountScrape:
     last_success: float | None = None
 
 
+# Label values, prices and counts repeat across subaccounts and responses: formatted once for the
+# process, in memos bounded so that no run of distinct values makes them grow for ever.
+_MEMO_LIMIT = 1 << 16
+_ESCAPED: Memo[str, str] = Memo(escape_label_value, limit=_MEMO_LIMIT)
+_GO: Memo[float, str] = Memo(floatToGoString, limit=_MEMO_LIMIT)
+# Counts are ints, never -0.0, so their zero (the most frequent count) may be kept.
+_COUNTS: Memo[int, str] = Memo(floatToGoString, ((0, "0.0"),), limit=_MEMO_LIMIT)
+
+
 def render_inventory(
     inventory: Inventory, subaccount: str, per_number: bool = True
 ) -> RenderedInventory:
     """Render every series that depends only on the API response."""
     sub = escape_label_value(subaccount)
-    esc = Memo(escape_label_value)
-    go = Memo(floatToGoString)
-    # Counts are ints, never -0.0, so their zero (the most frequent count) may be kept.
-    counts = Memo(floatToGoString, ((0, "0.0"),))
+    esc, go, counts = _ESCAPED, _GO, _COUNTS
     lines: dict[str, list[str]] = {}
 
     def add(family: Family, labels: dict[str, str], value: str) -> None:
@@ -276,7 +282,8 @@ def _value_texts(kind: ValueKind, before: str, values: list) -> list[str]:
     if kind is ValueKind.FLAG:
         flags = {value: f"{before}{text}" for value, text in _FLAGS.items()}
         return list(map(flags.__getitem__, values))
-    texts = Memo(lambda value: f"{before}{floatToGoString(value)}\n")
+    go = _GO.__getitem__
+    texts = Memo(lambda value: f"{before}{go(value)}\n")
     return list(map(texts.__getitem__, values))
 
 

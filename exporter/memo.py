@@ -22,16 +22,29 @@ class Memo(dict[K, V]):
     `floatToGoString` prints them differently, so a zero is computed on every lookup. Keys that
     are tuples must not hold floats for the same reason. `known` seeds entries that bypass
     `compute` (such as "missing or empty means unknown").
+
+    With `limit`, a memo that has grown to that many entries is emptied before it keeps another
+    (back to `known`): one that lives across responses stays bounded whatever values arrive.
     """
 
-    __slots__ = ("compute",)
+    __slots__ = ("_known", "compute", "limit")
 
-    def __init__(self, compute: Callable[[K], V], known: Iterable[tuple[K, V]] = ()) -> None:
-        super().__init__(known)
+    def __init__(
+        self,
+        compute: Callable[[K], V],
+        known: Iterable[tuple[K, V]] = (),
+        limit: int | None = None,
+    ) -> None:
+        self._known = tuple(known)
+        super().__init__(self._known)
         self.compute = compute
+        self.limit = limit
 
     def __missing__(self, key: K) -> V:
         value = self.compute(key)
         if key != 0:
+            if self.limit is not None and len(self) >= self.limit:
+                self.clear()
+                self.update(self._known)
             self[key] = value
         return value
