@@ -315,7 +315,14 @@ def build_exporter(
     webhook_lists = WebhookConfigCollector() if settings.collector_webhooks else None
     app = build_app(settings, clock=clock, webhook_state=webhook_state, webhook_lists=webhook_lists)
     tls = _tls_context(settings)
-    server = make_server(settings.listen_address, app, ssl_context=tls)
+    server = make_server(
+        settings.listen_address,
+        app,
+        ssl_context=tls,
+        workers=settings.web_workers,
+        max_connections=settings.web_max_connections,
+        read_timeout=settings.web_read_timeout,
+    )
     callbacks = None
     if settings.webhooks is not None and webhook_state is not None:
         # The web config's TLS serves the callbacks too; its basic auth does not (8x8 sends

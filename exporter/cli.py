@@ -28,6 +28,8 @@ from exporter.config import (
     DEFAULT_BASE_URL,
     DEFAULT_LISTEN_ADDRESS,
     DEFAULT_PARALLEL_FETCHES,
+    DEFAULT_WEB_MAX_CONNECTIONS,
+    DEFAULT_WEB_WORKERS,
     ENV_API_KEY,
     ENV_API_KEY_FILE,
     ENV_SUBACCOUNTS,
@@ -116,6 +118,30 @@ def build_parser() -> argparse.ArgumentParser:
         dest="shutdown_grace",
         default="10s",
         help="on SIGTERM, how long requests in flight may take to finish (default 10s)",
+    )
+    p.add_argument(
+        "--web.read-timeout",
+        dest="web_read_timeout",
+        default="10s",
+        help="longest a request, line, headers and body, may take to arrive from its "
+        "connection; slower or idle connections are closed (default 10s)",
+    )
+    p.add_argument(
+        "--web.workers",
+        dest="web_workers",
+        type=int,
+        default=DEFAULT_WEB_WORKERS,
+        help=f"threads answering /metrics, /probe and the other pages; more requests wait "
+        f"their turn (default {DEFAULT_WEB_WORKERS})",
+    )
+    p.add_argument(
+        "--web.max-connections",
+        dest="web_max_connections",
+        type=int,
+        default=DEFAULT_WEB_MAX_CONNECTIONS,
+        help=f"open connections the listener keeps, each a file descriptor; more are closed "
+        f"at once (default {DEFAULT_WEB_MAX_CONNECTIONS}: with --webhook.max-connections "
+        "and the API connections well below a 1,024 file-descriptor limit)",
     )
     p.add_argument(
         "--api.base-url",

@@ -36,6 +36,14 @@ ENV_API_KEY = "EIGHTBYEIGHT_API_KEY"
 ENV_API_KEY_FILE = "EIGHTBYEIGHT_API_KEY_FILE"
 ENV_SUBACCOUNTS = "EIGHTBYEIGHT_SUBACCOUNTS"
 
+# Each listener's threads and open connections (exporter/server.py). A connection is a file
+# descriptor: both listeners' defaults (256 + 128) and the API connections stay well below a
+# 1,024 limit; the maxima keep a typo from asking for more than any such limit allows.
+DEFAULT_WEB_WORKERS = 8
+DEFAULT_WEB_MAX_CONNECTIONS = 256
+MAX_WORKERS = 256
+MAX_CONNECTIONS = 65536
+
 # Prometheus' duration format: whole numbers of units from the largest down, each at most once
 # (1y2w3d4h5m6s7ms); a lone number with a fraction and one unit (1.5s) or none (seconds) too.
 _DURATION_UNITS = {
@@ -115,6 +123,9 @@ class Settings:
     serve_stale_for: float = 0.0
     timeout_offset: float = 0.5
     shutdown_grace: float = 10.0
+    web_workers: int = DEFAULT_WEB_WORKERS
+    web_max_connections: int = DEFAULT_WEB_MAX_CONNECTIONS
+    web_read_timeout: float = 10.0
     max_response_bytes: int = 256 * 2**20
     api_retries: int = 2
     parallel_fetches: int = DEFAULT_PARALLEL_FETCHES
@@ -207,6 +218,13 @@ def settings_from_flags(args: argparse.Namespace, env: dict[str, str]) -> Settin
         serve_stale_for=parse_duration(args.serve_stale_for, "--cache.serve-stale-for"),
         timeout_offset=parse_duration(args.timeout_offset, "--web.timeout-offset"),
         shutdown_grace=parse_duration(args.shutdown_grace, "--web.shutdown-grace"),
+        web_workers=bounded(args.web_workers, "--web.workers", 1, MAX_WORKERS),
+        web_max_connections=bounded(
+            args.web_max_connections, "--web.max-connections", 1, MAX_CONNECTIONS
+        ),
+        web_read_timeout=_positive(
+            parse_duration(args.web_read_timeout, "--web.read-timeout"), "--web.read-timeout"
+        ),
         max_response_bytes=parse_size(args.max_response_bytes, "--api.max-response-size"),
         api_retries=args.api_retries,
         parallel_fetches=args.parallel_fetches,
@@ -223,6 +241,13 @@ def settings_from_flags(args: argparse.Namespace, env: dict[str, str]) -> Settin
 def _positive(value: float, what: str) -> float:
     if value <= 0:
         raise ConfigError(f"{what} must be greater than 0")
+    return value
+
+
+def bounded(value: int, what: str, least: int, most: int) -> int:
+    """`value` if least <= value <= most, else ConfigError naming the flag and the range."""
+    if not least <= value <= most:
+        raise ConfigError(f"{what} must be between {least} and {most}")
     return value
 
 

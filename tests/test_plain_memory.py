@@ -73,6 +73,8 @@ def open_response(port: int, encoding: str) -> tuple[http.client.HTTPConnection,
 def test_plain_and_gzip_clients_at_once_cost_at_most_one_copy_of_the_text(tmp_path):
     with Simulator({SUB: 50_000}, KEY, seed=5, clock=lambda: 1_700_000_000.0) as sim:
         argv = ["--api.base-url", sim.base_url, "--subaccount", SUB, "--cache.ttl", "1h"]
+        # The twelve answers below are all under way at once: a worker each (--web.workers).
+        argv += ["--web.workers", "12"]
         env = {"EIGHTBYEIGHT_API_KEY": KEY}
         with exporter_process(argv, env, tmp_path / "exporter.log") as (url, pid):
             port = int(url.rsplit(":", 1)[1])

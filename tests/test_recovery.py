@@ -122,7 +122,8 @@ def test_recovery_while_many_scrapers_wait(tmp_path):
     from concurrent.futures import ThreadPoolExecutor
 
     with FakeApi(Reply(hang=True)) as api:
-        argv = ["--api.base-url", api.base_url, "--subaccount", SUB]
+        # A worker for each of the twenty (beyond --web.workers, requests wait their turn).
+        argv = ["--api.base-url", api.base_url, "--subaccount", SUB, "--web.workers", "20"]
         env = {"EIGHTBYEIGHT_API_KEY": KEY}
         with exporter_process(argv, env, tmp_path / "exporter.log") as (url, _):
             with ThreadPoolExecutor(max_workers=20) as pool:

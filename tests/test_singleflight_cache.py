@@ -32,8 +32,13 @@ SUB = "acme-prod"
 GOOD = Reply.json(numbers_body([number("+6531234567"), number("+6531234568")]))
 
 
+# Simultaneous scrapes share a fetch only while they are in the exporter together: a worker each
+# (--web.workers; beyond them, requests queue and come after the shared fetch has ended).
+ALL_AT_ONCE = ("--web.workers", "64")
+
+
 def exporter_for(api: FakeApi, *flags: str, clock: FakeClock | None = None) -> InProcessExporter:
-    argv = ["--api.base-url", api.base_url, "--subaccount", SUB, *flags]
+    argv = ["--api.base-url", api.base_url, "--subaccount", SUB, *ALL_AT_ONCE, *flags]
     return InProcessExporter(argv, clock=clock) if clock else InProcessExporter(argv)
 
 
@@ -69,7 +74,7 @@ def test_fifty_simultaneous_scrapes_make_one_request():
 def test_fifty_simultaneous_probes_make_one_request():
     with (
         FakeApi(Reply.json(numbers_body([number()]), delay=1.0)) as api,
-        InProcessExporter(["--api.base-url", api.base_url]) as exp,
+        InProcessExporter(["--api.base-url", api.base_url, *ALL_AT_ONCE]) as exp,
     ):
         answers = concurrent_gets(exp.url + "/probe", 50, params={"target": "acme-dev"})
         assert [a.status_code for a in answers] == [200] * 50

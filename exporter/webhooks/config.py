@@ -10,12 +10,24 @@ import argparse
 from dataclasses import dataclass
 from pathlib import Path
 
-from exporter.config import ConfigError, Secret, parse_duration, parse_listen_address, parse_size
+from exporter.config import (
+    MAX_CONNECTIONS,
+    MAX_WORKERS,
+    ConfigError,
+    Secret,
+    bounded,
+    parse_duration,
+    parse_listen_address,
+    parse_size,
+)
 from exporter.webhooks.receiver import DEFAULT_MAX_BODY, DEFAULT_PATH, DEFAULT_READ_TIMEOUT
 
 ENV_AUTH = "EIGHTBYEIGHT_WEBHOOK_AUTH_HEADER"
 ENV_AUTH_FILE = "EIGHTBYEIGHT_WEBHOOK_AUTH_HEADER_FILE"
 MAX_AUTH_LENGTH = 4096
+DEFAULT_WEBHOOK_WORKERS = 4
+# With --web.max-connections' 256, well below a 1,024 file-descriptor limit (see --help).
+DEFAULT_WEBHOOK_MAX_CONNECTIONS = 128
 
 
 @dataclass(frozen=True)
@@ -29,6 +41,8 @@ class WebhookSettings:
     read_timeout: float = DEFAULT_READ_TIMEOUT
     allowed: frozenset[str] | None = None
     per_number: bool = True
+    workers: int = DEFAULT_WEBHOOK_WORKERS
+    max_connections: int = DEFAULT_WEBHOOK_MAX_CONNECTIONS
     # The listener speaks --web.config.file's TLS, if any; the demo's stays plain HTTP.
     web_tls: bool = True
 
@@ -71,7 +85,25 @@ def add_webhook_flags(parser: argparse.ArgumentParser) -> None:
         "--webhook.read-timeout",
         dest="webhook_read_timeout",
         default="10s",
-        help="longest a callback body may take to arrive (default 10s)",
+        help="longest a callback request, headers and body, may take to arrive from its "
+        "connection (default 10s)",
+    )
+    parser.add_argument(
+        "--webhook.workers",
+        dest="webhook_workers",
+        type=int,
+        default=DEFAULT_WEBHOOK_WORKERS,
+        help=f"threads answering callbacks, apart from /metrics' "
+        f"(default {DEFAULT_WEBHOOK_WORKERS})",
+    )
+    parser.add_argument(
+        "--webhook.max-connections",
+        dest="webhook_max_connections",
+        type=int,
+        default=DEFAULT_WEBHOOK_MAX_CONNECTIONS,
+        help=f"open connections the callback listener keeps; more are closed at once "
+        f"(default {DEFAULT_WEBHOOK_MAX_CONNECTIONS}: with --web.max-connections well below "
+        "a 1,024 file-descriptor limit)",
     )
 
 
@@ -122,6 +154,10 @@ def webhook_settings(
     if read_timeout <= 0:
         raise ConfigError("--webhook.read-timeout must be greater than 0")
     allowed = frozenset(subaccounts) | (probe_allowed or frozenset())
+    workers = bounded(args.webhook_workers, "--webhook.workers", 1, MAX_WORKERS)
+    max_connections = bounded(
+        args.webhook_max_connections, "--webhook.max-connections", 1, MAX_CONNECTIONS
+    )
     return WebhookSettings(
         listen_address=args.webhook_listen_address,
         auth_header=auth,
@@ -130,4 +166,6 @@ def webhook_settings(
         read_timeout=read_timeout,
         allowed=allowed or None,
         per_number=per_number,
+        workers=workers,
+        max_connections=max_connections,
     )

@@ -13,8 +13,8 @@ from exporter.webhooks.state import WebhookState
 
 def _handler(read_timeout: float) -> type[_QuietHandler]:
     class _CallbackHandler(_QuietHandler):
-        # 8x8 sends small bodies at once: a peer silent for --webhook.read-timeout is dropped,
-        # so headers and a trickled body together take at most about twice that.
+        # 8x8 sends small bodies at once: a peer silent for --webhook.read-timeout is dropped;
+        # the server's deadline bounds the head and a trickled body together to that, too.
         timeout = read_timeout
 
     return _CallbackHandler
@@ -44,6 +44,14 @@ def make_receiver_server(
         max_body=settings.max_body,
         read_timeout=settings.read_timeout,
     )
-    server = make_server(settings.listen_address, app, ssl_context=tls)
+    server = make_server(
+        settings.listen_address,
+        app,
+        ssl_context=tls,
+        workers=settings.workers,
+        max_connections=settings.max_connections,
+        read_timeout=settings.read_timeout,
+        name="webhook",
+    )
     server.RequestHandlerClass = _handler(settings.read_timeout)
     return server
