@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from bench.scrape import ExporterProcess
-from exporter.config import DEFAULT_PARALLEL_FETCHES
+from exporter.app import thread_bound
+from exporter.config import Settings
 from exporter.simulator import Simulator
 
 API_KEY = "bench-key"
@@ -25,9 +26,8 @@ SCRAPE_TIMEOUT = 10.0  # Prometheus' default, sent in X-Prometheus-Scrape-Timeou
 TARGET_SECONDS = 9.5  # the timeout less the default --web.timeout-offset
 _UP = re.compile(rb'^eightbyeight_up\{subaccount="[^"]*"\} (\S+)$', re.MULTILINE)
 
-# The most threads the exporter may have with its default flags: one per parallel fetch and per
-# web worker, and a few of its own (main, the listener's loop, the deadline watchdog, ...).
-THREAD_BOUND = DEFAULT_PARALLEL_FETCHES + 8 + 8
+# The most threads the exporter may have with its default flags (what it logs at start-up).
+THREAD_BOUND = thread_bound(Settings())
 
 # (subaccounts, numbers each, upstream latency in seconds): the cases the README promises.
 CASES = ((1_000, 100, 0.2), (100, 100, 3.0))

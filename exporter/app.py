@@ -167,6 +167,23 @@ class Exporter:
         return new
 
 
+# Threads of the exporter's own beyond its workers: the main thread, the fetch-deadline watchdog,
+# and one reload or shutdown thread at a time.
+OWN_THREADS = 3
+
+
+def thread_bound(settings: Settings) -> int:
+    """The most threads the exporter can ever have with these settings (the demo's simulator
+    aside): the fetch workers, each listener's workers and serving loop, and its own.
+
+    The systemd unit's TasksMax and docs/scaling's sizing formula are checked against it.
+    """
+    listeners = settings.web_workers + 1
+    if settings.webhooks is not None:
+        listeners += settings.webhooks.workers + 1
+    return settings.parallel_fetches + listeners + OWN_THREADS
+
+
 def _behind_web_config(app: ExporterApp, settings: Settings) -> WsgiApp:
     web = settings.web_config
     return wrap_app(app, web) if web is not None else app

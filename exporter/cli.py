@@ -23,7 +23,13 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, NoReturn
 
 from exporter import __version__
-from exporter.app import Exporter, SettingsLoader, build_exporter, push_demo_callbacks
+from exporter.app import (
+    Exporter,
+    SettingsLoader,
+    build_exporter,
+    push_demo_callbacks,
+    thread_bound,
+)
 from exporter.config import (
     DEFAULT_BASE_URL,
     DEFAULT_LISTEN_ADDRESS,
@@ -368,6 +374,7 @@ def serve(exporter: Exporter, demo_url: str | None = None) -> int:
         subaccounts=subs,
         tls="on" if web is not None and web.tls_context is not None else "off",
         basic_auth="on" if web is not None and web.users else "off",
+        threads_max=thread_bound(settings),
     )
     if demo_url:
         log_event(

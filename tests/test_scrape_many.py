@@ -18,7 +18,7 @@ import time
 
 import pytest
 
-from bench.many import SCRAPE_TIMEOUT, measure_many
+from bench.many import SCRAPE_TIMEOUT, THREAD_BOUND, measure_many
 from exporter.app import build_app
 from exporter.config import Secret, Settings, SubaccountConfig
 from exporter.scraper import ANSWER_RESERVE_SECONDS, FetchPool, SubaccountScraper, scrape_all
@@ -185,6 +185,9 @@ def test_many_subaccounts_each_once_the_stuck_ones_timed_out_the_rest_served(tmp
         assert [ups[n] for n in names[:-stuck]] == [1] * (subaccounts - stuck)
         for name in names[:-stuck]:  # a subaccount fetched is served
             assert value(samples, "eightbyeight_virtual_numbers_listed", subaccount=name) == 100
+    # The process never had more threads than its configuration allows (it used to start one
+    # per fetch, and a deadline timer per fetch beside it).
+    assert result["threads_peak"] <= THREAD_BOUND, result["threads_peak"]
     samples = parse_samples(result["texts"][1].decode())
     for name in names[-stuck:]:
         assert (

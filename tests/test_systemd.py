@@ -12,6 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from exporter.app import thread_bound
+from exporter.cli import build_parser
+from exporter.config import settings_from_flags
 from tests.harness import REPO, find_tool
 
 UNIT = REPO / "deploy" / "systemd" / "eightbyeight-exporter.service"
@@ -194,3 +197,18 @@ def test_exec_start_with_the_webhook_options_is_a_valid_configuration(tmp_path, 
         assert result.returncode != 0
         assert "EIGHTBYEIGHT_WEBHOOK_AUTH_HEADER_FILE" in result.stderr
         assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("with_webhooks", [False, True])
+def test_tasks_max_holds_the_threads_the_exporter_can_have(with_webhooks, tmp_path):
+    """Under the unit's TasksMax, the exporter with the shipped arguments (or the documented
+    ones with the callback listener) can start every thread it may ever need."""
+    documented = re.search(r'(?m)^#EXPORTER_ARGS="([^"]*)"$', ENV_FILE.read_text()).group(1)
+    args = documented if with_webhooks else env_file_values()["EXPORTER_ARGS"]
+    auth = tmp_path / "webhook-auth"
+    auth.write_text("Basic dGVzdDp0ZXN0\n")
+    env = {"EIGHTBYEIGHT_API_KEY": "k", "EIGHTBYEIGHT_WEBHOOK_AUTH_HEADER_FILE": str(auth)}
+    settings = settings_from_flags(build_parser().parse_args(shlex.split(args)), env)
+    assert (settings.webhooks is not None) == with_webhooks
+    [tasks_max] = [int(value) for key, value in unit_settings() if key == "TasksMax"]
+    assert thread_bound(settings) <= tasks_max
