@@ -38,8 +38,11 @@ from urllib3.util.timeout import Timeout
 from exporter import __version__
 from exporter.config import Secret
 from exporter.errors import FetchError, reason_for_status
+from exporter.logs import log_event
 from exporter.redact import redact_and_cut
 from exporter.scraper import MAX_PARALLEL_FETCHES
+
+log = logging.getLogger("exporter.client")
 
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 # urllib3 logs a "Retrying (Retry(...)) after connection broken by ..." warning per retry: internal
@@ -193,7 +196,9 @@ class ApiClient:
         self._backoff = backoff_factor
         self._api_key = api_key
         # Held so the shared pool lives (and is not closed) as long as one of its clients does.
-        self._transport = transport or Transport(pool_maxsize=4, pool_connections=1)
+        if transport is None:
+            transport = Transport(pool_maxsize=4, pool_connections=1)
+        self._transport = transport
         self._adapter = self._transport.adapter
         # A session per client, though the pool is shared: a session's cookie jar would
         # otherwise carry one subaccount's cookies into another's requests.
@@ -420,8 +425,12 @@ class _Watchdog:
 
 
 def _watch_deadlines(watchdog: _Watchdog) -> None:
-    while watchdog.run_once():
-        pass
+    while True:
+        try:
+            if not watchdog.run_once():
+                return
+        except Exception as exc:  # noqa: BLE001 - one failed cut must not end every later one
+            log_event(log, logging.ERROR, "cutting a fetch at its deadline failed", err=repr(exc))
 
 
 _WATCHDOG = _Watchdog()

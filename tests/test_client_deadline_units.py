@@ -212,6 +212,21 @@ def test_the_heap_does_not_grow_with_the_fetches_made(watchdog):
     assert watchdog.entries() == 0
 
 
+def test_a_cut_that_fails_does_not_end_the_watchdog_thread(clock, watchdog, monkeypatch, caplog):
+    calls = iter([RuntimeError("boom"), True, False])
+
+    def run_once():
+        outcome = next(calls)
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
+
+    monkeypatch.setattr(watchdog, "run_once", run_once)
+    client_module._watch_deadlines(watchdog)  # returns once run_once says the thread stops
+    assert next(calls, "all used") == "all used"
+    assert "cutting a fetch at its deadline failed" in caplog.text
+
+
 def test_a_stopped_watchdog_thread_ends():
     watchdog = client_module._Watchdog("test-deadlines-stop")
     with _DeadlineCutter(time.monotonic() + 3600, watchdog):
