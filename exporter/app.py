@@ -33,11 +33,18 @@ import threading
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from exporter.client import ApiClient
+from exporter.client import ApiClient, Transport
 from exporter.config import ConfigError, Secret, Settings
 from exporter.logs import log_event
 from exporter.memory import limit_malloc_arenas
-from exporter.scraper import SYSTEM_CLOCK, Clock, NumbersClient, Scrapers, SubaccountScraper
+from exporter.scraper import (
+    MAX_PARALLEL_FETCHES,
+    SYSTEM_CLOCK,
+    Clock,
+    NumbersClient,
+    Scrapers,
+    SubaccountScraper,
+)
 from exporter.selfmetrics import SelfMetrics
 from exporter.server import ExporterServer, make_server
 from exporter.web import ExporterApp
@@ -220,8 +227,17 @@ def _unexpected(exc: Exception) -> str:
     return f"unexpected {type(exc).__name__}"
 
 
-def api_client_factory(settings: Settings) -> ClientFactory:
-    """Builds the API client of a subaccount (None when no key reaches it)."""
+def api_client_factory(
+    settings: Settings, pool_maxsize: int = MAX_PARALLEL_FETCHES
+) -> ClientFactory:
+    """Builds the API client of a subaccount (None when no key reaches it).
+
+    Every client of one factory (one configuration load) shares one connection pool, sized for
+    the fetches one scrape runs at once. The factory keeps the pool alive; so do the clients,
+    which may outlive it (a reload keeps the scrapers of unchanged subaccounts): the pool is
+    closed when the last of them is gone.
+    """
+    transport = Transport(pool_maxsize=pool_maxsize)
 
     def new_client(subaccount: str) -> ApiClient | None:
         config = settings.subaccount_config(subaccount)
@@ -233,6 +249,7 @@ def api_client_factory(settings: Settings) -> ClientFactory:
             timeout=settings.api_timeout,
             max_response_bytes=settings.max_response_bytes,
             retries=settings.api_retries,
+            transport=transport,
         )
 
     return new_client

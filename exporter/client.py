@@ -9,13 +9,18 @@ with urllib3's own `Retry`, never waiting past the deadline.
 from __future__ import annotations
 
 import contextlib
+import heapq
+import itertools
 import json
 import logging
 import math
+import os
 import random
 import socket
 import threading
 import time
+import traceback
+import weakref
 from types import TracebackType
 from typing import Any
 from urllib.parse import quote
@@ -33,7 +38,11 @@ from urllib3.util.timeout import Timeout
 from exporter import __version__
 from exporter.config import Secret
 from exporter.errors import FetchError, reason_for_status
+from exporter.logs import log_event
 from exporter.redact import redact_and_cut
+from exporter.scraper import MAX_PARALLEL_FETCHES
+
+log = logging.getLogger("exporter.client")
 
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 # urllib3 logs a "Retrying (Retry(...)) after connection broken by ..." warning per retry: internal
@@ -134,8 +143,40 @@ class DeadlineTimeout(Timeout):
         return Timeout(connect=remaining, read=remaining)
 
 
+class Transport:
+    """The connection pool shared by the `ApiClient`s of one configuration.
+
+    One urllib3 pool manager for every subaccount: clients on the same base URL reuse each
+    other's idle connections instead of each opening (and keeping) its own. Requests never share
+    anything but the socket: each client keeps its own `requests.Session` (cookies, `verify`)
+    and sends its own key, and each fetch its own retry policy (see `_CuttableAdapter`).
+
+    `pool_maxsize` is how many idle connections per host are kept for reuse; it does not block:
+    a fetch beyond it opens a connection of its own, which is closed after use. The pool is
+    closed once nothing refers to the transport any more (its clients are gone, e.g. after a
+    reload replaced them), or by `close()`.
+    """
+
+    def __init__(
+        self, pool_maxsize: int = MAX_PARALLEL_FETCHES, pool_connections: int = 10
+    ) -> None:
+        self.adapter = _CuttableAdapter(
+            pool_connections=pool_connections, pool_maxsize=pool_maxsize, pool_block=False
+        )
+        # The finalizer holds the adapter, not the transport, so it does not keep it alive.
+        self._closer = weakref.finalize(self, self.adapter.close)
+
+    def close(self) -> None:
+        """Closes every pooled connection now (idempotent)."""
+        self._closer()
+
+
 class ApiClient:
-    """Reads one subaccount's virtual numbers from one 8x8 API base URL with one key."""
+    """Reads one subaccount's virtual numbers from one 8x8 API base URL with one key.
+
+    Without `transport` the client has a small pool of its own; `api_client_factory` passes one
+    `Transport` to every client it builds, so they share connections.
+    """
 
     def __init__(
         self,
@@ -146,6 +187,7 @@ class ApiClient:
         max_response_bytes: int = 256 * 2**20,
         retries: int = 2,
         backoff_factor: float = 0.2,
+        transport: Transport | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.timeout = timeout
@@ -153,12 +195,17 @@ class ApiClient:
         self._retries = retries
         self._backoff = backoff_factor
         self._api_key = api_key
+        # Held so the shared pool lives (and is not closed) as long as one of its clients does.
+        if transport is None:
+            transport = Transport(pool_maxsize=4, pool_connections=1)
+        self._transport = transport
+        self._adapter = self._transport.adapter
+        # A session per client, though the pool is shared: a session's cookie jar would
+        # otherwise carry one subaccount's cookies into another's requests.
         self._session = requests.Session()
         self._session.trust_env = False  # never route the key through an ambient proxy setting
-        self._adapter = _CuttableAdapter(pool_connections=1, pool_maxsize=4)
         self._session.mount("http://", self._adapter)
         self._session.mount("https://", self._adapter)
-        self._lock = threading.Lock()
 
     def numbers_url(self, subaccount: str) -> str:
         return f"{self.base_url}/api/v1/subaccounts/{quote(subaccount, safe='')}/numbers"
@@ -177,9 +224,11 @@ class ApiClient:
     def _fetch(self, url: str, timeout: float | None) -> bytearray:
         budget = self.timeout if timeout is None else min(timeout, self.timeout)
         deadline = time.monotonic() + max(budget, 0.001)
-        # One fetch at a time per client: the adapter's retry policy is set per fetch.
-        with self._lock, _DeadlineCutter(deadline):
-            policy = self._adapter.max_retries = self._retry_policy(deadline)
+        policy = self._retry_policy(deadline)
+        # No per-client lock: the retry policy is this thread's own (the adapter is shared),
+        # so fetches of one client may run at once; the scraper's single flight already
+        # serialises a subaccount's numbers and webhook list.
+        with _DeadlineCutter(deadline), self._adapter.retrying(policy):
             try:
                 response = self._send(url, deadline)
                 try:
@@ -224,16 +273,16 @@ class ApiClient:
                 stream=True,
                 allow_redirects=False,
             )
-        except requests.Timeout:
-            raise FetchError("timeout", "no answer before the deadline") from None
-        except requests.exceptions.RetryError as exc:
-            raise FetchError("connection_error", _cause(exc)) from None
-        except requests.ConnectionError as exc:
-            if _is_timeout(exc) or time.monotonic() >= deadline:
-                raise FetchError("timeout", "no answer before the deadline") from None
-            raise FetchError("connection_error", _cause(exc)) from None
         except requests.RequestException as exc:
-            raise FetchError("connection_error", _cause(exc)) from None
+            error = _send_error(exc, deadline)
+            _drop_tracebacks(exc)
+        # Raised out here, not in the handler, so the FetchError does not carry the requests
+        # exception (and all it refers to) along as its __context__; and the local dropped, as
+        # error -> traceback -> this frame -> error would be a cycle.
+        try:
+            raise error
+        finally:
+            del error
 
     def _status_error(self, response: requests.Response) -> FetchError:
         status = response.status_code
@@ -274,29 +323,150 @@ class ApiClient:
 _ACTIVE = threading.local()
 
 
+class _Watchdog:
+    """One thread that cuts every fetch whose deadline passes, instead of a timer per fetch.
+
+    Fetches register a `_DeadlineCutter` on entry and unregister it on exit. The pending
+    cutters sit in a heap of `[deadline, sequence, cutter]` entries; unregistering only blanks
+    the entry's cutter (removing from the middle of a heap costs O(n)), and blank entries are
+    dropped when they reach the top or, once they outnumber the live ones, all at once, so the
+    heap stays as large as the fetches in flight, not as the fetches ever made.
+
+    A cut runs under the watchdog's lock, so once `unregister` returns the fetch's sockets can
+    no longer be cut: they go back to the shared pool, where another fetch may pick them up.
+    """
+
+    # Below this many entries a compaction would save nothing worth its cost.
+    _COMPACT_MIN = 64
+
+    def __init__(self, name: str = "fetch-deadlines", *, autostart: bool = True) -> None:
+        self.name = name
+        # Without autostart nothing cuts until `run_once()` is called (unit tests drive it).
+        self._autostart = autostart
+        self._reset()
+
+    def _reset(self) -> None:
+        self._cond = threading.Condition(threading.Lock())
+        self._heap: list[list[Any]] = []
+        self._blank = 0  # entries in the heap whose fetch has ended
+        self._order = itertools.count()  # ties: equal deadlines never compare cutters
+        self._started = False
+        self._stopping = False
+
+    def pending(self) -> int:
+        """Fetches in progress that have not been cut (yet)."""
+        with self._cond:
+            return len(self._heap) - self._blank
+
+    def entries(self) -> int:
+        """Entries in the heap, blank ones included (what the heap's memory grows with)."""
+        with self._cond:
+            return len(self._heap)
+
+    def register(self, deadline: float, cutter: _DeadlineCutter) -> list[Any]:
+        entry = [deadline, next(self._order), cutter]
+        with self._cond:
+            if self._autostart and not self._started:
+                # Lazily, so importing the module (or a process that never fetches) starts
+                # nothing. The thread is not kept: it refers to this watchdog, which would
+                # make a cycle, and nothing needs to join it (it is a daemon).
+                threading.Thread(
+                    target=_watch_deadlines, args=(self,), name=self.name, daemon=True
+                ).start()
+                self._started = True
+            heapq.heappush(self._heap, entry)
+            if self._heap[0] is entry:  # earlier than what the thread sleeps until
+                self._cond.notify()
+        return entry
+
+    def unregister(self, entry: list[Any]) -> None:
+        with self._cond:
+            if entry[2] is None:  # cut already: the thread dropped it from the heap
+                return
+            entry[2] = None  # and the entry no longer keeps the cutter (nor its sockets)
+            self._blank += 1
+            self._drop_blank_top()
+            if self._blank > self._COMPACT_MIN and self._blank * 2 > len(self._heap):
+                self._heap = [live for live in self._heap if live[2] is not None]
+                heapq.heapify(self._heap)
+                self._blank = 0
+
+    def _drop_blank_top(self) -> None:
+        while self._heap and self._heap[0][2] is None:
+            heapq.heappop(self._heap)
+            self._blank -= 1
+
+    def stop(self) -> None:
+        """Ends the thread (for tests: the process-wide watchdog runs as long as the process)."""
+        with self._cond:
+            self._stopping = True
+            self._cond.notify()
+
+    def run_once(self) -> bool:
+        """Waits for the earliest deadline (or a new earlier one) and cuts what is due.
+
+        False once `stop()` was called.
+        """
+        with self._cond:
+            if self._stopping:
+                return False
+            self._drop_blank_top()
+            if not self._heap:
+                self._cond.wait()
+                return True
+            wait = self._heap[0][0] - time.monotonic()
+            if wait > 0:
+                self._cond.wait(wait)
+                return True
+            entry = heapq.heappop(self._heap)
+            cutter, entry[2] = entry[2], None  # marks it as dropped for `unregister`
+            cutter.cut()
+            return True
+
+
+def _watch_deadlines(watchdog: _Watchdog) -> None:
+    while True:
+        try:
+            if not watchdog.run_once():
+                return
+        except Exception as exc:  # noqa: BLE001 - one failed cut must not end every later one
+            log_event(log, logging.ERROR, "cutting a fetch at its deadline failed", err=repr(exc))
+
+
+_WATCHDOG = _Watchdog()
+# A forked child has no watchdog thread, and the lock may have been held by one at the fork.
+os.register_at_fork(after_in_child=_WATCHDOG._reset)
+
+
 class _DeadlineCutter:
     """Shuts down the sockets of the fetch in progress when its deadline passes.
 
     A socket timeout bounds each read, not the whole answer: a peer that sends a byte now and
     then, in the headers or the body, would otherwise hold a fetch (and the scrape waiting on
-    it) far past the deadline. Shutting the socket down wakes the blocked read at once.
+    it) far past the deadline. Shutting the socket down wakes the blocked read at once. The
+    shared `_Watchdog` decides when; the cutter only knows the sockets.
     """
 
-    def __init__(self, deadline: float) -> None:
+    def __init__(self, deadline: float, watchdog: _Watchdog | None = None) -> None:
+        self.deadline = deadline
+        self._watchdog = watchdog or _WATCHDOG
         self._sockets: list[socket.socket] = []
         self._lock = threading.Lock()
         self._cut = False
-        self._timer = threading.Timer(max(0.0, deadline - time.monotonic()), self.cut)
-        self._timer.daemon = True
+        self._entry: list[Any] | None = None
 
     def __enter__(self) -> _DeadlineCutter:
         _ACTIVE.cutter = self
-        self._timer.start()
+        # entry -> cutter -> entry is a cycle only while the fetch runs: __exit__ breaks it.
+        self._entry = self._watchdog.register(self.deadline, self)
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._timer.cancel()
+        if self._entry is not None:
+            self._watchdog.unregister(self._entry)
+            self._entry = None
         _ACTIVE.cutter = None
+        self._sockets.clear()  # the pool owns them from here on
 
     def watch(self, sock: socket.socket | None) -> None:
         if sock is None:
@@ -347,7 +517,31 @@ class _CuttableHTTPSPool(HTTPSConnectionPool):
 
 
 class _CuttableAdapter(HTTPAdapter):
-    """requests' adapter, with connections whose sockets a `_DeadlineCutter` can reach."""
+    """requests' adapter, with connections whose sockets a `_DeadlineCutter` can reach.
+
+    One adapter (one pool) serves many clients at once, each fetch with its own retry policy:
+    `max_retries`, which `send()` reads, is the policy the calling thread set with `retrying()`,
+    else the adapter's own.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self._per_thread = threading.local()
+        self._default_retries: Retry = Retry(0, read=False)
+        super().__init__(*args, **kwargs)
+
+    @property  # type: ignore[override]
+    def max_retries(self) -> Retry:
+        policy = getattr(self._per_thread, "policy", None)
+        return self._default_retries if policy is None else policy
+
+    @max_retries.setter
+    def max_retries(self, policy: Retry) -> None:
+        # HTTPAdapter.__init__ (and unpickling) set the adapter's own policy.
+        self._default_retries = policy
+
+    def retrying(self, policy: Retry) -> _ThreadRetries:
+        """A context in which `policy` is this thread's `max_retries`."""
+        return _ThreadRetries(self._per_thread, policy)
 
     def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
         super().init_poolmanager(*args, **kwargs)
@@ -355,6 +549,27 @@ class _CuttableAdapter(HTTPAdapter):
             "http": _CuttableHTTPPool,
             "https": _CuttableHTTPSPool,
         }
+
+
+class _ThreadRetries:
+    """Sets a thread's retry policy for the duration of one fetch.
+
+    A plain class, not a @contextmanager generator: a generator's frame would join a fetch's
+    exception and traceback in a reference cycle.
+    """
+
+    __slots__ = ("_per_thread", "_policy")
+
+    def __init__(self, per_thread: threading.local, policy: Retry) -> None:
+        self._per_thread = per_thread
+        self._policy = policy
+
+    def __enter__(self) -> None:
+        self._per_thread.policy = self._policy
+
+    def __exit__(self, *exc: object) -> None:
+        # Not kept past the fetch: a policy's history holds the errors it retried.
+        self._per_thread.policy = None
 
 
 def _error_message(response: requests.Response, secret: str) -> str:
@@ -382,6 +597,39 @@ def _error_message(response: requests.Response, secret: str) -> str:
             if isinstance(value, str) and value.strip():
                 return redact_and_cut(" ".join(value.split()), (secret,), 200)
     return ""
+
+
+def _send_error(exc: requests.RequestException, deadline: float) -> FetchError:
+    if isinstance(exc, requests.Timeout):
+        return FetchError("timeout", "no answer before the deadline")
+    if isinstance(exc, requests.exceptions.RetryError):
+        return FetchError("connection_error", _cause(exc))
+    if isinstance(exc, requests.ConnectionError) and (
+        _is_timeout(exc) or time.monotonic() >= deadline
+    ):
+        return FetchError("timeout", "no answer before the deadline")
+    return FetchError("connection_error", _cause(exc))
+
+
+def _drop_tracebacks(exc: BaseException) -> None:
+    """Frees the frames of a failed request at once rather than at the next cyclic GC.
+
+    urllib3's `urlopen` keeps the connection error it caught in a local (`new_e`, `err`) of the
+    very frame that error's traceback refers to: error -> traceback -> frame -> error, a cycle
+    per failed attempt (connection refused, reset, ...) that only the cyclic GC would free.
+    Clearing the locals of every finished frame in the chain, and the tracebacks, breaks them.
+    """
+    pending: list[BaseException] = [exc]
+    seen: set[int] = set()
+    while pending:
+        current = pending.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        traceback.clear_frames(current.__traceback__)  # skips frames still running
+        current.__traceback__ = None
+        linked = (current.__cause__, current.__context__, getattr(current, "reason", None))
+        pending.extend(e for e in (*linked, *current.args) if isinstance(e, BaseException))
 
 
 def _is_timeout(exc: BaseException) -> bool:

@@ -6,6 +6,7 @@ The retry policy is driven with urllib3's own objects and a fake clock; the sock
 
 import math
 import socket
+import threading
 import time
 import types
 
@@ -148,28 +149,92 @@ def test_a_refused_retry_after_a_connection_error_keeps_that_error_as_the_reason
 # --- _DeadlineCutter --------------------------------------------------------------------------
 
 
-def test_cutter_timer_fires_cut_when_the_deadline_comes(clock):
-    cutter = _DeadlineCutter(NOW + 2.5)
-    assert cutter._timer.interval == 2.5
-    assert cutter._timer.function == cutter.cut
-    assert cutter._timer.daemon is True
-    assert cutter._cut is False
-    assert cutter._sockets == []
+@pytest.fixture
+def watchdog():
+    """A watchdog without its thread: the test calls `run_once()` when it means to."""
+    return client_module._Watchdog("test-deadlines", autostart=False)
 
 
-def test_cutter_for_a_deadline_already_past_fires_at_once(clock):
-    assert _DeadlineCutter(NOW - 1)._timer.interval == 0.0
-
-
-def test_cutter_is_the_active_one_only_inside_its_block():
-    cutter = _DeadlineCutter(time.monotonic() + 60)
+def test_cutter_is_the_active_one_and_registered_only_inside_its_block(watchdog):
+    cutter = _DeadlineCutter(time.monotonic() + 60, watchdog)
     with cutter as entered:
         assert entered is cutter
         assert client_module._ACTIVE.cutter is cutter
-        assert cutter._timer.is_alive()
+        assert watchdog.pending() == 1
     assert client_module._ACTIVE.cutter is None
-    assert cutter._timer.finished.is_set()  # cancelled: it will never cut
-    cutter._timer.join(1)
+    assert (watchdog.pending(), watchdog.entries()) == (0, 0)
+    assert cutter._entry is None  # and the entry no longer holds the cutter: no cycle left
+
+
+def test_the_watchdog_cuts_a_fetch_whose_deadline_has_come(clock, watchdog, pair):
+    with _DeadlineCutter(NOW - 1, watchdog) as cutter:
+        cutter.watch(pair[0])
+        assert watchdog.run_once() is True
+        assert cutter._cut is True
+        assert is_shut_down(pair[0])
+        assert (watchdog.pending(), watchdog.entries()) == (0, 0)
+    assert watchdog.entries() == 0  # leaving after the cut unregisters nothing twice
+
+
+def test_the_watchdog_leaves_a_fetch_alone_before_its_deadline(clock, watchdog, pair):
+    # The clock stands still: the short real wait ends with the deadline still ahead.
+    with _DeadlineCutter(NOW + 0.01, watchdog) as cutter:
+        cutter.watch(pair[0])
+        watchdog.run_once()
+        assert cutter._cut is False
+        assert not is_shut_down(pair[0])
+        assert watchdog.pending() == 1
+
+
+def test_the_watchdog_cuts_in_deadline_order_and_skips_ended_fetches(clock, watchdog):
+    late = _DeadlineCutter(NOW - 1, watchdog).__enter__()
+    early = _DeadlineCutter(NOW - 3, watchdog).__enter__()
+    ended = _DeadlineCutter(NOW - 5, watchdog)
+    ended.__enter__()
+    ended.__exit__(None, None, None)
+    watchdog.run_once()
+    assert (early._cut, late._cut, ended._cut) == (True, False, False)
+    watchdog.run_once()
+    assert late._cut is True
+    for cutter in (late, early):
+        cutter.__exit__(None, None, None)
+    assert watchdog.entries() == 0
+
+
+def test_the_heap_does_not_grow_with_the_fetches_made(watchdog):
+    # One long fetch at the top keeps ended entries from being dropped there: compaction must.
+    with _DeadlineCutter(time.monotonic() + 3600, watchdog):
+        for n in range(20_000):
+            with _DeadlineCutter(time.monotonic() + 7200 + n, watchdog):
+                pass
+            assert watchdog.entries() <= 2 * (watchdog._COMPACT_MIN + 1)
+        assert watchdog.pending() == 1
+    assert watchdog.entries() == 0
+
+
+def test_a_cut_that_fails_does_not_end_the_watchdog_thread(clock, watchdog, monkeypatch, caplog):
+    calls = iter([RuntimeError("boom"), True, False])
+
+    def run_once():
+        outcome = next(calls)
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
+
+    monkeypatch.setattr(watchdog, "run_once", run_once)
+    client_module._watch_deadlines(watchdog)  # returns once run_once says the thread stops
+    assert next(calls, "all used") == "all used"
+    assert "cutting a fetch at its deadline failed" in caplog.text
+
+
+def test_a_stopped_watchdog_thread_ends():
+    watchdog = client_module._Watchdog("test-deadlines-stop")
+    with _DeadlineCutter(time.monotonic() + 3600, watchdog):
+        [thread] = [t for t in threading.enumerate() if t.name == "test-deadlines-stop"]
+        assert thread.daemon is True
+    watchdog.stop()
+    thread.join(10)
+    assert not thread.is_alive()
 
 
 def test_cut_shuts_down_every_watched_socket(pair):
