@@ -38,7 +38,6 @@ from exporter.config import ConfigError, Secret, Settings
 from exporter.logs import log_event
 from exporter.memory import limit_malloc_arenas
 from exporter.scraper import (
-    MAX_PARALLEL_FETCHES,
     SYSTEM_CLOCK,
     Clock,
     NumbersClient,
@@ -227,9 +226,7 @@ def _unexpected(exc: Exception) -> str:
     return f"unexpected {type(exc).__name__}"
 
 
-def api_client_factory(
-    settings: Settings, pool_maxsize: int = MAX_PARALLEL_FETCHES
-) -> ClientFactory:
+def api_client_factory(settings: Settings) -> ClientFactory:
     """Builds the API client of a subaccount (None when no key reaches it).
 
     Every client of one factory (one configuration load) shares one connection pool, sized for
@@ -237,7 +234,7 @@ def api_client_factory(
     which may outlive it (a reload keeps the scrapers of unchanged subaccounts): the pool is
     closed when the last of them is gone.
     """
-    transport = Transport(pool_maxsize=pool_maxsize)
+    transport = Transport(pool_maxsize=settings.parallel_fetches)
 
     def new_client(subaccount: str) -> ApiClient | None:
         config = settings.subaccount_config(subaccount)

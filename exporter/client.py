@@ -36,11 +36,10 @@ from urllib3.util.retry import Retry
 from urllib3.util.timeout import Timeout
 
 from exporter import __version__
-from exporter.config import Secret
+from exporter.config import DEFAULT_PARALLEL_FETCHES, Secret
 from exporter.errors import FetchError, reason_for_status
 from exporter.logs import log_event
 from exporter.redact import redact_and_cut
-from exporter.scraper import MAX_PARALLEL_FETCHES
 
 log = logging.getLogger("exporter.client")
 
@@ -158,7 +157,7 @@ class Transport:
     """
 
     def __init__(
-        self, pool_maxsize: int = MAX_PARALLEL_FETCHES, pool_connections: int = 10
+        self, pool_maxsize: int = DEFAULT_PARALLEL_FETCHES, pool_connections: int = 10
     ) -> None:
         self.adapter = _CuttableAdapter(
             pool_connections=pool_connections, pool_maxsize=pool_maxsize, pool_block=False

@@ -21,9 +21,8 @@ import pytest
 from exporter import client as client_module
 from exporter.app import api_client_factory
 from exporter.client import ApiClient, Transport
-from exporter.config import Secret
+from exporter.config import DEFAULT_PARALLEL_FETCHES, Secret
 from exporter.errors import FetchError
-from exporter.scraper import MAX_PARALLEL_FETCHES
 from tests.harness import free_port, wait_until
 
 GOOD = b'{"totalNumbers": 0, "numbers": []}'
@@ -229,7 +228,9 @@ def test_a_cookie_set_for_one_subaccount_is_never_sent_for_another():
     ]
 
 
-def factory_settings(base_url: str = "http://127.0.0.1:1") -> types.SimpleNamespace:
+def factory_settings(
+    base_url: str = "http://127.0.0.1:1", parallel_fetches: int = DEFAULT_PARALLEL_FETCHES
+) -> types.SimpleNamespace:
     """What api_client_factory reads of Settings: every subaccount on one base URL."""
 
     def subaccount_config(subaccount: str) -> types.SimpleNamespace:
@@ -240,6 +241,7 @@ def factory_settings(base_url: str = "http://127.0.0.1:1") -> types.SimpleNamesp
         api_timeout=5.0,
         max_response_bytes=1 << 20,
         api_retries=0,
+        parallel_fetches=parallel_fetches,
     )
 
 
@@ -251,9 +253,10 @@ def test_the_clients_of_one_factory_share_one_pool_sized_for_a_scrape():
     assert first._session.get_adapter("https://x/") is first._adapter
     assert first._session.trust_env is False
     pool_options = first._adapter.poolmanager.connection_pool_kw
-    assert (pool_options["maxsize"], pool_options["block"]) == (MAX_PARALLEL_FETCHES, False)
+    assert (pool_options["maxsize"], pool_options["block"]) == (DEFAULT_PARALLEL_FETCHES, False)
     assert api_client_factory(factory_settings())("one")._adapter is not first._adapter
-    assert api_client_factory(factory_settings(), pool_maxsize=7)("one")._adapter._pool_maxsize == 7
+    sized = api_client_factory(factory_settings(parallel_fetches=7))
+    assert sized("one")._adapter._pool_maxsize == 7
 
 
 def test_the_pool_closes_when_its_last_client_is_gone_without_the_cyclic_gc():
