@@ -101,7 +101,7 @@ class Piece:
     deflated: bytes
     crc: int
     size: int
-    shift: int
+    shift: int | None  # crc_shift(size), for pieces too large for the zeros in crc_after
     text: bytes | None = None
 
     @classmethod
@@ -121,7 +121,16 @@ class Piece:
                 kept.append(chunk)
         out.append(compressor.flush(zlib.Z_FULL_FLUSH))
         text = b"".join(kept) if size <= _KEEP_TEXT_UP_TO else None
-        return cls(b"".join(out), crc, size, crc_shift(size), text)
+        shift = crc_shift(size) if size > len(_ZEROS) else None
+        return cls(b"".join(out), crc, size, shift, text)
+
+    def crc_after(self, crc: int) -> int:
+        """The CRC-32 of some text (whose CRC is `crc`) followed by this piece's text."""
+        if self.shift is None:
+            # x^(8 size) times crc, by zlib's own CRC over zeros, at C speed: see crc_shift.
+            zeros = memoryview(_ZEROS)[: self.size]
+            return zlib.crc32(zeros, crc) ^ zlib.crc32(zeros, 0) ^ self.crc
+        return crc_combine(crc, self.crc, self.shift)
 
     def inflated(self) -> Iterator[bytes]:
         """The text, a slice at a time (never all of it at once unless it was kept)."""
@@ -228,7 +237,7 @@ def gzip_body(parts: Sequence[TextPart]) -> list[bytes]:
             # A full flush ends the bytes so far on a byte boundary with no references past it.
             out.append(compressor.flush(zlib.Z_FULL_FLUSH))
             out.append(piece.deflated)
-            crc = crc_combine(crc, piece.crc, piece.shift)
+            crc = piece.crc_after(crc)
             size += piece.size
         else:
             out.append(compressor.compress(part))

@@ -33,7 +33,7 @@ from operator import is_not, itemgetter
 from prometheus_client.utils import floatToGoString
 
 from exporter import catalogue as c
-from exporter.catalogue import FAMILIES, MSISDN, SUBACCOUNT, Family
+from exporter.catalogue import FAMILIES, SUBACCOUNT, Family
 from exporter.encoding import SampleText, TextPart
 from exporter.memo import Memo
 from exporter.model import KNOWN_STATUSES, Inventory, NumberColumns
@@ -74,41 +74,40 @@ def _prefix(family: Family) -> tuple[str, Callable[[dict[str, str]], tuple[str, 
 
 @dataclass(frozen=True, slots=True)
 class NumberLine:
-    """A per-number family's sample line as `<head><msisdn><end><value>`.
+    """A per-number family's sample line, as the text between its label values.
 
-    `head` holds the family name and the labels sorted before msisdn, `end` the labels after it.
-    Both are `str.format` templates: field i is the escaped value of the i-th of their
-    `*_labels` (the labels that vary per number); the field after those is the subaccount.
+    `texts[i]` stands before the value of `labels[i]`, and `texts[-1]` after the last one, up
+    to the sample value. The subaccount is the same on every line: it is written into the text
+    around it at render time (in place of SUB_MARK), so only the labels that vary per number
+    are columns.
     """
 
     family: Family
-    head: str
-    head_labels: tuple[str, ...]
-    end: str
-    end_labels: tuple[str, ...]
+    labels: tuple[str, ...]
+    texts: tuple[str, ...]
+
+
+# Where the subaccount goes in a NumberLine's texts: a character no name or label text holds.
+SUB_MARK = "\x00"
 
 
 def _number_line(family: Family) -> NumberLine:
     for label in family.labels:
         if label not in _NUMBER_FIELDS:
             raise ValueError(f"{family.name}: label {label!r} has no NumberColumns field")
-    at = family.labels.index(MSISDN)
-    before, after = family.labels[:at], family.labels[at + 1 :]
-    head_labels, head_fields = _indexed_fields(before)
-    end_labels, end_fields = _indexed_fields(after)
-    head = family.name + "{{" + "".join(f"{field}," for field in head_fields) + 'msisdn="'
-    end = '"' + "".join(f",{field}" for field in end_fields) + "}} "
-    return NumberLine(family, head, head_labels, end, end_labels)
-
-
-def _indexed_fields(labels: tuple[str, ...]) -> tuple[tuple[str, ...], list[str]]:
-    """The labels that vary per number, and `label="{i}"` per label, the subaccount numbered last."""
-    varying = tuple(label for label in labels if label != SUBACCOUNT)
-    fields = [
-        f'{label}="{{{varying.index(label) if label in varying else len(varying)}}}"'
-        for label in labels
-    ]
-    return varying, fields
+    labels: list[str] = []
+    texts: list[str] = []
+    text = family.name + "{"
+    for position, label in enumerate(family.labels):
+        text += ("," if position else "") + f'{label}="'
+        if label == SUBACCOUNT:
+            text += SUB_MARK + '"'
+            continue
+        labels.append(label)
+        texts.append(text)
+        text = '"'
+    texts.append(text + "} ")
+    return NumberLine(family, tuple(labels), tuple(texts))
 
 
 _NUMBER_FIELDS = {field.name for field in fields(NumberColumns)} | {SUBACCOUNT}
@@ -178,6 +177,8 @@ _ESCAPED: Memo[str, str] = Memo(escape_label_value, limit=_MEMO_LIMIT)
 _GO: Memo[float, str] = Memo(floatToGoString, limit=_MEMO_LIMIT)
 # Counts are ints, never -0.0, so their zero (the most frequent count) may be kept.
 _COUNTS: Memo[int, str] = Memo(floatToGoString, ((0, "0.0"),), limit=_MEMO_LIMIT)
+# A per-number amount (price, rate, increment) as it ends its line.
+_GO_LINES: Memo[float, str] = Memo(lambda value: f"{floatToGoString(value)}\n", limit=_MEMO_LIMIT)
 
 
 def render_inventory(
@@ -204,27 +205,71 @@ def render_inventory(
         add(c.LAST_UPDATED_TIMESTAMP_SECONDS, own, go[inventory.last_updated])
 
     check_ages = []
+    by_status, expiring, healthy, unhealthy, unknown, disabled, rental = (
+        lines.setdefault(family.name, [])
+        for family in (
+            c.VIRTUAL_NUMBERS_BY_STATUS,
+            c.VIRTUAL_NUMBERS_EXPIRING,
+            c.VIRTUAL_NUMBERS_HEALTHY,
+            c.VIRTUAL_NUMBERS_UNHEALTHY,
+            c.VIRTUAL_NUMBERS_HEALTH_UNKNOWN,
+            c.VIRTUAL_NUMBERS_HEALTH_CHECK_DISABLED,
+            c.MONTHLY_RENTAL_COST,
+        )
+    )
     for (country, number_type), group in inventory.groups.items():
+        # Each family's line prefix is filled in once per group; where a family has one label
+        # more (status, currency), that one is left as "%s" for its lines.
         labels = {"country": esc[country], "number_type": esc[number_type], SUBACCOUNT: sub}
-        for status in sorted(set(group.statuses) | set(KNOWN_STATUSES)):
-            count = counts[group.statuses.get(status, 0)]
-            add(c.VIRTUAL_NUMBERS_BY_STATUS, {**labels, "operational_status": esc[status]}, count)
-        add(c.VIRTUAL_NUMBERS_EXPIRING, labels, counts[group.statuses["expiring"]])
-        add(c.VIRTUAL_NUMBERS_HEALTHY, labels, counts[group.healthy])
-        add(c.VIRTUAL_NUMBERS_UNHEALTHY, labels, counts[group.unhealthy])
-        add(c.VIRTUAL_NUMBERS_HEALTH_UNKNOWN, labels, counts[group.health_unknown])
-        add(c.VIRTUAL_NUMBERS_HEALTH_CHECK_DISABLED, labels, counts[group.check_disabled])
+        prefix = _Prefixes(labels)
+        status_prefix = prefix.open(c.VIRTUAL_NUMBERS_BY_STATUS, "operational_status")
+        statuses = group.statuses
+        for status in sorted(statuses.keys() | KNOWN_STATUSES):
+            by_status.append(f"{status_prefix % esc[status]}{counts[statuses.get(status, 0)]}\n")
+        expiring.append(f"{prefix(c.VIRTUAL_NUMBERS_EXPIRING)}{counts[statuses['expiring']]}\n")
+        healthy.append(f"{prefix(c.VIRTUAL_NUMBERS_HEALTHY)}{counts[group.healthy]}\n")
+        unhealthy.append(f"{prefix(c.VIRTUAL_NUMBERS_UNHEALTHY)}{counts[group.unhealthy]}\n")
+        unknown.append(
+            f"{prefix(c.VIRTUAL_NUMBERS_HEALTH_UNKNOWN)}{counts[group.health_unknown]}\n"
+        )
+        disabled.append(
+            f"{prefix(c.VIRTUAL_NUMBERS_HEALTH_CHECK_DISABLED)}{counts[group.check_disabled]}\n"
+        )
         if group.oldest_check is not None:
-            template, values_of = PREFIXES[c.HEALTH_CHECK_AGE_SECONDS.name]
-            check_ages.append((template % values_of(labels), group.oldest_check))
-        for currency in sorted(group.monthly_rental_cost):
-            cost = go[group.monthly_rental_cost[currency]]
-            add(c.MONTHLY_RENTAL_COST, {**labels, "currency": esc[currency]}, cost)
+            check_ages.append((prefix(c.HEALTH_CHECK_AGE_SECONDS), group.oldest_check))
+        if group.monthly_rental_cost:
+            cost_prefix = prefix.open(c.MONTHLY_RENTAL_COST, "currency")
+            for currency in sorted(group.monthly_rental_cost):
+                cost = go[group.monthly_rental_cost[currency]]
+                rental.append(f"{cost_prefix % esc[currency]}{cost}\n")
 
-    samples = {name: SampleText(["".join(texts).encode()]) for name, texts in lines.items()}
+    samples = {
+        name: SampleText(["".join(texts).encode()]) for name, texts in lines.items() if texts
+    }
     if per_number and len(inventory.columns):
-        samples.update(_render_numbers(inventory.columns, sub, esc))
+        samples.update(_render_numbers(inventory.columns, sub))
     return RenderedInventory(samples, tuple(check_ages), inventory.invalid_records)
+
+
+class _Prefixes:
+    """A group's line prefixes (`name{label="value",...} `), from its label values."""
+
+    __slots__ = ("labels",)
+
+    def __init__(self, labels: dict[str, str]) -> None:
+        self.labels = labels
+
+    def __call__(self, family: Family) -> str:
+        template, values_of = PREFIXES[family.name]
+        try:
+            return template % values_of(self.labels)
+        except KeyError as missing:
+            raise KeyError(f"{family.name}: no value for label {missing}") from None
+
+    def open(self, family: Family, label: str) -> str:
+        """The prefix with `label`'s value left as "%s" (the others' "%" doubled)."""
+        doubled = {name: value.replace("%", "%%") for name, value in self.labels.items()}
+        return _Prefixes({**doubled, label: "%s"})(family)
 
 
 # Per-number lines are joined this many at a time: a family is kept as a list of such chunks,
@@ -232,19 +277,16 @@ def render_inventory(
 LINES_PER_CHUNK = 4096
 
 
-def _render_numbers(columns: NumberColumns, sub: str, esc: Memo[str, str]) -> dict[str, SampleText]:
-    """Per-number families, each line assembled from cached parts by C-level joins.
+def _render_numbers(columns: NumberColumns, sub: str) -> dict[str, SampleText]:
+    """Per-number families, each line assembled from its columns by C-level joins.
 
-    Heads and ends repeat, so each distinct one is formatted once, and a chunk of lines is one
-    `str.join` over the columns interleaved: no Python code runs per line.
+    A chunk of lines is one `str.join` over the label columns interleaved with the text between
+    them: no Python code runs per line.
     """
-    msisdns = columns.msisdn
-    if needs_escape("".join(msisdns)):
-        msisdns = list(map(esc.__getitem__, msisdns))
     out = {}
     for name, template in NUMBER_LINES.items():
         value_field, kind = NUMBER_VALUES[name]
-        chunks = _render_number_family(template, value_field, kind, columns, msisdns, sub, esc)
+        chunks = _render_number_family(template, value_field, kind, columns, sub)
         if chunks:
             out[name] = SampleText(chunks)
     return out
@@ -255,56 +297,41 @@ def _render_number_family(
     value_field: str | None,
     kind: ValueKind,
     columns: NumberColumns,
-    msisdns: list[str],
     sub: str,
-    esc: Memo[str, str],
 ) -> list[bytes]:
     """One per-number family's lines, as chunks of bytes."""
-    labels = [getattr(columns, label) for label in (*template.head_labels, *template.end_labels)]
+    labels = [getattr(columns, label) for label in template.labels]
     values: list = []
     if value_field is not None:  # numbers without a value have no sample
-        msisdns, values, *labels = _without_none(msisdns, getattr(columns, value_field), *labels)
-    head_columns = labels[: len(template.head_labels)]
-    end_columns = labels[len(template.head_labels) :]
-    heads = _filled(template.head, head_columns, sub, esc)
+        values, *labels = _without_none(getattr(columns, value_field), *labels)
+    parts: list[str | list[str]] = []
+    for text, column in zip(template.texts, labels, strict=False):
+        parts += [text.replace(SUB_MARK, sub), _escaped(column)]
+    end = template.texts[-1].replace(SUB_MARK, sub)
     if kind is ValueKind.ONE:
-        return _lines([heads, msisdns, _filled(template.end + "1.0\n", end_columns, sub, esc)])
-    ends = _filled(template.end, end_columns, sub, esc)
+        return _lines([*parts, end + "1.0\n"])
     if kind is ValueKind.TIME:  # nearly all distinct: formatted in bulk, a chunk at a time
-        return _lines([heads, msisdns, ends], times=values)
-    if isinstance(ends, str):  # the same end on every line: the value's text is appended to it
-        return _lines([heads, msisdns, _value_texts(kind, ends, values)])
-    return _lines([heads, msisdns, ends, _value_texts(kind, "", values)])
-
-
-def _value_texts(kind: ValueKind, before: str, values: list) -> list[str]:
-    """`before`, the value and a newline, per value."""
+        return _lines([*parts, end], times=values)
     if kind is ValueKind.FLAG:
-        flags = {value: f"{before}{text}" for value, text in _FLAGS.items()}
-        return list(map(flags.__getitem__, values))
-    go = _GO.__getitem__
-    texts = Memo(lambda value: f"{before}{go(value)}\n")
-    return list(map(texts.__getitem__, values))
+        texts = {value: f"{end}{text}" for value, text in _FLAGS.items()}
+        return _lines([*parts, list(map(texts.__getitem__, values))])
+    return _lines([*parts, end, list(map(_GO_LINES.__getitem__, values))])
 
 
-def _filled(
-    template: str, label_columns: list[list[str]], sub: str, esc: Memo[str, str]
-) -> str | list[str]:
-    """The template filled in per number (formatted once per distinct combination of values),
-    or once, as a str, when none of its labels varies per number."""
-    if not label_columns:
-        return template.format(sub)
-    escaped = esc.__getitem__
-    filled = Memo(lambda key: template.format(*map(escaped, key), sub))
-    return list(map(filled.__getitem__, zip(*label_columns, strict=True)))
+def _escaped(column: list[str]) -> list[str]:
+    """The label values as they go between quotes; the column itself when none needs escaping
+    (one C-level scan), so unique values such as msisdns cost no lookup each."""
+    if needs_escape("".join(column)):
+        return list(map(_ESCAPED.__getitem__, column))
+    return column
 
 
-def _without_none(msisdns: list[str], values: list, *others: list) -> tuple[list, ...]:
-    """The msisdns, values and other columns of the numbers whose value is not None."""
+def _without_none(values: list, *others: list) -> tuple[list, ...]:
+    """The values and other columns of the numbers whose value is not None."""
     if None not in values:
-        return (msisdns, values, *others)
+        return (values, *others)
     keep = list(map(is_not, values, repeat(None)))  # value is not None, per number
-    return tuple(list(compress(column, keep)) for column in (msisdns, values, *others))
+    return tuple(list(compress(column, keep)) for column in (values, *others))
 
 
 def _lines(columns: list[str | list[str]], times: list[float] | None = None) -> list[bytes]:

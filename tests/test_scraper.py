@@ -18,7 +18,7 @@ import pytest
 from exporter.app import build_app
 from exporter.config import Secret, Settings, SubaccountConfig
 from exporter.errors import FetchError
-from exporter.scraper import FetchPool, Scrapers, SubaccountScraper, scrape_all
+from exporter.scraper import CPU_WORK, FetchPool, Scrapers, SubaccountScraper, scrape_all
 from exporter.selfmetrics import SelfMetrics
 from tests.harness import FakeClock, number, numbers_body, parse_samples, value, wait_until
 
@@ -482,3 +482,19 @@ def test_a_closed_pool_stops_its_workers_and_takes_no_more_calls():
     assert not [t for t in threading.enumerate() if t.name.startswith("closing-fetch-")]
     with pytest.raises(RuntimeError, match="closed"):
         made.submit(lambda: 2)
+
+
+def test_a_body_waits_its_turn_to_be_read_but_never_past_the_deadline():
+    """Bodies are parsed one at a time; one that cannot get its turn before the deadline is a
+    `timeout`, with its fetch counted as made."""
+    metrics = SelfMetrics()
+    clock = FakeClock()
+    scraper = SubaccountScraper(SUB, FakeClient(clock), metrics, clock=clock)
+    with CPU_WORK:  # another body is being read, and stays so
+        sample = scraper.scrape(0.2)
+    assert not sample.up
+    exposition = parse_samples(metrics.exposition().decode())
+    assert value(exposition, "eightbyeight_api_requests_total", subaccount=SUB) == 1
+    reason = {"subaccount": SUB, "reason": "timeout"}
+    assert value(exposition, "eightbyeight_api_request_failures_total", **reason) == 1
+    assert scraper.scrape(5).up  # its turn comes once the other is done
