@@ -26,8 +26,14 @@ SUB = "acme-big"
 KEY = "memory-test-key"
 
 
-def test_an_operators_malloc_arena_max_is_left_alone():
-    assert limit_malloc_arenas({"MALLOC_ARENA_MAX": "8"}) is False
+def test_an_operators_malloc_settings_are_left_alone(monkeypatch):
+    libc = FakeLibc()
+    monkeypatch.setattr(memory.ctypes, "CDLL", lambda name: libc)
+    both = {"MALLOC_ARENA_MAX": "8", "MALLOC_MMAP_THRESHOLD_": "65536"}
+    assert limit_malloc_arenas(both) is False
+    assert libc.calls == []
+    assert limit_malloc_arenas({"MALLOC_ARENA_MAX": "8"}) is True
+    assert libc.calls == [(-3, 128 * 1024)]
 
 
 def test_the_cap_is_applied_with_glibc():
@@ -45,11 +51,13 @@ class FakeLibc:
         return 1
 
 
-def test_glibc_is_asked_for_two_arenas_by_m_arena_max(monkeypatch):
+def test_glibc_is_asked_for_two_arenas_and_a_fixed_mmap_threshold(monkeypatch):
     libc = FakeLibc()
     monkeypatch.setattr(memory.ctypes, "CDLL", lambda name: libc)
     assert limit_malloc_arenas({}) is True
-    assert libc.calls == [(-8, 2)]  # M_ARENA_MAX in glibc's malloc.h, then the cap
+    # M_ARENA_MAX in glibc's malloc.h, then the cap; M_MMAP_THRESHOLD, then glibc's default
+    # starting value, which setting it keeps from rising.
+    assert libc.calls == [(-8, 2), (-3, 128 * 1024)]
 
 
 def test_an_allocator_without_mallopt_is_not_capped(monkeypatch):
