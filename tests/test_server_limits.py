@@ -175,8 +175,10 @@ def test_silent_tls_clients_take_no_worker(tmp_path):
 def test_a_trickled_head_is_cut_at_the_deadline():
     app = App()
     server = listener(app, workers=1, read_timeout=1.0)
+    # Timed from before connecting: the deadline runs from the server's accept, which may come
+    # before create_connection returns here.
+    started = time.monotonic()
     with serving(server), socket.create_connection(("127.0.0.1", port_of(server))) as sock:
-        started = time.monotonic()
         sock.sendall(b"GET / HTTP/1.1\r\n")
         closed, answer = trickle_until_closed(sock, b"X-Slow: " + b"y" * 1000, every=0.2)
         assert closed, "a head trickled a byte per 0.2 s was never cut off"
@@ -190,8 +192,8 @@ def test_a_trickled_head_is_cut_at_the_deadline():
 def test_a_trickled_body_is_cut_at_the_deadline():
     app = App()
     server = listener(app, workers=1, read_timeout=1.0)
+    started = time.monotonic()  # before connecting, as above
     with serving(server), socket.create_connection(("127.0.0.1", port_of(server))) as sock:
-        started = time.monotonic()
         sock.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n")
         closed, answer = trickle_until_closed(sock, b"z" * 1000, every=0.2)
         answer += read_until_closed(sock) if not closed else b""
