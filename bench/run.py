@@ -67,6 +67,7 @@ def machine() -> dict[str, Any]:
         "msgspec": version("msgspec"),
         "prometheus_client": version("prometheus-client"),
         "zlib": zlib.ZLIB_RUNTIME_VERSION,
+        "zlib_ng": version("zlib-ng"),
         "commit": _git("rev-parse", "--short", "HEAD"),
         "dirty": bool(_git("status", "--porcelain", "--", "exporter")),
     }
@@ -440,7 +441,7 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"Machine: {info['cpus']} CPUs, {info['cpu_model']}, {info['memory_gib']} GiB; "
         f"Python {info['python']}, msgspec {info['msgspec']}, "
-        f"prometheus_client {info['prometheus_client']}, zlib {info['zlib']}; "
+        f"prometheus_client {info['prometheus_client']}, zlib-ng {info['zlib_ng']}; "
         f"commit {info['commit'] or '?'}{' (modified)' if info['dirty'] else ''}",
         flush=True,
     )
