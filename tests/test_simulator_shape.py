@@ -5,7 +5,10 @@ validation. Real HTTP on 127.0.0.1."""
 from __future__ import annotations
 
 import datetime
+import http.client
 import re
+import socket
+import struct
 import uuid
 
 import pytest
@@ -13,6 +16,7 @@ import requests
 
 from exporter.simulator import Simulator, list_body
 from exporter.simulator.server import is_loopback
+from tests.harness import wait_until
 
 KEY = "test-key-123"
 AUTH = {"Authorization": f"Bearer {KEY}"}
@@ -315,3 +319,22 @@ def test_admin_healthy_answers_on_loopback(sim):
     response = requests.get(sim.admin_url + "/healthy", timeout=10)
     assert response.status_code == 200
     assert response.text == "OK\n"
+
+
+def test_a_client_resetting_a_kept_alive_connection_prints_no_traceback(sim, capfd):
+    """An exporter that stops with its pooled connections open resets them."""
+    port = int(sim.base_url.rsplit(":", 1)[1])
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    conn.request(
+        "GET", "/api/v1/subaccounts/acme-dev/numbers", headers={"Authorization": f"Bearer {KEY}"}
+    )
+    response = conn.getresponse()
+    assert response.status == 200
+    response.read()  # the whole answer: the server now waits for the next request
+    # Close with a reset (linger 0), as a process that exits does.
+    conn.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    conn.close()
+    # Once the server has let go of the reset connection, its thread has handled the reset.
+    server = sim._servers[0]
+    wait_until(lambda: not server._connections, timeout=10, interval=0.01, what="the reset")
+    assert "Traceback" not in capfd.readouterr().err

@@ -13,6 +13,7 @@ import ipaddress
 import logging
 import os
 import socket
+import sys
 import socketserver
 import threading
 import time
@@ -165,6 +166,12 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
     request_queue_size = 1024
     allow_reuse_address = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client closing a kept-alive connection (an exporter that stops with its pool of
+        # connections open) resets it: that is how such connections end, not worth a traceback.
+        kind = sys.exc_info()[0]
+        log.debug("connection ended: %s", kind.__name__ if kind else "unknown")
 
     def __init__(
         self,
