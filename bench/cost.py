@@ -60,7 +60,24 @@ def cpu_seconds(pid: int) -> float:
 
 
 def floor_cpu(base_url: str, names: list[str]) -> float:
-    """CPU of one process fetching every body sequentially over one Session, json.loads each."""
+    """CPU of a process of its own fetching every body sequentially over one Session and
+    `json.loads`-ing each (not this one's: the simulator serving the bodies runs here)."""
+    code = (
+        "import sys, time; from bench.cost import fetch_all; "
+        "print(fetch_all(sys.argv[1], sys.argv[2:]))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code, base_url, *names],
+        cwd=Path(__file__).resolve().parent.parent,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return float(done.stdout)
+
+
+def fetch_all(base_url: str, names: list[str]) -> float:
+    """The floor's work, in this process: its CPU time."""
     started = time.process_time()
     with requests.Session() as session:
         session.trust_env = False

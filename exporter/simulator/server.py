@@ -13,8 +13,8 @@ import ipaddress
 import logging
 import os
 import socket
-import sys
 import socketserver
+import sys
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
