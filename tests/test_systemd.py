@@ -212,3 +212,23 @@ def test_tasks_max_holds_the_threads_the_exporter_can_have(with_webhooks, tmp_pa
     assert (settings.webhooks is not None) == with_webhooks
     [tasks_max] = [int(value) for key, value in unit_settings() if key == "TasksMax"]
     assert thread_bound(settings) <= tasks_max
+
+
+def test_the_readme_sizing_formula_is_the_exporters_bound(tmp_path):
+    """The README's thread formula and its two figures are what the exporter computes."""
+    text = " ".join((REPO / "README.md").read_text().split())
+    formula = "`parallel fetches + web workers + 1 + (webhook workers + 1) + 3`"
+    assert formula in text
+    auth = tmp_path / "webhook-auth"
+    auth.write_text("Basic dGVzdDp0ZXN0\n")
+    env = {"EIGHTBYEIGHT_API_KEY": "k", "EIGHTBYEIGHT_WEBHOOK_AUTH_HEADER_FILE": str(auth)}
+    plain = settings_from_flags(build_parser().parse_args([]), env)
+    hooks = ["--webhook.listen-address", "127.0.0.1:0"]
+    with_hooks = settings_from_flags(build_parser().parse_args(hooks), env)
+    by_formula = [
+        s.parallel_fetches + s.web_workers + 1 + (s.webhooks.workers + 1 if s.webhooks else 0) + 3
+        for s in (plain, with_hooks)
+    ]
+    assert by_formula == [thread_bound(plain), thread_bound(with_hooks)]
+    stated = f"threads: {by_formula[0]} with the defaults, {by_formula[1]} with the callback"
+    assert stated in text
