@@ -47,8 +47,8 @@ MiB = 2**20
 # From the benchmark (README, Performance): resident memory of an idle exporter, and the peak
 # added while reading one subaccount of 10,000 and of 100,000 numbers.
 IDLE_RSS = 36 * 10**6
-PEAK_10K = 16 * 10**6
-PEAK_100K = 124 * 10**6
+PEAK_10K = 15 * 10**6
+PEAK_100K = 119 * 10**6
 
 
 @cache
