@@ -37,13 +37,7 @@ from exporter.client import ApiClient, Transport
 from exporter.config import ConfigError, Secret, Settings
 from exporter.logs import log_event
 from exporter.memory import limit_malloc_arenas
-from exporter.scraper import (
-    SYSTEM_CLOCK,
-    Clock,
-    NumbersClient,
-    Scrapers,
-    SubaccountScraper,
-)
+from exporter.scraper import SYSTEM_CLOCK, Clock, NumbersClient, Scrapers, SubaccountScraper
 from exporter.selfmetrics import SelfMetrics
 from exporter.server import ExporterServer, make_server
 from exporter.web import ExporterApp
@@ -182,7 +176,7 @@ def thread_bound(settings: Settings) -> int:
     """The most threads the exporter can ever have with these settings (the demo's simulator
     aside): the fetch workers, each listener's workers and serving loop, and its own.
 
-    The systemd unit's TasksMax and docs/scaling's sizing formula are checked against it.
+    The systemd unit's TasksMax and the README's sizing formula are checked against it.
     """
     listeners = settings.web_workers + 1
     if settings.webhooks is not None:

@@ -162,8 +162,6 @@ def settings_from_flags(args: argparse.Namespace, env: dict[str, str]) -> Settin
         raise ConfigError(f"invalid --web.telemetry-path {args.telemetry_path!r}")
     if args.api_retries < 0 or args.api_retries > 10:
         raise ConfigError("--api.retries must be between 0 and 10")
-    if not 1 <= args.parallel_fetches <= MAX_PARALLEL_FETCHES:
-        raise ConfigError(f"--api.parallel-fetches must be between 1 and {MAX_PARALLEL_FETCHES}")
     file_config = load_config_file(args.config_file) if args.config_file else None
     base_url = validate_base_url(
         args.base_url or (file_config.base_url if file_config else None) or DEFAULT_BASE_URL
@@ -227,7 +225,9 @@ def settings_from_flags(args: argparse.Namespace, env: dict[str, str]) -> Settin
         ),
         max_response_bytes=parse_size(args.max_response_bytes, "--api.max-response-size"),
         api_retries=args.api_retries,
-        parallel_fetches=args.parallel_fetches,
+        parallel_fetches=bounded(
+            args.parallel_fetches, "--api.parallel-fetches", 1, MAX_PARALLEL_FETCHES
+        ),
         probe_allowed=probe_allowed,
         web_config=web_config,
         webhooks=webhooks,

@@ -56,15 +56,20 @@ for _ in range(31):
 _ZEROS = bytes(1 << 16)
 
 
-def crc_shift(length: int) -> int:
-    """x^(8 * length) modulo the CRC-32 polynomial: what appending `length` bytes does to a CRC.
+def _shifted_by_zeros(crc: int, length: int) -> int:
+    """crc * x^(8 * length), for length up to len(_ZEROS), by zlib's CRC over zeros.
 
-    Appending n zero bytes maps a CRC c to c * x^(8n) xor crc32(n zeros): so the CRC of n zeros
-    from the CRC of x^0 (1 << 31, reflected), less that of n zeros from 0, is x^(8n).
+    Appending n zero bytes maps a CRC c to c * x^(8n) xor crc32(n zeros): the CRC of n zeros from
+    c, less that of n zeros from 0, is c * x^(8n).
     """
+    zeros = memoryview(_ZEROS)[:length]
+    return zlib.crc32(zeros, crc) ^ zlib.crc32(zeros, 0)
+
+
+def crc_shift(length: int) -> int:
+    """x^(8 * length) modulo the CRC-32 polynomial: what appending `length` bytes does to a CRC."""
     if length <= len(_ZEROS):
-        zeros = memoryview(_ZEROS)[:length]
-        return zlib.crc32(zeros, 1 << 31) ^ zlib.crc32(zeros, 0)
+        return _shifted_by_zeros(1 << 31, length)  # x^0, reflected, times x^(8 length)
     product = 1 << 31
     k = 3
     while length:
@@ -127,9 +132,7 @@ class Piece:
     def crc_after(self, crc: int) -> int:
         """The CRC-32 of some text (whose CRC is `crc`) followed by this piece's text."""
         if self.shift is None:
-            # x^(8 size) times crc, by zlib's own CRC over zeros, at C speed: see crc_shift.
-            zeros = memoryview(_ZEROS)[: self.size]
-            return zlib.crc32(zeros, crc) ^ zlib.crc32(zeros, 0) ^ self.crc
+            return _shifted_by_zeros(crc, self.size) ^ self.crc
         return crc_combine(crc, self.crc, self.shift)
 
     def inflated(self) -> Iterator[bytes]:

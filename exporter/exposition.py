@@ -114,6 +114,8 @@ _NUMBER_FIELDS = {field.name for field in fields(NumberColumns)} | {SUBACCOUNT}
 _HEADERS = {family.name: SampleText([_header(family)]) for family in FAMILIES}
 PREFIXES = {family.name: _prefix(family) for family in FAMILIES if not family.per_number}
 NUMBER_LINES = {family.name: _number_line(family) for family in FAMILIES if family.per_number}
+# The per-number label columns any family prints.
+_NUMBER_LABELS = sorted({label for line in NUMBER_LINES.values() for label in line.labels})
 
 
 class ValueKind(Enum):
@@ -283,10 +285,12 @@ def _render_numbers(columns: NumberColumns, sub: str) -> dict[str, SampleText]:
     A chunk of lines is one `str.join` over the label columns interleaved with the text between
     them: no Python code runs per line.
     """
+    # Each label column escaped once, for every family that carries it.
+    escaped = {label: _escaped(getattr(columns, label)) for label in _NUMBER_LABELS}
     out = {}
     for name, template in NUMBER_LINES.items():
         value_field, kind = NUMBER_VALUES[name]
-        chunks = _render_number_family(template, value_field, kind, columns, sub)
+        chunks = _render_number_family(template, value_field, kind, columns, escaped, sub)
         if chunks:
             out[name] = SampleText(chunks)
     return out
@@ -297,16 +301,17 @@ def _render_number_family(
     value_field: str | None,
     kind: ValueKind,
     columns: NumberColumns,
+    escaped: dict[str, list[str]],
     sub: str,
 ) -> list[bytes]:
-    """One per-number family's lines, as chunks of bytes."""
-    labels = [getattr(columns, label) for label in template.labels]
+    """One per-number family's lines, as chunks of bytes; `escaped` holds the label columns."""
+    labels = [escaped[label] for label in template.labels]
     values: list = []
     if value_field is not None:  # numbers without a value have no sample
         values, *labels = _without_none(getattr(columns, value_field), *labels)
     parts: list[str | list[str]] = []
     for text, column in zip(template.texts, labels, strict=False):
-        parts += [text.replace(SUB_MARK, sub), _escaped(column)]
+        parts += [text.replace(SUB_MARK, sub), column]
     end = template.texts[-1].replace(SUB_MARK, sub)
     if kind is ValueKind.ONE:
         return _lines([*parts, end + "1.0\n"])

@@ -39,9 +39,6 @@ log = logging.getLogger("exporter.scraper")
 
 MAX_PROBED_SUBACCOUNTS = 256
 HTTP_OK = 200  # a body that fails to parse arrived with this status
-# The workers of a pool made without a size (tests, tools); the exporter sizes its own from
-# --api.parallel-fetches.
-MAX_PARALLEL_FETCHES = DEFAULT_PARALLEL_FETCHES
 # With less than this left before the deadline a fetch is not started: it could not finish.
 MIN_FETCH_SECONDS = 0.01
 # Time kept back from the deadline to render and send the answer, at the least: a tenth of
@@ -383,9 +380,8 @@ def scrape_all(
     Waiting ends `reserve` seconds (default: `least_reserve`) before the deadline, whatever
     the API does, to leave the time to answer: a subaccount whose scrape is not done by then,
     or never started because the pool (default: `default_pool()`) was busy, is `up 0` and
-    counted as a `timeout`. Its
-    fetch, if one is running, ends on its own at the same time (the API client cuts it off);
-    nothing waits for it.
+    counted as a `timeout`. Its fetch, if one is running, ends on its own at the same time (the
+    API client cuts it off); nothing waits for it.
     """
     if not scrapers:
         return []
@@ -436,7 +432,7 @@ class FetchPool:
 
     def __init__(
         self,
-        workers: int = MAX_PARALLEL_FETCHES,
+        workers: int = DEFAULT_PARALLEL_FETCHES,
         name: str = "fetch",
         idle_seconds: float = IDLE_WORKER_SECONDS,
     ) -> None:
@@ -464,12 +460,6 @@ class FetchPool:
                 self._start()
         self._queue.put((call, future))  # type: ignore[arg-type]
         return future
-
-    @property
-    def threads(self) -> int:
-        """Workers alive now."""
-        with self._lock:
-            return len(self._threads)
 
     def _start(self) -> None:
         thread = threading.Thread(
@@ -526,9 +516,10 @@ _DEFAULT_POOL_LOCK = threading.Lock()
 
 
 def default_pool() -> FetchPool:
-    """The process's pool of MAX_PARALLEL_FETCHES workers, for callers that bring none."""
+    """The process's pool of DEFAULT_PARALLEL_FETCHES workers, for callers that bring none
+    (tests, tools): the exporter sizes its own from --api.parallel-fetches."""
     global _DEFAULT_POOL
     with _DEFAULT_POOL_LOCK:
         if _DEFAULT_POOL is None:
-            _DEFAULT_POOL = FetchPool(MAX_PARALLEL_FETCHES)
+            _DEFAULT_POOL = FetchPool(DEFAULT_PARALLEL_FETCHES)
         return _DEFAULT_POOL

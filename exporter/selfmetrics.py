@@ -59,10 +59,11 @@ def _header(name: str, kind: str, help_text: str) -> str:
 
 @dataclass(slots=True)
 class _Subaccount:
-    """One subaccount's API series: counts and sums, and the lines that never change."""
+    """One subaccount's API series: counts and sums, and its labels and creation time as text."""
 
     label: str  # the escaped subaccount
     created: float
+    created_text: str  # floatToGoString(created), printed on every _created line
     # None until the series exists: like prometheus_client's labelled children, each series
     # appears on its first use (or at 0 for every configured subaccount, from `start`).
     requests: float | None = None
@@ -91,7 +92,9 @@ class ApiSeries:
     def _get(self, subaccount: str) -> _Subaccount:
         sub = self._subs.get(subaccount)
         if sub is None:
-            sub = self._subs[subaccount] = _Subaccount(_escape(subaccount), self._clock())
+            created = self._clock()
+            sub = _Subaccount(_escape(subaccount), created, floatToGoString(created))
+            self._subs[subaccount] = sub
         return sub
 
     def start(self, subaccount: str) -> None:
@@ -148,11 +151,11 @@ class ApiSeries:
         out = [_header(f"{REQUESTS}_total", "counter", REQUESTS_HELP)]
         out += [f'{REQUESTS}_total{{subaccount="{label}"}} {go(n)}\n' for label, n in requests]
         if asked:
-            out += self._created(REQUESTS, REQUESTS_HELP, asked, "")
+            out += self._created(REQUESTS, REQUESTS_HELP, asked)
         out.append(_header(f"{FAILURES}_total", "counter", FAILURES_HELP))
         out += failures
         if failed:
-            out += self._created(FAILURES, FAILURES_HELP, failed, "failures")
+            out += self._created(FAILURES, FAILURES_HELP, failed, by_reason=True)
         out.append(_header(DURATION, "histogram", DURATION_HELP))
         for label, buckets, count, total in durations:
             cumulative = 0
@@ -163,7 +166,7 @@ class ApiSeries:
             out.append(f'{DURATION}_count{{subaccount="{label}"}} {go(float(count))}\n')
             out.append(f'{DURATION}_sum{{subaccount="{label}"}} {go(total)}\n')
         if timed:
-            out += self._created(DURATION, DURATION_HELP, timed, "")
+            out += self._created(DURATION, DURATION_HELP, timed)
         return "".join(out)
 
     @staticmethod
@@ -178,11 +181,13 @@ class ApiSeries:
         return text
 
     @staticmethod
-    def _created(name: str, help_text: str, subs: list[_Subaccount], per: str) -> list[str]:
+    def _created(
+        name: str, help_text: str, subs: list[_Subaccount], by_reason: bool = False
+    ) -> list[str]:
         out = [_header(f"{name}_created", "gauge", help_text)]
         for sub in subs:
-            created = floatToGoString(sub.created)
-            if per == "failures":
+            created = sub.created_text
+            if by_reason:
                 out += [
                     f'{name}_created{{reason="{_escape(r)}",subaccount="{sub.label}"}} {created}\n'
                     for r in sub.failures
