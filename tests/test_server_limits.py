@@ -297,6 +297,8 @@ def test_limits_default_and_flags_carry_into_settings():
             ["--webhook.listen-address", ":0", "--webhook.max-connections", "70000"],
             "--webhook.max-connections must be between 1 and 65536",
         ),
+        (["--api.parallel-fetches", "0"], "--api.parallel-fetches must be between 1 and 512"),
+        (["--api.parallel-fetches", "513"], "--api.parallel-fetches must be between 1 and 512"),
     ],
 )
 def test_bad_limits_are_one_line_errors(flags, message):
