@@ -42,6 +42,40 @@ def exporter_for(api: FakeApi, *flags: str, clock: FakeClock | None = None) -> I
     return InProcessExporter(argv, clock=clock) if clock else InProcessExporter(argv)
 
 
+class AllIn:
+    """Holds the fake API's answers until `count` requests are inside the exporter's app.
+
+    Single flight shares a fetch among the requests that arrive while it runs: on a busy machine
+    50 requests can take longer to get in than any fixed API delay, so the API waits for them
+    (then `delay` more, for the last one to reach its scraper) instead of the test betting on
+    the machine's speed.
+    """
+
+    def __init__(self, count: int, reply: Reply) -> None:
+        self.count = count
+        self.reply = reply
+        self.entered = 0
+        self._lock = threading.Lock()
+        self._all_in = threading.Event()
+
+    def answer(self, path: str, headers: dict[str, str]) -> Reply:
+        assert self._all_in.wait(30), f"only {self.entered} of {self.count} requests got in"
+        return self.reply
+
+    def watch(self, exp: InProcessExporter) -> None:
+        """Count the requests that reach the exporter's app (behind its web config)."""
+        inner = exp.built.front.current
+
+        def counting(environ, start_response):
+            with self._lock:
+                self.entered += 1
+                if self.entered >= self.count:
+                    self._all_in.set()
+            return inner(environ, start_response)
+
+        exp.built.front.current = counting
+
+
 def concurrent_gets(url: str, count: int, **kwargs: object) -> list[requests.Response]:
     """`count` GETs released at the same instant by a barrier."""
     barrier = threading.Barrier(count)
@@ -56,7 +90,9 @@ def concurrent_gets(url: str, count: int, **kwargs: object) -> list[requests.Res
 
 @pytest.mark.slow
 def test_fifty_simultaneous_scrapes_make_one_request():
-    with FakeApi(Reply.json(numbers_body([number()]), delay=1.0)) as api, exporter_for(api) as exp:
+    all_in = AllIn(50, Reply.json(numbers_body([number()]), delay=1.0))
+    with FakeApi(all_in.answer) as api, exporter_for(api) as exp:
+        all_in.watch(exp)
         answers = concurrent_gets(exp.url + "/metrics", 50)
         assert api.count == 1
         for answer in answers:
@@ -72,10 +108,12 @@ def test_fifty_simultaneous_scrapes_make_one_request():
 
 @pytest.mark.slow
 def test_fifty_simultaneous_probes_make_one_request():
+    all_in = AllIn(50, Reply.json(numbers_body([number()]), delay=1.0))
     with (
-        FakeApi(Reply.json(numbers_body([number()]), delay=1.0)) as api,
+        FakeApi(all_in.answer) as api,
         InProcessExporter(["--api.base-url", api.base_url, *ALL_AT_ONCE]) as exp,
     ):
+        all_in.watch(exp)
         answers = concurrent_gets(exp.url + "/probe", 50, params={"target": "acme-dev"})
         assert [a.status_code for a in answers] == [200] * 50
         assert api.count == 1
@@ -84,10 +122,12 @@ def test_fifty_simultaneous_probes_make_one_request():
 
 @pytest.mark.slow
 def test_single_flight_shares_failures_too():
+    all_in = AllIn(20, Reply(503, b'{"statusCode": 503}', delay=0.5))
     with (
-        FakeApi(Reply(503, b'{"statusCode": 503}', delay=0.5)) as api,
+        FakeApi(all_in.answer) as api,
         exporter_for(api, "--api.retries", "0") as exp,
     ):
+        all_in.watch(exp)
         answers = concurrent_gets(exp.url + "/metrics", 20)
         assert api.count == 1
         for answer in answers:
