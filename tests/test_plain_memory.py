@@ -75,6 +75,9 @@ def test_plain_and_gzip_clients_at_once_cost_at_most_one_copy_of_the_text(tmp_pa
         argv = ["--api.base-url", sim.base_url, "--subaccount", SUB, "--cache.ttl", "1h"]
         # The twelve answers below are all under way at once: a worker each (--web.workers).
         argv += ["--web.workers", "12"]
+        # What is measured is memory, not speed: the first scrape (the simulator makes its
+        # 25 MB body, the exporter reads it) may take a busy machine well past the default 10 s.
+        argv += ["--api.timeout", "120s"]
         env = {"EIGHTBYEIGHT_API_KEY": KEY}
         with exporter_process(argv, env, tmp_path / "exporter.log") as (url, pid):
             port = int(url.rsplit(":", 1)[1])
