@@ -24,9 +24,9 @@ from collections.abc import Iterator
 from typing import Any
 
 from exporter.app import build_exporter
-from exporter.cli import build_parser
-from exporter.config import settings_from_flags
-from exporter.server import serve_in_thread
+from exporter.config.flags import build_parser
+from exporter.config.settings import settings_from_flags
+from exporter.web.server import serve_in_thread
 
 ENV = {"EIGHTBYEIGHT_API_KEY": "bench-key", "EIGHTBYEIGHT_WEBHOOK_AUTH_HEADER": "Bearer bench"}
 

@@ -35,20 +35,24 @@ _TICKS = os.sysconf("SC_CLK_TCK")
 # for from the innermost frame outwards.
 AREAS = (
     ("prometheus_client (generic exposition)", ("prometheus_client/",)),
-    ("deflate (encoding)", ("exporter/encoding.py",)),
+    ("deflate (encoding)", ("exporter/metrics/encoding.py",)),
     (
         "HTTP client (requests, urllib3, http.client, ssl, socket)",
         ("requests/", "urllib3/", "http/client.py", "ssl.py", "socket.py"),
     ),
-    ("parsing (model)", ("exporter/model.py", "msgspec")),
+    ("parsing (model)", ("exporter/polling/model.py", "msgspec")),
     (
         "rendering (exposition, selfmetrics)",
-        ("exporter/exposition.py", "exporter/selfmetrics.py", "exporter/memo.py"),
+        (
+            "exporter/polling/exposition.py",
+            "exporter/metrics/selfmetrics.py",
+            "exporter/common/memo.py",
+        ),
     ),
     ("threads and waits", ("threading.py", "concurrent/", "queue.py", "selectors.py")),
     (
         "HTTP server (server, web, wsgiref)",
-        ("exporter/server.py", "exporter/web.py", "wsgiref/", "socketserver.py"),
+        ("exporter/web/server.py", "exporter/web/routes.py", "wsgiref/", "socketserver.py"),
     ),
 )
 

@@ -23,9 +23,9 @@ from pathlib import Path
 from typing import Any
 
 from bench.naive import naive_exposition
-from exporter.encoding import gzip_body, plain_body
-from exporter.exposition import SubaccountScrape, render_inventory, render_scrapes
-from exporter.model import parse_inventory
+from exporter.metrics.encoding import gzip_body, plain_body
+from exporter.polling.exposition import SubaccountScrape, render_inventory, render_scrapes
+from exporter.polling.model import parse_inventory
 
 
 def _clock(fn: Callable[[], Any]) -> tuple[float, float, Any]:

@@ -17,7 +17,7 @@ from typing import Any
 
 from bench.scrape import ExporterProcess
 from exporter.app import thread_bound
-from exporter.config import Settings
+from exporter.config.settings import Settings
 from exporter.simulator import Simulator
 
 API_KEY = "bench-key"

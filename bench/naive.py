@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 
 from prometheus_client import CollectorRegistry, Gauge, generate_latest
 
-from exporter import catalogue as c
+from exporter.metrics import catalogue as c
 
 KNOWN = ("active", "expiring", "inactive", "unhealthy")
 

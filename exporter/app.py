@@ -5,7 +5,7 @@ subaccount (in `Scrapers`), the self-metrics, the WSGI application behind the we
 basic auth and headers, and the HTTP server with the web config's TLS context; with
 --webhook.listen-address, the callback listener and the state its metrics come from; with
 --collector.webhooks, the reader of each configured subaccount's webhook list.
-`exporter/cli.py` turns flags into settings, calls `build_exporter` and serves.
+`exporter/cli/main.py` turns flags into settings, calls `build_exporter` and serves.
 
 `Exporter.reload()` (SIGHUP, `POST /-/reload`) assembles the settings again from the same flags
 and environment, which re-reads the config file, the key files and the web config file, and
@@ -33,18 +33,20 @@ import threading
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from exporter.client import ApiClient, Transport
-from exporter.config import ConfigError, Secret, Settings
-from exporter.logs import log_event
-from exporter.memory import limit_malloc_arenas
-from exporter.scraper import SYSTEM_CLOCK, Clock, NumbersClient, Scrapers, SubaccountScraper
-from exporter.selfmetrics import SelfMetrics
-from exporter.server import ExporterServer, make_server
-from exporter.web import ExporterApp
-from exporter.webconfig import StartResponse, WsgiApp, wrap_app
-from exporter.webhooks.configured import WebhookConfigCollector, WebhooksClient
-from exporter.webhooks.listener import bridge, make_receiver_server
-from exporter.webhooks.state import WebhookState
+from exporter.common.logs import log_event
+from exporter.common.memory import limit_malloc_arenas
+from exporter.common.wsgi import StartResponse, WsgiApp
+from exporter.config.settings import Settings
+from exporter.config.values import ConfigError, Secret
+from exporter.metrics.selfmetrics import SelfMetrics
+from exporter.polling.client import ApiClient, Transport
+from exporter.polling.configured import WebhookConfigCollector, WebhooksClient
+from exporter.polling.scraper import SYSTEM_CLOCK, Clock, NumbersClient, Scrapers, SubaccountScraper
+from exporter.pushing.state import WebhookState
+from exporter.web.auth import wrap_app
+from exporter.web.listener import bridge, make_receiver_server
+from exporter.web.routes import ExporterApp
+from exporter.web.server import ExporterServer, make_server
 
 if TYPE_CHECKING:
     from exporter.simulator import Simulator

@@ -46,13 +46,13 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from prometheus_client.parser import text_string_to_metric_families
 
 from exporter.app import Exporter, build_exporter
-from exporter.cli import build_parser
-from exporter.config import settings_from_flags
-from exporter.scraper import SYSTEM_CLOCK, Clock
-from exporter.server import ExporterServer, make_server, serve_in_thread
-from exporter.web import ExporterApp
-from exporter.webhooks.receiver import WebhookReceiver as CallbackApp
-from exporter.webhooks.state import WebhookState
+from exporter.config.flags import build_parser
+from exporter.config.settings import settings_from_flags
+from exporter.polling.scraper import SYSTEM_CLOCK, Clock
+from exporter.pushing.receiver import WebhookReceiver as CallbackApp
+from exporter.pushing.state import WebhookState
+from exporter.web.routes import ExporterApp
+from exporter.web.server import ExporterServer, make_server, serve_in_thread
 
 REPO = Path(__file__).resolve().parent.parent
 IN_CI = os.environ.get("CI", "").lower() == "true"
@@ -420,7 +420,7 @@ def exporter_process(
 
 
 class FakeClock:
-    """Monotonic and wall time that move only when a test says so (see exporter.scraper.Clock).
+    """Monotonic and wall time that move only when a test says so (see exporter.polling.scraper.Clock).
 
     It also counts, per thread, how often the time was read: a test can wait until a thread
     has reached a given point of a scrape without sleeping.

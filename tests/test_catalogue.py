@@ -11,11 +11,11 @@ import re
 
 import pytest
 
-from exporter import catalogue as c
-from exporter import exposition
-from exporter.encoding import plain_body
-from exporter.exposition import SubaccountScrape, render_inventory, render_scrapes
-from exporter.model import parse_inventory
+from exporter.metrics import catalogue as c
+from exporter.metrics.encoding import plain_body
+from exporter.polling import exposition
+from exporter.polling.exposition import SubaccountScrape, render_inventory, render_scrapes
+from exporter.polling.model import parse_inventory
 from exporter.simulator import list_body
 
 NOW = 1719820000.0

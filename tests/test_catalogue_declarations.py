@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from exporter import catalogue as c
+from exporter.metrics import catalogue as c
 
 
 @pytest.mark.parametrize(

@@ -13,8 +13,9 @@ from unittest import mock
 
 import pytest
 
-from exporter.cli import build_parser, main
-from exporter.config import settings_from_flags
+from exporter.cli.main import main
+from exporter.config.flags import build_parser
+from exporter.config.settings import settings_from_flags
 
 KEY = "cli-test-key-0123456789"
 

@@ -6,9 +6,9 @@ import pytest
 import requests
 import responses
 
-from exporter.client import ApiClient
-from exporter.config import Secret
-from exporter.errors import FetchError
+from exporter.common.errors import FetchError
+from exporter.config.values import Secret
+from exporter.polling.client import ApiClient
 from tests.harness import number, numbers_body
 
 BASE = "https://voice.example.test"

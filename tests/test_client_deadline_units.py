@@ -15,8 +15,9 @@ from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.exceptions import MaxRetryError, ResponseError
 from urllib3.response import HTTPResponse
 
-from exporter import client as client_module
-from exporter.client import (
+from exporter.config.values import Secret
+from exporter.polling import client as client_module
+from exporter.polling.client import (
     RETRY_STATUSES,
     ApiClient,
     DeadlineRetry,
@@ -27,7 +28,6 @@ from exporter.client import (
     _CuttableHTTPSPool,
     _DeadlineCutter,
 )
-from exporter.config import Secret
 
 NOW = 1000.0
 

@@ -13,10 +13,10 @@ import pytest
 import requests
 import urllib3
 
-from exporter import client as client_module
-from exporter.client import ApiClient, DeadlineRetry
-from exporter.config import Secret
-from exporter.errors import FetchError
+from exporter.common.errors import FetchError
+from exporter.config.values import Secret
+from exporter.polling import client as client_module
+from exporter.polling.client import ApiClient, DeadlineRetry
 
 KEY = "client-msg-key-4242"
 

@@ -18,11 +18,12 @@ from collections.abc import Callable
 
 import pytest
 
-from exporter import client as client_module
 from exporter.app import api_client_factory
-from exporter.client import ApiClient, Transport
-from exporter.config import DEFAULT_PARALLEL_FETCHES, Secret
-from exporter.errors import FetchError
+from exporter.common.errors import FetchError
+from exporter.config.settings import DEFAULT_PARALLEL_FETCHES
+from exporter.config.values import Secret
+from exporter.polling import client as client_module
+from exporter.polling.client import ApiClient, Transport
 from tests.harness import free_port, wait_until
 
 GOOD = b'{"totalNumbers": 0, "numbers": []}'
@@ -288,7 +289,7 @@ def test_many_fetches_leave_no_entry_in_the_watchdog(own_watchdog):
 
 
 FETCH_PATH = ("exporter", "requests", "urllib3", "http.client")
-FETCH_FILES = ("exporter/client.py", "/requests/", "/urllib3/", "/http/client.py")
+FETCH_FILES = ("exporter/polling/client.py", "/requests/", "/urllib3/", "/http/client.py")
 
 
 def made_by_the_fetch_path(thing: object) -> bool:

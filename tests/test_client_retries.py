@@ -15,9 +15,9 @@ import pytest
 import responses
 import urllib3.util.connection
 
-from exporter.client import ApiClient, DeadlineRetry
-from exporter.config import Secret
-from exporter.errors import FetchError
+from exporter.common.errors import FetchError
+from exporter.config.values import Secret
+from exporter.polling.client import ApiClient, DeadlineRetry
 from tests.harness import FakeApi, Reply, free_port, number, numbers_body, self_signed_certificate
 
 KEY = "test-key-4c1f9a7e-never-shown"

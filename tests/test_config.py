@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from exporter.config import (
+from exporter.config.settings import load_config_file
+from exporter.config.values import (
     ConfigError,
     Secret,
-    load_config_file,
     parse_duration,
     parse_size,
     read_key_file,

@@ -7,14 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from exporter.cli import build_parser
-from exporter.config import (
+from exporter.config.flags import build_parser
+from exporter.config.settings import settings_from_flags
+from exporter.config.values import (
     ConfigError,
     Secret,
     parse_duration,
     parse_listen_address,
     parse_size,
-    settings_from_flags,
     validate_base_url,
 )
 

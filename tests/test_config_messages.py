@@ -9,14 +9,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from exporter import config as config_module
-from exporter.config import (
+from exporter.config import values as config_module
+from exporter.config.settings import Settings, SubaccountConfig, load_config_file
+from exporter.config.values import (
     ConfigError,
     Secret,
-    Settings,
-    SubaccountConfig,
     describe_yaml_error,
-    load_config_file,
     quote_value,
     read_key_file,
     read_yaml_mapping,

@@ -78,7 +78,7 @@ METRIC_LABELS: dict[str, frozenset[str]] = {
     "eightbyeight_api_request_duration_seconds_sum": _ONE,
     "eightbyeight_api_request_duration_seconds_count": _ONE,
     "eightbyeight_exporter_build_info": frozenset({"version"}),
-    # Pushed events (the webhook receiver, exporter/webhooks/state.py).
+    # Pushed events (the webhook receiver, exporter/pushing/state.py).
     "eightbyeight_webhook_requests_total": frozenset({"outcome"}),
     "eightbyeight_webhook_events_total": _ONE | {"event_type"},
     "eightbyeight_webhook_last_event_timestamp_seconds": _ONE | {"event_type"},

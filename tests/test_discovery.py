@@ -16,13 +16,13 @@ import pytest
 import requests
 import yaml
 
-from exporter.discovery import (
+from exporter.simulator import Simulator
+from exporter.web.discovery import (
     DISCOVERY_PATH,
     discovered_subaccounts,
     request_address,
     target_groups,
 )
-from exporter.simulator import Simulator
 from tests.harness import (
     REPO,
     InProcessExporter,

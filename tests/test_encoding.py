@@ -9,7 +9,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from exporter.encoding import Piece, SampleText, crc_combine, crc_shift, gzip_body, plain_body
+from exporter.metrics.encoding import (
+    Piece,
+    SampleText,
+    crc_combine,
+    crc_shift,
+    gzip_body,
+    plain_body,
+)
 
 chunks = st.lists(st.binary(max_size=300), max_size=4)
 

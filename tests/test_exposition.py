@@ -4,9 +4,9 @@ import json
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from exporter.encoding import plain_body
-from exporter.exposition import SubaccountScrape, render_inventory, render_scrapes
-from exporter.model import parse_inventory
+from exporter.metrics.encoding import plain_body
+from exporter.polling.exposition import SubaccountScrape, render_inventory, render_scrapes
+from exporter.polling.model import parse_inventory
 from tests.harness import number, numbers_body
 
 NOW = 1719820000.0  # 2024-07-01T07:46:40Z

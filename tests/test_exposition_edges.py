@@ -7,9 +7,9 @@ import json
 
 import pytest
 
-from exporter.encoding import plain_body
-from exporter.exposition import SubaccountScrape, render_inventory, render_scrapes
-from exporter.model import parse_inventory
+from exporter.metrics.encoding import plain_body
+from exporter.polling.exposition import SubaccountScrape, render_inventory, render_scrapes
+from exporter.polling.model import parse_inventory
 from tests.harness import number, numbers_body, parse_samples, value
 
 SUB = "acme-prod"

@@ -34,11 +34,11 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.utils import floatToGoString
 
-from exporter import catalogue as c
-from exporter import exposition
-from exporter.encoding import gzip_body, plain_body
-from exporter.exposition import SubaccountScrape, render_inventory, render_scrapes
-from exporter.model import KNOWN_STATUSES, Inventory, parse_inventory
+from exporter.metrics import catalogue as c
+from exporter.metrics.encoding import gzip_body, plain_body
+from exporter.polling import exposition
+from exporter.polling.exposition import SubaccountScrape, render_inventory, render_scrapes
+from exporter.polling.model import KNOWN_STATUSES, Inventory, parse_inventory
 
 NOW = 1_764_170_000.25
 

@@ -8,9 +8,9 @@ import logging
 import pytest
 import requests
 
-from exporter.client import ApiClient
-from exporter.config import Secret
-from exporter.errors import FetchError
+from exporter.common.errors import FetchError
+from exporter.config.values import Secret
+from exporter.polling.client import ApiClient
 from tests.harness import (
     FakeApi,
     InProcessExporter,
@@ -70,7 +70,7 @@ def test_a_failed_scrape_is_one_line_with_subaccount_and_retries(caplog):
         assert exp.get().status_code == 200
     lines = [r for r in caplog.records if r.levelno >= logging.WARNING]
     assert len(lines) == 1, [r.getMessage() for r in lines]
-    assert lines[0].name == "exporter.scraper"
+    assert lines[0].name == "exporter.polling.scraper"
     assert lines[0].fields["subaccount"] == SUB
     assert lines[0].fields["retries"] == 2
     assert lines[0].fields["detail"] == "connection refused"

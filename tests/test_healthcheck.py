@@ -10,8 +10,7 @@ import sys
 import pytest
 import requests
 
-from exporter.cli import main
-from exporter.healthcheck import (
+from exporter.cli.healthcheck import (
     Endpoint,
     endpoint,
     exporter_args,
@@ -19,6 +18,7 @@ from exporter.healthcheck import (
     running_exporter_args,
     served_flags,
 )
+from exporter.cli.main import main
 from tests.harness import InProcessExporter, exporter_process, free_port
 
 

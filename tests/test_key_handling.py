@@ -10,11 +10,13 @@ import sys
 import pytest
 import requests
 
-from exporter.cli import build_parser, main
-from exporter.client import ApiClient
-from exporter.config import ENV_API_KEY as ENV_KEY
-from exporter.config import Secret, settings_from_flags
-from exporter.errors import FetchError
+from exporter.cli.main import main
+from exporter.common.errors import FetchError
+from exporter.config.flags import build_parser
+from exporter.config.settings import ENV_API_KEY as ENV_KEY
+from exporter.config.settings import settings_from_flags
+from exporter.config.values import Secret
+from exporter.polling.client import ApiClient
 from tests.harness import (
     REPO,
     FakeApi,

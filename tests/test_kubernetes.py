@@ -26,8 +26,8 @@ import pytest
 import requests
 import yaml
 
-from exporter.cli import build_parser
-from exporter.config import settings_from_flags
+from exporter.config.flags import build_parser
+from exporter.config.settings import settings_from_flags
 from tests.harness import (
     CALLBACK_AUTH,
     REPO,

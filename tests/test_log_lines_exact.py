@@ -9,7 +9,7 @@ import logging
 
 import pytest
 
-from exporter.logs import JsonFormatter, LogfmtFormatter, RedactSecrets, setup_logging
+from exporter.common.logs import JsonFormatter, LogfmtFormatter, RedactSecrets, setup_logging
 
 KEY = "log-exact-key-7777"
 # 2026-11-30T08:15:56.789Z

@@ -5,7 +5,7 @@ import logging
 
 import pytest
 
-from exporter.logs import JsonFormatter, LogfmtFormatter, RedactSecrets, log_event
+from exporter.common.logs import JsonFormatter, LogfmtFormatter, RedactSecrets, log_event
 
 KEY = "log-test-key-5555"
 

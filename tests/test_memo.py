@@ -2,7 +2,7 @@
 
 from prometheus_client.utils import floatToGoString
 
-from exporter.memo import Memo
+from exporter.common.memo import Memo
 
 
 def test_each_key_is_computed_once():

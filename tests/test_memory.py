@@ -12,14 +12,14 @@ from __future__ import annotations
 
 import gc
 
-from exporter import memory
-from exporter.client import ApiClient
-from exporter.config import Secret
-from exporter.encoding import gzip_body, plain_body, plain_size
-from exporter.exposition import render_scrapes
-from exporter.memory import limit_malloc_arenas
-from exporter.scraper import FetchPool, SubaccountScraper, scrape_all
-from exporter.selfmetrics import SelfMetrics
+from exporter.common import memory
+from exporter.common.memory import limit_malloc_arenas
+from exporter.config.values import Secret
+from exporter.metrics.encoding import gzip_body, plain_body, plain_size
+from exporter.metrics.selfmetrics import SelfMetrics
+from exporter.polling.client import ApiClient
+from exporter.polling.exposition import render_scrapes
+from exporter.polling.scraper import FetchPool, SubaccountScraper, scrape_all
 from exporter.simulator import Simulator
 
 SUB = "acme-big"

@@ -7,8 +7,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from exporter.errors import ResponseError
-from exporter.model import parse_inventory, parse_timestamp
+from exporter.common.errors import ResponseError
+from exporter.polling.model import parse_inventory, parse_timestamp
 from tests.harness import number, numbers_body
 
 

@@ -13,10 +13,12 @@ import sys
 import pytest
 import requests
 
-from exporter.cli import build_parser, main, shown_address
-from exporter.config import ConfigError, settings_from_flags
-from exporter.logs import JsonFormatter, LogfmtFormatter
-from exporter.webconfig import load_web_config
+from exporter.cli.main import main, shown_address
+from exporter.common.logs import JsonFormatter, LogfmtFormatter
+from exporter.config.flags import build_parser
+from exporter.config.settings import settings_from_flags
+from exporter.config.values import ConfigError
+from exporter.config.webconfig import load_web_config
 from tests.harness import (
     REPO,
     FakeApi,
@@ -171,7 +173,7 @@ def test_a_fetch_without_an_answer_logs_a_null_status(caplog):
     flags = ["--api.base-url", refused, "--subaccount", "acme-prod", "--api.retries", "0"]
     with InProcessExporter(flags) as exp, caplog.at_level(logging.WARNING):
         exp.get()
-    (failure,) = [r for r in caplog.records if r.name == "exporter.scraper"]
+    (failure,) = [r for r in caplog.records if r.name == "exporter.polling.scraper"]
     assert json.loads(JsonFormatter().format(failure))["status"] is None
 
 

@@ -17,9 +17,9 @@ from collections.abc import Callable
 
 import pytest
 
-from exporter.encoding import gzip_body
-from exporter.exposition import SubaccountScrape, render_inventory, render_scrapes
-from exporter.model import parse_inventory
+from exporter.metrics.encoding import gzip_body
+from exporter.polling.exposition import SubaccountScrape, render_inventory, render_scrapes
+from exporter.polling.model import parse_inventory
 from exporter.simulator import list_body
 
 # Times a 2,000-number scrape against json.loads.

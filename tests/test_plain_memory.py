@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from exporter.encoding import SampleText, gzip_body, plain_body, plain_size
+from exporter.metrics.encoding import SampleText, gzip_body, plain_body, plain_size
 from exporter.simulator import Simulator
 from tests.harness import exporter_process
 

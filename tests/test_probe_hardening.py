@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import requests
 
-import exporter.server
+import exporter.web.server
 from tests.harness import FakeApi, InProcessExporter, exporter_process, parse_samples, value
 
 KEY = "probe-key-8d1e55b0-never-shown"
@@ -220,7 +220,7 @@ def test_raw_hostile_requests_get_4xx(process, case):
 
 @pytest.mark.slow
 def test_an_idle_client_is_dropped(monkeypatch, exp):
-    monkeypatch.setattr(exporter.server._QuietHandler, "timeout", 0.5)
+    monkeypatch.setattr(exporter.web.server._QuietHandler, "timeout", 0.5)
     host, port = exp.url.removeprefix("http://").split(":")
     with socket.create_connection((host, int(port)), timeout=5) as sock:
         sock.sendall(b"GET /metrics HTTP/1.1\r\n")  # ...and never the rest

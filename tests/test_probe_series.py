@@ -14,9 +14,9 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 
-from exporter.errors import FetchError
-from exporter.scraper import MAX_PROBED_SUBACCOUNTS, Scrapers, SubaccountScraper
-from exporter.selfmetrics import SelfMetrics
+from exporter.common.errors import FetchError
+from exporter.metrics.selfmetrics import SelfMetrics
+from exporter.polling.scraper import MAX_PROBED_SUBACCOUNTS, Scrapers, SubaccountScraper
 from tests.harness import (
     FakeApi,
     Reply,

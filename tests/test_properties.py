@@ -12,11 +12,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from prometheus_client.parser import text_string_to_metric_families
 
-from exporter.config import SUBACCOUNT_PATTERN
-from exporter.encoding import gzip_body, plain_body
-from exporter.errors import REASONS, ResponseError
-from exporter.exposition import SubaccountScrape, render_inventory, render_scrapes
-from exporter.model import Inventory, parse_inventory
+from exporter.common.errors import REASONS, ResponseError
+from exporter.config.values import SUBACCOUNT_PATTERN
+from exporter.metrics.encoding import gzip_body, plain_body
+from exporter.polling.exposition import SubaccountScrape, render_inventory, render_scrapes
+from exporter.polling.model import Inventory, parse_inventory
 
 # Hypothesis runs hundreds of generated bodies per test: seconds of CPU, so not in the inner loop.
 pytestmark = pytest.mark.slow

@@ -23,8 +23,8 @@ import requests
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 
-from exporter.exposition import SubaccountScrape
-from exporter.logs import LogfmtFormatter, RedactSecrets
+from exporter.common.logs import LogfmtFormatter, RedactSecrets
+from exporter.polling.exposition import SubaccountScrape
 from tests.harness import (
     FakeApi,
     FakeClock,

@@ -15,9 +15,9 @@ import time
 import pytest
 
 from exporter.app import build_app
-from exporter.cli import build_parser
-from exporter.config import settings_from_flags
-from exporter.scraper import ANSWER_RESERVE_SECONDS, least_reserve
+from exporter.config.flags import build_parser
+from exporter.config.settings import settings_from_flags
+from exporter.polling.scraper import ANSWER_RESERVE_SECONDS, least_reserve
 from tests.harness import (
     FakeApi,
     InProcessExporter,

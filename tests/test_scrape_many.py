@@ -20,10 +20,16 @@ import pytest
 
 from bench.many import SCRAPE_TIMEOUT, THREAD_BOUND, measure_many
 from exporter.app import build_app
-from exporter.config import Secret, Settings, SubaccountConfig
-from exporter.scraper import ANSWER_RESERVE_SECONDS, FetchPool, SubaccountScraper, scrape_all
-from exporter.selfmetrics import SelfMetrics
-from exporter.web import ANSWER_SECONDS_PER_SUBACCOUNT
+from exporter.config.settings import Settings, SubaccountConfig
+from exporter.config.values import Secret
+from exporter.metrics.selfmetrics import SelfMetrics
+from exporter.polling.scraper import (
+    ANSWER_RESERVE_SECONDS,
+    FetchPool,
+    SubaccountScraper,
+    scrape_all,
+)
+from exporter.web.routes import ANSWER_SECONDS_PER_SUBACCOUNT
 from tests.harness import (
     FakeApi,
     InProcessExporter,
@@ -126,7 +132,7 @@ def test_subaccounts_never_fetched_before_the_deadline_are_timeouts_in_one_log_l
         SubaccountScraper(f"acme-{i}", client, metrics) for i, client in enumerate(waiting)
     ]
     try:
-        with caplog.at_level(logging.WARNING, logger="exporter.scraper"):
+        with caplog.at_level(logging.WARNING, logger="exporter.polling.scraper"):
             samples = scrape_all(scrapers, 0.4, pool=one_worker)
     finally:
         stuck.release.set()

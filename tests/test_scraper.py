@@ -16,10 +16,11 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from exporter.app import build_app
-from exporter.config import Secret, Settings, SubaccountConfig
-from exporter.errors import FetchError
-from exporter.scraper import CPU_WORK, FetchPool, Scrapers, SubaccountScraper, scrape_all
-from exporter.selfmetrics import SelfMetrics
+from exporter.common.errors import FetchError
+from exporter.config.settings import Settings, SubaccountConfig
+from exporter.config.values import Secret
+from exporter.metrics.selfmetrics import SelfMetrics
+from exporter.polling.scraper import CPU_WORK, FetchPool, Scrapers, SubaccountScraper, scrape_all
 from tests.harness import FakeClock, number, numbers_body, parse_samples, value, wait_until
 
 SUB = "acme-prod"
@@ -322,7 +323,7 @@ def test_a_body_that_fails_to_parse_is_logged_with_status_200(
     client, clock, metrics, caplog, body, reason, detail
 ):
     client.answer = body
-    with caplog.at_level(logging.WARNING, logger="exporter.scraper"):
+    with caplog.at_level(logging.WARNING, logger="exporter.polling.scraper"):
         assert not scraper_with(client, clock, metrics).scrape(10).up
     fields = failure_fields(caplog)
     assert fields["status"] == 200
@@ -332,7 +333,7 @@ def test_a_body_that_fails_to_parse_is_logged_with_status_200(
 
 def test_a_fetch_that_got_no_answer_is_logged_without_a_status(client, clock, metrics, caplog):
     client.answer = FetchError("timeout", "no answer before the deadline")
-    with caplog.at_level(logging.WARNING, logger="exporter.scraper"):
+    with caplog.at_level(logging.WARNING, logger="exporter.polling.scraper"):
         scraper_with(client, clock, metrics).scrape(10)
     # None: logfmt writes it as none, JSON as null (tests/test_operator_details.py).
     assert failure_fields(caplog)["status"] is None
@@ -415,7 +416,7 @@ def test_a_failing_after_fetch_never_fails_the_scrape(client, clock, metrics, ca
         raise RuntimeError("boom")
 
     scraper = SubaccountScraper(SUB, client, metrics, clock=clock, after_fetch=broken)
-    with caplog.at_level(logging.WARNING, logger="exporter.scraper"):
+    with caplog.at_level(logging.WARNING, logger="exporter.polling.scraper"):
         assert scraper.scrape(2.0).up
     assert "after-fetch collector failed" in caplog.text
 

@@ -11,12 +11,12 @@ import time
 
 import pytest
 
-from exporter import scraper as scraper_module
-from exporter.encoding import plain_body
-from exporter.errors import FetchError
-from exporter.exposition import render_scrapes
-from exporter.scraper import SubaccountScraper, least_reserve, scrape_all
-from exporter.selfmetrics import SelfMetrics
+from exporter.common.errors import FetchError
+from exporter.metrics.encoding import plain_body
+from exporter.metrics.selfmetrics import SelfMetrics
+from exporter.polling import scraper as scraper_module
+from exporter.polling.exposition import render_scrapes
+from exporter.polling.scraper import SubaccountScraper, least_reserve, scrape_all
 from tests.harness import FakeClock, number, numbers_body, parse_samples, value, wait_until
 
 SUB = "acme-prod"
@@ -95,7 +95,7 @@ def failure_fields(caplog) -> dict[str, object]:
 def test_no_key_is_counted_and_logged_as_unauthorized(caplog):
     clock = FakeClock()
     metrics = SelfMetrics()
-    with caplog.at_level(logging.WARNING, "exporter.scraper"):
+    with caplog.at_level(logging.WARNING, "exporter.polling.scraper"):
         assert not scraper_with(None, clock, metrics).scrape(5).up
     assert failure_fields(caplog) == {
         "subaccount": SUB,
@@ -119,7 +119,7 @@ def test_an_unexpected_error_before_the_body_has_no_status(caplog):
     clock = FakeClock()
     metrics = SelfMetrics()
     client = Client(clock, RuntimeError("boom"))
-    with caplog.at_level(logging.WARNING, "exporter.scraper"):
+    with caplog.at_level(logging.WARNING, "exporter.polling.scraper"):
         assert not scraper_with(client, clock, metrics).scrape(5).up
     assert failure_fields(caplog) == {
         "subaccount": SUB,
@@ -145,7 +145,7 @@ def test_an_unexpected_error_after_the_body_arrived_has_status_200(caplog, monke
 
     monkeypatch.setattr(scraper_module, "render_inventory", broken_render)
     clock = FakeClock()
-    with caplog.at_level(logging.WARNING, "exporter.scraper"):
+    with caplog.at_level(logging.WARNING, "exporter.polling.scraper"):
         assert not scraper_with(Client(clock), clock).scrape(5).up
     fields = failure_fields(caplog)
     assert (fields["status"], fields["detail"]) == (200, "unexpected KeyError while reading")

@@ -15,8 +15,8 @@ import random
 import pytest
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 
-from exporter.errors import REASONS
-from exporter.selfmetrics import (
+from exporter.common.errors import REASONS
+from exporter.metrics.selfmetrics import (
     BUCKETS,
     DURATION,
     DURATION_HELP,

@@ -18,10 +18,11 @@ from contextlib import contextmanager
 import pytest
 
 from bench.connections import measure_idle_connections
-from exporter.cli import build_parser
-from exporter.config import ConfigError, settings_from_flags
-from exporter.server import ExporterServer, make_server, serve_in_thread
-from exporter.webhooks.config import webhook_settings
+from exporter.config.flags import build_parser
+from exporter.config.settings import settings_from_flags
+from exporter.config.values import ConfigError
+from exporter.config.webhooks import webhook_settings
+from exporter.web.server import ExporterServer, make_server, serve_in_thread
 from tests.harness import self_signed_certificate, wait_until
 
 SAFETY = 20.0  # only ever reached when the server fails to do its part

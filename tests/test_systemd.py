@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from exporter.app import thread_bound
-from exporter.cli import build_parser
-from exporter.config import settings_from_flags
+from exporter.config.flags import build_parser
+from exporter.config.settings import settings_from_flags
 from tests.harness import REPO, find_tool
 
 UNIT = REPO / "deploy" / "systemd" / "eightbyeight-exporter.service"

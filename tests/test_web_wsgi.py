@@ -15,10 +15,11 @@ from typing import Any
 import pytest
 
 from exporter import __version__
-from exporter import web as web_module
 from exporter.app import build_app
-from exporter.config import Secret, Settings, SubaccountConfig
-from exporter.web import CONTENT_TYPE_LATEST
+from exporter.config.settings import Settings, SubaccountConfig
+from exporter.config.values import Secret
+from exporter.web import routes as web_module
+from exporter.web.routes import CONTENT_TYPE_LATEST
 from tests.harness import FakeClock, number, numbers_body, parse_samples, value
 
 SUB = "acme-prod"
@@ -222,7 +223,7 @@ def test_an_unexpected_failure_is_a_500_and_one_log_line(monkeypatch, caplog):
         raise RuntimeError("boom")
 
     monkeypatch.setattr(app, "_metrics", broken)
-    with caplog.at_level(logging.ERROR, "exporter.web"):
+    with caplog.at_level(logging.ERROR, "exporter.web.routes"):
         assert call(app, "/metrics") == text_answer("500 Internal Server Error", "internal error\n")
     [record] = caplog.records
     assert record.getMessage() == "request failed"
@@ -244,6 +245,6 @@ def test_a_failure_without_a_path_logs_an_empty_path(monkeypatch, caplog):
         raise KeyError("x")
 
     monkeypatch.setattr(app, "_landing", broken)
-    with caplog.at_level(logging.ERROR, "exporter.web"):
+    with caplog.at_level(logging.ERROR, "exporter.web.routes"):
         b"".join(app({}, lambda status, headers: None))
     assert caplog.records[-1].fields == {"path": "", "err": "KeyError"}

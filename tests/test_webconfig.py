@@ -18,10 +18,11 @@ import bcrypt
 import pytest
 import requests
 
-import exporter.webconfig
-from exporter.cli import main
-from exporter.config import ConfigError
-from exporter.webconfig import BasicAuth, load_web_config
+import exporter.web.auth
+from exporter.cli.main import main
+from exporter.config.values import ConfigError
+from exporter.config.webconfig import load_web_config
+from exporter.web.auth import BasicAuth
 from tests.harness import (
     REPO,
     FakeApi,
@@ -272,7 +273,7 @@ def counted_bcrypt(monkeypatch):
         calls.append(password)
         return real(password, hashed)
 
-    monkeypatch.setattr(exporter.webconfig.bcrypt, "checkpw", counting)
+    monkeypatch.setattr(exporter.web.auth.bcrypt, "checkpw", counting)
     return calls
 
 

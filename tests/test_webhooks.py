@@ -12,18 +12,19 @@ import subprocess
 import pytest
 import requests
 
-from exporter.cli import build_parser
-from exporter.config import ConfigError, settings_from_flags
-from exporter.simulator import Simulator
-from exporter.webhooks.config import webhook_settings
-from exporter.webhooks.events import (
+from exporter.config.flags import build_parser
+from exporter.config.settings import settings_from_flags
+from exporter.config.values import ConfigError
+from exporter.config.webhooks import webhook_settings
+from exporter.pushing.events import (
     EventError,
     decode_envelope,
     decode_number_update,
     decode_session_summary,
     parse_timestamp,
 )
-from exporter.webhooks.state import MAX_ERROR_CODES, WebhookState
+from exporter.pushing.state import MAX_ERROR_CODES, WebhookState
+from exporter.simulator import Simulator
 from tests.harness import (
     CALLBACK_AUTH,
     REPO,
@@ -506,8 +507,8 @@ def config_samples(collector):
 
 
 def test_webhook_list_becomes_gauges_and_failures_keep_the_last():
-    from exporter.errors import FetchError
-    from exporter.webhooks.configured import WebhookConfigCollector
+    from exporter.common.errors import FetchError
+    from exporter.polling.configured import WebhookConfigCollector
 
     collector = WebhookConfigCollector()
     listed = {
@@ -547,9 +548,9 @@ def test_webhook_list_becomes_gauges_and_failures_keep_the_last():
 
 
 def test_the_api_client_reads_the_webhook_list():
-    from exporter.client import ApiClient
-    from exporter.config import Secret
-    from exporter.webhooks.configured import WebhooksClient
+    from exporter.config.values import Secret
+    from exporter.polling.client import ApiClient
+    from exporter.polling.configured import WebhooksClient
 
     hooks = [{"type": "VNU", "url": "https://h/x", "enabled": True}]
     with Simulator(subaccounts={"acme-prod": 5}, api_key="k", seed=1) as sim:
@@ -626,7 +627,7 @@ def test_settings_carry_the_receiver_and_its_secret():
 
 
 def test_config_check_reports_a_bad_receiver_flag(monkeypatch, capsys):
-    from exporter.cli import main
+    from exporter.cli.main import main
 
     monkeypatch.setenv("EIGHTBYEIGHT_API_KEY", "k")
     monkeypatch.delenv("EIGHTBYEIGHT_WEBHOOK_AUTH_HEADER", raising=False)

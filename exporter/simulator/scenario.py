@@ -19,7 +19,7 @@ from pathlib import Path
 
 import yaml
 
-from exporter.config import describe_yaml_error
+from exporter.config.values import describe_yaml_error
 from exporter.simulator.faults import FaultDocument, FaultError, parse_fault_document
 
 

@@ -17,8 +17,8 @@ from typing import Annotated, Any, Protocol, runtime_checkable
 import msgspec
 from prometheus_client.core import GaugeMetricFamily, Metric
 
-from exporter.errors import FetchError
-from exporter.logs import log_event
+from exporter.common.errors import FetchError
+from exporter.common.logs import log_event
 
 log = logging.getLogger("exporter.webhooks")
 
@@ -42,7 +42,7 @@ _decoder = msgspec.json.Decoder(_Webhooks)
 
 @runtime_checkable
 class WebhooksClient(Protocol):
-    """What reading the webhook list needs of the API client (exporter.client.ApiClient)."""
+    """What reading the webhook list needs of the API client (exporter.polling.client.ApiClient)."""
 
     def fetch_webhooks(
         self, subaccount: str, timeout: float | None = None

@@ -29,13 +29,13 @@ from socketserver import BaseServer, TCPServer
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer
 
-from exporter.config import ConfigError, parse_listen_address
+from exporter.config.values import ConfigError, parse_listen_address
 
-log = logging.getLogger("exporter.server")
+log = logging.getLogger("exporter.web.server")
 socket_server_bind = TCPServer.server_bind
 
 DEFAULT_WORKERS = 8
-# With the webhook listener's cap (exporter/webhooks/config.py) this stays well below a 1,024
+# With the webhook listener's cap (exporter/config/webhooks.py) this stays well below a 1,024
 # file-descriptor limit, leaving room for the API connections and the process's own files.
 DEFAULT_MAX_CONNECTIONS = 256
 DEFAULT_READ_TIMEOUT = 10.0
@@ -505,7 +505,7 @@ def make_server(
 ) -> ExporterServer:
     """Bind the server to a Prometheus-style listen address; ConfigError if it cannot.
 
-    With an SSLContext, every connection speaks TLS (see exporter/webconfig.py). `name`
+    With an SSLContext, every connection speaks TLS (see exporter/config/webconfig.py). `name`
     prefixes its worker threads' names (web-worker-1, ...).
     """
     host, port = parse_listen_address(address)

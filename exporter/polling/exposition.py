@@ -9,7 +9,7 @@ A few lines of what it produces::
     eightbyeight_health_check_age_seconds{country="SG",number_type="Mobile",subaccount="acme-prod"} 212.4
     eightbyeight_number_healthy{msisdn="+6531234567",subaccount="acme-prod"} 1.0
 
-Which families exist and which labels they carry is declared in `exporter.catalogue`; the line
+Which families exist and which labels they carry is declared in `exporter.metrics.catalogue`; the line
 templates below are derived from it at import. The text is written here rather than through
 prometheus_client's registry because a large subaccount has hundreds of thousands of per-number
 samples (see bench/). Labels are sorted and values formatted with the library's own
@@ -19,7 +19,7 @@ families; tests/test_exposition_equivalence.py proves it.
 Everything that depends only on the API response is rendered once per response
 (`render_inventory`); only the few series that depend on the clock are rendered per scrape
 (`render_scrapes`). Text that lives as long as the response is kept in `SampleText`, which
-`exporter.encoding` may deflate once for every later gzip response.
+`exporter.metrics.encoding` may deflate once for every later gzip response.
 """
 
 from __future__ import annotations
@@ -32,11 +32,11 @@ from operator import is_not, itemgetter
 
 from prometheus_client.utils import floatToGoString
 
-from exporter import catalogue as c
-from exporter.catalogue import FAMILIES, SUBACCOUNT, Family
-from exporter.encoding import SampleText, TextPart
-from exporter.memo import Memo
-from exporter.model import KNOWN_STATUSES, Inventory, NumberColumns
+from exporter.common.memo import Memo
+from exporter.metrics import catalogue as c
+from exporter.metrics.catalogue import FAMILIES, SUBACCOUNT, Family
+from exporter.metrics.encoding import SampleText, TextPart
+from exporter.polling.model import KNOWN_STATUSES, Inventory, NumberColumns
 
 # --- label values -----------------------------------------------------------------------------
 
@@ -383,7 +383,7 @@ def render_scrapes(
     """The exposition text for the given scrape outcomes, after `head`, as parts in order.
 
     The clock-dependent series use `now`; everything else comes from the rendered inventories.
-    `exporter.encoding` turns the parts into a plain or gzip body.
+    `exporter.metrics.encoding` turns the parts into a plain or gzip body.
     """
     parts_of: dict[str, list[TextPart]] = {}
 

@@ -1,6 +1,6 @@
 """Flags and environment of the webhook receiver, validated into `WebhookSettings`.
 
-exporter/cli.py adds the flags; exporter/config.py (`settings_from_flags`) calls
+exporter/cli/main.py adds the flags; exporter/config/settings.py (`settings_from_flags`) calls
 `webhook_settings`, so the result is part of `Settings`; exporter/app.py builds the listener.
 """
 
@@ -10,7 +10,7 @@ import argparse
 from dataclasses import dataclass
 from pathlib import Path
 
-from exporter.config import (
+from exporter.config.values import (
     MAX_CONNECTIONS,
     MAX_WORKERS,
     ConfigError,
@@ -20,8 +20,10 @@ from exporter.config import (
     parse_listen_address,
     parse_size,
 )
-from exporter.webhooks.receiver import DEFAULT_MAX_BODY, DEFAULT_PATH, DEFAULT_READ_TIMEOUT
 
+DEFAULT_PATH = "/webhooks/8x8"
+DEFAULT_MAX_BODY = 1 << 20
+DEFAULT_READ_TIMEOUT = 10.0
 ENV_AUTH = "EIGHTBYEIGHT_WEBHOOK_AUTH_HEADER"
 ENV_AUTH_FILE = "EIGHTBYEIGHT_WEBHOOK_AUTH_HEADER_FILE"
 MAX_AUTH_LENGTH = 4096

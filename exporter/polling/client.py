@@ -36,12 +36,13 @@ from urllib3.util.retry import Retry
 from urllib3.util.timeout import Timeout
 
 from exporter import __version__
-from exporter.config import DEFAULT_PARALLEL_FETCHES, Secret
-from exporter.errors import FetchError, reason_for_status
-from exporter.logs import log_event
-from exporter.redact import redact_and_cut
+from exporter.common.errors import FetchError, reason_for_status
+from exporter.common.logs import log_event
+from exporter.common.redact import redact_and_cut
+from exporter.config.settings import DEFAULT_PARALLEL_FETCHES
+from exporter.config.values import Secret
 
-log = logging.getLogger("exporter.client")
+log = logging.getLogger("exporter.polling.client")
 
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 # urllib3 logs a "Retrying (Retry(...)) after connection broken by ..." warning per retry: internal

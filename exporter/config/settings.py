@@ -9,20 +9,29 @@ Every problem is raised as `ConfigError` with a single line naming it; API keys 
 from __future__ import annotations
 
 import argparse
-import os
-import re
-import stat
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
-import yaml
+from exporter.config.values import (
+    MAX_CONNECTIONS,
+    MAX_WORKERS,
+    ConfigError,
+    Secret,
+    bounded,
+    in_context,
+    parse_duration,
+    parse_listen_address,
+    parse_size,
+    positive,
+    read_key_file,
+    read_yaml_mapping,
+    reject_unknown_keys,
+    validate_base_url,
+    validate_subaccount,
+)
+from exporter.config.webconfig import WebConfig, load_web_config
+from exporter.config.webhooks import WebhookSettings, webhook_settings
 
-if TYPE_CHECKING:
-    from exporter.webconfig import WebConfig
-    from exporter.webhooks.config import WebhookSettings
-
-SUBACCOUNT_PATTERN = re.compile(r"^[A-Za-z0-9\-._&]{3,50}$")
 DEFAULT_BASE_URL = "https://voice.8x8.com"
 DEFAULT_LISTEN_ADDRESS = ":9881"
 # Fetches in flight at once, each on a thread of its own. The API's latency, not the exporter's
@@ -36,67 +45,11 @@ ENV_API_KEY = "EIGHTBYEIGHT_API_KEY"
 ENV_API_KEY_FILE = "EIGHTBYEIGHT_API_KEY_FILE"
 ENV_SUBACCOUNTS = "EIGHTBYEIGHT_SUBACCOUNTS"
 
-# Each listener's threads and open connections (exporter/server.py). A connection is a file
+# Each listener's threads and open connections (exporter/web/server.py). A connection is a file
 # descriptor: both listeners' defaults (256 + 128) and the API connections stay well below a
 # 1,024 limit; the maxima keep a typo from asking for more than any such limit allows.
 DEFAULT_WEB_WORKERS = 8
 DEFAULT_WEB_MAX_CONNECTIONS = 256
-MAX_WORKERS = 256
-MAX_CONNECTIONS = 65536
-
-# Prometheus' duration format: whole numbers of units from the largest down, each at most once
-# (1y2w3d4h5m6s7ms); a lone number with a fraction and one unit (1.5s) or none (seconds) too.
-_DURATION_UNITS = {
-    "y": 365 * 86400.0,
-    "w": 7 * 86400.0,
-    "d": 86400.0,
-    "h": 3600.0,
-    "m": 60.0,
-    "s": 1.0,
-    "ms": 0.001,
-}
-_COMPOUND_DURATION = re.compile(
-    "".join(rf"(?:(?P<{'ms_' if u == 'ms' else u}>\d+){u})?" for u in _DURATION_UNITS)
-)
-_DECIMAL_DURATION = re.compile(r"(\d+(?:\.\d+)?)(y|w|d|h|m|s|ms)?")
-_SIZE = re.compile(r"^(\d+)\s*(B|KB|KiB|MB|MiB|GB|GiB)?$")
-_SIZE_UNITS = {
-    None: 1,
-    "B": 1,
-    "KB": 10**3,
-    "KiB": 2**10,
-    "MB": 10**6,
-    "MiB": 2**20,
-    "GB": 10**9,
-    "GiB": 2**30,
-}
-
-
-class ConfigError(Exception):
-    """A configuration problem, worded for the operator in one line."""
-
-
-class Secret:
-    """An API key that refuses to show itself anywhere but in the Authorization header."""
-
-    __slots__ = ("_value",)
-
-    def __init__(self, value: str) -> None:
-        self._value = value
-
-    def reveal(self) -> str:
-        return self._value
-
-    def __repr__(self) -> str:
-        return "Secret('<redacted>')"
-
-    __str__ = __repr__
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Secret) and other._value == self._value
-
-    def __hash__(self) -> int:
-        return hash(self._value)
 
 
 @dataclass(frozen=True)
@@ -149,14 +102,11 @@ class Settings:
 def settings_from_flags(args: argparse.Namespace, env: dict[str, str]) -> Settings:
     """Validate flags, environment and config files into Settings; ConfigError on any problem.
 
-    `args` are the parsed flags of exporter/cli.py. The web config file is read and checked
+    `args` are the parsed flags of exporter/cli/main.py. The web config file is read and checked
     here (TLS files, bcrypt hashes), once, and its parsed form is part of the settings; so are
     the webhook receiver's flags and its Authorization value.
     """
     # Both build on this module's helpers.
-    from exporter.webconfig import load_web_config
-    from exporter.webhooks.config import webhook_settings
-
     parse_listen_address(args.listen_address)
     if not args.telemetry_path.startswith("/") or args.telemetry_path in ("/probe", "/"):
         raise ConfigError(f"invalid --web.telemetry-path {args.telemetry_path!r}")
@@ -208,7 +158,7 @@ def settings_from_flags(args: argparse.Namespace, env: dict[str, str]) -> Settin
         listen_address=args.listen_address,
         telemetry_path=args.telemetry_path,
         base_url=base_url,
-        api_timeout=_positive(parse_duration(args.api_timeout, "--api.timeout"), "--api.timeout"),
+        api_timeout=positive(parse_duration(args.api_timeout, "--api.timeout"), "--api.timeout"),
         api_key=api_key,
         subaccounts=tuple(subaccounts),
         per_number=args.per_number,
@@ -220,7 +170,7 @@ def settings_from_flags(args: argparse.Namespace, env: dict[str, str]) -> Settin
         web_max_connections=bounded(
             args.web_max_connections, "--web.max-connections", 1, MAX_CONNECTIONS
         ),
-        web_read_timeout=_positive(
+        web_read_timeout=positive(
             parse_duration(args.web_read_timeout, "--web.read-timeout"), "--web.read-timeout"
         ),
         max_response_bytes=parse_size(args.max_response_bytes, "--api.max-response-size"),
@@ -236,129 +186,6 @@ def settings_from_flags(args: argparse.Namespace, env: dict[str, str]) -> Settin
         log_format=args.log_format,
         secrets=tuple(keys),
     )
-
-
-def _positive(value: float, what: str) -> float:
-    if value <= 0:
-        raise ConfigError(f"{what} must be greater than 0")
-    return value
-
-
-def bounded(value: int, what: str, least: int, most: int) -> int:
-    """`value` if least <= value <= most, else ConfigError naming the flag and the range."""
-    if not least <= value <= most:
-        raise ConfigError(f"{what} must be between {least} and {most}")
-    return value
-
-
-def parse_listen_address(address: str) -> tuple[str, int]:
-    """(host, port) from ':9881', '0.0.0.0:9881', '[::]:9881' or 'localhost:9881'."""
-    host, sep, port = address.rpartition(":")
-    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise ConfigError(f"invalid listen address {address!r}: expected [host]:port")
-    if host.startswith("[") and host.endswith("]"):
-        host = host[1:-1]
-    return host, int(port)
-
-
-def validate_subaccount(value: str) -> str:
-    if not isinstance(value, str) or not SUBACCOUNT_PATTERN.fullmatch(value):
-        raise ConfigError(
-            f"invalid subaccount ID {quote_value(value)}: must match ^[A-Za-z0-9\\-._&]{{3,50}}$"
-        )
-    return value
-
-
-def validate_base_url(value: str) -> str:
-    if not isinstance(value, str) or not re.match(r"^https?://[^\s/]+(/[^\s]*)?$", value):
-        raise ConfigError(
-            f"invalid API base URL {quote_value(value)}: expected http(s)://host[:port]"
-        )
-    return value.rstrip("/")
-
-
-def parse_duration(value: str | float | int, what: str) -> float:
-    """Seconds from '10s', '500ms', '1m30s', '1h', '1d', '1.5' or a number."""
-    if isinstance(value, bool):
-        raise ConfigError(f"invalid duration for {what}: {value!r}")
-    if isinstance(value, int | float):
-        seconds = float(value)
-    else:
-        seconds = _duration_seconds(str(value).strip())
-        if seconds is None:
-            raise ConfigError(
-                f"invalid duration for {what}: {quote_value(value)} "
-                "(examples: 10s, 500ms, 1m30s, 1h, 1d)"
-            )
-    if seconds < 0:
-        raise ConfigError(f"invalid duration for {what}: must not be negative")
-    return seconds
-
-
-def _duration_seconds(text: str) -> float | None:
-    decimal = _DECIMAL_DURATION.fullmatch(text)
-    if decimal:
-        return float(decimal.group(1)) * _DURATION_UNITS.get(decimal.group(2) or "s", 1.0)
-    compound = _COMPOUND_DURATION.fullmatch(text) if text else None
-    if compound is None:
-        return None
-    return sum(
-        int(count) * _DURATION_UNITS[unit.replace("ms_", "ms")]
-        for unit, count in compound.groupdict().items()
-        if count is not None
-    )
-
-
-def parse_size(value: str | int, what: str) -> int:
-    """Bytes from '256MiB', '10MB' or a plain number of bytes."""
-    match = _SIZE.match(str(value).strip())
-    if not match or int(match.group(1)) <= 0:
-        raise ConfigError(
-            f"invalid size for {what}: {quote_value(value)} (examples: 64MiB, 10000000)"
-        )
-    return int(match.group(1)) * _SIZE_UNITS[match.group(2)]
-
-
-_NOT_REGULAR = (
-    (stat.S_ISDIR, "is a directory"),
-    (stat.S_ISFIFO, "is a named pipe, not a regular file"),
-    (stat.S_ISSOCK, "is a socket, not a regular file"),
-    (stat.S_ISCHR, "is a device, not a regular file"),
-    (stat.S_ISBLK, "is a device, not a regular file"),
-)
-
-
-def read_key_file(path: str | Path) -> Secret:
-    # Checked before opening: opening a named pipe would wait for a writer, for ever.
-    try:
-        mode = os.stat(path).st_mode
-    except FileNotFoundError:
-        raise ConfigError(f"API key file {path} does not exist") from None
-    except PermissionError:
-        raise ConfigError(f"API key file {path} is not readable (permission denied)") from None
-    except OSError as exc:
-        raise ConfigError(f"API key file {path} cannot be read: {exc.strerror}") from None
-    for is_kind, problem in _NOT_REGULAR:
-        if is_kind(mode):
-            raise ConfigError(f"API key file {path} {problem}")
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"API key file {path} does not exist") from None
-    except IsADirectoryError:
-        raise ConfigError(f"API key file {path} is a directory") from None
-    except PermissionError:
-        raise ConfigError(f"API key file {path} is not readable (permission denied)") from None
-    except UnicodeDecodeError:
-        raise ConfigError(f"API key file {path} is not UTF-8 text") from None
-    except OSError as exc:
-        raise ConfigError(f"API key file {path} cannot be read: {exc.strerror}") from None
-    key = text.strip()
-    if not key:
-        raise ConfigError(f"API key file {path} is empty")
-    if any(ch.isspace() for ch in key):
-        raise ConfigError(f"API key file {path} holds more than one word")
-    return Secret(key)
 
 
 def default_api_key(key_file: str | None, env: dict[str, str]) -> Secret | None:
@@ -423,12 +250,14 @@ def load_config_file(path: str | Path) -> FileConfig:
         reject_unknown_keys(entry, _SUBACCOUNT_KEYS, where)
         if "id" not in entry:
             raise ConfigError(f"{where} has no 'id'")
-        sub = _in(where, validate_subaccount, entry["id"])
+        sub = in_context(where, validate_subaccount, entry["id"])
         if sub in seen:
             raise ConfigError(f"{where}: subaccount {sub} is listed twice")
         seen.add(sub)
         key = read_key_file(entry["api_key_file"]) if entry.get("api_key_file") else None
-        url = _in(where, validate_base_url, entry["base_url"]) if "base_url" in entry else None
+        url = (
+            in_context(where, validate_base_url, entry["base_url"]) if "base_url" in entry else None
+        )
         subaccounts.append((sub, key, url))
     probe = doc.get("probe") or {}
     if not isinstance(probe, dict):
@@ -438,58 +267,5 @@ def load_config_file(path: str | Path) -> FileConfig:
     if allowed is not None:
         if not isinstance(allowed, list):
             raise ConfigError(f"{path}: probe.allowed_subaccounts must be a list")
-        allowed = tuple(_in(f"{path}: probe", validate_subaccount, a) for a in allowed)
+        allowed = tuple(in_context(f"{path}: probe", validate_subaccount, a) for a in allowed)
     return FileConfig(base_url, api_key, tuple(subaccounts), allowed)
-
-
-def read_yaml_mapping(path: str | Path, what: str = "config file") -> dict[str, Any]:
-    """The YAML file at `path` as a mapping ({} when empty); ConfigError naming `what`."""
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"{what} {path} does not exist") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = getattr(exc, "strerror", None) or "not UTF-8 text"
-        raise ConfigError(f"{what} {path} cannot be read: {reason}") from None
-    try:
-        doc = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{what} {path} is not valid YAML{describe_yaml_error(exc)}") from None
-    if doc is None:
-        return {}
-    if not isinstance(doc, dict):
-        raise ConfigError(f"{what} {path} must be a YAML mapping at the top level")
-    return doc
-
-
-def describe_yaml_error(exc: yaml.YAMLError) -> str:
-    """' at line L, column C: problem' for a YAML error, on one line."""
-    mark = getattr(exc, "problem_mark", None)
-    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-    return f"{where}: {getattr(exc, 'problem', None) or 'invalid YAML'}"
-
-
-def reject_unknown_keys(doc: dict[Any, Any], allowed: set[str], where: str) -> None:
-    """ConfigError naming the first key of `doc` that is not in `allowed`."""
-    unknown = sorted(str(k) for k in doc if k not in allowed)
-    if unknown:
-        raise ConfigError(
-            f"{where}: unknown key {quote_value(unknown[0])} (allowed: {', '.join(sorted(allowed))})"
-        )
-
-
-def _in(where: str, check: Any, value: Any) -> Any:
-    try:
-        return check(value)
-    except ConfigError as exc:
-        raise ConfigError(f"{where}: {exc}") from None
-
-
-def quote_value(value: object) -> str:
-    """repr() of a value for an error message, shortened so one line stays one line."""
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
-def environment() -> dict[str, str]:
-    return dict(os.environ)

@@ -1,6 +1,6 @@
 """Logging in the two formats Prometheus components use: logfmt and JSON, one line per event.
 
-A filter replaces every configured API key with `<redacted>` (see exporter.redact), so that even
+A filter replaces every configured API key with `<redacted>` (see exporter.common.redact), so that even
 a message built from an upstream error that echoed the key, whole or cut short, cannot leak it.
 """
 
@@ -12,10 +12,8 @@ import sys
 import time
 from collections.abc import Iterable
 
-from exporter.redact import redact
+from exporter.common.redact import redact
 
-LEVELS = ("debug", "info", "warn", "error")
-FORMATS = ("logfmt", "json")
 _LEVEL_NAMES = {"DEBUG": "debug", "INFO": "info", "WARNING": "warn", "ERROR": "error"}
 
 

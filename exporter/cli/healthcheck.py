@@ -20,13 +20,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import NoReturn
 
-from exporter.config import (
-    DEFAULT_LISTEN_ADDRESS,
-    ConfigError,
-    parse_duration,
-    parse_listen_address,
-)
-from exporter.webconfig import load_web_config
+from exporter.config.settings import DEFAULT_LISTEN_ADDRESS
+from exporter.config.values import ConfigError, parse_duration, parse_listen_address
+from exporter.config.webconfig import load_web_config
 
 PROG = "eightbyeight-exporter healthcheck"
 HEALTH_PATH = "/-/healthy"
@@ -110,7 +106,7 @@ def running_exporter(proc: Path = PROC) -> tuple[list[str], Path | None] | None:
 
 def served_flags(args: Sequence[str]) -> tuple[str, str | None]:
     """(listen address, web config file) that the exporter's arguments select."""
-    from exporter.cli import build_parser as exporter_parser
+    from exporter.config.flags import build_parser as exporter_parser
 
     try:
         parsed, _ = exporter_parser().parse_known_args(list(args))

@@ -18,10 +18,11 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Any
 
-from exporter.config import Settings
+from exporter.common.wsgi import StartResponse
+from exporter.config.settings import Settings
 
 DISCOVERY_PATH = "/discovery/probe-targets"
 PROBE_PATH = "/probe"
@@ -29,8 +30,6 @@ PROBE_PATH = "/probe"
 _HOST = re.compile(
     r"^(?:[A-Za-z0-9](?:[A-Za-z0-9.\-]{0,251}[A-Za-z0-9])?|\[[0-9A-Fa-f:.]+\])(?::\d{1,5})?$"
 )
-
-StartResponse = Callable[..., Any]
 
 
 def discovered_subaccounts(settings: Settings) -> list[str]:

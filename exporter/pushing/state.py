@@ -36,7 +36,7 @@ from prometheus_client.core import (
 )
 from prometheus_client.exposition import generate_latest
 
-from exporter.webhooks.events import (
+from exporter.pushing.events import (
     CallLeg,
     NumberUpdate,
     SessionSummary,

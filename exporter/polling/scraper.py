@@ -27,15 +27,16 @@ from functools import partial
 from queue import Empty, SimpleQueue
 from typing import Protocol, TypeVar
 
-from exporter.config import DEFAULT_PARALLEL_FETCHES, Secret
-from exporter.encoding import deflate_all
-from exporter.errors import FetchError, ResponseError
-from exporter.exposition import RenderedInventory, SubaccountScrape, render_inventory
-from exporter.logs import log_event
-from exporter.model import parse_inventory
-from exporter.selfmetrics import SelfMetrics, TargetSeries
+from exporter.common.errors import FetchError, ResponseError
+from exporter.common.logs import log_event
+from exporter.config.settings import DEFAULT_PARALLEL_FETCHES
+from exporter.config.values import Secret
+from exporter.metrics.encoding import deflate_all
+from exporter.metrics.selfmetrics import SelfMetrics, TargetSeries
+from exporter.polling.exposition import RenderedInventory, SubaccountScrape, render_inventory
+from exporter.polling.model import parse_inventory
 
-log = logging.getLogger("exporter.scraper")
+log = logging.getLogger("exporter.polling.scraper")
 
 MAX_PROBED_SUBACCOUNTS = 256
 HTTP_OK = 200  # a body that fails to parse arrived with this status
@@ -43,7 +44,7 @@ HTTP_OK = 200  # a body that fails to parse arrived with this status
 MIN_FETCH_SECONDS = 0.01
 # Time kept back from the deadline to render and send the answer, at the least: a tenth of
 # the budget, at most 100 ms. /metrics keeps back more when its answers take longer (see
-# exporter/web.py: the exporter's own series of 1,000 subaccounts alone take ~1 s to render).
+# exporter/web/routes.py: the exporter's own series of 1,000 subaccounts alone take ~1 s to render).
 ANSWER_RESERVE_SECONDS = 0.1
 
 
@@ -68,7 +69,7 @@ class Clock(Protocol):
 
 
 class NumbersClient(Protocol):
-    """What a scraper needs of the API client (exporter.client.ApiClient in production)."""
+    """What a scraper needs of the API client (exporter.polling.client.ApiClient in production)."""
 
     def fetch_numbers(self, subaccount: str, timeout: float | None = None) -> bytes | bytearray: ...
 

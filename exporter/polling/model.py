@@ -24,9 +24,9 @@ from operator import attrgetter
 
 import msgspec
 
-from exporter.errors import ResponseError, reason_for_status
-from exporter.memo import Memo
-from exporter.redact import redact_and_cut
+from exporter.common.errors import ResponseError, reason_for_status
+from exporter.common.memo import Memo
+from exporter.common.redact import redact_and_cut
 
 # The documented operationalStatus values, lower-cased: their counts are always present.
 KNOWN_STATUSES = ("active", "expiring", "inactive", "unhealthy")
@@ -129,7 +129,7 @@ def _code(value: object) -> int | str | None:
 class NumberColumns:
     """The per-number data, one list per attribute, all of the same length.
 
-    A per-number label's values are the field named like the label (see exporter.catalogue).
+    A per-number label's values are the field named like the label (see exporter.metrics.catalogue).
 
     Columns rather than one tuple per number: they are filled and rendered with C-level
     map/slice/join calls instead of a Python loop per number, and hold 13 list objects for the

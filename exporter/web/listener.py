@@ -5,10 +5,10 @@ from __future__ import annotations
 import ssl
 from typing import Any
 
-from exporter.server import ExporterServer, _QuietHandler, make_server
-from exporter.webhooks.config import WebhookSettings
-from exporter.webhooks.receiver import WebhookReceiver
-from exporter.webhooks.state import WebhookState
+from exporter.config.webhooks import WebhookSettings
+from exporter.pushing.receiver import WebhookReceiver
+from exporter.pushing.state import WebhookState
+from exporter.web.server import ExporterServer, _QuietHandler, make_server
 
 
 def _handler(read_timeout: float) -> type[_QuietHandler]:
@@ -35,7 +35,7 @@ def make_receiver_server(
 ) -> ExporterServer:
     """Bind the callback listener (TLS when given); ConfigError if the address cannot be used.
 
-    The caller serves it (exporter/cli.py `serve`, or a test's thread) and closes it.
+    The caller serves it (exporter/cli/main.py `serve`, or a test's thread) and closes it.
     """
     app = WebhookReceiver(
         state,

@@ -23,12 +23,13 @@ import hmac
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Any
 
-from exporter.logs import log_event
-from exporter.web import text_response
-from exporter.webhooks.events import (
+from exporter.common.logs import log_event
+from exporter.common.wsgi import StartResponse, text_response
+from exporter.config.webhooks import DEFAULT_MAX_BODY, DEFAULT_PATH, DEFAULT_READ_TIMEOUT
+from exporter.pushing.events import (
     VNU,
     VSS,
     EventError,
@@ -36,13 +37,10 @@ from exporter.webhooks.events import (
     decode_number_update,
     decode_session_summary,
 )
-from exporter.webhooks.state import WebhookState
+from exporter.pushing.state import WebhookState
 
 log = logging.getLogger("exporter.webhooks")
 
-DEFAULT_PATH = "/webhooks/8x8"
-DEFAULT_MAX_BODY = 1 << 20
-DEFAULT_READ_TIMEOUT = 10.0
 MAX_IN_FLIGHT = 64
 _CHUNK = 64 * 1024
 _STATUS_OF = {
@@ -53,8 +51,6 @@ _STATUS_OF = {
     "body_timeout": "408 Request Timeout",
     "overloaded": "503 Service Unavailable",
 }
-
-StartResponse = Callable[..., Any]
 
 
 class _BodyError(Exception):

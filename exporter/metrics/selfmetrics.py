@@ -31,7 +31,7 @@ from prometheus_client.samples import Sample
 from prometheus_client.utils import floatToGoString
 
 from exporter import __version__
-from exporter.errors import REASONS
+from exporter.common.errors import REASONS
 
 REQUESTS = "eightbyeight_api_requests"
 REQUESTS_HELP = (

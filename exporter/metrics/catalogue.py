@@ -1,6 +1,6 @@
 """The metric catalogue: every family the exporter exposes per subaccount, declared once.
 
-Each family has its name, help, type and label names. The renderer (`exporter.exposition`)
+Each family has its name, help, type and label names. The renderer (`exporter.polling.exposition`)
 derives its line templates from this table at import, and the tests check every rendered line
 against it, so adding a label to a family is an edit here plus the value it comes from: a
 per-number label's values are the `NumberColumns` field of the same name; an aggregate label's

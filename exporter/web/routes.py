@@ -16,16 +16,18 @@ from typing import Any
 from urllib.parse import parse_qs, quote
 
 from exporter import __version__
-from exporter.config import SUBACCOUNT_PATTERN, ConfigError, Settings
-from exporter.discovery import DISCOVERY_PATH, serve_discovery
-from exporter.encoding import gzip_body, plain_body, plain_size
-from exporter.exposition import SubaccountScrape, render_scrapes
-from exporter.logs import log_event
-from exporter.negotiation import GZIP, choose_coding
-from exporter.scraper import FetchPool, Scrapers, least_reserve, scrape_all
-from exporter.selfmetrics import SelfMetrics
+from exporter.common.logs import log_event
+from exporter.common.wsgi import StartResponse, text_response
+from exporter.config.settings import Settings
+from exporter.config.values import SUBACCOUNT_PATTERN, ConfigError
+from exporter.metrics.encoding import gzip_body, plain_body, plain_size
+from exporter.metrics.selfmetrics import SelfMetrics
+from exporter.polling.exposition import SubaccountScrape, render_scrapes
+from exporter.polling.scraper import FetchPool, Scrapers, least_reserve, scrape_all
+from exporter.web.discovery import DISCOVERY_PATH, serve_discovery
+from exporter.web.negotiation import GZIP, choose_coding
 
-log = logging.getLogger("exporter.web")
+log = logging.getLogger("exporter.web.routes")
 
 CONTENT_TYPE_LATEST = "text/plain; version=0.0.4; charset=utf-8"
 SCRAPE_TIMEOUT_HEADER = "HTTP_X_PROMETHEUS_SCRAPE_TIMEOUT_SECONDS"
@@ -34,8 +36,6 @@ SCRAPE_TIMEOUT_HEADER = "HTTP_X_PROMETHEUS_SCRAPE_TIMEOUT_SECONDS"
 # 2-core host, ~1 ms on a busy one). Kept back twice, as every answer time is: a larger guess
 # cut an idle host's first scrape of 1,000 subaccounts short (fetching them takes 5-6 s there).
 ANSWER_SECONDS_PER_SUBACCOUNT = 0.001
-
-StartResponse = Callable[..., Any]
 
 
 class ExporterApp:
@@ -270,22 +270,3 @@ def _exposition(
     if environ.get("REQUEST_METHOD") == "HEAD":
         return []
     return chunks
-
-
-def text_response(
-    start_response: StartResponse,
-    status: str,
-    text: str,
-    extra: list[tuple[str, str]] | None = None,
-) -> Iterable[bytes]:
-    """A short plain-text answer: an error's one-line reason, or OK."""
-    body = text.encode()
-    start_response(
-        status,
-        [
-            ("Content-Type", "text/plain; charset=utf-8"),
-            ("Content-Length", str(len(body))),
-            *(extra or []),
-        ],
-    )
-    return [body]

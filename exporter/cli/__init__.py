@@ -1,0 +1,1 @@
+"""The command line: the exporter's subcommands and the container health check."""

@@ -1,0 +1,1 @@
+"""HTTP: the server, content negotiation, the routes, service discovery and the webhook listener."""
