@@ -129,12 +129,13 @@ def parse_duration(value: str | float | int, what: str) -> float:
     if isinstance(value, int | float):
         seconds = float(value)
     else:
-        seconds = _duration_seconds(str(value).strip())
-        if seconds is None:
+        parsed = _duration_seconds(str(value).strip())
+        if parsed is None:
             raise ConfigError(
                 f"invalid duration for {what}: {quote_value(value)} "
                 "(examples: 10s, 500ms, 1m30s, 1h, 1d)"
             )
+        seconds = parsed
     if seconds < 0:
         raise ConfigError(f"invalid duration for {what}: must not be negative")
     return seconds

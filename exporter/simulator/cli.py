@@ -306,7 +306,7 @@ class _StopFlag:
 
 def _serve_until_signalled(sim: Simulator) -> None:
     flag = _StopFlag()
-    previous: dict[int, Any] = {}
+    previous: dict[signal.Signals, Any] = {}
     for signum in (signal.SIGTERM, signal.SIGINT):
         try:
             previous[signum] = signal.signal(signum, flag)

@@ -305,7 +305,7 @@ class Simulator:
                     admin_any_client=False,
                 )
             )
-            if separate_admin:
+            if self._admin_address is not None:
                 self._servers.append(
                     _Server(
                         self._admin_address,
