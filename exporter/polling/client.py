@@ -533,7 +533,7 @@ class _CuttableAdapter(HTTPAdapter):
         self._default_retries: Retry = Retry(0, read=False)
         super().__init__(*args, **kwargs)
 
-    @property  # type: ignore[override]
+    @property
     def max_retries(self) -> Retry:
         policy = getattr(self._per_thread, "policy", None)
         return self._default_retries if policy is None else policy
