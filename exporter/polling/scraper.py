@@ -337,7 +337,9 @@ class Scrapers:
         self._new = new_scraper
         self._max_probed = max_probed
         reuse = {scraper.subaccount: scraper for scraper in kept}
-        self.configured = [reuse.pop(sub) if sub in reuse else new_scraper(sub) for sub in configured]
+        self.configured = [
+            reuse.pop(sub) if sub in reuse else new_scraper(sub) for sub in configured
+        ]
         self._by_id = {scraper.subaccount: scraper for scraper in self.configured}
         self._probed: OrderedDict[str, SubaccountScraper] = OrderedDict(
             list(reuse.items())[-max_probed:] if max_probed > 0 else ()
