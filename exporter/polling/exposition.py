@@ -24,11 +24,12 @@ Everything that depends only on the API response is rendered once per response
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields
 from enum import Enum
-from itertools import compress, repeat
-from operator import is_not, itemgetter
+from itertools import chain, compress, repeat
+from operator import attrgetter, is_not, itemgetter, methodcaller
 
 from prometheus_client.utils import floatToGoString
 
@@ -36,7 +37,7 @@ from exporter.common.memo import Memo
 from exporter.metrics import catalogue as c
 from exporter.metrics.catalogue import FAMILIES, SUBACCOUNT, Family
 from exporter.metrics.encoding import SampleText, TextPart
-from exporter.polling.model import KNOWN_STATUSES, Inventory, NumberColumns
+from exporter.polling.model import KNOWN_STATUSES, GroupStats, Inventory, NumberColumns
 
 # --- label values -----------------------------------------------------------------------------
 
@@ -188,7 +189,7 @@ def render_inventory(
 ) -> RenderedInventory:
     """Render every series that depends only on the API response."""
     sub = escape_label_value(subaccount)
-    esc, go, counts = _ESCAPED, _GO, _COUNTS
+    go, counts = _GO, _COUNTS
     lines: dict[str, list[str]] = {}
 
     def add(family: Family, labels: dict[str, str], value: str) -> None:
@@ -206,72 +207,142 @@ def render_inventory(
     if inventory.last_updated is not None:
         add(c.LAST_UPDATED_TIMESTAMP_SECONDS, own, go[inventory.last_updated])
 
-    check_ages = []
-    by_status, expiring, healthy, unhealthy, unknown, disabled, rental = (
-        lines.setdefault(family.name, [])
-        for family in (
-            c.VIRTUAL_NUMBERS_BY_STATUS,
-            c.VIRTUAL_NUMBERS_EXPIRING,
-            c.VIRTUAL_NUMBERS_HEALTHY,
-            c.VIRTUAL_NUMBERS_UNHEALTHY,
-            c.VIRTUAL_NUMBERS_HEALTH_UNKNOWN,
-            c.VIRTUAL_NUMBERS_HEALTH_CHECK_DISABLED,
-            c.MONTHLY_RENTAL_COST,
-        )
-    )
-    for (country, number_type), group in inventory.groups.items():
-        # Each family's line prefix is filled in once per group; where a family has one label
-        # more (status, currency), that one is left as "%s" for its lines.
-        labels = {"country": esc[country], "number_type": esc[number_type], SUBACCOUNT: sub}
-        prefix = _Prefixes(labels)
-        status_prefix = prefix.open(c.VIRTUAL_NUMBERS_BY_STATUS, "operational_status")
-        statuses = group.statuses
-        for status in sorted(statuses.keys() | KNOWN_STATUSES):
-            by_status.append(f"{status_prefix % esc[status]}{counts[statuses.get(status, 0)]}\n")
-        expiring.append(f"{prefix(c.VIRTUAL_NUMBERS_EXPIRING)}{counts[statuses['expiring']]}\n")
-        healthy.append(f"{prefix(c.VIRTUAL_NUMBERS_HEALTHY)}{counts[group.healthy]}\n")
-        unhealthy.append(f"{prefix(c.VIRTUAL_NUMBERS_UNHEALTHY)}{counts[group.unhealthy]}\n")
-        unknown.append(
-            f"{prefix(c.VIRTUAL_NUMBERS_HEALTH_UNKNOWN)}{counts[group.health_unknown]}\n"
-        )
-        disabled.append(
-            f"{prefix(c.VIRTUAL_NUMBERS_HEALTH_CHECK_DISABLED)}{counts[group.check_disabled]}\n"
-        )
-        if group.oldest_check is not None:
-            check_ages.append((prefix(c.HEALTH_CHECK_AGE_SECONDS), group.oldest_check))
-        if group.monthly_rental_cost:
-            cost_prefix = prefix.open(c.MONTHLY_RENTAL_COST, "currency")
-            for currency in sorted(group.monthly_rental_cost):
-                cost = go[group.monthly_rental_cost[currency]]
-                rental.append(f"{cost_prefix % esc[currency]}{cost}\n")
-
     samples = {
         name: SampleText(["".join(texts).encode()]) for name, texts in lines.items() if texts
     }
+    check_ages = ()
+    if inventory.groups:
+        check_ages = _render_groups(inventory.groups, sub, samples)
     if per_number and len(inventory.columns):
         samples.update(_render_numbers(inventory.columns, sub))
-    return RenderedInventory(samples, tuple(check_ages), inventory.invalid_records)
+    return RenderedInventory(samples, check_ages, inventory.invalid_records)
 
 
-class _Prefixes:
-    """A group's line prefixes (`name{label="value",...} `), from its label values."""
+# --- per-group families ---------------------------------------------------------------------------
 
-    __slots__ = ("labels",)
+# Stand in for a row's label values while a family's line template is filled in, so the text
+# between them can be cut out: characters no name, help or escaped label value holds here.
+_COLUMN_MARKS = ("\x01", "\x02", "\x03")
+_MARK_SPLIT = re.compile("([\x01\x02\x03])")
 
-    def __init__(self, labels: dict[str, str]) -> None:
-        self.labels = labels
 
-    def __call__(self, family: Family) -> str:
-        template, values_of = PREFIXES[family.name]
-        try:
-            return template % values_of(self.labels)
-        except KeyError as missing:
-            raise KeyError(f"{family.name}: no value for label {missing}") from None
+def _row_texts(
+    key: tuple[str, str, str, tuple[str, ...]],
+) -> tuple[tuple[str, ...], tuple[int, ...]]:
+    """For (family name, its template, escaped subaccount, row label names): the text before,
+    between and after the row labels' values, and the position of each in `labels`."""
+    name, template, sub, labels = key
+    marks = {SUBACCOUNT: sub, **dict(zip(labels, _COLUMN_MARKS, strict=False))}
+    try:
+        filled = template % PREFIXES[name][1](marks)
+    except KeyError as missing:
+        raise KeyError(f"{name}: no value for label {missing}") from None
+    pieces = _MARK_SPLIT.split(filled)
+    return tuple(pieces[0::2]), tuple(_COLUMN_MARKS.index(mark) for mark in pieces[1::2])
 
-    def open(self, family: Family, label: str) -> str:
-        """The prefix with `label`'s value left as "%s" (the others' "%" doubled)."""
-        doubled = {name: value.replace("%", "%%") for name, value in self.labels.items()}
-        return _Prefixes({**doubled, label: "%s"})(family)
+
+_ROW_TEXTS: Memo[tuple[str, str, str, tuple[str, ...]], tuple[tuple[str, ...], tuple[int, ...]]]
+_ROW_TEXTS = Memo(_row_texts, limit=_MEMO_LIMIT)
+
+
+def _rows(family: Family, sub: str, columns: dict[str, list[str]]) -> list[str | list[str]]:
+    """The family's lines up to the sample value, as text and label columns for `_lines`:
+    one row per entry of the columns, which are named by label and escaped."""
+    labels = tuple(columns)
+    texts, order = _ROW_TEXTS[(family.name, PREFIXES[family.name][0], sub, labels)]
+    parts: list[str | list[str]] = []
+    for text, position in zip(texts, order, strict=False):
+        parts += [text, columns[labels[position]]]
+    parts.append(texts[-1])
+    return parts
+
+
+# A count as it ends its line: counts are ints, never -0.0, so their zero may be kept.
+_COUNT_LINES: Memo[int, str] = Memo(
+    lambda count: f"{floatToGoString(count)}\n", ((0, "0.0\n"),), limit=_MEMO_LIMIT
+)
+_KNOWN = frozenset(KNOWN_STATUSES)
+_KNOWN_ZEROS = dict.fromkeys(KNOWN_STATUSES, 0)
+_FIRST, _SECOND = itemgetter(0), itemgetter(1)
+_STATUSES = attrgetter("statuses")
+_EXPIRING = methodcaller("get", "expiring", 0)
+_GROUP_COUNTS = (
+    (c.VIRTUAL_NUMBERS_HEALTHY, attrgetter("healthy")),
+    (c.VIRTUAL_NUMBERS_UNHEALTHY, attrgetter("unhealthy")),
+    (c.VIRTUAL_NUMBERS_HEALTH_UNKNOWN, attrgetter("health_unknown")),
+    (c.VIRTUAL_NUMBERS_HEALTH_CHECK_DISABLED, attrgetter("check_disabled")),
+)
+
+
+def _status_items(group: GroupStats) -> list[tuple[str, int]]:
+    """The group's counts by status, sorted, the documented statuses always among them."""
+    statuses = group.statuses
+    if not _KNOWN.issubset(statuses):
+        statuses = {**_KNOWN_ZEROS, **statuses}
+    return sorted(statuses.items())
+
+
+def _cost_items(group: GroupStats) -> list[tuple[str, float]]:
+    return sorted(group.monthly_rental_cost.items())
+
+
+def _render_groups(
+    groups: dict[tuple[str, str], GroupStats], sub: str, samples: dict[str, SampleText]
+) -> tuple[tuple[str, float], ...]:
+    """Add the per-group families to `samples`; return the check ages' prefixes and times.
+
+    Column by column, like the per-number families: a family is one `_lines` join over the
+    groups, with no Python code per line. A family with more than one line per group (status,
+    currency) repeats the group's labels for each of its lines.
+    """
+    esc = _ESCAPED.__getitem__
+    counts = _COUNT_LINES.__getitem__
+    stats = list(groups.values())
+    country = list(map(esc, map(_FIRST, groups)))
+    number_type = list(map(esc, map(_SECOND, groups)))
+    per_group = {"country": country, "number_type": number_type}
+
+    def add(family: Family, columns: dict[str, list[str]], values: list[str]) -> None:
+        samples[family.name] = SampleText(_lines([*_rows(family, sub, columns), values]))
+
+    statuses = list(map(_status_items, stats))
+    add(c.VIRTUAL_NUMBERS_BY_STATUS, *_expanded(per_group, statuses, "operational_status", counts))
+    expiring = list(map(counts, map(_EXPIRING, map(_STATUSES, stats))))
+    add(c.VIRTUAL_NUMBERS_EXPIRING, per_group, expiring)
+    for family, count_of in _GROUP_COUNTS:
+        add(family, per_group, list(map(counts, map(count_of, stats))))
+    costs = list(map(_cost_items, stats))
+    if any(costs):
+        add(c.MONTHLY_RENTAL_COST, *_expanded(per_group, costs, "currency", _GO_LINES.__getitem__))
+
+    dated = [index for index, group in enumerate(stats) if group.oldest_check is not None]
+    if not dated:
+        return ()
+    if len(dated) < len(stats):
+        per_group = {label: [column[i] for i in dated] for label, column in per_group.items()}
+    parts = _rows(c.HEALTH_CHECK_AGE_SECONDS, sub, per_group)
+    interleaved = [repeat(part) if isinstance(part, str) else part for part in parts]
+    prefixes = map("".join, zip(*interleaved, strict=False))
+    times = [stats[i].oldest_check for i in dated]
+    return tuple(zip(prefixes, times, strict=False))  # type: ignore[arg-type]
+
+
+def _expanded(
+    per_group: dict[str, list[str]],
+    items: list[list[tuple[str, object]]],
+    label: str,
+    value_line: Callable[[object], str],
+) -> tuple[dict[str, list[str]], list[str]]:
+    """Columns with a row per (group, item): the group's labels repeated, the item's key as
+    `label`; and the items' values as line ends."""
+    sizes = list(map(len, items))
+    flat = list(chain.from_iterable(items))
+    columns = {
+        name: list(chain.from_iterable(map(repeat, column, sizes)))
+        for name, column in per_group.items()
+    }
+    columns[label] = list(map(_ESCAPED.__getitem__, map(_FIRST, flat)))
+    return columns, list(map(value_line, map(_SECOND, flat)))
 
 
 # Per-number lines are joined this many at a time: a family is kept as a list of such chunks,
