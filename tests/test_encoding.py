@@ -10,10 +10,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from exporter.metrics.encoding import (
+    DEFLATE_ALONE_FROM,
     Piece,
     SampleText,
     crc_combine,
     crc_shift,
+    deflate_all,
     gzip_body,
     plain_body,
 )
@@ -64,3 +66,45 @@ def test_a_piece_extends_a_crc_as_the_concatenation_would(length):
     piece = Piece.of([text])
     assert piece.crc_after(zlib.crc32(before)) == zlib.crc32(before + text)
     assert (piece.shift is None) == (length <= 1 << 16)
+
+
+# Texts below and above the size deflated on its own, side by side and between bytes, so that
+# pieces follow pieces (spliced with no flush between them) and text follows pieces.
+_SIZES = st.sampled_from([0, 1, 700, DEFLATE_ALONE_FROM - 1, DEFLATE_ALONE_FROM, 40_000])
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(st.tuples(st.sampled_from(["bytes", "text"]), _SIZES, st.integers(0, 255)), max_size=8)
+)
+def test_gzip_splices_pieces_and_text_in_any_order(spec):
+    def content(size: int, seed: int) -> bytes:
+        line = f'eightbyeight_number_info{{msisdn="+65{seed:08d}"}} 1.0\n'.encode()
+        return (line * (size // len(line) + 1))[:size]
+
+    def parts() -> list:
+        return [
+            content(size, seed) if kind == "bytes" else SampleText([content(size, seed)])
+            for kind, size, seed in spec
+        ]
+
+    expected = b"".join(content(size, seed) for _, size, seed in spec)
+    made = parts()
+    deflate_all(part for part in made if isinstance(part, SampleText))
+    assert gzip.decompress(b"".join(gzip_body(made))) == expected
+    assert b"".join(plain_body(made)) == expected
+    fresh = parts()  # and without deflating first: the first gzip body deflates the large texts
+    assert gzip.decompress(b"".join(gzip_body(fresh))) == expected
+    assert gzip.decompress(b"".join(gzip_body(fresh))) == expected
+
+
+def test_only_texts_large_enough_are_deflated_on_their_own():
+    small, large = (
+        SampleText([b"x" * (DEFLATE_ALONE_FROM - 1)]),
+        SampleText([b"y" * DEFLATE_ALONE_FROM]),
+    )
+    deflate_all([small, large])
+    assert not small.deflated_alone()
+    assert small._chunks is not None
+    assert large.deflated_alone()
+    assert large._piece is not None

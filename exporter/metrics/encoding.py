@@ -91,6 +91,10 @@ def crc_combine(crc_a: int, crc_b: int, shift_b: int) -> int:
 
 # --- text deflated once -----------------------------------------------------------------------
 
+# Texts smaller than this are not deflated on their own: a piece costs a full flush (which resets
+# the compressor's hash table) to make and another to splice into a body, more than deflating a
+# few kB costs. They are compressed with the bytes around them in each gzip body instead.
+DEFLATE_ALONE_FROM = 1 << 13
 # Deflated pieces up to this size also keep their text, so plain responses need no inflating.
 _KEEP_TEXT_UP_TO = 1 << 16
 # A plain response inflates this much deflated text at a time (~20 times as much text), into
@@ -180,6 +184,10 @@ class SampleText:
         assert self._piece is not None  # set before the text is dropped
         yield from self._piece.inflated()
 
+    def deflated_alone(self) -> bool:
+        """Whether gzip bodies splice this text in as a piece (else they compress its text)."""
+        return self._piece is not None or self.size >= DEFLATE_ALONE_FROM
+
     def piece(self, compressor: Any = None) -> Piece:
         """The text deflated (once: by the first caller, with its compressor if it has one)."""
         piece = self._piece
@@ -199,14 +207,16 @@ def new_compressor() -> Any:
 
 
 def deflate_all(texts: Iterable[SampleText]) -> None:
-    """Deflate the texts of one response with one compressor between them.
+    """Deflate the texts of one response that are large enough, with one compressor for all.
 
     A compressor costs more to set up than a small text costs to deflate, and one response has
-    a dozen small family texts.
+    a dozen small family texts: those are left to the gzip bodies (see DEFLATE_ALONE_FROM).
     """
-    compressor = new_compressor()
+    compressor = None
     for text in texts:
-        text.piece(compressor)
+        if text.deflated_alone():
+            compressor = compressor or new_compressor()
+            text.piece(compressor)
 
 
 TextPart = bytes | SampleText
@@ -230,22 +240,43 @@ def plain_body(parts: Sequence[TextPart]) -> Iterator[bytes]:
 
 
 def gzip_body(parts: Sequence[TextPart]) -> list[bytes]:
-    """One gzip member: deflated pieces as they are, the bytes between them compressed now."""
+    """One gzip member: deflated pieces as they are, the text between them compressed now.
+
+    The text between two pieces is joined and compressed in one call. Before a piece, the
+    compressor is fully flushed only if it compressed something since its last flush: the flush
+    ends its output on a byte boundary and makes it forget what it compressed, so that nothing
+    after the piece refers back across it. Pieces side by side (the subaccounts of one family)
+    need nothing between them, as each ends on a byte boundary and refers to nothing before it.
+    """
     out = [GZIP_HEADER]
     compressor = new_compressor()
     crc = size = 0
+    pending: list[bytes] = []  # text not yet compressed
+    compressed = False  # whether the compressor holds anything since its last flush
     for part in parts:
-        if isinstance(part, SampleText):
+        if not isinstance(part, SampleText):
+            pending.append(part)
+        elif not part.deflated_alone():
+            pending.extend(part.stream())
+        else:
             piece = part.piece()
-            # A full flush ends the bytes so far on a byte boundary with no references past it.
-            out.append(compressor.flush(zlib.Z_FULL_FLUSH))
+            if pending:
+                text = b"".join(pending)
+                pending.clear()
+                out.append(compressor.compress(text))
+                crc = zlib.crc32(text, crc)
+                size += len(text)
+                compressed = True
+            if compressed:
+                out.append(compressor.flush(zlib.Z_FULL_FLUSH))
+                compressed = False
             out.append(piece.deflated)
             crc = piece.crc_after(crc)
             size += piece.size
-        else:
-            out.append(compressor.compress(part))
-            crc = zlib.crc32(part, crc)
-            size += len(part)
+    text = b"".join(pending)
+    out.append(compressor.compress(text))
+    crc = zlib.crc32(text, crc)
+    size += len(text)
     out.append(compressor.flush())
     out.append(struct.pack("<II", crc, size & 0xFFFFFFFF))
     return [chunk for chunk in out if chunk]

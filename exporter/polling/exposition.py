@@ -265,6 +265,7 @@ _KNOWN = frozenset(KNOWN_STATUSES)
 _KNOWN_ZEROS = dict.fromkeys(KNOWN_STATUSES, 0)
 _FIRST, _SECOND = itemgetter(0), itemgetter(1)
 _STATUSES = attrgetter("statuses")
+_COSTS = attrgetter("monthly_rental_cost")
 _EXPIRING = methodcaller("get", "expiring", 0)
 _GROUP_COUNTS = (
     (c.VIRTUAL_NUMBERS_HEALTHY, attrgetter("healthy")),
@@ -272,18 +273,6 @@ _GROUP_COUNTS = (
     (c.VIRTUAL_NUMBERS_HEALTH_UNKNOWN, attrgetter("health_unknown")),
     (c.VIRTUAL_NUMBERS_HEALTH_CHECK_DISABLED, attrgetter("check_disabled")),
 )
-
-
-def _status_items(group: GroupStats) -> list[tuple[str, int]]:
-    """The group's counts by status, sorted, the documented statuses always among them."""
-    statuses = group.statuses
-    if not _KNOWN.issubset(statuses):
-        statuses = {**_KNOWN_ZEROS, **statuses}
-    return sorted(statuses.items())
-
-
-def _cost_items(group: GroupStats) -> list[tuple[str, float]]:
-    return sorted(group.monthly_rental_cost.items())
 
 
 def _render_groups(
@@ -305,13 +294,17 @@ def _render_groups(
     def add(family: Family, columns: dict[str, list[str]], values: list[str]) -> None:
         samples[family.name] = SampleText(_lines([*_rows(family, sub, columns), values]))
 
-    statuses = list(map(_status_items, stats))
+    status_counts = list(map(_STATUSES, stats))
+    if not all(map(_KNOWN.issubset, status_counts)):  # the documented statuses always show
+        status_counts = [{**_KNOWN_ZEROS, **counted} for counted in status_counts]
+    # map(sorted, ...) rather than a function of ours per group: no Python frame per group.
+    statuses = list(map(sorted, map(dict.items, status_counts)))
     add(c.VIRTUAL_NUMBERS_BY_STATUS, *_expanded(per_group, statuses, "operational_status", counts))
     expiring = list(map(counts, map(_EXPIRING, map(_STATUSES, stats))))
     add(c.VIRTUAL_NUMBERS_EXPIRING, per_group, expiring)
     for family, count_of in _GROUP_COUNTS:
         add(family, per_group, list(map(counts, map(count_of, stats))))
-    costs = list(map(_cost_items, stats))
+    costs = list(map(sorted, map(dict.items, map(_COSTS, stats))))
     if any(costs):
         add(c.MONTHLY_RENTAL_COST, *_expanded(per_group, costs, "currency", _GO_LINES.__getitem__))
 
@@ -413,7 +406,7 @@ def _without_none(values: list, *others: list) -> tuple[list, ...]:
 def _lines(columns: list[str | list[str]], times: list[float] | None = None) -> list[bytes]:
     """Per number, its entry of each column in turn (a str column is the same on every line),
     then its time formatted, if given; joined LINES_PER_CHUNK lines to a chunk of bytes."""
-    count = max(len(column) for column in columns if not isinstance(column, str))
+    count = max(map(len, [column for column in columns if not isinstance(column, str)]))
     width = len(columns) + (times is not None)
     chunks = []
     for start in range(0, count, LINES_PER_CHUNK):
