@@ -441,6 +441,27 @@ def _go_float_lines(values: list[float]) -> list[str]:
     return [f"{floatToGoString(value)}\n" for value in values]
 
 
+# The families rendered per scrape; the first four have one line per subaccount.
+_PER_SCRAPE = (
+    c.UP,
+    c.SCRAPE_DURATION_SECONDS,
+    c.INVALID_RECORDS,
+    c.LAST_SUCCESS_TIMESTAMP_SECONDS,
+    c.HEALTH_CHECK_AGE_SECONDS,
+)
+
+
+def _own_prefixes(subaccount: str) -> tuple[str, ...]:
+    """The line prefixes of a subaccount's own per-scrape series (up, duration, ...)."""
+    own = {SUBACCOUNT: escape_label_value(subaccount)}
+    return tuple(
+        PREFIXES[family.name][0] % PREFIXES[family.name][1](own) for family in _PER_SCRAPE[:4]
+    )
+
+
+_OWN_PREFIXES: Memo[str, tuple[str, ...]] = Memo(_own_prefixes, limit=_MEMO_LIMIT)
+
+
 def render_scrapes(
     scrapes: Sequence[SubaccountScrape], now: float, *, head: bytes = b""
 ) -> list[TextPart]:
@@ -450,30 +471,30 @@ def render_scrapes(
     `exporter.metrics.encoding` turns the parts into a plain or gzip body.
     """
     parts_of: dict[str, list[TextPart]] = {}
-
-    def add(family: Family, text: str) -> None:
-        parts_of.setdefault(family.name, []).append(text.encode())
-
+    # The lines of the families rendered per scrape, one list per family, joined at the end.
+    lines: tuple[list[str], ...] = ([], [], [], [], [])
+    up, duration, invalid, success, age = lines
+    go = floatToGoString
     for scrape in scrapes:
-        own = {SUBACCOUNT: escape_label_value(scrape.subaccount)}
+        prefix = _OWN_PREFIXES[scrape.subaccount]
         inventory = scrape.inventory
-        invalid = inventory.invalid_records if (inventory and scrape.up) else 0
-        values = [
-            (c.UP, 1.0 if scrape.up else 0.0),
-            (c.SCRAPE_DURATION_SECONDS, scrape.duration),
-            (c.INVALID_RECORDS, invalid),
-        ]
+        up.append(f"{prefix[0]}{'1.0' if scrape.up else '0.0'}\n")
+        duration.append(f"{prefix[1]}{go(scrape.duration)}\n")
+        count = inventory.invalid_records if (inventory and scrape.up) else 0
+        invalid.append(f"{prefix[2]}{_COUNTS[count]}\n")
         if scrape.last_success is not None:
-            values.append((c.LAST_SUCCESS_TIMESTAMP_SECONDS, scrape.last_success))
-        for family, value in values:
-            template, values_of = PREFIXES[family.name]
-            add(family, f"{template % values_of(own)}{floatToGoString(value)}\n")
+            success.append(f"{prefix[3]}{go(scrape.last_success)}\n")
         if inventory is None:
             continue
-        for prefix, oldest in inventory.check_ages:
-            add(c.HEALTH_CHECK_AGE_SECONDS, f"{prefix}{floatToGoString(max(0.0, now - oldest))}\n")
+        if inventory.check_ages:
+            age += [
+                f"{text}{go(max(0.0, now - oldest))}\n" for text, oldest in inventory.check_ages
+            ]
         for name, text in inventory.samples.items():
             parts_of.setdefault(name, []).append(text)
+    for family, family_lines in zip(_PER_SCRAPE, lines, strict=True):
+        if family_lines:
+            parts_of.setdefault(family.name, []).insert(0, "".join(family_lines).encode())
 
     parts: list[TextPart] = [head] if head else []
     for family in FAMILIES:
