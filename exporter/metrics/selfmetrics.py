@@ -18,6 +18,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
+from itertools import accumulate
 
 from prometheus_client import (
     CollectorRegistry,
@@ -32,6 +33,7 @@ from prometheus_client.utils import floatToGoString
 
 from exporter import __version__
 from exporter.common.errors import REASONS
+from exporter.common.memo import Memo
 
 REQUESTS = "eightbyeight_api_requests"
 REQUESTS_HELP = (
@@ -72,6 +74,36 @@ class _Subaccount:
     count: int = 0
     total: float = 0.0
     failure_text: str | None = None  # the failure lines, until the next failure
+    failure_created: str | None = None  # their _created lines, made with them
+    text: _SubaccountText | None = None  # what of its lines never changes, made on first use
+
+
+@dataclass(frozen=True, slots=True)
+class _SubaccountText:
+    """The parts of a subaccount's lines that never change: prefixes and _created lines."""
+
+    requests: str
+    requests_created: str
+    buckets: tuple[str, ...]
+    count: str
+    total: str
+    duration_created: str
+
+    @classmethod
+    def of(cls, label: str, created: str) -> _SubaccountText:
+        own = f'{{subaccount="{label}"}} '
+        return cls(
+            requests=f"{REQUESTS}_total{own}",
+            requests_created=f"{REQUESTS}_created{own}{created}\n",
+            buckets=tuple(f'{DURATION}_bucket{{le="{le}",subaccount="{label}"}} ' for le in _LE),
+            count=f"{DURATION}_count{own}",
+            total=f"{DURATION}_sum{own}",
+            duration_created=f"{DURATION}_created{own}{created}\n",
+        )
+
+
+# Counts and sums repeat across subaccounts and scrapes: formatted once, in a bounded memo.
+_GO: Memo[float, str] = Memo(floatToGoString, limit=1 << 14)
 
 
 class ApiSeries:
@@ -140,61 +172,53 @@ class ApiSeries:
         """The exposition text of every subaccount's series, as generate_latest prints it."""
         with self._lock:
             subs = list(self._subs.values())
-            asked = [s for s in subs if s.requests is not None]
-            requests = [(s.label, s.requests) for s in asked]
-            failed = [s for s in subs if s.failures]
-            failures = [s.failure_text or self._failure_lines(s) for s in failed]
-            timed = [s for s in subs if s.buckets is not None]
-            durations = [(s.label, list(s.buckets or ()), s.count, s.total) for s in timed]
-        go = floatToGoString
+            for sub in subs:
+                if sub.text is None:
+                    sub.text = _SubaccountText.of(sub.label, sub.created_text)
+                if sub.failures and sub.failure_text is None:
+                    self._failure_lines(sub)
+            asked = [(s.text, s.requests) for s in subs if s.requests is not None]
+            failed = [(s.failure_text, s.failure_created) for s in subs if s.failures]
+            timed = [
+                (s.text, list(s.buckets), s.count, s.total) for s in subs if s.buckets is not None
+            ]
+        go = _GO.__getitem__
         # Each family's header is there even with no series, as prometheus_client prints it.
         out = [_header(f"{REQUESTS}_total", "counter", REQUESTS_HELP)]
-        out += [f'{REQUESTS}_total{{subaccount="{label}"}} {go(n)}\n' for label, n in requests]
+        out += [f"{text.requests}{go(n)}\n" for text, n in asked]  # type: ignore[union-attr]
         if asked:
-            out += self._created(REQUESTS, REQUESTS_HELP, asked)
+            out.append(_header(f"{REQUESTS}_created", "gauge", REQUESTS_HELP))
+            out += [text.requests_created for text, _ in asked]  # type: ignore[union-attr]
         out.append(_header(f"{FAILURES}_total", "counter", FAILURES_HELP))
-        out += failures
+        out += [lines for lines, _ in failed]  # type: ignore[misc]
         if failed:
-            out += self._created(FAILURES, FAILURES_HELP, failed, by_reason=True)
+            out.append(_header(f"{FAILURES}_created", "gauge", FAILURES_HELP))
+            out += [created for _, created in failed]  # type: ignore[misc]
         out.append(_header(DURATION, "histogram", DURATION_HELP))
-        for label, buckets, count, total in durations:
-            cumulative = 0
-            for le, in_bucket in zip(_LE, [*buckets, 0], strict=True):
-                cumulative += in_bucket
-                value = go(float(count if le == "+Inf" else cumulative))
-                out.append(f'{DURATION}_bucket{{le="{le}",subaccount="{label}"}} {value}\n')
-            out.append(f'{DURATION}_count{{subaccount="{label}"}} {go(float(count))}\n')
-            out.append(f'{DURATION}_sum{{subaccount="{label}"}} {go(total)}\n')
+        for text, buckets, count, total in timed:
+            buckets.append(count - sum(buckets))  # +Inf: what no bound holds
+            for prefix, cumulative in zip(text.buckets, accumulate(buckets), strict=True):  # type: ignore[union-attr]
+                out.append(f"{prefix}{go(float(cumulative))}\n")
+            out.append(f"{text.count}{go(float(count))}\n")  # type: ignore[union-attr]
+            out.append(f"{text.total}{go(total)}\n")  # type: ignore[union-attr]
         if timed:
-            out += self._created(DURATION, DURATION_HELP, timed)
+            out.append(_header(f"{DURATION}_created", "gauge", DURATION_HELP))
+            out += [text.duration_created for text, *_ in timed]  # type: ignore[union-attr]
         return "".join(out)
 
     @staticmethod
-    def _failure_lines(sub: _Subaccount) -> str:
+    def _failure_lines(sub: _Subaccount) -> None:
         """Called with the lock held: the lines are kept until the next failure."""
-        text = "".join(
+        sub.failure_text = "".join(
             f'{FAILURES}_total{{reason="{_escape(reason)}",subaccount="{sub.label}"}} '
             f"{floatToGoString(count)}\n"
             for reason, count in sub.failures.items()
         )
-        sub.failure_text = text
-        return text
-
-    @staticmethod
-    def _created(
-        name: str, help_text: str, subs: list[_Subaccount], by_reason: bool = False
-    ) -> list[str]:
-        out = [_header(f"{name}_created", "gauge", help_text)]
-        for sub in subs:
-            created = sub.created_text
-            if by_reason:
-                out += [
-                    f'{name}_created{{reason="{_escape(r)}",subaccount="{sub.label}"}} {created}\n'
-                    for r in sub.failures
-                ]
-            else:
-                out.append(f'{name}_created{{subaccount="{sub.label}"}} {created}\n')
-        return out
+        sub.failure_created = "".join(
+            f'{FAILURES}_created{{reason="{_escape(reason)}",subaccount="{sub.label}"}} '
+            f"{sub.created_text}\n"
+            for reason in sub.failures
+        )
 
     def collect(self) -> Iterator[Metric]:
         """The same series as prometheus_client families (for tests and generic consumers)."""
