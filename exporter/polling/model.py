@@ -73,6 +73,24 @@ class NumbersResponse(msgspec.Struct, gc=False):
 
 
 _RESPONSE = msgspec.json.Decoder(NumbersResponse)
+
+
+class DecodedResponse(msgspec.Struct, gc=False):
+    """The list response with every record decoded in the same call: what a body whose records
+    are all good decodes to, in one C-level pass instead of one decode per record."""
+
+    numbers: list[VirtualNumber] | None = None
+    totalNumbers: msgspec.Raw = _ABSENT  # noqa: N815
+    lastUpdatedAt: msgspec.Raw = _ABSENT  # noqa: N815
+    statusCode: msgspec.Raw = _ABSENT  # noqa: N815
+    statusMessage: msgspec.Raw = _ABSENT  # noqa: N815
+    code: msgspec.Raw = _ABSENT
+    message: msgspec.Raw = _ABSENT
+
+
+_DECODED = msgspec.json.Decoder(DecodedResponse)
+# Bodies up to this size are first decoded whole: their records weigh no more than a batch.
+DECODE_WHOLE_UP_TO = 1 << 20
 # What decoding one bad record can raise; invalid UTF-8 in a string surfaces as the
 # UnicodeDecodeError, nesting deeper than the interpreter's recursion limit as the RecursionError.
 _BAD_RECORD = (msgspec.ValidationError, msgspec.DecodeError, UnicodeDecodeError, RecursionError)
@@ -90,7 +108,7 @@ class Envelope:
     message: str
 
     @classmethod
-    def read(cls, response: NumbersResponse) -> Envelope:
+    def read(cls, response: NumbersResponse | DecodedResponse) -> Envelope:
         total = _json_value(response.totalNumbers)
         updated = _json_value(response.lastUpdatedAt)
         messages = (_json_value(response.statusMessage), _json_value(response.message))
@@ -219,7 +237,8 @@ def parse_inventory(
     `secrets` are the API keys the body must not carry into a label value or an error: a
     record that would is skipped and counted invalid. They are not kept in the result.
     """
-    response = _decode_response(body)
+    whole = _decode_whole(body) if len(body) <= DECODE_WHOLE_UP_TO else None
+    response = whole or _decode_response(body)
     envelope = Envelope.read(response)
     _raise_if_error_envelope(envelope, secrets)
     raws = response.numbers
@@ -227,6 +246,15 @@ def parse_inventory(
         _raise_unless_empty_account(envelope)
         raws = []
     return _fold_records(envelope, raws, per_number, secrets)
+
+
+def _decode_whole(body: bytes | bytearray) -> DecodedResponse | None:
+    """The body with its records decoded, if every one of them is good; else None, and the
+    body is decoded a record at a time (which skips and counts the bad ones)."""
+    try:
+        return _DECODED.decode(body)
+    except (*_BAD_RECORD, ValueError):
+        return None
 
 
 def _decode_response(body: bytes | bytearray) -> NumbersResponse:
@@ -356,8 +384,12 @@ def _raise_unless_empty_account(envelope: Envelope) -> None:
 
 
 def _fold_records(
-    envelope: Envelope, raws: list[msgspec.Raw], per_number: bool, secrets: Collection[str]
+    envelope: Envelope,
+    raws: list[msgspec.Raw] | list[VirtualNumber],
+    per_number: bool,
+    secrets: Collection[str],
 ) -> Inventory:
+    """Fold the records, raw (decoded here a batch at a time) or decoded already."""
     fold = _Fold(per_number, secrets)
     for start in range(0, len(raws), _RECORDS_PER_BATCH):
         fold.add(raws[start : start + _RECORDS_PER_BATCH])
@@ -454,8 +486,8 @@ class _Fold:
         self.shared = Memo(label, _UNKNOWNS)
         self.lowered = Memo(lambda value: label(value).lower(), _UNKNOWNS)
 
-    def add(self, raws: list[msgspec.Raw]) -> None:
-        records = self._decode(raws)
+    def add(self, raws: list[msgspec.Raw] | list[VirtualNumber]) -> None:
+        records = raws if raws and type(raws[0]) is VirtualNumber else self._decode(raws)  # type: ignore[arg-type]
         try:
             self._fold(records)
         except _KeyInLabelError:
@@ -484,7 +516,7 @@ class _Fold:
             ]
         if per_number:
             self._check_msisdns(joined, msisdns)
-            reference = list(map(shared, map(_REFERENCE, records)))
+            reference = self._distinct_labels(list(map(_REFERENCE, records)))
             health_status = list(map(lowered, map(_HEALTH_STATUS, health)))
 
         self.seen |= fresh
@@ -512,6 +544,20 @@ class _Fold:
             columns.rental_price += prices
             columns.incoming_rate += map(_INCOMING, records)
             columns.billing_unit += map(_BILLING, records)
+
+    def _distinct_labels(self, values: list[str | None]) -> list[str]:
+        """A column of label values that are mostly distinct (reference IDs), as the memo would
+        give them, but checked a batch at a time: a memo would meet nearly every value once.
+        _KeyInLabelError if one holds a key."""
+        if None in values or "" in values:
+            values = [value or UNKNOWN for value in values]
+        joined = "".join(values)  # type: ignore[arg-type]
+        for secret in self.secrets:  # a hit in `joined` may span two values: it is checked
+            if secret in joined and any(secret in value for value in values):  # type: ignore[operator]
+                raise _KeyInLabelError
+        if not joined.isprintable():
+            return list(map(printable, values))  # type: ignore[arg-type]
+        return values  # type: ignore[return-value]
 
     def _check_msisdns(self, joined: str, msisdns: list[str]) -> None:
         """_KeyInLabelError if an msisdn holds a key; `joined` is the batch's msisdns as one."""
