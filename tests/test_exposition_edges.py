@@ -6,9 +6,15 @@ from __future__ import annotations
 import json
 
 import pytest
+from prometheus_client.utils import floatToGoString
 
 from exporter.metrics.encoding import plain_body
-from exporter.polling.exposition import SubaccountScrape, render_inventory, render_scrapes
+from exporter.polling.exposition import (
+    RenderedInventory,
+    SubaccountScrape,
+    render_inventory,
+    render_scrapes,
+)
 from exporter.polling.model import parse_inventory
 from tests.harness import number, numbers_body, parse_samples, value
 
@@ -54,3 +60,22 @@ def test_a_health_check_in_the_future_is_zero_seconds_old():
         country="SG",
         number_type="Mobile",
     ) == pytest.approx(30, abs=0.01)
+
+
+@pytest.mark.parametrize(
+    "ages",
+    [
+        [0.0, 1e-7, 5e-5, 0.25, 1.0, 212.4, 86400.0, 999999.9999],  # each printed as its repr
+        [0.0, 3.5, 1e6, 123456789.125, float("inf")],  # beyond: floatToGoString's exponents
+        [-5.0, 7.0],  # a check in the future is 0 seconds old
+    ],
+)
+def test_check_ages_print_as_float_to_go_string(ages):
+    now = 1_764_170_000.5
+    prefix = (
+        'eightbyeight_health_check_age_seconds{country="SG",number_type="Mobile",subaccount="s"} '
+    )
+    inventory = RenderedInventory({}, tuple((prefix, now - age) for age in ages), 0)
+    text = b"".join(plain_body(render_scrapes([SubaccountScrape("s", True, 0.1, inventory)], now)))
+    expected = "".join(f"{prefix}{floatToGoString(max(0.0, now - (now - age)))}\n" for age in ages)
+    assert expected.encode() in text

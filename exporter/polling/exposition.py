@@ -462,6 +462,20 @@ def _own_prefixes(subaccount: str) -> tuple[str, ...]:
 _OWN_PREFIXES: Memo[str, tuple[str, ...]] = Memo(_own_prefixes, limit=_MEMO_LIMIT)
 
 
+def _age_lines(checks: list[tuple[str, float]], now: float) -> str:
+    """The lines of eightbyeight_health_check_age_seconds: each prefix, the age of its check."""
+    ages = list(map(max, repeat(0.0), map(now.__sub__, map(_SECOND, checks))))
+    # floatToGoString of a float from 0 up to 1e6 (no infinity, no NaN) is its repr: one repr()
+    # of the list is much cheaper than one call per value.
+    fast = max(ages) < 1e6
+    texts = repr(ages)[1:-1].split(", ") if fast else list(map(floatToGoString, ages))
+    parts = [""] * (3 * len(ages))
+    parts[0::3] = map(_FIRST, checks)
+    parts[1::3] = texts
+    parts[2::3] = repeat("\n", len(ages))
+    return "".join(parts)
+
+
 def render_scrapes(
     scrapes: Sequence[SubaccountScrape], now: float, *, head: bytes = b""
 ) -> list[TextPart]:
@@ -474,6 +488,7 @@ def render_scrapes(
     # The lines of the families rendered per scrape, one list per family, joined at the end.
     lines: tuple[list[str], ...] = ([], [], [], [], [])
     up, duration, invalid, success, age = lines
+    checks: list[tuple[str, float]] = []  # every group's age prefix and oldest check
     go = floatToGoString
     for scrape in scrapes:
         prefix = _OWN_PREFIXES[scrape.subaccount]
@@ -486,12 +501,11 @@ def render_scrapes(
             success.append(f"{prefix[3]}{go(scrape.last_success)}\n")
         if inventory is None:
             continue
-        if inventory.check_ages:
-            age += [
-                f"{text}{go(max(0.0, now - oldest))}\n" for text, oldest in inventory.check_ages
-            ]
+        checks += inventory.check_ages
         for name, text in inventory.samples.items():
             parts_of.setdefault(name, []).append(text)
+    if checks:
+        age.append(_age_lines(checks, now))
     for family, family_lines in zip(_PER_SCRAPE, lines, strict=True):
         if family_lines:
             parts_of.setdefault(family.name, []).insert(0, "".join(family_lines).encode())
