@@ -102,7 +102,8 @@ class _SubaccountText:
         )
 
 
-# Counts and sums repeat across subaccounts and scrapes: formatted once, in a bounded memo.
+# Counts repeat across subaccounts and scrapes: formatted once, in a bounded memo (sums, nearly
+# all distinct, are not kept).
 _GO: Memo[float, str] = Memo(floatToGoString, limit=1 << 14)
 
 
@@ -200,7 +201,7 @@ class ApiSeries:
             for prefix, cumulative in zip(text.buckets, accumulate(buckets), strict=True):  # type: ignore[union-attr]
                 out.append(f"{prefix}{go(float(cumulative))}\n")
             out.append(f"{text.count}{go(float(count))}\n")  # type: ignore[union-attr]
-            out.append(f"{text.total}{go(total)}\n")  # type: ignore[union-attr]
+            out.append(f"{text.total}{floatToGoString(total)}\n")  # type: ignore[union-attr]
         if timed:
             out.append(_header(f"{DURATION}_created", "gauge", DURATION_HELP))
             out += [text.duration_created for text, *_ in timed]  # type: ignore[union-attr]

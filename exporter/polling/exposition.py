@@ -227,12 +227,12 @@ _MARK_SPLIT = re.compile("([\x01\x02\x03])")
 
 
 def _row_texts(
-    key: tuple[str, str, str, tuple[str, ...]],
+    key: tuple[str, str, tuple[str, ...]],
 ) -> tuple[tuple[str, ...], tuple[int, ...]]:
-    """For (family name, its template, escaped subaccount, row label names): the text before,
-    between and after the row labels' values, and the position of each in `labels`."""
-    name, template, sub, labels = key
-    marks = {SUBACCOUNT: sub, **dict(zip(labels, _COLUMN_MARKS, strict=False))}
+    """For (family name, its template, row label names): the text before, between and after
+    the row labels' values (the subaccount as SUB_MARK), and the position of each in `labels`."""
+    name, template, labels = key
+    marks = {SUBACCOUNT: SUB_MARK, **dict(zip(labels, _COLUMN_MARKS, strict=False))}
     try:
         filled = template % PREFIXES[name][1](marks)
     except KeyError as missing:
@@ -241,7 +241,8 @@ def _row_texts(
     return tuple(pieces[0::2]), tuple(_COLUMN_MARKS.index(mark) for mark in pieces[1::2])
 
 
-_ROW_TEXTS: Memo[tuple[str, str, str, tuple[str, ...]], tuple[tuple[str, ...], tuple[int, ...]]]
+# Keyed by family and labels, not by subaccount: as many entries as there are families.
+_ROW_TEXTS: Memo[tuple[str, str, tuple[str, ...]], tuple[tuple[str, ...], tuple[int, ...]]]
 _ROW_TEXTS = Memo(_row_texts, limit=_MEMO_LIMIT)
 
 
@@ -249,11 +250,11 @@ def _rows(family: Family, sub: str, columns: dict[str, list[str]]) -> list[str |
     """The family's lines up to the sample value, as text and label columns for `_lines`:
     one row per entry of the columns, which are named by label and escaped."""
     labels = tuple(columns)
-    texts, order = _ROW_TEXTS[(family.name, PREFIXES[family.name][0], sub, labels)]
+    texts, order = _ROW_TEXTS[(family.name, PREFIXES[family.name][0], labels)]
     parts: list[str | list[str]] = []
     for text, position in zip(texts, order, strict=False):
-        parts += [text, columns[labels[position]]]
-    parts.append(texts[-1])
+        parts += [text.replace(SUB_MARK, sub), columns[labels[position]]]
+    parts.append(texts[-1].replace(SUB_MARK, sub))
     return parts
 
 
@@ -451,15 +452,11 @@ _PER_SCRAPE = (
 )
 
 
-def _own_prefixes(subaccount: str) -> tuple[str, ...]:
-    """The line prefixes of a subaccount's own per-scrape series (up, duration, ...)."""
-    own = {SUBACCOUNT: escape_label_value(subaccount)}
-    return tuple(
-        PREFIXES[family.name][0] % PREFIXES[family.name][1](own) for family in _PER_SCRAPE[:4]
-    )
-
-
-_OWN_PREFIXES: Memo[str, tuple[str, ...]] = Memo(_own_prefixes, limit=_MEMO_LIMIT)
+def _own_texts(family: Family) -> tuple[str, str]:
+    """The text before and after the subaccount in the line prefix of a per-subaccount series."""
+    template, values_of = PREFIXES[family.name]
+    before, after = (template % values_of({SUBACCOUNT: SUB_MARK})).split(SUB_MARK)
+    return before, after
 
 
 def _age_lines(checks: list[tuple[str, float]], now: float) -> str:
@@ -490,15 +487,16 @@ def render_scrapes(
     up, duration, invalid, success, age = lines
     checks: list[tuple[str, float]] = []  # every group's age prefix and oldest check
     go = floatToGoString
+    up_text, duration_text, invalid_text, success_text = map(_own_texts, _PER_SCRAPE[:4])
     for scrape in scrapes:
-        prefix = _OWN_PREFIXES[scrape.subaccount]
+        sub = escape_label_value(scrape.subaccount)
         inventory = scrape.inventory
-        up.append(f"{prefix[0]}{'1.0' if scrape.up else '0.0'}\n")
-        duration.append(f"{prefix[1]}{go(scrape.duration)}\n")
+        up.append(f"{up_text[0]}{sub}{up_text[1]}{'1.0' if scrape.up else '0.0'}\n")
+        duration.append(f"{duration_text[0]}{sub}{duration_text[1]}{go(scrape.duration)}\n")
         count = inventory.invalid_records if (inventory and scrape.up) else 0
-        invalid.append(f"{prefix[2]}{_COUNTS[count]}\n")
+        invalid.append(f"{invalid_text[0]}{sub}{invalid_text[1]}{_COUNTS[count]}\n")
         if scrape.last_success is not None:
-            success.append(f"{prefix[3]}{go(scrape.last_success)}\n")
+            success.append(f"{success_text[0]}{sub}{success_text[1]}{go(scrape.last_success)}\n")
         if inventory is None:
             continue
         checks += inventory.check_ages
