@@ -248,9 +248,9 @@ def test_error_codes_and_statuses_are_bounded():
 
 def test_without_an_allow_list_subaccounts_are_bounded():
     state = WebhookState(None)
-    admitted = [state.admit(f"sub-{i:03d}") for i in range(100)]
+    admitted = [state.admit(f"sub-{i:03d}", None) for i in range(100)]
     assert admitted.count(True) == 64
-    assert state.admit("sub-000")
+    assert state.admit("sub-000", None)
 
 
 def test_exposition_is_valid_for_prometheus(tmp_path):
