@@ -107,9 +107,14 @@ def parse_listen_address(address: str) -> tuple[str, int]:
     return host, int(port)
 
 
+def url_host(host: str) -> str:
+    """The host as a URL writes it: IPv6 addresses in brackets ([::1])."""
+    return f"[{host}]" if ":" in host else host
+
+
 def host_port(host: str, port: int | str) -> str:
     """host:port as a listen address or URL authority: IPv6 hosts in brackets ([::1]:9881)."""
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    return f"{url_host(host)}:{port}"
 
 
 def loopback_for(host: str) -> str:
@@ -133,7 +138,7 @@ def loopback_for(host: str) -> str:
 def validate_subaccount(value: str) -> str:
     if not isinstance(value, str) or not SUBACCOUNT_PATTERN.fullmatch(value):
         raise ConfigError(
-            f"invalid subaccount ID {quote_value(value)}: must match ^[A-Za-z0-9\\-._&]{{3,50}}$"
+            f"invalid subaccount ID {quote_value(value)}: must match {SUBACCOUNT_PATTERN.pattern}"
         )
     return value
 

@@ -37,14 +37,9 @@ from prometheus_client.core import (
 )
 from prometheus_client.exposition import generate_latest
 
-from exporter.pushing.events import (
-    CallLeg,
-    NumberUpdate,
-    SessionSummary,
-    parse_timestamp,
-)
+from exporter.common.eightbyeight import NUMBER_STATUSES, parse_timestamp
+from exporter.pushing.events import CallLeg, NumberUpdate, SessionSummary
 
-PUSHED_STATUSES = ("active", "expiring", "inactive", "unhealthy")
 SESSION_STATUSES = ("completed", "no_answer", "busy", "canceled", "failed", "error")
 CALL_STATUSES = SESSION_STATUSES
 DIRECTIONS = ("inbound", "outbound")
@@ -283,7 +278,7 @@ class WebhookState:
         for pushed in update.virtual_numbers[:MAX_NUMBERS_PER_SUBACCOUNT]:
             msisdn = "+" + pushed.msisdn.lstrip("+")
             out[msisdn] = _Number(
-                _known(pushed.operational_status, PUSHED_STATUSES),
+                _known(pushed.operational_status, NUMBER_STATUSES),
                 parse_timestamp(pushed.updated_timestamp),
                 _country(pushed.country_code),
             )
@@ -436,7 +431,7 @@ class _StateCollector:
                 last.add_metric([sub, event_type], when)
             if state.total_numbers is not None:
                 total.add_metric([sub], state.total_numbers)
-            counts = dict.fromkeys(PUSHED_STATUSES, 0)
+            counts = dict.fromkeys(NUMBER_STATUSES, 0)
             for number in state.numbers.values():
                 counts[number.status] = counts.get(number.status, 0) + 1
             for status, count in counts.items():
@@ -481,7 +476,7 @@ class _StateCollector:
         }
         for sub, state in snapshot:
             for msisdn, number in sorted(state.numbers.items()):
-                statuses = PUSHED_STATUSES if number.status in PUSHED_STATUSES else (number.status,)
+                statuses = NUMBER_STATUSES if number.status in NUMBER_STATUSES else (number.status,)
                 for name in statuses:
                     status.add_metric([sub, msisdn, name], 1.0 if name == number.status else 0.0)
                 if number.updated is not None:

@@ -18,7 +18,7 @@ from urllib.parse import parse_qs, quote
 
 from exporter import __version__
 from exporter.common.logs import log_event
-from exporter.common.wsgi import StartResponse, WsgiApp, text_response
+from exporter.common.wsgi import StartResponse, WsgiApp, text_response, whole_response
 from exporter.config.settings import Settings
 from exporter.config.values import SUBACCOUNT_PATTERN, ConfigError
 from exporter.metrics.encoding import gzip_body, plain_body, plain_size
@@ -181,7 +181,7 @@ class ExporterApp:
             return text_response(
                 start_response,
                 "400 Bad Request",
-                "invalid target: must match ^[A-Za-z0-9\\-._&]{3,50}$\n",
+                f"invalid target: must match {SUBACCOUNT_PATTERN.pattern}\n",
             )
         allowed = configured.settings.probe_allowed
         if allowed is not None and subaccount not in allowed:
@@ -237,12 +237,7 @@ class ExporterApp:
             '<li><a href="/-/healthy">Health</a></li></ul>'
             f"{'' if scrapers else self._probe_help(settings, environ)}</body></html>\n"
         )
-        body = page.encode()
-        start_response(
-            "200 OK",
-            [("Content-Type", "text/html; charset=utf-8"), ("Content-Length", str(len(body)))],
-        )
-        return [body]
+        return whole_response(start_response, "200 OK", page.encode(), "text/html; charset=utf-8")
 
 
 PROBE_SCRAPE_CONFIG = """scrape_configs:
