@@ -212,7 +212,7 @@ def thread_bound(settings: Settings) -> int:
     return settings.parallel_fetches + listeners + OWN_THREADS
 
 
-def _behind_web_config(app: ExporterApp, settings: Settings) -> WsgiApp:
+def _behind_web_config(app: WsgiApp, settings: Settings) -> WsgiApp:
     web = settings.web_config
     return wrap_app(app, web) if web is not None else app
 

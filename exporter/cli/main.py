@@ -151,7 +151,7 @@ def _revealed(settings: Settings) -> list[str]:
 def serve(exporter: Exporter, demo_url: str | None = None) -> int:
     """Log where the exporter listens, then serve until SIGTERM or Ctrl-C."""
     settings, server, web = exporter.settings, exporter.server, exporter.settings.web_config
-    host, port = server.server_address[:2]
+    host, port = str(server.server_address[0]), server.server_address[1]
     subs = ",".join(s.subaccount for s in settings.subaccounts) or "none (/probe only)"
     log_event(
         log,
@@ -214,7 +214,7 @@ def serve(exporter: Exporter, demo_url: str | None = None) -> int:
 
 def _serve_callbacks(exporter: Exporter, callbacks: ExporterServer) -> None:
     """The webhook receiver's listener, in its own thread next to /metrics."""
-    host, port = callbacks.server_address[:2]
+    host, port = str(callbacks.server_address[0]), callbacks.server_address[1]
     log_event(
         log,
         logging.INFO,
