@@ -18,6 +18,7 @@ from exporter.app import build_app
 from exporter.config.flags import build_parser
 from exporter.config.settings import settings_from_flags
 from exporter.polling.scraper import ANSWER_RESERVE_SECONDS, least_reserve
+from exporter.web.routes import ExporterApp
 from tests.harness import (
     FakeApi,
     InProcessExporter,
@@ -99,9 +100,8 @@ def test_a_header_shorter_than_the_offset_leaves_a_token_deadline():
     # The rule itself, not a fetch: 50 ms is less than a busy machine takes to start one.
     argv = ["--subaccount", SUB, "--api.timeout", "10s"]
     settings = settings_from_flags(build_parser().parse_args(argv), {"EIGHTBYEIGHT_API_KEY": "k"})
-    app = build_app(settings, lambda subaccount: RecordingClient())
     header = {"HTTP_X_PROMETHEUS_SCRAPE_TIMEOUT_SECONDS": "0.3"}
-    assert app.scrape_timeout(header) == 0.05
+    assert ExporterApp.scrape_timeout(settings, header) == 0.05
 
 
 def test_probe_takes_its_deadline_from_the_header_too():
