@@ -285,8 +285,8 @@ def test_ports_probes_and_scrape_path_match_the_exporter(tmp_path):
     assert endpoint["port"] == service_port["name"]
     assert endpoint["path"] == settings.telemetry_path
     assert only("base", "NetworkPolicy")["spec"]["ingress"][0]["ports"][0]["port"] == "http"
-    probes = [spec["livenessProbe"]["httpGet"], spec["readinessProbe"]["httpGet"]]
-    assert all(p == {"path": "/-/healthy", "port": "http"} for p in probes)
+    assert spec["livenessProbe"]["httpGet"] == {"path": "/-/healthy", "port": "http"}
+    assert spec["readinessProbe"]["httpGet"] == {"path": "/-/ready", "port": "http"}
     # The probe path and the scrape path answer on a real exporter with these arguments, reading
     # a fake API on loopback instead of 8x8.
     with (
@@ -296,6 +296,7 @@ def test_ports_probes_and_scrape_path_match_the_exporter(tmp_path):
         ) as exporter,
     ):
         assert exporter.get("/-/healthy").status_code == 200
+        assert exporter.get("/-/ready").status_code == 200
         scraped = exporter.get(endpoint["path"])
     assert scraped.status_code == 200
     samples = parse_samples(scraped.text)

@@ -23,6 +23,7 @@ from tests.harness import (
     REPO,
     FakeApi,
     InProcessExporter,
+    bcrypt_hash,
     exporter_process,
     free_port,
     running_process,
@@ -250,3 +251,44 @@ def test_demo_says_which_environment_it_ignores(tmp_path):
     line = next(line for line in log.read_text().splitlines() if "demo mode ignores" in line)
     assert "environment=EIGHTBYEIGHT_API_KEY,EIGHTBYEIGHT_SUBACCOUNTS" in line
     assert KEY not in log.read_text()
+
+
+# --- Readiness apart from liveness --------------------------------------------------------
+
+
+def test_ready_once_built_and_not_ready_once_shutdown_begins(tmp_path):
+    """/-/ready answers 200 when the exporter is built (configuration loaded, listeners bound)
+    and 503 from the start of a shutdown, while /-/healthy stays 200: Kubernetes stops routing
+    to a draining pod without its liveness probe restarting it. Both stay open behind basic
+    auth, as the kubelet's probes carry no credentials."""
+    web_config = tmp_path / "web.yml"
+    web_config.write_text(f"basic_auth_users:\n  alice: '{bcrypt_hash('s3cret-pw')}'\n")
+    with (
+        FakeApi() as api,
+        InProcessExporter(
+            [
+                "--subaccount=acme-prod",
+                f"--api.base-url={api.base_url}",
+                f"--web.config.file={web_config}",
+            ]
+        ) as exporter,
+    ):
+        assert exporter.get("/metrics").status_code == 401
+        assert exporter.get("/-/ready").status_code == 200
+        exporter.app.ready.clear()  # what the SIGTERM handler does first
+        not_ready = exporter.get("/-/ready")
+        healthy = exporter.get("/-/healthy")
+    assert (not_ready.status_code, not_ready.text) == (503, "Not ready\n")
+    assert healthy.status_code == 200
+
+
+def test_an_app_without_its_configuration_in_place_is_not_ready():
+    from exporter.app import build_app
+
+    args = build_parser().parse_args(["--subaccount=acme-prod"])
+    app = build_app(settings_from_flags(args, {"EIGHTBYEIGHT_API_KEY": KEY}))
+    statuses: list[str] = []
+    body = app({"PATH_INFO": "/-/ready", "REQUEST_METHOD": "GET"}, lambda s, h: statuses.append(s))
+    app.pool.close(timeout=0)
+    assert statuses == ["503 Service Unavailable"]
+    assert b"".join(body) == b"Not ready\n"

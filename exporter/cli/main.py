@@ -192,6 +192,7 @@ def serve(exporter: Exporter, demo_url: str | None = None) -> int:
         if stopping.is_set():
             raise KeyboardInterrupt  # a second SIGTERM or Ctrl-C: stop without waiting
         stopping.set()
+        exporter.app.ready.clear()
         # shutdown() waits for serve_forever() to return, so it cannot run in this thread.
         threading.Thread(target=server.shutdown, name="shutdown", daemon=True).start()
 

@@ -29,7 +29,7 @@ from typing import Any
 
 from exporter.config.values import ConfigError, quote_value, read_yaml_mapping, reject_unknown_keys
 
-UNAUTHENTICATED_PATHS = frozenset({"/-/healthy"})
+UNAUTHENTICATED_PATHS = frozenset({"/-/healthy", "/-/ready"})
 REALM = "eightbyeight-exporter"
 
 _TOP_KEYS = {"tls_server_config", "http_server_config", "basic_auth_users"}

@@ -83,7 +83,7 @@ def _bcrypt_matches(password: bytes, hashed: bytes) -> bool:
 
 
 class WebConfigMiddleware:
-    """WSGI middleware: basic auth on every path but /-/healthy, and the configured headers."""
+    """WSGI middleware: basic auth on every path but /-/healthy and /-/ready (probes), and the configured headers."""
 
     def __init__(self, app: WsgiApp, config: WebConfig) -> None:
         self.app = app

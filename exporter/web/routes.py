@@ -1,4 +1,4 @@
-"""The HTTP interface as a WSGI application: /, /metrics, /probe, /-/healthy and
+"""The HTTP interface as a WSGI application: /, /metrics, /probe, /-/healthy, /-/ready and
 /discovery/probe-targets.
 
 Request handling never raises: a bad request gets a 4xx with a one-line reason, and anything
@@ -10,6 +10,7 @@ from __future__ import annotations
 import html
 import logging
 import math
+import threading
 import time
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -61,6 +62,10 @@ class ExporterApp:
         # slower answer at once and a faster one by halves, as the load on the host varies.
         self.answer_seconds = ANSWER_SECONDS_PER_SUBACCOUNT * len(scrapers.configured)
         self.reload: Callable[[], object] | None = None
+        # /-/ready: set once the configuration is loaded and the listeners are bound (by
+        # exporter/app.py), cleared when shutdown begins. /-/healthy only says the process
+        # answers, so a liveness probe never restarts an exporter that is starting or draining.
+        self.ready = threading.Event()
 
     def use(self, settings: Settings, scrapers: Scrapers) -> None:
         """Serve from now on with a reloaded configuration; requests in flight finish as begun."""
@@ -106,6 +111,10 @@ class ExporterApp:
             return self._probe(environ, start_response)
         if path == "/-/healthy":
             return text_response(start_response, "200 OK", "OK\n")
+        if path == "/-/ready":
+            if self.ready.is_set():
+                return text_response(start_response, "200 OK", "Ready\n")
+            return text_response(start_response, "503 Service Unavailable", "Not ready\n")
         if path == DISCOVERY_PATH:
             return serve_discovery(self.settings, environ, start_response)
         if path == "/":
