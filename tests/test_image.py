@@ -72,7 +72,12 @@ def health(env: dict[str, str], name: str) -> int:
 def test_demo_serves_metrics_and_passes_its_health_check(podman_env, exporter_image):
     port = free_port()
     with running_container(
-        podman_env, "demo", ["--publish", f"127.0.0.1:{port}:9881"], exporter_image, ["--demo"]
+        podman_env,
+        "demo",
+        ["--publish", f"127.0.0.1:{port}:9881"],
+        exporter_image,
+        # --demo alone listens on the container's loopback: a published port needs it open.
+        ["--demo", "--web.listen-address=:9881"],
     ) as name:
         url = f"http://127.0.0.1:{port}"
         try:

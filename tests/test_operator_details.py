@@ -7,13 +7,15 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import subprocess
 import sys
+from contextlib import ExitStack
 
 import pytest
 import requests
 
-from exporter.cli.main import main, shown_address
+from exporter.cli.main import _demo_settings, listen_address_given, main, shown_address
 from exporter.common.logs import JsonFormatter, LogfmtFormatter
 from exporter.config.flags import build_parser
 from exporter.config.settings import settings_from_flags
@@ -292,3 +294,54 @@ def test_an_app_without_its_configuration_in_place_is_not_ready():
     app.pool.close(timeout=0)
     assert statuses == ["503 Service Unavailable"]
     assert b"".join(body) == b"Not ready\n"
+
+
+# --- The demo binds loopback unless told otherwise ------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("argv", "address"),
+    [
+        (["--demo"], "127.0.0.1:9881"),
+        (["--demo", "--web.listen-address=:9881"], ":9881"),
+        (["--demo", "--web.listen-address", "0.0.0.0:9000"], "0.0.0.0:9000"),
+        # The default value given explicitly still wins.
+        (["--web.listen-address", ":9881", "--demo"], ":9881"),
+    ],
+)
+def test_demo_listens_on_loopback_unless_told_otherwise(clean_env, argv, address):
+    args = build_parser().parse_args(argv)
+    with ExitStack() as stack:
+        load, _ = _demo_settings(args, stack, listen_given=listen_address_given(argv))
+        settings = load()
+    assert settings.listen_address == address
+
+
+# --- Key files made inside the clone are ignored by git -----------------------------------
+
+SECRET_IN_CLONE = re.compile(r"(?:\./|\$PWD/)(8x8-[\w.-]+)")
+
+
+def test_key_files_the_docs_create_in_the_clone_are_ignored_by_git():
+    texts = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
+    named = sorted(
+        {m.group(1) for p in texts for m in SECRET_IN_CLONE.finditer(p.read_text("utf-8"))}
+    )
+    assert {"8x8-api-key", "8x8-webhook-auth"} <= set(named)
+    ignored = subprocess.run(
+        ["git", "check-ignore", "--no-index", *named],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout.split()
+    assert ignored == named
+    # The committed demo values stay tracked.
+    demo = subprocess.run(
+        ["git", "check-ignore", "--no-index", "deploy/demo-api-key", "deploy/demo-webhook-auth"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert demo.stdout == ""

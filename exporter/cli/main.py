@@ -57,6 +57,10 @@ DEMO_REPLACES = (
     ("key_file", "--api.key-file"),
 )
 DEMO_IGNORES_ENV = (ENV_API_KEY, ENV_API_KEY_FILE, ENV_SUBACCOUNTS)
+# --demo serves made-up data with no auth: this host only, unless --web.listen-address says
+# otherwise (a container publishing the port gives ":9881").
+DEMO_LISTEN_ADDRESS = "127.0.0.1:9881"
+LISTEN_FLAG = "--web.listen-address"
 
 
 def _demo_conflicts(args: argparse.Namespace) -> None:
@@ -68,8 +72,16 @@ def _demo_conflicts(args: argparse.Namespace) -> None:
         )
 
 
-def _demo_settings(args: argparse.Namespace, stack: ExitStack) -> tuple[SettingsLoader, Simulator]:
-    """Start the simulator in-process; settings that point the exporter at it.
+def listen_address_given(argv: Sequence[str]) -> bool:
+    """Whether the command line names --web.listen-address (abbreviations are refused)."""
+    return any(arg == LISTEN_FLAG or arg.startswith(f"{LISTEN_FLAG}=") for arg in argv)
+
+
+def _demo_settings(
+    args: argparse.Namespace, stack: ExitStack, *, listen_given: bool = False
+) -> tuple[SettingsLoader, Simulator]:
+    """Start the simulator in-process; settings that point the exporter at it, listening on
+    loopback unless `listen_given`.
 
     Its callbacks go to a receiver on loopback with a fresh Authorization value, over plain
     HTTP even with --web.config.file: the simulator trusts no CA.
@@ -85,6 +97,8 @@ def _demo_settings(args: argparse.Namespace, stack: ExitStack) -> tuple[Settings
     args.key_file = None
     args.webhook_listen_address = args.webhook_listen_address or "127.0.0.1:0"
     args.webhook_auth_file = None
+    if not listen_given:
+        args.listen_address = DEMO_LISTEN_ADDRESS
     env = {"EIGHTBYEIGHT_API_KEY": key, ENV_AUTH: "Bearer " + secrets.token_urlsafe(24)}
 
     def load() -> Settings:
@@ -116,7 +130,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         simulator = None
         try:
             if args.demo:
-                load_settings, simulator = _demo_settings(args, stack)
+                load_settings, simulator = _demo_settings(
+                    args, stack, listen_given=listen_address_given(argv)
+                )
             else:
                 load_settings = _settings_loader(args)
             settings = load_settings()
