@@ -102,7 +102,7 @@ def test_junk_durations_are_one_line_errors(text):
     ],
 )
 def test_demo_refuses_flags_it_would_ignore(clean_env, capsys, flags, named):
-    assert main(["--demo", *flags]) == 1
+    assert main(["--demo", *flags]) == 2
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1
     assert "--demo" in err

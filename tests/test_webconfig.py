@@ -220,7 +220,7 @@ def test_config_check_rejects_bad_web_config(pki, tmp_path, monkeypatch, capsys,
     path = write_config(tmp_path, text)
     code = main(["--subaccount", "acme-prod", "--web.config.file", str(path), "--config.check"])
     err = capsys.readouterr().err
-    assert code == 1
+    assert code == 2
     assert expected in err
     assert err.count("\n") == 1
     assert KEY not in err
@@ -248,7 +248,7 @@ def test_bad_web_config_stops_the_process_at_start_up(tmp_path):
         text=True,
         timeout=30,
     )
-    assert result.returncode == 1
+    assert result.returncode == 2
     assert result.stderr.count("\n") == 1
     assert "not a bcrypt hash" in result.stderr
     assert "Traceback" not in result.stderr

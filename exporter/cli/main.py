@@ -48,6 +48,11 @@ log = logging.getLogger("exporter")
 if TYPE_CHECKING:
     from exporter.simulator import Simulator
 
+# Exit status of a configuration the exporter refuses (flags, environment, files): the status
+# argparse gives a bad flag, so that one status means "fix the configuration". An uncaught
+# exception exits 1: systemd's RestartPreventExitStatus names this one only, so a crash is
+# restarted and a bad configuration is not retried in a loop.
+EXIT_CONFIG = 2
 DEMO_SUBACCOUNTS = {"demo-apac": 60, "demo-emea": 40}
 # Flags --demo replaces with its own simulator's values (attribute of the parsed flags, flag).
 DEMO_REPLACES = (
@@ -138,7 +143,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             settings = load_settings()
         except ConfigError as exc:
             print(f"{PROG}: error: {exc}", file=sys.stderr)
-            return 1
+            return EXIT_CONFIG
         if args.config_check:
             count = len(settings.subaccounts)
             print(f"{PROG}: configuration is valid ({_plural(count, 'subaccount')})")
@@ -148,7 +153,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             exporter = build_exporter(settings, load_settings=load_settings)
         except ConfigError as exc:
             print(f"{PROG}: error: {exc}", file=sys.stderr)
-            return 1
+            return EXIT_CONFIG
         # Rotated keys are redacted from the moment they are read; old ones stay redacted.
         exporter.reload_listeners.append(lambda new: redact.learn(_revealed(new)))
         if simulator is not None:
