@@ -14,6 +14,7 @@ from contextlib import ExitStack
 
 import pytest
 import requests
+import yaml
 
 from exporter.cli.main import _demo_settings, listen_address_given, main, shown_address
 from exporter.common.logs import JsonFormatter, LogfmtFormatter
@@ -32,6 +33,7 @@ from tests.harness import (
     self_signed_certificate,
     wait_until,
 )
+from tests.test_compose_stack import SERVICES
 
 KEY = "operator-details-key-31415"
 
@@ -345,3 +347,21 @@ def test_key_files_the_docs_create_in_the_clone_are_ignored_by_git():
         check=False,
     )
     assert demo.stdout == ""
+
+
+# --- The compose stack without a registry -------------------------------------------------
+
+
+def test_offline_guide_brings_up_the_services_this_test_brings_up():
+    """docs/deployment-offline.md's command starts exactly the services tested here, and
+    every one of them (but not grafana) is a service of the compose file."""
+    text = (REPO / "docs" / "deployment-offline.md").read_text(encoding="utf-8")
+    match = re.search(r"<!-- offline: compose up -->\s*```sh\n(.*?)```", text, re.DOTALL)
+    assert match, "docs/deployment-offline.md has no block marked 'offline: compose up'"
+    words = match.group(1).split()
+    services = words[words.index("--build") + 1 :]
+    assert services == SERVICES
+    compose = yaml.safe_load((REPO / "docker-compose.yml").read_text(encoding="utf-8"))
+    assert set(SERVICES) < set(compose["services"])
+    assert "grafana" in compose["services"]
+    assert "grafana" not in services
