@@ -105,6 +105,7 @@ class Exporter:
         if load_settings is not None:
             app.reload = self.reload
         app.metrics.configuration_loaded(clock.time())
+        app.ready.set()
 
     @property
     def generation(self) -> Generation:

@@ -120,7 +120,7 @@ def test_config_check_fails_on_a_bad_file(tmp_path):
     path = tmp_path / "c.yml"
     path.write_text("subaccounts: [{id: 'no way'}]")
     result = run("--config.file", str(path), "--config.check", env={"EIGHTBYEIGHT_API_KEY": KEY})
-    assert result.returncode == 1
+    assert result.returncode == 2
     assert_one_line_error(result, "subaccounts[0]", "invalid subaccount ID")
 
 

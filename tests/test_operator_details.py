@@ -7,13 +7,16 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import subprocess
 import sys
+from contextlib import ExitStack
 
 import pytest
 import requests
+import yaml
 
-from exporter.cli.main import main
+from exporter.cli.main import _demo_settings, listen_address_given, main
 from exporter.common.logs import JsonFormatter, LogfmtFormatter
 from exporter.config.flags import build_parser
 from exporter.config.settings import settings_from_flags
@@ -25,6 +28,7 @@ from tests.harness import (
     REPO,
     FakeApi,
     InProcessExporter,
+    bcrypt_hash,
     exporter_process,
     free_port,
     post_callback,
@@ -33,6 +37,7 @@ from tests.harness import (
     vss,
     wait_until,
 )
+from tests.test_compose_stack import SERVICES
 
 KEY = "operator-details-key-31415"
 
@@ -103,7 +108,7 @@ def test_junk_durations_are_one_line_errors(text):
     ],
 )
 def test_demo_refuses_flags_it_would_ignore(clean_env, capsys, flags, named):
-    assert main(["--demo", *flags]) == 1
+    assert main(["--demo", *flags]) == 2
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1
     assert "--demo" in err
@@ -301,3 +306,113 @@ def test_demo_says_which_environment_it_ignores(tmp_path):
     line = next(line for line in log.read_text().splitlines() if "demo mode ignores" in line)
     assert "environment=EIGHTBYEIGHT_API_KEY,EIGHTBYEIGHT_SUBACCOUNTS" in line
     assert KEY not in log.read_text()
+
+
+# --- Readiness apart from liveness --------------------------------------------------------
+
+
+def test_ready_once_built_and_not_ready_once_shutdown_begins(tmp_path):
+    """/-/ready answers 200 when the exporter is built (configuration loaded, listeners bound)
+    and 503 from the start of a shutdown, while /-/healthy stays 200: Kubernetes stops routing
+    to a draining pod without its liveness probe restarting it. Both stay open behind basic
+    auth, as the kubelet's probes carry no credentials."""
+    web_config = tmp_path / "web.yml"
+    web_config.write_text(f"basic_auth_users:\n  alice: '{bcrypt_hash('s3cret-pw')}'\n")
+    with (
+        FakeApi() as api,
+        InProcessExporter(
+            [
+                "--subaccount=acme-prod",
+                f"--api.base-url={api.base_url}",
+                f"--web.config.file={web_config}",
+            ]
+        ) as exporter,
+    ):
+        assert exporter.get("/metrics").status_code == 401
+        assert exporter.get("/-/ready").status_code == 200
+        exporter.app.ready.clear()  # what the SIGTERM handler does first
+        not_ready = exporter.get("/-/ready")
+        healthy = exporter.get("/-/healthy")
+    assert (not_ready.status_code, not_ready.text) == (503, "Not ready\n")
+    assert healthy.status_code == 200
+
+
+def test_an_app_without_its_configuration_in_place_is_not_ready():
+    from exporter.app import build_app
+
+    args = build_parser().parse_args(["--subaccount=acme-prod"])
+    app = build_app(settings_from_flags(args, {"EIGHTBYEIGHT_API_KEY": KEY}))
+    statuses: list[str] = []
+    body = app({"PATH_INFO": "/-/ready", "REQUEST_METHOD": "GET"}, lambda s, h: statuses.append(s))
+    app.pool.close(timeout=0)
+    assert statuses == ["503 Service Unavailable"]
+    assert b"".join(body) == b"Not ready\n"
+
+
+# --- The demo binds loopback unless told otherwise ------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("argv", "address"),
+    [
+        (["--demo"], "127.0.0.1:9881"),
+        (["--demo", "--web.listen-address=:9881"], ":9881"),
+        (["--demo", "--web.listen-address", "0.0.0.0:9000"], "0.0.0.0:9000"),
+        # The default value given explicitly still wins.
+        (["--web.listen-address", ":9881", "--demo"], ":9881"),
+    ],
+)
+def test_demo_listens_on_loopback_unless_told_otherwise(clean_env, argv, address):
+    args = build_parser().parse_args(argv)
+    with ExitStack() as stack:
+        load, _ = _demo_settings(args, stack, listen_given=listen_address_given(argv))
+        settings = load()
+    assert settings.listen_address == address
+
+
+# --- Key files made inside the clone are ignored by git -----------------------------------
+
+SECRET_IN_CLONE = re.compile(r"(?:\./|\$PWD/)(8x8-[\w.-]+)")
+
+
+def test_key_files_the_docs_create_in_the_clone_are_ignored_by_git():
+    texts = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
+    named = sorted(
+        {m.group(1) for p in texts for m in SECRET_IN_CLONE.finditer(p.read_text("utf-8"))}
+    )
+    assert {"8x8-api-key", "8x8-webhook-auth"} <= set(named)
+    ignored = subprocess.run(
+        ["git", "check-ignore", "--no-index", *named],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout.split()
+    assert ignored == named
+    # The committed demo values stay tracked.
+    demo = subprocess.run(
+        ["git", "check-ignore", "--no-index", "deploy/demo-api-key", "deploy/demo-webhook-auth"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert demo.stdout == ""
+
+
+# --- The compose stack without a registry -------------------------------------------------
+
+
+def test_offline_guide_brings_up_the_services_this_test_brings_up():
+    """docs/deployment-offline.md's command starts exactly the services tested here, and
+    every one of them (but not grafana) is a service of the compose file."""
+    text = (REPO / "docs" / "deployment-offline.md").read_text(encoding="utf-8")
+    match = re.search(r"<!-- offline: compose up -->\s*```sh\n(.*?)```", text, re.DOTALL)
+    assert match, "docs/deployment-offline.md has no block marked 'offline: compose up'"
+    words = match.group(1).split()
+    services = words[words.index("--build") + 1 :]
+    assert services == SERVICES
+    compose = yaml.safe_load((REPO / "docker-compose.yml").read_text(encoding="utf-8"))
+    assert set(SERVICES) < set(compose["services"])
+    assert "grafana" in compose["services"]
+    assert "grafana" not in services

@@ -663,7 +663,7 @@ def test_config_check_reports_a_bad_receiver_flag(monkeypatch, capsys):
     monkeypatch.delenv("EIGHTBYEIGHT_WEBHOOK_AUTH_HEADER_FILE", raising=False)
     code = main(["--subaccount", "acme-prod", "--webhook.listen-address", ":0", "--config.check"])
     err = capsys.readouterr().err
-    assert code == 1
+    assert code == 2
     assert err.count("\n") == 1
     assert "needs the Authorization value" in err
 

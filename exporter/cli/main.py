@@ -47,6 +47,11 @@ log = logging.getLogger("exporter")
 if TYPE_CHECKING:
     from exporter.simulator import Simulator
 
+# Exit status of a configuration the exporter refuses (flags, environment, files): the status
+# argparse gives a bad flag, so that one status means "fix the configuration". An uncaught
+# exception exits 1: systemd's RestartPreventExitStatus names this one only, so a crash is
+# restarted and a bad configuration is not retried in a loop.
+EXIT_CONFIG = 2
 DEMO_SUBACCOUNTS = {"demo-apac": 60, "demo-emea": 40}
 # Flags --demo replaces with its own simulator's values (attribute of the parsed flags, flag).
 DEMO_REPLACES = (
@@ -56,6 +61,10 @@ DEMO_REPLACES = (
     ("key_file", "--api.key-file"),
 )
 DEMO_IGNORES_ENV = (ENV_API_KEY, ENV_API_KEY_FILE, ENV_SUBACCOUNTS)
+# --demo serves made-up data with no auth: this host only, unless --web.listen-address says
+# otherwise (a container publishing the port gives ":9881").
+DEMO_LISTEN_ADDRESS = "127.0.0.1:9881"
+LISTEN_FLAG = "--web.listen-address"
 
 
 def _demo_conflicts(args: argparse.Namespace) -> None:
@@ -67,8 +76,16 @@ def _demo_conflicts(args: argparse.Namespace) -> None:
         )
 
 
-def _demo_settings(args: argparse.Namespace, stack: ExitStack) -> tuple[SettingsLoader, Simulator]:
-    """Start the simulator in-process; settings that point the exporter at it.
+def listen_address_given(argv: Sequence[str]) -> bool:
+    """Whether the command line names --web.listen-address (abbreviations are refused)."""
+    return any(arg == LISTEN_FLAG or arg.startswith(f"{LISTEN_FLAG}=") for arg in argv)
+
+
+def _demo_settings(
+    args: argparse.Namespace, stack: ExitStack, *, listen_given: bool = False
+) -> tuple[SettingsLoader, Simulator]:
+    """Start the simulator in-process; settings that point the exporter at it, listening on
+    loopback unless `listen_given`.
 
     Its callbacks go to a receiver on loopback with a fresh Authorization value, over plain
     HTTP even with --web.config.file: the simulator trusts no CA.
@@ -84,6 +101,8 @@ def _demo_settings(args: argparse.Namespace, stack: ExitStack) -> tuple[Settings
     args.key_file = None
     args.webhook_listen_address = args.webhook_listen_address or "127.0.0.1:0"
     args.webhook_auth_file = None
+    if not listen_given:
+        args.listen_address = DEMO_LISTEN_ADDRESS
     env = {"EIGHTBYEIGHT_API_KEY": key, ENV_AUTH: "Bearer " + secrets.token_urlsafe(24)}
 
     def load() -> Settings:
@@ -115,13 +134,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         simulator = None
         try:
             if args.demo:
-                load_settings, simulator = _demo_settings(args, stack)
+                load_settings, simulator = _demo_settings(
+                    args, stack, listen_given=listen_address_given(argv)
+                )
             else:
                 load_settings = _settings_loader(args)
             settings = load_settings()
         except ConfigError as exc:
             print(f"{PROG}: error: {exc}", file=sys.stderr)
-            return 1
+            return EXIT_CONFIG
         if args.config_check:
             count = len(settings.subaccounts)
             print(f"{PROG}: configuration is valid ({_plural(count, 'subaccount')})")
@@ -131,7 +152,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             exporter = build_exporter(settings, load_settings=load_settings)
         except ConfigError as exc:
             print(f"{PROG}: error: {exc}", file=sys.stderr)
-            return 1
+            return EXIT_CONFIG
         # Rotated keys are redacted from the moment they are read; old ones stay redacted.
         exporter.reload_listeners.append(lambda new: redact.learn(_revealed(new)))
         if simulator is not None:
@@ -186,6 +207,7 @@ def serve(exporter: Exporter, demo_url: str | None = None) -> int:
         if stopping.is_set():
             raise KeyboardInterrupt  # a second SIGTERM or Ctrl-C: stop without waiting
         stopping.set()
+        exporter.app.ready.clear()
         # shutdown() waits for serve_forever() to return, so it cannot run in this thread.
         threading.Thread(target=server.shutdown, name="shutdown", daemon=True).start()
 

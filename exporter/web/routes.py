@@ -1,4 +1,4 @@
-"""The HTTP interface as a WSGI application: /, /metrics, /probe, /-/healthy and
+"""The HTTP interface as a WSGI application: /, /metrics, /probe, /-/healthy, /-/ready and
 /discovery/probe-targets.
 
 Request handling never raises: a bad request gets a 4xx with a one-line reason, and anything
@@ -11,6 +11,7 @@ import functools
 import html
 import logging
 import math
+import threading
 import time
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -67,6 +68,10 @@ class ExporterApp:
         # slower answer at once and a faster one by halves, as the load on the host varies.
         self.answer_seconds = ANSWER_SECONDS_PER_SUBACCOUNT * len(scrapers.configured)
         self.reload: Callable[[], object] | None = None
+        # /-/ready: set once the configuration is loaded and the listeners are bound (by
+        # exporter/app.py), cleared when shutdown begins. /-/healthy only says the process
+        # answers, so a liveness probe never restarts an exporter that is starting or draining.
+        self.ready = threading.Event()
 
     @property
     def settings(self) -> Settings:
@@ -128,6 +133,10 @@ class ExporterApp:
             return self._probe(configured, environ, start_response)
         if path == "/-/healthy":
             return text_response(start_response, "200 OK", "OK\n")
+        if path == "/-/ready":
+            if self.ready.is_set():
+                return text_response(start_response, "200 OK", "Ready\n")
+            return text_response(start_response, "503 Service Unavailable", "Not ready\n")
         if path == DISCOVERY_PATH:
             return serve_discovery(settings, environ, start_response)
         if path == "/":

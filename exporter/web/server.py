@@ -31,6 +31,7 @@ from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer
 
 from exporter.config.values import ConfigError, parse_listen_address
+from exporter.config.webconfig import client_san_allowed
 
 log = logging.getLogger("exporter.web.server")
 socket_server_bind = TCPServer.server_bind
@@ -411,6 +412,11 @@ class ExporterServer(WSGIServer):
         try:
             if not pending.handshaken and isinstance(sock, ssl.SSLSocket):
                 sock.do_handshake()
+                if not client_san_allowed(sock):
+                    # The toolkit fails the handshake itself; here it has just completed.
+                    log.debug("client certificate of %s has no allowed SAN", pending.address[0])
+                    self._drop(pending)
+                    return
             pending.handshaken = True
             # Read until the socket has nothing more: a TLS socket may hold decrypted bytes
             # (SSLSocket.pending()) that the selector cannot see, so stopping early could
