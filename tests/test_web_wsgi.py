@@ -101,7 +101,7 @@ def test_metrics_answer_has_exact_headers_and_self_metrics():
     assert status == "200 OK"
     assert headers == [
         ("Content-Type", CONTENT_TYPE_LATEST),
-        ("Vary", "Accept-Encoding"),
+        ("Vary", "Accept, Accept-Encoding"),
         ("Content-Length", str(len(body))),
     ]
     samples = parse_samples(body.decode())
@@ -117,7 +117,7 @@ def test_metrics_gzip_when_accepted():
     assert status == "200 OK"
     assert headers == [
         ("Content-Type", CONTENT_TYPE_LATEST),
-        ("Vary", "Accept-Encoding"),
+        ("Vary", "Accept, Accept-Encoding"),
         ("Content-Encoding", "gzip"),
         ("Content-Length", str(len(body))),
     ]
@@ -145,7 +145,7 @@ def test_head_has_the_length_of_get_but_no_body(monkeypatch):
         == get_headers
         == [
             ("Content-Type", CONTENT_TYPE_LATEST),
-            ("Vary", "Accept-Encoding"),
+            ("Vary", "Accept, Accept-Encoding"),
             ("Content-Length", str(len(get_body))),
         ]
     )

@@ -25,11 +25,11 @@ from exporter.metrics.selfmetrics import SelfMetrics
 from exporter.polling.exposition import SubaccountScrape, render_scrapes
 from exporter.polling.scraper import FetchPool, Scrapers, least_reserve, scrape_all
 from exporter.web.discovery import DISCOVERY_PATH, serve_discovery
-from exporter.web.negotiation import GZIP, choose_coding
+from exporter.web.negotiation import CONTENT_TYPES, GZIP, OPENMETRICS, choose_coding, choose_format
 
 log = logging.getLogger("exporter.web.routes")
 
-CONTENT_TYPE_LATEST = "text/plain; version=0.0.4; charset=utf-8"
+CONTENT_TYPE_LATEST = CONTENT_TYPES["text"]
 SCRAPE_TIMEOUT_HEADER = "HTTP_X_PROMETHEUS_SCRAPE_TIMEOUT_SECONDS"
 # Before the first /metrics answer is timed, answering is guessed to take this long per
 # configured subaccount (the exporter's own series dominate: ~0.75 ms each measured on an idle
@@ -136,7 +136,9 @@ class ExporterApp:
             self.scrapers.configured, timeout, self.answer_reserve(timeout), self.pool
         )
         started = time.monotonic()
-        answer = _exposition(environ, start_response, samples, self.metrics.exposition())
+        openmetrics = _wants_openmetrics(environ)
+        head = self.metrics.exposition(openmetrics)
+        answer = _exposition(environ, start_response, samples, head)
         took = time.monotonic() - started
         self.answer_seconds = max(took, (self.answer_seconds + took) / 2)
         return answer
@@ -246,6 +248,10 @@ def _acceptable(environ: dict[str, Any]) -> bool:
     return choose_coding(environ.get("HTTP_ACCEPT_ENCODING")) is not None
 
 
+def _wants_openmetrics(environ: dict[str, Any]) -> bool:
+    return choose_format(environ.get("HTTP_ACCEPT")) == OPENMETRICS
+
+
 def _exposition(
     environ: dict[str, Any],
     start_response: StartResponse,
@@ -253,8 +259,13 @@ def _exposition(
     head: bytes = b"",
 ) -> Iterable[bytes]:
     coding = choose_coding(environ.get("HTTP_ACCEPT_ENCODING"))
-    headers = [("Content-Type", CONTENT_TYPE_LATEST), ("Vary", "Accept-Encoding")]
-    parts = render_scrapes(samples, time.time(), head=head)
+    exposition_format = choose_format(environ.get("HTTP_ACCEPT"))
+    headers = [
+        ("Content-Type", CONTENT_TYPES[exposition_format]),
+        ("Vary", "Accept, Accept-Encoding"),
+    ]
+    openmetrics = exposition_format == OPENMETRICS
+    parts = render_scrapes(samples, time.time(), head=head, openmetrics=openmetrics)
     chunks: Iterable[bytes]
     if coding == GZIP:
         # gzip reuses the inventory's pieces, compressed once per API response (level 1).
