@@ -317,7 +317,9 @@ def build_app(
     if webhook_state is not None:
         metrics.registry.register(bridge(webhook_state))
     scrapers = build_scrapers(settings, metrics, new_client, clock, webhook_lists=webhook_lists)
-    return ExporterApp(settings, scrapers, metrics)
+    app = ExporterApp(settings, scrapers, metrics)
+    app.webhook_state = webhook_state  # the status page shows its last callbacks
+    return app
 
 
 def build_webhook_state(settings: Settings, clock: Clock = SYSTEM_CLOCK) -> WebhookState | None:

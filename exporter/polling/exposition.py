@@ -175,6 +175,10 @@ class RenderedInventory:
     samples: dict[str, SampleText]
     check_ages: tuple[tuple[str, float], ...]
     invalid_records: int
+    # For the status page: numbers listed, and how many are unhealthy or expiring.
+    listed: int = 0
+    unhealthy: int = 0
+    expiring: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -266,7 +270,15 @@ def render_inventory(
     }
     if per_number and len(inventory.columns):
         samples.update(_render_numbers(inventory.columns, sub))
-    return RenderedInventory(samples, tuple(check_ages), inventory.invalid_records)
+    groups = inventory.groups.values()
+    return RenderedInventory(
+        samples,
+        tuple(check_ages),
+        inventory.invalid_records,
+        listed=int(inventory.listed),
+        unhealthy=sum(group.unhealthy for group in groups),
+        expiring=sum(group.statuses["expiring"] for group in groups),
+    )
 
 
 class _Prefixes:

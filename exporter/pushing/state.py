@@ -373,6 +373,15 @@ class WebhookState:
 
     # ---- rendering ----
 
+    def last_callbacks(self) -> dict[str, tuple[str, float]]:
+        """Per subaccount, the type and Unix time of the last event accepted (status page)."""
+        with self._lock:
+            return {
+                sub: max(((when, kind) for kind, when in state.last_event.items()))[::-1]
+                for sub, state in self._subaccounts.items()
+                if state.last_event
+            }
+
     def snapshot(self) -> list[tuple[str, _Subaccount]]:
         """A consistent copy of the per-subaccount state, for rendering outside the lock."""
         with self._lock:

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 from urllib.parse import parse_qs, quote
 
-from exporter import __version__
+from exporter.common.journal import ScrapeEntry, ScrapeJournal
 from exporter.common.logs import log_event
 from exporter.common.wsgi import StartResponse, text_response
 from exporter.config.settings import Settings
@@ -24,8 +24,10 @@ from exporter.metrics.encoding import gzip_body, plain_body, plain_size
 from exporter.metrics.selfmetrics import SelfMetrics
 from exporter.polling.exposition import SubaccountScrape, render_scrapes
 from exporter.polling.scraper import FetchPool, Scrapers, least_reserve, scrape_all
+from exporter.pushing.state import WebhookState
 from exporter.web.discovery import DISCOVERY_PATH, serve_discovery
 from exporter.web.negotiation import CONTENT_TYPES, GZIP, OPENMETRICS, choose_coding, choose_format
+from exporter.web.status import StatusPage, SubaccountRow, render_log_page, render_status_page
 
 log = logging.getLogger("exporter.web.routes")
 
@@ -51,6 +53,7 @@ class ExporterApp:
         scrapers: Scrapers,
         metrics: SelfMetrics,
         pool: FetchPool | None = None,
+        journal: ScrapeJournal | None = None,
     ) -> None:
         self.settings = settings
         self.scrapers = scrapers
@@ -61,9 +64,16 @@ class ExporterApp:
         # slower answer at once and a faster one by halves, as the load on the host varies.
         self.answer_seconds = ANSWER_SECONDS_PER_SUBACCOUNT * len(scrapers.configured)
         self.reload: Callable[[], object] | None = None
+        # The status page: the last scrapes with their logs, the receiver's state (set by
+        # exporter/app.py when the receiver is on) and whether this is --demo.
+        self.journal = journal or ScrapeJournal()
+        self.journal.learn(_secrets_of(settings))
+        self.webhook_state: WebhookState | None = None
+        self.demo = False
 
     def use(self, settings: Settings, scrapers: Scrapers) -> None:
         """Serve from now on with a reloaded configuration; requests in flight finish as begun."""
+        self.journal.learn(_secrets_of(settings))
         self.scrapers = scrapers
         self.settings = settings
 
@@ -109,7 +119,9 @@ class ExporterApp:
         if path == DISCOVERY_PATH:
             return serve_discovery(self.settings, environ, start_response)
         if path == "/":
-            return self._landing(environ, start_response)
+            return self._status(environ, start_response)
+        if path == "/logs":
+            return self._logs(environ, start_response)
         return text_response(start_response, "404 Not Found", "not found\n")
 
     def scrape_timeout(self, environ: dict[str, Any]) -> float:
@@ -131,16 +143,18 @@ class ExporterApp:
         return min(timeout / 2, max(least_reserve(timeout), 2 * self.answer_seconds))
 
     def _metrics(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
-        timeout = self.scrape_timeout(environ)
-        samples = scrape_all(
-            self.scrapers.configured, timeout, self.answer_reserve(timeout), self.pool
-        )
-        started = time.monotonic()
-        openmetrics = _wants_openmetrics(environ)
-        head = self.metrics.exposition(openmetrics)
-        answer = _exposition(environ, start_response, samples, head)
-        took = time.monotonic() - started
-        self.answer_seconds = max(took, (self.answer_seconds + took) / 2)
+        with self.journal.begin(self.settings.telemetry_path) as entry:
+            timeout = self.scrape_timeout(environ)
+            scrapers = self.scrapers.configured
+            _log_scrape_start(environ, timeout, len(scrapers))
+            samples = scrape_all(scrapers, timeout, self.answer_reserve(timeout), self.pool)
+            started = time.monotonic()
+            openmetrics = _wants_openmetrics(environ)
+            head = self.metrics.exposition(openmetrics)
+            answer = _exposition(environ, start_response, samples, head)
+            took = time.monotonic() - started
+            self.answer_seconds = max(took, (self.answer_seconds + took) / 2)
+            _log_scrape_end(entry, environ, samples)
         return answer
 
     def _probe(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
@@ -164,8 +178,13 @@ class ExporterApp:
                 start_response, "403 Forbidden", "target is not an allowed subaccount\n"
             )
         scraper = self.scrapers.for_probe(subaccount)
-        samples = scrape_all([scraper], self.scrape_timeout(environ), pool=self.pool)
-        return _exposition(environ, start_response, samples)
+        with self.journal.begin(f"/probe?target={subaccount}") as entry:
+            timeout = self.scrape_timeout(environ)
+            _log_scrape_start(environ, timeout, 1)
+            samples = scrape_all([scraper], timeout, pool=self.pool)
+            answer = _exposition(environ, start_response, samples)
+            _log_scrape_end(entry, environ, samples)
+        return answer
 
     def _probe_help(self, environ: dict[str, Any]) -> str:
         allowed = sorted(self.settings.probe_allowed or ())
@@ -191,28 +210,84 @@ class ExporterApp:
             )
         return text_response(start_response, "200 OK", "OK\n")
 
-    def _landing(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
-        path = html.escape(self.settings.telemetry_path)
-        configured = self.scrapers.configured
-        items = "".join(
-            f'<li><a href="/probe?target={quote(s.subaccount, safe="")}">'
-            f"/probe?target={html.escape(s.subaccount)}</a></li>"
-            for s in configured
+    def _status(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        configured = {scraper.subaccount for scraper in self.scrapers.configured}
+        rows = [
+            SubaccountRow(scraper.subaccount, scraper.subaccount in configured, scraper.status)
+            for scraper in self.scrapers.every()
+        ]
+        state = self.webhook_state
+        page = StatusPage(
+            telemetry_path=self.settings.telemetry_path,
+            subaccounts=rows,
+            scrapes=self.journal.entries(),
+            callbacks=state.last_callbacks() if state is not None else None,
+            demo=self.demo,
+            secrets=_secrets_of(self.settings),
+            extra_html="" if configured else self._probe_help(environ),
         )
-        page = (
-            "<!DOCTYPE html><html><head><title>8x8 Number Health exporter</title></head><body>"
-            "<h1>8x8 Number Health exporter</h1>"
-            f"<p>Version {html.escape(__version__)}</p>"
-            f'<ul><li><a href="{path}">Metrics</a></li>{items}'
-            '<li><a href="/-/healthy">Health</a></li></ul>'
-            f"{'' if configured else self._probe_help(environ)}</body></html>\n"
-        )
-        body = page.encode()
-        start_response(
-            "200 OK",
-            [("Content-Type", "text/html; charset=utf-8"), ("Content-Length", str(len(body)))],
-        )
-        return [body]
+        return _html(start_response, "200 OK", render_status_page(page))
+
+    def _logs(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        query = parse_qs(environ.get("QUERY_STRING", ""), errors="replace")
+        wanted = query.get("id", [])
+        if len(wanted) != 1 or not wanted[0].isdigit() or len(wanted[0]) > 18:
+            return text_response(start_response, "400 Bad Request", "exactly one numeric 'id'\n")
+        entry = self.journal.find(int(wanted[0]))
+        if entry is None:
+            return text_response(
+                start_response,
+                "404 Not Found",
+                "no such scrape: only the last ones are kept\n",
+            )
+        return _html(start_response, "200 OK", render_log_page(entry))
+
+
+def _html(start_response: StartResponse, status: str, body: bytes) -> Iterable[bytes]:
+    start_response(
+        status,
+        [
+            ("Content-Type", "text/html; charset=utf-8"),
+            ("Content-Length", str(len(body))),
+            ("Cache-Control", "no-store"),
+        ],
+    )
+    return [body]
+
+
+def _secrets_of(settings: Settings) -> list[str]:
+    """The configured keys and webhook auth values: never shown on the status page."""
+    return [secret.reveal() for secret in settings.secrets]
+
+
+def _log_scrape_start(environ: dict[str, Any], timeout: float, subaccounts: int) -> None:
+    log_event(
+        log,
+        logging.DEBUG,
+        "scrape started",
+        subaccounts=subaccounts,
+        timeout_seconds=round(timeout, 3),
+        accept=environ.get("HTTP_ACCEPT"),
+        accept_encoding=environ.get("HTTP_ACCEPT_ENCODING"),
+    )
+
+
+def _log_scrape_end(
+    entry: ScrapeEntry, environ: dict[str, Any], samples: list[SubaccountScrape]
+) -> None:
+    up = sum(1 for sample in samples if sample.up)
+    exposition_format = choose_format(environ.get("HTTP_ACCEPT"))
+    coding = choose_coding(environ.get("HTTP_ACCEPT_ENCODING"))
+    entry.outcome = f"{up}/{len(samples)} up, {exposition_format}, {coding}"
+    log_event(
+        log,
+        logging.DEBUG,
+        "scrape answered",
+        up=up,
+        subaccounts=len(samples),
+        format=exposition_format,
+        coding=coding,
+    )
 
 
 PROBE_SCRAPE_CONFIG = """scrape_configs:
