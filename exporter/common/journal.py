@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextvars
 import itertools
-import logging
 import threading
 import time
 from collections import deque
@@ -47,6 +46,11 @@ class ScrapeEntry:
     seconds: float | None = None  # None while it runs
     outcome: str = ""  # e.g. "2/3 up, openmetrics, gzip"
     _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def full(self) -> bool:
+        """True once MAX_LINES are kept: later lines are only counted (and never formatted)."""
+        return len(self.lines) >= MAX_LINES
 
     def add(self, line: str) -> None:
         with self._lock:
@@ -107,11 +111,3 @@ class ScrapeJournal:
 def current_entry() -> ScrapeEntry | None:
     """The scrape the running code works for, if any."""
     return _CURRENT.get()
-
-
-def write_record(entry: ScrapeEntry, formatter: logging.Formatter, rec: logging.LogRecord) -> None:
-    """Write a log record into a scrape's entry, unless the entry is full."""
-    if len(entry.lines) >= MAX_LINES:  # counted without formatting: a full entry costs nothing
-        entry.add("")
-        return
-    entry.add(formatter.format(rec))

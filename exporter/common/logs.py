@@ -12,7 +12,7 @@ import sys
 import time
 from collections.abc import Iterable
 
-from exporter.common.journal import current_entry, write_record
+from exporter.common.journal import current_entry
 from exporter.common.redact import redact
 
 _LEVEL_NAMES = {"DEBUG": "debug", "INFO": "info", "WARNING": "warn", "ERROR": "error"}
@@ -117,6 +117,9 @@ def log_event(logger: logging.Logger, level: int, msg: str, **fields: object) ->
     logger.log(level, msg, extra={"fields": fields})
     entry = current_entry()
     if entry is not None:
+        if entry.full:
+            entry.add("")  # only counted
+            return
         rec = logger.makeRecord(logger.name, level, "", 0, msg, None, None)
         rec.fields = fields
-        write_record(entry, _JOURNAL_FORMAT, rec)
+        entry.add(_JOURNAL_FORMAT.format(rec))
