@@ -5,7 +5,9 @@ third of a large scrape's CPU. These tests prove the replacement equivalent: the
 on both give the same families with the same lines (byte-equal text when subaccounts are added
 in one order and never removed, as configured ones are; in general prometheus_client orders a
 family's lines by when each labelled child was made, `ApiSeries` by subaccount), and its own
-`collect()` renders through `generate_latest` to the same bytes.
+`collect()` renders through `generate_latest` to the same bytes. Text 0.0.4 is compared without
+the `_created` gauges prometheus_client adds there (the exporter leaves them out); OpenMetrics,
+with its `_created` samples, against prometheus_client's OpenMetrics `generate_latest`.
 """
 
 from __future__ import annotations
