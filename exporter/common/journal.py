@@ -86,10 +86,13 @@ class ScrapeJournal:
         self._secrets = tuple(sorted(known, key=len, reverse=True))
 
     @contextmanager
-    def begin(self, request: str) -> Iterator[ScrapeEntry]:
-        """An entry for the scrape run inside the `with`; its log_event lines go into it."""
+    def begin(self, request: str, secrets: Iterable[str] = ()) -> Iterator[ScrapeEntry]:
+        """An entry for the scrape run inside the `with`; its log_event lines go into it,
+        redacted of `secrets` (the keys of the configuration it runs with) and those learnt."""
+        known = {*self._secrets, *(s for s in secrets if s)}
+        redacted = tuple(sorted(known, key=len, reverse=True))
         with self._lock:
-            entry = ScrapeEntry(next(self._ids), time.time(), request, self._secrets)
+            entry = ScrapeEntry(next(self._ids), time.time(), request, redacted)
             self._entries.appendleft(entry)
         started = time.monotonic()
         token = _CURRENT.set(entry)
