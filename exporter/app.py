@@ -346,7 +346,9 @@ def build_app(
     scrapers = build_scrapers(settings, metrics, new_client, clock, webhook_lists=webhook_lists)
     for config in settings.subaccounts:
         metrics.start_at_zero(config.subaccount)
-    return ExporterApp(settings, scrapers, metrics)
+    app = ExporterApp(settings, scrapers, metrics)
+    app.webhook_state = webhook_state  # the status page shows its last callbacks
+    return app
 
 
 def build_webhook_state(settings: Settings, clock: Clock = SYSTEM_CLOCK) -> WebhookState | None:

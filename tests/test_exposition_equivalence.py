@@ -31,6 +31,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.metrics_core import Metric
+from prometheus_client.openmetrics.exposition import generate_latest as openmetrics_latest
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.utils import floatToGoString
 
@@ -156,9 +157,9 @@ def number_rows(inventory: Inventory) -> list:
 
 
 def reference_exposition(
-    targets: list[tuple[SubaccountScrape, Inventory | None]], now: float
+    targets: list[tuple[SubaccountScrape, Inventory | None]], now: float, openmetrics: bool = False
 ) -> bytes:
-    """generate_latest over Metric families built from the model, family by family."""
+    """generate_latest (text, or OpenMetrics) over Metric families built from the model."""
     families = {f.name: Metric(f.name, f.help, f.type) for f in c.FAMILIES}
 
     def add(family: c.Family, values: dict[str, str], value: float) -> None:
@@ -186,7 +187,7 @@ def reference_exposition(
             return [family for family in families.values() if family.samples]
 
     registry.register(Reference())
-    return generate_latest(registry)
+    return openmetrics_latest(registry) if openmetrics else generate_latest(registry)
 
 
 def _reference_inventory(add, inventory: Inventory, sub: dict, now: float, per_number: bool):

@@ -156,6 +156,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         # Rotated keys are redacted from the moment they are read; old ones stay redacted.
         exporter.reload_listeners.append(lambda new: redact.learn(_revealed(new)))
         if simulator is not None:
+            exporter.app.demo = True  # the status page says so
             push_demo_callbacks(exporter, simulator)
         return serve(exporter, demo_url=settings.base_url if args.demo else None)
     return 0

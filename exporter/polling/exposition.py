@@ -1,4 +1,5 @@
-"""Exposition: inventories and scrape outcomes as Prometheus text format 0.0.4, as text parts.
+"""Exposition: inventories and scrape outcomes as Prometheus text format 0.0.4 or OpenMetrics
+1.0.0, as text parts.
 
 A few lines of what it produces::
 
@@ -57,8 +58,10 @@ def escape_label_value(value: str) -> str:
 # --- line templates, derived from the catalogue once -------------------------------------------
 
 
-def _header(family: Family) -> bytes:
+def _header(family: Family, openmetrics: bool = False) -> bytes:
     help_text = family.help.replace("\\", r"\\").replace("\n", r"\n")
+    if openmetrics:  # OpenMetrics escapes quotes in HELP too
+        help_text = help_text.replace('"', r"\"")
     return f"# HELP {family.name} {help_text}\n# TYPE {family.name} {family.type}\n".encode()
 
 
@@ -113,6 +116,19 @@ def _number_line(family: Family) -> NumberLine:
 
 _NUMBER_FIELDS = {field.name for field in fields(NumberColumns)} | {SUBACCOUNT}
 _HEADERS = {family.name: SampleText([_header(family)]) for family in FAMILIES}
+# Every family is a gauge, whose lines are the same in both formats: only a help text with a
+# quote in it gets a header of its own in OpenMetrics.
+_OPENMETRICS_HEADERS = {
+    family.name: (
+        _HEADERS[family.name]
+        if _header(family, openmetrics=True) == _header(family)
+        else SampleText([_header(family, openmetrics=True)])
+    )
+    for family in FAMILIES
+}
+OPENMETRICS_EOF = b"# EOF\n"
+if any(family.type != "gauge" for family in FAMILIES):
+    raise ValueError("the OpenMetrics rendering assumes gauges only: counters and info differ")
 PREFIXES = {family.name: _prefix(family) for family in FAMILIES if not family.per_number}
 NUMBER_LINES = {family.name: _number_line(family) for family in FAMILIES if family.per_number}
 # The per-number label columns any family prints.
@@ -160,6 +176,10 @@ class RenderedInventory:
     samples: dict[str, SampleText]
     check_ages: tuple[tuple[str, float], ...]
     invalid_records: int
+    # For the status page: numbers listed, and how many are unhealthy or expiring.
+    listed: int = 0
+    unhealthy: int = 0
+    expiring: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -251,7 +271,15 @@ def render_inventory(
     }
     if per_number and len(inventory.columns):
         samples.update(_render_numbers(inventory.columns, sub))
-    return RenderedInventory(samples, tuple(check_ages), inventory.invalid_records)
+    groups = inventory.groups.values()
+    return RenderedInventory(
+        samples,
+        tuple(check_ages),
+        inventory.invalid_records,
+        listed=int(inventory.listed),
+        unhealthy=sum(group.unhealthy for group in groups),
+        expiring=sum(group.statuses["expiring"] for group in groups),
+    )
 
 
 class _Prefixes:
@@ -379,12 +407,18 @@ def _go_float_lines(values: list[float]) -> list[str]:
 
 
 def render_scrapes(
-    scrapes: Sequence[SubaccountScrape], now: float, *, head: bytes = b""
+    scrapes: Sequence[SubaccountScrape],
+    now: float,
+    *,
+    head: bytes = b"",
+    openmetrics: bool = False,
 ) -> list[TextPart]:
     """The exposition text for the given scrape outcomes, after `head`, as parts in order.
 
     The clock-dependent series use `now`; everything else comes from the rendered inventories.
-    `exporter.metrics.encoding` turns the parts into a plain or gzip body.
+    `exporter.metrics.encoding` turns the parts into a plain or gzip body. With `openmetrics`
+    the text is OpenMetrics 1.0.0: the same sample lines (every family is a gauge, whose lines
+    the two formats write alike), so the inventories' deflated pieces serve both, and `# EOF`.
     """
     parts_of: dict[str, list[TextPart]] = {}
 
@@ -412,10 +446,13 @@ def render_scrapes(
         for name, text in inventory.samples.items():
             parts_of.setdefault(name, []).append(text)
 
+    headers = _OPENMETRICS_HEADERS if openmetrics else _HEADERS
     parts: list[TextPart] = [head] if head else []
     for family in FAMILIES:
         family_parts = parts_of.get(family.name)
         if family_parts:
-            parts.append(_HEADERS[family.name])
+            parts.append(headers[family.name])
             parts.extend(family_parts)
+    if openmetrics:
+        parts.append(OPENMETRICS_EOF)
     return parts

@@ -376,6 +376,16 @@ class WebhookState:
 
     # ---- rendering ----
 
+    def last_callbacks(self) -> dict[str, tuple[str, float]]:
+        """Per subaccount, the type and Unix time of the last event accepted (status page)."""
+        out: dict[str, tuple[str, float]] = {}
+        with self._lock:
+            for sub, state in self._subaccounts.items():
+                if state.last_event:
+                    kind = max(state.last_event, key=state.last_event.__getitem__)
+                    out[sub] = (kind, state.last_event[kind])
+        return out
+
     def snapshot(self) -> list[tuple[str, _Subaccount]]:
         """A consistent copy of the per-subaccount state, for rendering outside the lock."""
         with self._lock:
