@@ -13,7 +13,8 @@ import sys
 import pytest
 import requests
 
-from exporter.cli.main import main, shown_address
+from exporter.cli.main import main
+from exporter.cli.run import shown_address
 from exporter.common.logs import JsonFormatter, LogfmtFormatter
 from exporter.config.flags import build_parser
 from exporter.config.settings import settings_from_flags

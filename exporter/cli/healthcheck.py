@@ -18,17 +18,19 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NoReturn
 
-from exporter.config.settings import DEFAULT_LISTEN_ADDRESS
+from exporter.config import flags
 from exporter.config.values import ConfigError, parse_duration, parse_listen_address
-from exporter.config.webconfig import load_web_config
 
 PROG = "eightbyeight-exporter healthcheck"
 HEALTH_PATH = "/-/healthy"
 PROC = Path("/proc")
-# Subcommands that share the executable but do not serve the exporter's endpoints.
+# Commands that share the executable but do not serve the exporter's endpoints.
 _NOT_SERVING = {"simulate", "healthcheck"}
+DESCRIPTION = (
+    "Exit 0 when the running exporter answers 200 on /-/healthy, else 1. Address and TLS come "
+    "from the running exporter's command line unless given here."
+)
 
 
 class HealthcheckError(Exception):
@@ -49,22 +51,29 @@ class Endpoint:
         return f"{'https' if self.tls else 'http'}://{host}:{self.port}{HEALTH_PATH}"
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The health check's flags, on its own parser or on the `healthcheck` command's."""
+    parser.add_argument(
+        "--web.listen-address",
+        dest="listen_address",
+        default=None,
+        help="address the exporter listens on (default: the running exporter's)",
+    )
+    parser.add_argument(
+        "--web.config.file",
+        dest="web_config_file",
+        default=None,
+        help="the exporter's web config file, for its TLS (default: the running exporter's)",
+    )
+    parser.add_argument(
+        "--timeout", default="4s", help="how long to wait for the answer (default 4s)"
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(
-        prog=PROG,
-        allow_abbrev=False,
-        description="Exit 0 when the running exporter answers 200 on /-/healthy, else 1. "
-        "Address and TLS come from the running exporter's command line unless given here.",
-    )
-    p.add_argument("--web.listen-address", dest="listen_address", default=None)
-    p.add_argument("--web.config.file", dest="web_config_file", default=None)
-    p.add_argument("--timeout", default="4s", help="how long to wait for the answer (default 4s)")
-    return p
+    parser = flags.FlagParser(prog=PROG, allow_abbrev=False, description=DESCRIPTION)
+    add_arguments(parser)
+    return parser
 
 
 def exporter_args(cmdline: Sequence[str]) -> list[str] | None:
@@ -76,7 +85,9 @@ def exporter_args(cmdline: Sequence[str]) -> list[str] | None:
             args = list(cmdline[index + 2 :])
         else:
             continue
-        return None if args and args[0] in _NOT_SERVING else args
+        if args and args[0] in _NOT_SERVING:
+            return None
+        return args[1:] if args and args[0] == "run" else args
     return None
 
 
@@ -106,13 +117,11 @@ def running_exporter(proc: Path = PROC) -> tuple[list[str], Path | None] | None:
 
 def served_flags(args: Sequence[str]) -> tuple[str, str | None]:
     """(listen address, web config file) that the exporter's arguments select."""
-    from exporter.config.flags import build_parser as exporter_parser
-
     try:
-        parsed, _ = exporter_parser().parse_known_args(list(args))
+        parsed, _ = flags.build_parser().parse_known_args(list(args))
     except SystemExit:
         # The exporter started, so its flags parsed; whatever this is, assume the defaults.
-        return DEFAULT_LISTEN_ADDRESS, None
+        return flags.default("listen_address"), None
     return parsed.listen_address, parsed.web_config_file
 
 
@@ -131,7 +140,10 @@ def endpoint(listen_address: str, web_config_file: str | None) -> Endpoint:
                 host = "::1" if address.version == 6 else "127.0.0.1"
     tls = False
     if web_config_file:
-        # The exporter serves TLS exactly when its web config yields a TLS context.
+        # The exporter serves TLS exactly when its web config yields a TLS context. Imported
+        # here: reading it needs YAML, which a check without one does without.
+        from exporter.config.webconfig import load_web_config
+
         tls = load_web_config(web_config_file).tls_context is not None
     return Endpoint(host, port, tls)
 
@@ -162,7 +174,11 @@ def check(target: Endpoint, timeout: float) -> None:
 
 
 def main(argv: Sequence[str]) -> int:
-    options = build_parser().parse_args(list(argv))
+    return check_command(build_parser().parse_args(list(argv)))
+
+
+def check_command(options: argparse.Namespace) -> int:
+    """Ask the exporter the parsed flags point at; 0 when healthy, else 1 and one line."""
     try:
         timeout = parse_duration(options.timeout, "--timeout")
         if timeout <= 0:
