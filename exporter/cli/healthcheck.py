@@ -11,9 +11,8 @@ Exit status 0 when /-/healthy answers 200, else 1 with one line on stderr.
 from __future__ import annotations
 
 import argparse
-import http.client
 import ipaddress
-import ssl
+import socket
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -25,6 +24,7 @@ from exporter.config.values import ConfigError, parse_duration, parse_listen_add
 PROG = "eightbyeight-exporter healthcheck"
 HEALTH_PATH = "/-/healthy"
 PROC = Path("/proc")
+MAX_STATUS_LINE = 1024
 # Commands that share the executable but do not serve the exporter's endpoints.
 _NOT_SERVING = {"simulate", "healthcheck"}
 DESCRIPTION = (
@@ -149,28 +149,57 @@ def endpoint(listen_address: str, web_config_file: str | None) -> Endpoint:
 
 
 def check(target: Endpoint, timeout: float) -> None:
-    """Raise HealthcheckError unless GET /-/healthy answers 200."""
-    if target.tls:
-        # The exporter's own certificate is issued for the names clients use, not for
-        # loopback: this asks whether the local process serves, not who it is.
-        context = ssl.create_default_context()
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-        conn: http.client.HTTPConnection = http.client.HTTPSConnection(
-            target.host, target.port, timeout=timeout, context=context
-        )
-    else:
-        conn = http.client.HTTPConnection(target.host, target.port, timeout=timeout)
+    """Raise HealthcheckError unless GET /-/healthy answers 200.
+
+    One request on a socket and its status line read back, rather than http.client: that
+    module imports ssl and the email parser whatever the scheme, and this runs every 30 s.
+    """
     try:
-        conn.request("GET", HEALTH_PATH, headers={"User-Agent": "eightbyeight-healthcheck"})
-        status = conn.getresponse().status
-    except (OSError, http.client.HTTPException) as exc:
+        with _connect(target, timeout) as conn, conn.makefile("rb") as answer:
+            conn.sendall(_request(target))
+            status_line = answer.readline(MAX_STATUS_LINE)
+    except OSError as exc:
         reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
         raise HealthcheckError(f"{target.url}: {reason}") from None
-    finally:
-        conn.close()
+    status = _status(status_line)
+    if status is None:
+        raise HealthcheckError(f"{target.url}: no HTTP answer")
     if status != 200:
         raise HealthcheckError(f"{target.url}: HTTP {status}")
+
+
+def _connect(target: Endpoint, timeout: float) -> socket.socket:
+    conn = socket.create_connection((target.host, target.port), timeout=timeout)
+    if not target.tls:
+        return conn
+    import ssl  # only for TLS: it is the largest import of a check
+
+    # The exporter's own certificate is issued for the names clients use, not for loopback:
+    # this asks whether the local process serves, not who it is.
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    try:
+        return context.wrap_socket(conn, server_hostname=target.host)
+    except BaseException:
+        conn.close()
+        raise
+
+
+def _request(target: Endpoint) -> bytes:
+    host = f"[{target.host}]" if ":" in target.host else target.host
+    return (
+        f"GET {HEALTH_PATH} HTTP/1.1\r\nHost: {host}:{target.port}\r\n"
+        "User-Agent: eightbyeight-healthcheck\r\nConnection: close\r\n\r\n"
+    ).encode("ascii")
+
+
+def _status(line: bytes) -> int | None:
+    """The status code of an HTTP/1.x status line ('HTTP/1.1 200 OK'), else None."""
+    parts = line.split(None, 2)
+    if len(parts) < 2 or not parts[0].startswith(b"HTTP/1.") or not parts[1].isdigit():
+        return None
+    return int(parts[1])
 
 
 def main(argv: Sequence[str]) -> int:

@@ -508,6 +508,18 @@ def _cell(text: str) -> str:
     return text.replace("|", "\\|")
 
 
+def _reference_row(entry: Flag) -> str:
+    name = f"`{entry.name}`"
+    if entry.kind == "toggle":
+        name += f", `--no-{entry.name[2:]}`"
+    shown = "off" if entry.kind == "switch" else entry.shown_default
+    description = entry.help
+    if entry.default_note:
+        description += f" (`{shown}`{entry.default_note})"
+    environment = f"`${entry.env}`" if entry.env else ""
+    return f"| {name} | {f'`{shown}`' if shown else ''} | {environment} | {_cell(description)} |"
+
+
 def reference_page() -> str:
     """docs/flags.md: every flag, its default and environment variable, from the table."""
     lines = [
@@ -528,15 +540,7 @@ def reference_page() -> str:
         "| Flag | Default | Environment | Description |",
         "| --- | --- | --- | --- |",
     ]
-    for entry in FLAGS:
-        name = f"`{entry.name}`"
-        if entry.kind == "toggle":
-            name += f", `--no-{entry.name[2:]}`"
-        shown = entry.shown_default
-        lines.append(
-            f"| {name} | {f'`{shown}`' if shown is not None else ''} | "
-            f"{f'`${entry.env}`' if entry.env else ''} | {_cell(entry.help)} |"
-        )
+    lines += [_reference_row(entry) for entry in FLAGS]
     lines += [
         "",
         "## Environment variables without a flag",
