@@ -15,8 +15,8 @@ import ipaddress
 import socket
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from exporter.config import flags
 from exporter.config.values import ConfigError, parse_duration, parse_listen_address
@@ -37,9 +37,10 @@ class HealthcheckError(Exception):
     """Why the check failed, in one line."""
 
 
-@dataclass(frozen=True)
-class Endpoint:
-    """Where and how to reach the exporter's health endpoint."""
+class Endpoint(NamedTuple):
+    """Where and how to reach the exporter's health endpoint.
+
+    A NamedTuple, not a dataclass: dataclasses imports inspect, a cost on every check."""
 
     host: str
     port: int
@@ -169,7 +170,9 @@ def check(target: Endpoint, timeout: float) -> None:
 
 
 def _connect(target: Endpoint, timeout: float) -> socket.socket:
-    conn = socket.create_connection((target.host, target.port), timeout=timeout)
+    # An ASCII host as bytes: as text, socket would load the IDNA codec to encode it.
+    host = target.host.encode("ascii") if target.host.isascii() else target.host
+    conn = socket.create_connection((host, target.port), timeout=timeout)
     if not target.tls:
         return conn
     import ssl  # only for TLS: it is the largest import of a check

@@ -15,8 +15,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
-from typing import Any, NoReturn
+from typing import Any, NamedTuple, NoReturn
 
 from exporter.config.values import (
     MAX_CONNECTIONS,
@@ -86,10 +85,10 @@ def url_path(*reserved: str) -> Check:
     return check
 
 
-@dataclass(frozen=True)
-class Flag:
-    """One flag. `kind` says how argparse reads it:
+class Flag(NamedTuple):
+    """One flag (a NamedTuple: dataclasses would import inspect, a cost on every health check).
 
+    `kind` says how argparse reads it:
     value: one string; int: one integer; switch: present or not; toggle: `--x` and `--no-x`;
     repeated: may be given many times, a list.
     """
