@@ -170,9 +170,7 @@ def check(target: Endpoint, timeout: float) -> None:
 
 
 def _connect(target: Endpoint, timeout: float) -> socket.socket:
-    # An ASCII host as bytes: as text, socket would load the IDNA codec to encode it.
-    host = target.host.encode("ascii") if target.host.isascii() else target.host
-    conn = socket.create_connection((host, target.port), timeout=timeout)
+    conn = socket.create_connection((target.host, target.port), timeout=timeout)
     if not target.tls:
         return conn
     import ssl  # only for TLS: it is the largest import of a check
