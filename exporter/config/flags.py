@@ -44,16 +44,8 @@ DESCRIPTION = (
 Check = Callable[[Any, str], Any]
 
 
-def duration(value: str | float, name: str) -> float:
-    return parse_duration(value, name)
-
-
 def positive_duration(value: str | float, name: str) -> float:
     return positive(parse_duration(value, name), name)
-
-
-def size(value: str | int, name: str) -> int:
-    return parse_size(value, name)
 
 
 def between(least: int, most: int) -> Check:
@@ -109,7 +101,7 @@ class Flag(NamedTuple):
     file_first: bool = False
 
     @property
-    def value(self) -> Any:
+    def parsed_default(self) -> Any:
         """The default as the settings hold it: parsed and checked."""
         if self.check is None or self.default is None:
             return self.default
@@ -129,7 +121,6 @@ class Flag(NamedTuple):
         return self.help if shown is None else f"{self.help} (default {shown}{self.default_note})"
 
 
-_WEB_CONFIG_HELP = "TLS and basic auth configuration (exporter-toolkit format)"
 _FD_NOTE = "well below a 1,024 file-descriptor limit"
 
 FLAGS: tuple[Flag, ...] = (
@@ -147,20 +138,24 @@ FLAGS: tuple[Flag, ...] = (
         default="/metrics",
         check=url_path("/probe", "/"),
     ),
-    Flag("--web.config.file", "web_config_file", _WEB_CONFIG_HELP),
+    Flag(
+        "--web.config.file",
+        "web_config_file",
+        "TLS and basic auth configuration (exporter-toolkit format)",
+    ),
     Flag(
         "--web.timeout-offset",
         "timeout_offset",
         "subtracted from Prometheus' scrape timeout to get the fetch deadline",
         default="0.5s",
-        check=duration,
+        check=parse_duration,
     ),
     Flag(
         "--web.shutdown-grace",
         "shutdown_grace",
         "on SIGTERM, how long requests in flight may take to finish",
         default="10s",
-        check=duration,
+        check=parse_duration,
     ),
     Flag(
         "--web.read-timeout",
@@ -236,7 +231,7 @@ FLAGS: tuple[Flag, ...] = (
         "max_response_bytes",
         "largest API response accepted",
         default="256MiB",
-        check=size,
+        check=parse_size,
     ),
     Flag(
         "--subaccount",
@@ -280,7 +275,7 @@ FLAGS: tuple[Flag, ...] = (
         "cache_ttl",
         "serve the last good response for this long without calling the API",
         default="0s",
-        check=duration,
+        check=parse_duration,
         default_note=": call on every scrape",
     ),
     Flag(
@@ -288,7 +283,7 @@ FLAGS: tuple[Flag, ...] = (
         "serve_stale_for",
         "when the API fails, keep serving the last good data this long, with eightbyeight_up 0",
         default="0s",
-        check=duration,
+        check=parse_duration,
         default_note=": off",
     ),
     Flag(
@@ -344,7 +339,7 @@ FLAGS: tuple[Flag, ...] = (
         "webhook_max_body",
         "largest callback body accepted",
         default="1MiB",
-        check=size,
+        check=parse_size,
     ),
     Flag(
         "--webhook.read-timeout",
@@ -393,7 +388,7 @@ def flag(dest: str) -> Flag:
 
 def default(dest: str) -> Any:
     """The default of the flag whose parsed value is `dest`, as the settings hold it."""
-    return BY_DEST[dest].value
+    return BY_DEST[dest].parsed_default
 
 
 def env_of(dest: str) -> str:
