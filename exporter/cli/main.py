@@ -19,11 +19,13 @@ SIMULATE_HELP = "run the stand-in 8x8 API (see 'simulate --help')"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The program's parser: its flags are `run`'s, then the commands."""
-    parser = flags.build_parser()
-    parser.description = (
-        f"{parser.description} Without a command, '{flags.PROG}' is '{flags.PROG} run'."
+    """The program's parser: the commands, then `run`'s flags, which are the program's too."""
+    parser = flags.FlagParser(
+        prog=flags.PROG,
+        allow_abbrev=False,  # `--api.key` must not silently mean --api.key-file
+        description=f"{flags.DESCRIPTION} Without a command, '{flags.PROG}' is '{flags.PROG} run'.",
     )
+    flags.add_version(parser)
     commands = parser.add_subparsers(dest="command", title="commands")
     run = commands.add_parser(
         "run",
@@ -46,6 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
         "simulate", help=SIMULATE_HELP, add_help=False, prefix_chars="\0"
     )
     simulate.add_argument("simulate_args", nargs="*", help=argparse.SUPPRESS)
+    # After the commands, so that --help lists them first.
+    flags.add_flags(parser.add_argument_group("flags of run, also given without its name"))
     return parser
 
 

@@ -428,7 +428,9 @@ def _argparse_options(entry: Flag, given_only: bool) -> dict[str, Any]:
 
 
 def add_flags(
-    parser: argparse.ArgumentParser, flags: Iterable[Flag] = FLAGS, given_only: bool = False
+    parser: argparse.ArgumentParser | argparse._ArgumentGroup,
+    flags: Iterable[Flag] = FLAGS,
+    given_only: bool = False,
 ) -> None:
     """Add the table's flags. `given_only`: only flags on the command line set a value, so that
     a subcommand's parser does not overwrite what was given before the subcommand's name."""
@@ -481,8 +483,12 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
         description=DESCRIPTION,
     )
     add_flags(parser)
-    parser.add_argument("--version", action=_Version, help="show the version and exit")
+    add_version(parser)
     return parser
+
+
+def add_version(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--version", action=_Version, help="show the version and exit")
 
 
 class _Version(argparse.Action):
