@@ -118,8 +118,11 @@ def running_exporter(proc: Path = PROC) -> tuple[list[str], Path | None] | None:
 
 def served_flags(args: Sequence[str]) -> tuple[str, str | None]:
     """(listen address, web config file) that the exporter's arguments select."""
+    # Only the two flags that matter: the others, known or not, are left over either way.
+    parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    flags.add_flags(parser, (flags.flag("listen_address"), flags.flag("web_config_file")))
     try:
-        parsed, _ = flags.build_parser().parse_known_args(list(args))
+        parsed, _ = parser.parse_known_args(list(args))
     except SystemExit:
         # The exporter started, so its flags parsed; whatever this is, assume the defaults.
         return flags.default("listen_address"), None
