@@ -11,7 +11,6 @@ Exit status 0 when /-/healthy answers 200, else 1 with one line on stderr.
 from __future__ import annotations
 
 import argparse
-import ipaddress
 import socket
 import sys
 from collections.abc import Sequence
@@ -19,7 +18,13 @@ from pathlib import Path
 from typing import NamedTuple
 
 from exporter.config import flags
-from exporter.config.values import ConfigError, parse_duration, parse_listen_address
+from exporter.config.values import (
+    ConfigError,
+    host_port,
+    loopback_for,
+    parse_duration,
+    parse_listen_address,
+)
 
 PROG = "eightbyeight-exporter healthcheck"
 HEALTH_PATH = "/-/healthy"
@@ -48,8 +53,7 @@ class Endpoint(NamedTuple):
 
     @property
     def url(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"{'https' if self.tls else 'http'}://{host}:{self.port}{HEALTH_PATH}"
+        return f"{'https' if self.tls else 'http'}://{host_port(self.host, self.port)}{HEALTH_PATH}"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -132,16 +136,6 @@ def served_flags(args: Sequence[str]) -> tuple[str, str | None]:
 def endpoint(listen_address: str, web_config_file: str | None) -> Endpoint:
     """The address to ask: a wildcard listen address is asked on loopback."""
     host, port = parse_listen_address(listen_address)
-    if not host:
-        host = "127.0.0.1"
-    else:
-        try:
-            address = ipaddress.ip_address(host)
-        except ValueError:
-            pass  # a host name, e.g. localhost
-        else:
-            if address.is_unspecified:
-                host = "::1" if address.version == 6 else "127.0.0.1"
     tls = False
     if web_config_file:
         # The exporter serves TLS exactly when its web config yields a TLS context. Imported
@@ -149,7 +143,7 @@ def endpoint(listen_address: str, web_config_file: str | None) -> Endpoint:
         from exporter.config.webconfig import load_web_config
 
         tls = load_web_config(web_config_file).tls_context is not None
-    return Endpoint(host, port, tls)
+    return Endpoint(loopback_for(host), port, tls)
 
 
 def check(target: Endpoint, timeout: float) -> None:
@@ -191,9 +185,8 @@ def _connect(target: Endpoint, timeout: float) -> socket.socket:
 
 
 def _request(target: Endpoint) -> bytes:
-    host = f"[{target.host}]" if ":" in target.host else target.host
     return (
-        f"GET {HEALTH_PATH} HTTP/1.1\r\nHost: {host}:{target.port}\r\n"
+        f"GET {HEALTH_PATH} HTTP/1.1\r\nHost: {host_port(target.host, target.port)}\r\n"
         "User-Agent: eightbyeight-healthcheck\r\nConnection: close\r\n\r\n"
     ).encode("ascii")
 

@@ -25,6 +25,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
@@ -36,14 +37,9 @@ from prometheus_client.core import (
 )
 from prometheus_client.exposition import generate_latest
 
-from exporter.pushing.events import (
-    CallLeg,
-    NumberUpdate,
-    SessionSummary,
-    parse_timestamp,
-)
+from exporter.common.eightbyeight import NUMBER_STATUSES, parse_timestamp
+from exporter.pushing.events import CallLeg, NumberUpdate, SessionSummary
 
-PUSHED_STATUSES = ("active", "expiring", "inactive", "unhealthy")
 SESSION_STATUSES = ("completed", "no_answer", "busy", "canceled", "failed", "error")
 CALL_STATUSES = SESSION_STATUSES
 DIRECTIONS = ("inbound", "outbound")
@@ -116,7 +112,12 @@ class _Subaccount:
 
 
 class WebhookState:
-    """Applies decoded events; renders them on its own registry. Safe across threads."""
+    """Applies decoded events; renders them on its own registry. Safe across threads.
+
+    `allowed` is the allow-list at start: its subaccounts' counters start at zero, and a
+    receiver built on this state alone judges by it. Which subaccounts are admitted is the
+    caller's to say (`admit`), so a reload can change it without touching what is remembered.
+    """
 
     def __init__(
         self,
@@ -134,8 +135,7 @@ class WebhookState:
         self.registry = CollectorRegistry(auto_describe=True)
         self._instruments()
         self.registry.register(_StateCollector(self))
-        for sub in sorted(self.allowed or ()):
-            self._start_at_zero(sub)
+        self.start_at_zero(self.allowed or ())
 
     def _instruments(self) -> None:
         r = self.registry
@@ -200,26 +200,29 @@ class WebhookState:
             registry=r,
         )
 
-    def _start_at_zero(self, sub: str) -> None:
-        """Counters of a known subaccount exist from the start, so increase() sees the first."""
-        for event_type in EVENT_TYPES:
-            self.events.labels(sub, event_type)
-        for kind in UPDATE_EVENT_TYPES:
-            self.vnu_events.labels(sub, kind)
+    def start_at_zero(self, subaccounts: Iterable[str]) -> None:
+        """Counters of known subaccounts exist from the start, so increase() sees the first
+        event (those of a subaccount a reload allows, from then on)."""
+        for sub in sorted(subaccounts):
+            for event_type in EVENT_TYPES:
+                self.events.labels(sub, event_type)
+            for kind in UPDATE_EVENT_TYPES:
+                self.vnu_events.labels(sub, kind)
 
     # ---- admission and de-duplication ----
 
-    def admit(self, subaccount: str) -> bool:
-        """Whether events of this subaccount are taken (allow-list, or a bounded first-come set)."""
-        if self.allowed is not None:
-            return subaccount in self.allowed
+    def admit(self, subaccount: str, allowed: AbstractSet[str] | None) -> bool:
+        """Whether events of this subaccount are taken: those of the allow-list, without one
+        a bounded first-come set."""
+        if allowed is not None:
+            return subaccount in allowed
         with self._lock:
             if subaccount in self._subaccounts:
                 return True
             if len(self._subaccounts) >= MAX_SUBACCOUNTS:
                 return False
             self._subaccounts[subaccount] = _Subaccount()
-        self._start_at_zero(subaccount)
+        self.start_at_zero([subaccount])
         return True
 
     def first_delivery(self, key: bytes) -> bool:
@@ -275,7 +278,7 @@ class WebhookState:
         for pushed in update.virtual_numbers[:MAX_NUMBERS_PER_SUBACCOUNT]:
             msisdn = "+" + pushed.msisdn.lstrip("+")
             out[msisdn] = _Number(
-                _known(pushed.operational_status, PUSHED_STATUSES),
+                _known(pushed.operational_status, NUMBER_STATUSES),
                 parse_timestamp(pushed.updated_timestamp),
                 _country(pushed.country_code),
             )
@@ -428,7 +431,7 @@ class _StateCollector:
                 last.add_metric([sub, event_type], when)
             if state.total_numbers is not None:
                 total.add_metric([sub], state.total_numbers)
-            counts = dict.fromkeys(PUSHED_STATUSES, 0)
+            counts = dict.fromkeys(NUMBER_STATUSES, 0)
             for number in state.numbers.values():
                 counts[number.status] = counts.get(number.status, 0) + 1
             for status, count in counts.items():
@@ -473,7 +476,7 @@ class _StateCollector:
         }
         for sub, state in snapshot:
             for msisdn, number in sorted(state.numbers.items()):
-                statuses = PUSHED_STATUSES if number.status in PUSHED_STATUSES else (number.status,)
+                statuses = NUMBER_STATUSES if number.status in NUMBER_STATUSES else (number.status,)
                 for name in statuses:
                     status.add_metric([sub, msisdn, name], 1.0 if name == number.status else 0.0)
                 if number.updated is not None:
