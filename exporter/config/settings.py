@@ -82,7 +82,7 @@ class Settings:
 def settings_from_flags(args: argparse.Namespace, env: dict[str, str]) -> Settings:
     """Validate flags, environment and config files into Settings; ConfigError on any problem.
 
-    `args` are the parsed flags of exporter/cli/main.py. The web config file is read and checked
+    `args` are the parsed flags (exporter/config/flags.py). The web config file is read and checked
     here (TLS files, bcrypt hashes), once, and its parsed form is part of the settings; so are
     the webhook receiver's flags and its Authorization value.
     """
