@@ -5,7 +5,7 @@ subaccount (in `Scrapers`), the self-metrics, the WSGI application behind the we
 basic auth and headers, and the HTTP server with the web config's TLS context; with
 --webhook.listen-address, the callback listener and the state its metrics come from; with
 --collector.webhooks, the reader of each configured subaccount's webhook list.
-`exporter/cli/main.py` turns flags into settings, calls `build_exporter` and serves.
+`exporter/cli/run.py` turns flags into settings, calls `build_exporter` and serves.
 
 `Exporter.reload()` (SIGHUP, `POST /-/reload`) assembles the settings again from the same flags
 and environment, which re-reads the config file, the key files, the web config file and the

@@ -16,7 +16,8 @@ import pytest
 import requests
 import yaml
 
-from exporter.cli.main import _demo_settings, listen_address_given, main
+from exporter.cli.main import main
+from exporter.cli.run import _demo_settings, listen_address_given
 from exporter.common.logs import JsonFormatter, LogfmtFormatter
 from exporter.config.flags import build_parser
 from exporter.config.settings import settings_from_flags

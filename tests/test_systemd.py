@@ -297,7 +297,7 @@ def test_documentation_points_at_the_guide_the_install_steps_install():
 
 
 def test_restarts_after_a_crash_and_not_after_a_configuration_error():
-    from exporter.cli.main import EXIT_CONFIG
+    from exporter.cli.run import EXIT_CONFIG
 
     settings = dict(unit_settings())
     assert settings["Restart"] == "on-failure"

@@ -8,9 +8,10 @@ import os
 import re
 import stat
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import yaml
+if TYPE_CHECKING:
+    import yaml
 
 SUBACCOUNT_PATTERN = re.compile(r"^[A-Za-z0-9\-._&]{3,50}$")
 
@@ -245,6 +246,8 @@ def read_yaml_mapping(path: str | Path, what: str = "config file") -> dict[str, 
     except (OSError, UnicodeDecodeError) as exc:
         reason = getattr(exc, "strerror", None) or "not UTF-8 text"
         raise ConfigError(f"{what} {path} cannot be read: {reason}") from None
+    import yaml  # here, not above: the health check reads no YAML unless given a web config file
+
     try:
         doc = yaml.safe_load(text)
     except yaml.YAMLError as exc:

@@ -30,7 +30,7 @@ from typing import Protocol, TypeVar
 
 from exporter.common.errors import FetchError, ResponseError
 from exporter.common.logs import log_event
-from exporter.config.settings import DEFAULT_PARALLEL_FETCHES
+from exporter.config.flags import default
 from exporter.config.values import Secret
 from exporter.metrics.encoding import deflate_all
 from exporter.metrics.selfmetrics import SelfMetrics, TargetSeries
@@ -509,7 +509,7 @@ class FetchPool:
 
     def __init__(
         self,
-        workers: int = DEFAULT_PARALLEL_FETCHES,
+        workers: int = default("parallel_fetches"),
         name: str = "fetch",
         idle_seconds: float = IDLE_WORKER_SECONDS,
     ) -> None:
@@ -594,10 +594,10 @@ _DEFAULT_POOL_LOCK = threading.Lock()
 
 
 def default_pool() -> FetchPool:
-    """The process's pool of DEFAULT_PARALLEL_FETCHES workers, for callers that bring none
-    (tests, tools): the exporter sizes its own from --api.parallel-fetches."""
+    """The process's pool, as many workers as --api.parallel-fetches' default, for callers that
+    bring none (tests, tools): the exporter sizes its own from --api.parallel-fetches."""
     global _DEFAULT_POOL
     with _DEFAULT_POOL_LOCK:
         if _DEFAULT_POOL is None:
-            _DEFAULT_POOL = FetchPool(DEFAULT_PARALLEL_FETCHES)
+            _DEFAULT_POOL = FetchPool(default("parallel_fetches"))
         return _DEFAULT_POOL

@@ -29,7 +29,7 @@ from typing import Any
 
 from exporter.common.logs import log_event
 from exporter.common.wsgi import StartResponse, text_response
-from exporter.config.webhooks import DEFAULT_MAX_BODY, DEFAULT_PATH, DEFAULT_READ_TIMEOUT
+from exporter.config.flags import default
 from exporter.pushing.events import (
     VNU,
     VSS,
@@ -91,9 +91,9 @@ class WebhookReceiver:
         state: WebhookState,
         auth_header: str,
         *,
-        path: str = DEFAULT_PATH,
-        max_body: int = DEFAULT_MAX_BODY,
-        read_timeout: float = DEFAULT_READ_TIMEOUT,
+        path: str = default("webhook_path"),
+        max_body: int = default("webhook_max_body"),
+        read_timeout: float = default("webhook_read_timeout"),
         max_in_flight: int = MAX_IN_FLIGHT,
     ) -> None:
         self.state = state

@@ -53,7 +53,7 @@ def make_receiver_server(
     """Bind the callback listener, judging by and with the TLS of `live`'s generation;
     ConfigError if the address cannot be used.
 
-    The caller serves it (exporter/cli/main.py `serve`, or a test's thread) and closes it.
+    The caller serves it (exporter/cli/run.py `serve`, or a test's thread) and closes it.
     """
     receiver = WebhookReceiver(
         state,

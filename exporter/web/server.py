@@ -30,17 +30,13 @@ from socketserver import BaseServer, TCPServer
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer
 
+from exporter.config.flags import default
 from exporter.config.values import ConfigError, parse_listen_address
 from exporter.config.webconfig import client_san_allowed
 
 log = logging.getLogger("exporter.web.server")
 socket_server_bind = TCPServer.server_bind
 
-DEFAULT_WORKERS = 8
-# With the webhook listener's cap (exporter/config/webhooks.py) this stays well below a 1,024
-# file-descriptor limit, leaving room for the API connections and the process's own files.
-DEFAULT_MAX_CONNECTIONS = 256
-DEFAULT_READ_TIMEOUT = 10.0
 # wsgiref takes a request line of up to 64 KiB; a head this much longer is refused unread.
 MAX_HEAD = 80 * 1024
 # How often, at most, connections refused over the cap are logged (they come in floods).
@@ -192,9 +188,9 @@ class ExporterServer(WSGIServer):
         RequestHandlerClass: Any,  # noqa: N803 - socketserver's name
         bind_and_activate: bool = True,
         *,
-        workers: int = DEFAULT_WORKERS,
-        max_connections: int = DEFAULT_MAX_CONNECTIONS,
-        read_timeout: float = DEFAULT_READ_TIMEOUT,
+        workers: int = default("web_workers"),
+        max_connections: int = default("web_max_connections"),
+        read_timeout: float = default("web_read_timeout"),
         name: str = "web",
     ) -> None:
         if workers < 1 or max_connections < 1 or read_timeout <= 0:
@@ -507,9 +503,9 @@ def make_server(
     app: Any,
     ssl_context: ssl.SSLContext | None = None,
     *,
-    workers: int = DEFAULT_WORKERS,
-    max_connections: int = DEFAULT_MAX_CONNECTIONS,
-    read_timeout: float = DEFAULT_READ_TIMEOUT,
+    workers: int = default("web_workers"),
+    max_connections: int = default("web_max_connections"),
+    read_timeout: float = default("web_read_timeout"),
     name: str = "web",
     tls_source: Callable[[], ssl.SSLContext | None] | None = None,
 ) -> ExporterServer:
