@@ -158,7 +158,7 @@ def reference_exposition(
     targets: list[tuple[SubaccountScrape, Inventory | None]], now: float
 ) -> bytes:
     """generate_latest over Metric families built from the model, family by family."""
-    families = {f.name: Metric(f.name, f.help, f.type) for f in c.FAMILIES}
+    families = {f.name: Metric(f.name, f.help, f.type) for f in c.POLL_FAMILIES}
 
     def add(family: c.Family, values: dict[str, str], value: float) -> None:
         """A sample with the family's labels (as the catalogue lists them) taken from values."""
@@ -274,7 +274,7 @@ def test_exposition_parses_with_the_library_parser(body):
     outcomes = scrape_outcomes(body, True)
     text = b"".join(plain_body(render_scrapes([sample for sample, _ in outcomes], NOW))).decode()
     families = {f.name: f for f in text_string_to_metric_families(text)}
-    assert set(families) == {family.name for family in c.FAMILIES}
+    assert set(families) == {family.name for family in c.POLL_FAMILIES}
     listed = int(parse_inventory(body).listed)
     info = [
         s

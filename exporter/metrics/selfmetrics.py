@@ -21,40 +21,34 @@ from dataclasses import dataclass, field, replace
 
 from prometheus_client import (
     CollectorRegistry,
-    Gauge,
     PlatformCollector,
     ProcessCollector,
     generate_latest,
 )
-from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.core import HistogramMetricFamily, Metric
 from prometheus_client.samples import Sample
 from prometheus_client.utils import floatToGoString
 
 from exporter import __version__
 from exporter.common.errors import REASONS
+from exporter.metrics import catalogue as c
+from exporter.metrics.instruments import counter_family, gauge, header
 
-REQUESTS = "eightbyeight_api_requests"
-REQUESTS_HELP = (
-    "Requests made to the 8x8 Virtual Numbers API (one per fetch; retries included in that one)."
-)
-FAILURES = "eightbyeight_api_request_failures"
-FAILURES_HELP = (
-    "Fetches from the 8x8 API that failed, by reason (unauthorized, forbidden, not_found, "
-    "bad_request, rate_limited, server_error, client_error, timeout, connection_error, "
-    "invalid_response)."
-)
-DURATION = "eightbyeight_api_request_duration_seconds"
-DURATION_HELP = "Seconds taken to fetch a subaccount's numbers from the 8x8 API, body included."
-BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+REQUESTS = c.API_REQUESTS.name
+FAILURES = c.API_REQUEST_FAILURES.name
+DURATION = c.API_REQUEST_DURATION_SECONDS.name
+BUCKETS = c.API_REQUEST_DURATION_SECONDS.buckets
 _LE = (*map(floatToGoString, BUCKETS), "+Inf")
+_API = (c.API_REQUESTS, c.API_REQUEST_FAILURES, c.API_REQUEST_DURATION_SECONDS)
+# Each family's header lines as prometheus_client prints them: a counter's samples under
+# name_total, and every family's creation times as a gauge under name_created.
+_TOTAL_HEADERS = {f.name: header(f, "_total") for f in _API if f.kind == "counter"}
+_DURATION_HEADER = header(c.API_REQUEST_DURATION_SECONDS)
+_CREATED_HEADERS = {f.name: header(f, "_created", "gauge") for f in _API}
 
 
 def _escape(value: str) -> str:
     return value.replace("\\", r"\\").replace("\n", r"\n").replace('"', r"\"")
-
-
-def _header(name: str, kind: str, help_text: str) -> str:
-    return f"# HELP {name} {help_text}\n# TYPE {name} {kind}\n"
 
 
 @dataclass(slots=True)
@@ -148,15 +142,15 @@ class ApiSeries:
             durations = [(s.label, list(s.buckets or ()), s.count, s.total) for s in timed]
         go = floatToGoString
         # Each family's header is there even with no series, as prometheus_client prints it.
-        out = [_header(f"{REQUESTS}_total", "counter", REQUESTS_HELP)]
+        out = [_TOTAL_HEADERS[REQUESTS]]
         out += [f'{REQUESTS}_total{{subaccount="{label}"}} {go(n)}\n' for label, n in requests]
         if asked:
-            out += self._created(REQUESTS, REQUESTS_HELP, asked)
-        out.append(_header(f"{FAILURES}_total", "counter", FAILURES_HELP))
+            out += self._created(REQUESTS, asked)
+        out.append(_TOTAL_HEADERS[FAILURES])
         out += failures
         if failed:
-            out += self._created(FAILURES, FAILURES_HELP, failed, by_reason=True)
-        out.append(_header(DURATION, "histogram", DURATION_HELP))
+            out += self._created(FAILURES, failed, by_reason=True)
+        out.append(_DURATION_HEADER)
         for label, buckets, count, total in durations:
             cumulative = 0
             for le, in_bucket in zip(_LE, [*buckets, 0], strict=True):
@@ -166,7 +160,7 @@ class ApiSeries:
             out.append(f'{DURATION}_count{{subaccount="{label}"}} {go(float(count))}\n')
             out.append(f'{DURATION}_sum{{subaccount="{label}"}} {go(total)}\n')
         if timed:
-            out += self._created(DURATION, DURATION_HELP, timed)
+            out += self._created(DURATION, timed)
         return "".join(out)
 
     @staticmethod
@@ -181,10 +175,8 @@ class ApiSeries:
         return text
 
     @staticmethod
-    def _created(
-        name: str, help_text: str, subs: list[_Subaccount], by_reason: bool = False
-    ) -> list[str]:
-        out = [_header(f"{name}_created", "gauge", help_text)]
+    def _created(name: str, subs: list[_Subaccount], by_reason: bool = False) -> list[str]:
+        out = [_CREATED_HEADERS[name]]
         for sub in subs:
             created = sub.created_text
             if by_reason:
@@ -203,9 +195,11 @@ class ApiSeries:
                 (name, replace(s, failures=dict(s.failures), buckets=s.buckets and list(s.buckets)))
                 for name, s in self._subs.items()
             ]
-        requests = CounterMetricFamily(REQUESTS, REQUESTS_HELP, labels=["subaccount"])
-        failures = CounterMetricFamily(FAILURES, FAILURES_HELP, labels=["reason", "subaccount"])
-        durations = HistogramMetricFamily(DURATION, DURATION_HELP, labels=["subaccount"])
+        requests = counter_family(c.API_REQUESTS)
+        failures = counter_family(c.API_REQUEST_FAILURES)
+        durations = HistogramMetricFamily(
+            DURATION, c.API_REQUEST_DURATION_SECONDS.help, labels=["subaccount"]
+        )
         for name, sub in subs:
             if sub.requests is not None:
                 requests.add_metric([name], sub.requests, created=sub.created)
@@ -231,22 +225,11 @@ class SelfMetrics:
         ProcessCollector(registry=self.registry)
         PlatformCollector(registry=self.registry)
         self.api = ApiSeries(clock)
-        build = Gauge(
-            "eightbyeight_exporter_build_info",
-            "Version of the exporter; the value is always 1.",
-            ["version"],
-            registry=self.registry,
-        )
-        build.labels(__version__).set(1)
-        self.reload_successful = Gauge(
-            "eightbyeight_config_last_reload_successful",
-            "1 if the last load of the configuration (start-up or reload) succeeded, else 0.",
-            registry=self.registry,
-        )
-        self.reload_success_time = Gauge(
-            "eightbyeight_config_last_reload_success_timestamp_seconds",
-            "Unix time of the last successful load of the configuration (start-up or reload).",
-            registry=self.registry,
+        build = gauge(c.EXPORTER_BUILD_INFO, self.registry)
+        build.labels(version=__version__).set(1)
+        self.reload_successful = gauge(c.CONFIG_LAST_RELOAD_SUCCESSFUL, self.registry)
+        self.reload_success_time = gauge(
+            c.CONFIG_LAST_RELOAD_SUCCESS_TIMESTAMP_SECONDS, self.registry
         )
 
     def configuration_loaded(self, wall_time: float) -> None:

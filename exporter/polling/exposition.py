@@ -34,7 +34,8 @@ from prometheus_client.utils import floatToGoString
 
 from exporter.common.memo import Memo
 from exporter.metrics import catalogue as c
-from exporter.metrics.catalogue import FAMILIES, SUBACCOUNT, Family
+from exporter.metrics.catalogue import POLL_FAMILIES as FAMILIES
+from exporter.metrics.catalogue import SUBACCOUNT, Family
 from exporter.metrics.encoding import SampleText, TextPart
 from exporter.polling.model import KNOWN_STATUSES, Inventory, NumberColumns
 
