@@ -71,7 +71,7 @@ RECEIVER = Emitter(
     "Webhook receiver",
     "Callbacks 8x8 pushes to `--webhook.listen-address`: virtual number updates (VNU) and "
     "session summaries (VSS). Kept in memory, on `/metrics`, only while the receiver is on. "
-    "The per-number families follow `--webhook.per-number`.",
+    "Its per-number families follow `--collector.per-number` too.",
 )
 WEBHOOK_LIST = Emitter(
     "webhook_list",
@@ -125,6 +125,30 @@ LABEL_SYNONYMS: dict[str, tuple[str, ...]] = {
     "currency": ("billing_currency",),
     "reference_id": ("range", "number_range"),
     "reason": ("error", "failure_reason"),
+}
+
+# What each label means; one concept has one label name on every family that carries it.
+LABELS: dict[str, str] = {
+    SUBACCOUNT: "The 8x8 subaccount ID whose numbers or events these are.",
+    MSISDN: "The virtual number in E.164 format, with its leading `+`.",
+    "country": "Two-letter country code of the virtual number (`unknown` when absent).",
+    "number_type": "The number type as 8x8 reports it, such as `Mobile` (`unknown` when absent).",
+    "operational_status": "The number's operational status, lower-case (`active`, `expiring`, "
+    "`inactive`, `unhealthy`; the numbers list may report others as they are).",
+    "health_status": "The number's last Number Health status, lower-case, as reported.",
+    "reference_id": "The number range the number belongs to (referenceId).",
+    "currency": "The billing currency of the fees (billingCurrency).",
+    "reason": "Why a fetch from the 8x8 API failed.",
+    "version": "The exporter's version.",
+    "outcome": "What became of it: on the receiver's requests, what the receiver did with a "
+    "callback; on a number's call legs, how the leg ended.",
+    "event_type": "The callback event type, lower-case: `vnu` (virtual number update) or `vss` "
+    "(session summary); the same values on the receiver's and the registration families.",
+    "update_event_type": "The VNU's updateEventType, lower-case.",
+    "session_status": "The session's sessionStatus, lower-case.",
+    "call_status": "The leg's callStatus, lower-case.",
+    "direction": "The leg's callDirection, lower-case.",
+    "error_code": "8x8's errorCode of a session that ended with an error.",
 }
 
 Values = tuple[str, ...] | int  # the values an enumerated label takes, or how many at most
@@ -193,6 +217,23 @@ class Family:
         """How many samples one label set of the family has (buckets, sum, count, created)."""
         base = {"histogram": len(self.buckets) + 3, "summary": 2}.get(self.kind, 1)
         return base + (1 if self.created else 0)
+
+
+def worst_case_series(family: Family) -> tuple[int, tuple[str, ...]]:
+    """At most how many series the family has per subaccount (per process for a family without
+    a subaccount label), and per what: the number, or the labels whose values come from the
+    data. Every sample name counts as a series (a histogram's buckets, sum, count, created)."""
+    count = family.samples_per_series()
+    per: list[str] = []
+    for label in family.labels:
+        if label == SUBACCOUNT:
+            continue
+        values = family.values_of(label)
+        if values is not None:
+            count *= values if isinstance(values, int) else len(values)
+        elif not family.per_number:
+            per.append(label)  # a per-number family's attributes come one per number
+    return count, ((MSISDN,) if family.per_number else tuple(per))
 
 
 def _problem(family: Family) -> str | None:
