@@ -204,6 +204,9 @@ def _reference_inventory(add, inventory: Inventory, sub: dict, now: float, per_n
         add(c.VIRTUAL_NUMBERS_UNHEALTHY, pair, group.unhealthy)
         add(c.VIRTUAL_NUMBERS_HEALTH_UNKNOWN, pair, group.health_unknown)
         add(c.VIRTUAL_NUMBERS_HEALTH_CHECK_DISABLED, pair, group.check_disabled)
+        for health_status in sorted(group.health_statuses):
+            count = group.health_statuses[health_status]
+            add(c.VIRTUAL_NUMBERS_BY_HEALTH_STATUS, {**pair, "health_status": health_status}, count)
         if group.oldest_check is not None:
             add(c.HEALTH_CHECK_AGE_SECONDS, pair, max(0.0, now - group.oldest_check))
         for currency in sorted(group.monthly_rental_cost):
@@ -366,6 +369,7 @@ def plain_fold(body: bytes) -> tuple[dict, list[tuple], int, int]:
                 "unhealthy": 0,
                 "health_unknown": 0,
                 "check_disabled": 0,
+                "health_statuses": {},
                 "oldest_check": None,
                 "monthly_rental_cost": {},
             },
@@ -373,6 +377,8 @@ def plain_fold(body: bytes) -> tuple[dict, list[tuple], int, int]:
         group["statuses"][status] = group["statuses"].get(status, 0) + 1
         group["health_unknown" if healthy is None else "healthy" if healthy else "unhealthy"] += 1
         group["check_disabled"] += enabled is False
+        by_health = group["health_statuses"]
+        by_health[health_status] = by_health.get(health_status, 0) + 1
         if checked is not None and (
             group["oldest_check"] is None or checked < group["oldest_check"]
         ):

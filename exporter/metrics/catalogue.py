@@ -367,6 +367,12 @@ VIRTUAL_NUMBERS_HEALTH_CHECK_DISABLED = Family(
     "Virtual numbers on which Number Health checks are turned off.",
     _GROUP,
 )
+VIRTUAL_NUMBERS_BY_HEALTH_STATUS = Family(
+    "eightbyeight_virtual_numbers_by_health_status",
+    "Virtual numbers by the status of their last health check, as reported (unknown when "
+    "checks are disabled or there is no health data).",
+    ("country", "health_status", "number_type", SUBACCOUNT),
+)
 HEALTH_CHECK_AGE_SECONDS = Family(  # the one aggregate that follows the clock: rendered per scrape
     "eightbyeight_health_check_age_seconds",
     "Seconds since the oldest last health check among the group's numbers with checks enabled.",
@@ -442,6 +448,7 @@ POLL_FAMILIES: tuple[Family, ...] = (
     VIRTUAL_NUMBERS_UNHEALTHY,
     VIRTUAL_NUMBERS_HEALTH_UNKNOWN,
     VIRTUAL_NUMBERS_HEALTH_CHECK_DISABLED,
+    VIRTUAL_NUMBERS_BY_HEALTH_STATUS,
     HEALTH_CHECK_AGE_SECONDS,
     MONTHLY_RENTAL_COST,
     NUMBER_INFO,
