@@ -387,7 +387,7 @@ class _StateCollector:
             for msisdn, counts in sorted(state.calls.items()):
                 for outcome, count in counts.outcomes.items():
                     calls.add_metric([msisdn, outcome, sub], count)
-                for name, (total, count) in counts.quality.items():
-                    if count:
-                        summaries[name].add_metric([msisdn, sub], count, total)
+                for name, (total, observed) in counts.quality.items():
+                    if observed:
+                        summaries[name].add_metric([msisdn, sub], observed, total)
         yield from (status, updated, calls, *summaries.values())
