@@ -735,8 +735,8 @@ def bcrypt_hash(password: str) -> str:
 
 # --- Containers (podman) ------------------------------------------------------------------------
 # Every container is named `ebe-test-<pid>-<what>` and removed by that name, also on failure;
-# ports are published on 127.0.0.1 only, on free ports. See the README, "What was validated
-# how", for why podman and stand-in base images.
+# ports are published on 127.0.0.1 only, on free ports. See docs/validation.md for why podman
+# and stand-in base images.
 
 IMAGE = "localhost/eightbyeight-exporter:local"
 STAND_INS = REPO / ".ci" / "container-images"

@@ -89,11 +89,11 @@ def shorten_intervals(config: Path) -> None:
     config.write_text(text)
 
 
-def readme_fault_commands() -> list[str]:
-    """The curl commands the README gives for injecting a fault into the compose stack."""
-    text = (REPO / "README.md").read_text(encoding="utf-8")
+def documented_fault_commands() -> list[str]:
+    """The curl commands docs/deployment.md gives for injecting a fault into the compose stack."""
+    text = (REPO / "docs" / "deployment.md").read_text(encoding="utf-8")
     match = re.search(r"<!-- compose: inject-fault -->\s*```sh\n(.*?)```", text, re.DOTALL)
-    assert match, "README has no block marked 'compose: inject-fault'"
+    assert match, "docs/deployment.md has no block marked 'compose: inject-fault'"
     return [line for line in match.group(1).splitlines() if line.startswith("curl ")]
 
 
@@ -259,8 +259,8 @@ def test_stack_scrapes_alerts_and_leaves_nothing_behind(stack):
     assert sorted(g["name"] for g in loaded) == sorted(shipped)
     assert all(not r.get("lastError") for g in loaded for r in g["rules"])
 
-    # A fault, injected the way the README tells a user, becomes an alert in Alertmanager.
-    commands = readme_fault_commands()
+    # A fault, injected the way docs/deployment.md tells a user, becomes an alert in Alertmanager.
+    commands = documented_fault_commands()
     put = [c for c in commands if "-X PUT" in c]
     assert len(put) == 1, commands
     argv = [

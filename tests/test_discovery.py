@@ -1,6 +1,6 @@
 """HTTP service discovery of /probe targets, and hashmod sharding, on real Prometheus servers.
 
-The scrape configurations are the README's ("Scaling"), read from it, with only the exporter's
+The scrape configurations are those of docs/scaling.md, read from it, with only the exporter's
 address, the intervals and the shard number filled in.
 """
 
@@ -36,7 +36,7 @@ from tests.harness import (
 )
 
 KEY = "sd-test-key-2718"
-README_ADDRESS = "eightbyeight-exporter:9881"
+DOCUMENTED_ADDRESS = "eightbyeight-exporter:9881"
 # Enough subaccounts that two shards of a hash both get some (checked, not assumed).
 SUBACCOUNTS = [f"acme-{name}" for name in ("apac", "emea", "amer", "dev", "lab", "ops", "qa")]
 
@@ -120,22 +120,22 @@ def test_discovered_subaccounts_without_an_allow_list_are_the_configured_ones():
         assert discovered_subaccounts(exporter.settings) == ["acme-b", "acme-a"]
 
 
-# --- the README's configurations on real Prometheus servers -----------------------------------
+# --- the documented configurations on real Prometheus servers -----------------------------------
 
 
-def readme_yaml(name: str) -> dict[str, Any]:
-    """The YAML block that follows `<!-- scaling: NAME -->` in the README."""
-    text = (REPO / "README.md").read_text(encoding="utf-8")
+def documented_yaml(name: str) -> dict[str, Any]:
+    """The YAML block that follows `<!-- scaling: NAME -->` in docs/scaling.md."""
+    text = (REPO / "docs" / "scaling.md").read_text(encoding="utf-8")
     match = re.search(rf"<!-- scaling: {name} -->\s*```yaml\n(.*?)```", text, re.DOTALL)
-    assert match, f"README has no YAML block marked 'scaling: {name}'"
+    assert match, f"docs/scaling.md has no YAML block marked 'scaling: {name}'"
     return yaml.safe_load(match.group(1))
 
 
 def localised(config: dict[str, Any], exporter_address: str, shard: int | None = None) -> str:
-    """The README's configuration with this test's exporter, 1s intervals and a shard number."""
+    """The documented configuration with this test's exporter, 1s intervals and a shard number."""
     text = yaml.safe_dump(config)
-    assert README_ADDRESS in text
-    text = text.replace(README_ADDRESS, exporter_address)
+    assert DOCUMENTED_ADDRESS in text
+    text = text.replace(DOCUMENTED_ADDRESS, exporter_address)
     doc = yaml.safe_load(text)
     for job in doc["scrape_configs"]:
         job.update(scrape_interval="1s", scrape_timeout="1s")
@@ -143,7 +143,7 @@ def localised(config: dict[str, Any], exporter_address: str, shard: int | None =
             sd["refresh_interval"] = "1s"
         for rule in job.get("relabel_configs", []):
             if rule.get("action") == "keep" and shard is not None:
-                assert rule["regex"] == "0", "the README shows shard 0"
+                assert rule["regex"] == "0", "docs/scaling.md shows shard 0"
                 rule["regex"] = str(shard)
     return yaml.safe_dump(doc)
 
@@ -191,7 +191,7 @@ def exporter(tmp_path):
 
 @pytest.mark.e2e
 def test_http_sd_job_discovers_and_probes_every_subaccount(exporter, tmp_path):
-    config = yaml.safe_load(localised(readme_yaml("probe-job"), exporter))
+    config = yaml.safe_load(localised(documented_yaml("probe-job"), exporter))
     # The same job without `metrics_path`: the discovered __metrics_path__ alone selects /probe.
     bare = {k: v for k, v in config["scrape_configs"][0].items() if k != "metrics_path"}
     config["scrape_configs"].append({**bare, "job_name": "bare"})
@@ -225,7 +225,7 @@ def test_http_sd_job_discovers_and_probes_every_subaccount(exporter, tmp_path):
 
 @pytest.mark.e2e
 def test_two_hashmod_shards_split_the_subaccounts(exporter, tmp_path):
-    config = readme_yaml("sharded-job")
+    config = documented_yaml("sharded-job")
     with (
         prometheus(tmp_path / "shard0", localised(config, exporter, shard=0)) as shard0,
         prometheus(tmp_path / "shard1", localised(config, exporter, shard=1)) as shard1,

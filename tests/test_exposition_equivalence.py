@@ -34,11 +34,12 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.utils import floatToGoString
 
+from exporter.common.eightbyeight import NUMBER_STATUSES
 from exporter.metrics import catalogue as c
 from exporter.metrics.encoding import gzip_body, plain_body
 from exporter.polling import exposition
 from exporter.polling.exposition import SubaccountScrape, render_inventory, render_scrapes
-from exporter.polling.model import KNOWN_STATUSES, Inventory, parse_inventory
+from exporter.polling.model import Inventory, parse_inventory
 
 NOW = 1_764_170_000.25
 
@@ -196,7 +197,7 @@ def _reference_inventory(add, inventory: Inventory, sub: dict, now: float, per_n
         add(c.LAST_UPDATED_TIMESTAMP_SECONDS, sub, inventory.last_updated)
     for (country, number_type), group in inventory.groups.items():
         pair = {"country": country, "number_type": number_type, **sub}
-        for status in sorted(set(group.statuses) | set(KNOWN_STATUSES)):
+        for status in sorted(set(group.statuses) | set(NUMBER_STATUSES)):
             count = group.statuses.get(status, 0)
             add(c.VIRTUAL_NUMBERS_BY_STATUS, {**pair, "operational_status": status}, count)
         add(c.VIRTUAL_NUMBERS_EXPIRING, pair, group.statuses["expiring"])
@@ -364,7 +365,7 @@ def plain_fold(body: bytes) -> tuple[dict, list[tuple], int, int]:
         group = groups.setdefault(
             key,
             {
-                "statuses": dict.fromkeys(KNOWN_STATUSES, 0),
+                "statuses": dict.fromkeys(NUMBER_STATUSES, 0),
                 "healthy": 0,
                 "unhealthy": 0,
                 "health_unknown": 0,

@@ -44,7 +44,7 @@ OVERLAYS = {"base": KUBERNETES / "base", "two-replicas": KUBERNETES / "overlays"
 KUBERNETES_VERSION = "1.32.0"
 OPERATOR_KINDS = {"ServiceMonitor", "PrometheusRule"}
 MiB = 2**20
-# From the benchmark (README, Performance): resident memory of an idle exporter, and the peak
+# From the benchmark (docs/performance.md): resident memory of an idle exporter, and the peak
 # added while reading one subaccount of 10,000 and of 100,000 numbers.
 IDLE_RSS = 36 * 10**6
 PEAK_10K = 15 * 10**6
@@ -351,7 +351,7 @@ def test_api_key_and_callback_value_come_from_existing_secrets():
     # The commands creating them, where an operator reads them.
     for text in (
         (KUBERNETES / "base" / "kustomization.yaml").read_text(),
-        (REPO / "README.md").read_text(encoding="utf-8"),
+        (REPO / "docs" / "deployment.md").read_text(encoding="utf-8"),
     ):
         assert "create secret generic eightbyeight-api-key --from-file=api-key=" in text
         assert "create secret generic eightbyeight-webhook-auth --from-file=auth-header=" in text

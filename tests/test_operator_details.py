@@ -13,20 +13,24 @@ import sys
 import pytest
 import requests
 
-from exporter.cli.main import main, shown_address
+from exporter.cli.main import main
 from exporter.common.logs import JsonFormatter, LogfmtFormatter
 from exporter.config.flags import build_parser
 from exporter.config.settings import settings_from_flags
-from exporter.config.values import ConfigError
+from exporter.config.values import ConfigError, host_port, loopback_for
 from exporter.config.webconfig import load_web_config
+from exporter.simulator import Simulator
 from tests.harness import (
+    CALLBACK_AUTH,
     REPO,
     FakeApi,
     InProcessExporter,
     exporter_process,
     free_port,
+    post_callback,
     running_process,
     self_signed_certificate,
+    vss,
     wait_until,
 )
 
@@ -178,9 +182,56 @@ def test_a_fetch_without_an_answer_logs_a_null_status(caplog):
 
 
 def test_ipv6_addresses_are_shown_in_brackets():
-    assert shown_address("::1", 9881) == "[::1]:9881"
-    assert shown_address("::", 9881) == "[::]:9881"
-    assert shown_address("127.0.0.1", 9881) == "127.0.0.1:9881"
+    assert host_port("::1", 9881) == "[::1]:9881"
+    assert host_port("::", 9881) == "[::]:9881"
+    assert host_port("127.0.0.1", 9881) == "127.0.0.1:9881"
+
+
+@pytest.mark.parametrize(
+    ("bound", "reached"),
+    [
+        ("", "127.0.0.1"),  # ':9881' binds every IPv4 interface
+        ("0.0.0.0", "127.0.0.1"),
+        ("::", "::1"),
+        ("0:0::0", "::1"),
+        ("127.0.0.2", "127.0.0.2"),
+        ("::1", "::1"),
+        ("fe80::1", "fe80::1"),
+        ("localhost", "localhost"),
+        ("exporter.example", "exporter.example"),
+    ],
+)
+def test_a_wildcard_bind_is_reached_on_the_loopback_of_its_family(bound, reached):
+    assert loopback_for(bound) == reached
+
+
+def test_the_callback_url_of_a_wildcard_ipv6_listener_is_on_ipv6_loopback():
+    env = {"EIGHTBYEIGHT_WEBHOOK_AUTH_HEADER": CALLBACK_AUTH}
+    argv = ["--subaccount", "acme-prod", "--webhook.listen-address", "[::]:0"]
+    with InProcessExporter(argv, env=env) as exp:
+        port = exp.built.callbacks.server_address[1]
+        assert exp.callback_url == f"http://[::1]:{port}/webhooks/8x8"
+        assert post_callback(exp.callback_url, vss()).status_code == 200
+
+
+@pytest.mark.parametrize(("bound", "reached"), [("0.0.0.0", "127.0.0.1"), ("::", "[::1]")])
+def test_the_simulator_on_a_wildcard_address_names_its_loopback_url(bound, reached):
+    with Simulator(subaccounts={"acme-prod": 1}, api_key=KEY, host=bound) as sim:
+        assert sim.base_url.startswith(f"http://{reached}:")
+        assert requests.get(sim.base_url + "/", timeout=10).status_code < 500
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("bound", "reached"), [("", "127.0.0.1"), ("[::]", "[::1]")])
+def test_the_demo_line_names_the_loopback_of_a_wildcard_address(tmp_path, bound, reached):
+    port = free_port()
+    log = tmp_path / "exporter.log"
+    argv = [sys.executable, "-m", "exporter", "--demo", "--web.listen-address", f"{bound}:{port}"]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EIGHTBYEIGHT_")}
+    url = f"http://{reached}:{port}"
+    with running_process(argv, f"{url}/-/healthy", env=env, cwd=REPO, log_path=log):
+        wait_until(lambda: "demo mode" in log.read_text(), timeout=10, what="demo log line")
+    assert f"demo mode: metrics at {url}/metrics" in log.read_text()
 
 
 @pytest.mark.slow

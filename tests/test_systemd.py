@@ -214,9 +214,9 @@ def test_tasks_max_holds_the_threads_the_exporter_can_have(with_webhooks, tmp_pa
     assert thread_bound(settings) <= tasks_max
 
 
-def test_the_readme_sizing_formula_is_the_exporters_bound(tmp_path):
-    """The README's thread formula and its two figures are what the exporter computes."""
-    text = " ".join((REPO / "README.md").read_text().split())
+def test_the_documented_sizing_formula_is_the_exporters_bound(tmp_path):
+    """The thread formula of docs/scaling.md and its two figures are what the exporter computes."""
+    text = " ".join((REPO / "docs" / "scaling.md").read_text().split())
     formula = "`parallel fetches + web workers + 1 + (webhook workers + 1) + 3`"
     assert formula in text
     auth = tmp_path / "webhook-auth"

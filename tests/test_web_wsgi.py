@@ -219,7 +219,7 @@ def test_other_methods_are_refused_with_allow():
 def test_an_unexpected_failure_is_a_500_and_one_log_line(monkeypatch, caplog):
     app, _ = make_app()
 
-    def broken(environ, start_response):
+    def broken(*args):
         raise RuntimeError("boom")
 
     monkeypatch.setattr(app, "_metrics", broken)

@@ -12,16 +12,17 @@ import subprocess
 import pytest
 import requests
 
+from exporter.common.eightbyeight import parse_timestamp
 from exporter.config.flags import build_parser
 from exporter.config.settings import settings_from_flags
 from exporter.config.values import ConfigError
 from exporter.config.webhooks import webhook_settings
+from exporter.polling.model import parse_inventory
 from exporter.pushing.events import (
     EventError,
     decode_envelope,
     decode_number_update,
     decode_session_summary,
-    parse_timestamp,
 )
 from exporter.pushing.state import MAX_ERROR_CODES, WebhookState
 from exporter.simulator import Simulator
@@ -33,6 +34,8 @@ from tests.harness import (
     exporter_process,
     find_tool,
     free_port,
+    number,
+    numbers_body,
     parse_samples,
     post_callback,
     running_process,
@@ -109,6 +112,32 @@ def test_timestamps():
     assert parse_timestamp("2023-02-17T05:10:14.760Z") == pytest.approx(1676610614.76)
     assert parse_timestamp("yesterday") is None
     assert parse_timestamp(None) is None
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "2016-12-31T23:59:60Z",
+        "2015-06-30t23:59:60.123z",
+        "2021-01-01t00:00:00z",
+        "2021-01-01T08:00:00+08:00",
+        "2023-02-17T05:10:14.760Z",
+        "2021-01-01T00:00:00",
+    ],
+)
+def test_the_poll_and_the_callbacks_read_a_time_alike(text):
+    """A leap second and RFC 3339's lower-case t and z, read by both paths: the same time."""
+    polled = parse_inventory(json.dumps(numbers_body([number()], lastUpdatedAt=text)).encode())
+    state = WebhookState(["acme-prod"])
+    apply(state, vnu(numbers=[vnu_number("+6531234567", "Active", text)]))
+    pushed = value(
+        samples(state),
+        "eightbyeight_number_pushed_status_timestamp_seconds",
+        subaccount="acme-prod",
+        msisdn="+6531234567",
+    )
+    assert polled.last_updated is not None
+    assert pushed == polled.last_updated
 
 
 # --- state --------------------------------------------------------------------------------
@@ -248,9 +277,9 @@ def test_error_codes_and_statuses_are_bounded():
 
 def test_without_an_allow_list_subaccounts_are_bounded():
     state = WebhookState(None)
-    admitted = [state.admit(f"sub-{i:03d}") for i in range(100)]
+    admitted = [state.admit(f"sub-{i:03d}", None) for i in range(100)]
     assert admitted.count(True) == 64
-    assert state.admit("sub-000")
+    assert state.admit("sub-000", None)
 
 
 def test_exposition_is_valid_for_prometheus(tmp_path):

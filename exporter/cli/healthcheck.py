@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import http.client
-import ipaddress
 import ssl
 import sys
 from collections.abc import Sequence
@@ -21,7 +20,13 @@ from pathlib import Path
 from typing import NoReturn
 
 from exporter.config.settings import DEFAULT_LISTEN_ADDRESS
-from exporter.config.values import ConfigError, parse_duration, parse_listen_address
+from exporter.config.values import (
+    ConfigError,
+    host_port,
+    loopback_for,
+    parse_duration,
+    parse_listen_address,
+)
 from exporter.config.webconfig import load_web_config
 
 PROG = "eightbyeight-exporter healthcheck"
@@ -45,8 +50,7 @@ class Endpoint:
 
     @property
     def url(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"{'https' if self.tls else 'http'}://{host}:{self.port}{HEALTH_PATH}"
+        return f"{'https' if self.tls else 'http'}://{host_port(self.host, self.port)}{HEALTH_PATH}"
 
 
 class _Parser(argparse.ArgumentParser):
@@ -119,21 +123,11 @@ def served_flags(args: Sequence[str]) -> tuple[str, str | None]:
 def endpoint(listen_address: str, web_config_file: str | None) -> Endpoint:
     """The address to ask: a wildcard listen address is asked on loopback."""
     host, port = parse_listen_address(listen_address)
-    if not host:
-        host = "127.0.0.1"
-    else:
-        try:
-            address = ipaddress.ip_address(host)
-        except ValueError:
-            pass  # a host name, e.g. localhost
-        else:
-            if address.is_unspecified:
-                host = "::1" if address.version == 6 else "127.0.0.1"
     tls = False
     if web_config_file:
         # The exporter serves TLS exactly when its web config yields a TLS context.
         tls = load_web_config(web_config_file).tls_context is not None
-    return Endpoint(host, port, tls)
+    return Endpoint(loopback_for(host), port, tls)
 
 
 def check(target: Endpoint, timeout: float) -> None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import ipaddress
 import logging
 import os
 import secrets
@@ -39,7 +38,7 @@ from exporter.config.settings import (
     Settings,
     settings_from_flags,
 )
-from exporter.config.values import ConfigError, environment
+from exporter.config.values import ConfigError, environment, host_port, loopback_for
 from exporter.config.webhooks import ENV_AUTH
 from exporter.web.server import ExporterServer, serve_in_thread
 
@@ -145,11 +144,6 @@ def _plural(count: int, noun: str) -> str:
     return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
 
 
-def shown_address(host: str, port: int) -> str:
-    """host:port as a listen address or URL authority: IPv6 hosts in brackets ([::1]:9881)."""
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-
-
 def _revealed(settings: Settings) -> list[str]:
     return [key.reveal() for key in settings.secrets]
 
@@ -157,14 +151,13 @@ def _revealed(settings: Settings) -> list[str]:
 def serve(exporter: Exporter, demo_url: str | None = None) -> int:
     """Log where the exporter listens, then serve until SIGTERM or Ctrl-C."""
     settings, server, web = exporter.settings, exporter.server, exporter.settings.web_config
-    host, port = server.server_address[:2]
-    shown = "localhost" if not host or ipaddress.ip_address(host).is_unspecified else host
+    host, port = str(server.server_address[0]), server.server_address[1]
     subs = ",".join(s.subaccount for s in settings.subaccounts) or "none (/probe only)"
     log_event(
         log,
         logging.INFO,
         "listening",
-        address=shown_address(host, port),
+        address=host_port(host, port),
         version=__version__,
         subaccounts=subs,
         tls="on" if web is not None and web.tls_context is not None else "off",
@@ -175,7 +168,8 @@ def serve(exporter: Exporter, demo_url: str | None = None) -> int:
         log_event(
             log,
             logging.INFO,
-            f"demo mode: metrics at http://{shown_address(shown, port)}{settings.telemetry_path}",
+            f"demo mode: metrics at http://{host_port(loopback_for(host), port)}"
+            f"{settings.telemetry_path}",
             simulator=demo_url,
         )
         ignored = [name for name in DEMO_IGNORES_ENV if os.environ.get(name)]
@@ -220,12 +214,12 @@ def serve(exporter: Exporter, demo_url: str | None = None) -> int:
 
 def _serve_callbacks(exporter: Exporter, callbacks: ExporterServer) -> None:
     """The webhook receiver's listener, in its own thread next to /metrics."""
-    host, port = callbacks.server_address[:2]
+    host, port = str(callbacks.server_address[0]), callbacks.server_address[1]
     log_event(
         log,
         logging.INFO,
         "receiving 8x8 callbacks",
-        address=f"{host}:{port}",
+        address=host_port(host, port),
         path=exporter.settings.webhooks.path if exporter.settings.webhooks else "",
         tls="on" if callbacks.base_environ.get("HTTPS") == "on" else "off",
     )

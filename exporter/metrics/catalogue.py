@@ -24,6 +24,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from exporter.common.eightbyeight import NUMBER_STATUSES
 from exporter.common.errors import REASONS
 
 SUBACCOUNT = "subaccount"  # whose numbers these are; on every family of a subaccount
@@ -51,15 +52,22 @@ POLL = Emitter(
     "Inventory poll",
     "Read from the subaccount's numbers list (`GET /api/v1/subaccounts/{id}/numbers`) on each "
     "scrape, or from the cache. Served on `/metrics` for the configured subaccounts and on "
-    "`/probe?target=...`. The per-number families are on by default; "
+    "`/probe?target=...`. The inventory families come from the last good response and are "
+    "absent while `eightbyeight_up` is 0; counts are zero-filled for the four documented "
+    "statuses and the health states of every country and number type seen, so queries and "
+    "alerts never meet missing series. The per-number families are on by default; "
     "`--no-collector.per-number` turns them off.",
 )
 EXPORTER = Emitter(
     "exporter",
     "The exporter's own",
     "The exporter's own series, on `/metrics` only (never on `/probe`): requests to the 8x8 API "
-    "per subaccount (a probed subaccount's series leave when its scraper is evicted) and the "
-    "build. The client library adds the standard `process_*` and `python_*` families.",
+    "per subaccount, and the build. A configured subaccount keeps its series for the life of "
+    "the process; one asked for only through `/probe` keeps them while it is among the most "
+    "recently probed (the bound of the probe scrapers), so `/metrics` does not grow with every "
+    "ID ever probed; one that comes back starts again at zero, which `rate()` and `increase()` "
+    "treat as a counter reset. The client library adds the standard `process_*` and `python_*` "
+    "families.",
 )
 CONFIG = Emitter(
     "config",
@@ -68,14 +76,18 @@ CONFIG = Emitter(
 )
 RECEIVER = Emitter(
     "receiver",
-    "Webhook receiver",
-    "Callbacks 8x8 pushes to `--webhook.listen-address`: virtual number updates (VNU) and "
-    "session summaries (VSS). Kept in memory, on `/metrics`, only while the receiver is on. "
-    "Its per-number families follow `--collector.per-number` too.",
+    "Callbacks (with `--webhook.listen-address`)",
+    "Callbacks 8x8 pushes to the receiver: virtual number updates (VNU) and session summaries "
+    "(VSS), kept in memory and served on `/metrics` (see [webhooks.md](webhooks.md)). `country` "
+    "is the virtual number's country; a leg's virtual number is the `destination` of an "
+    "INBOUND leg and the `source` of an OUTBOUND one. The per-number families follow "
+    "`--collector.per-number` and exist only for numbers 8x8 listed in a VNU for that "
+    "subaccount (at most 100,000 per subaccount), so callbacks naming other numbers cannot "
+    "grow the exposition.",
 )
 WEBHOOK_LIST = Emitter(
     "webhook_list",
-    "Webhook registration read",
+    "Webhook registrations (with `--collector.webhooks`)",
     "With `--collector.webhooks`: after each good read of a subaccount's numbers, "
     "`GET /api/v1/subaccounts/{id}/webhooks` tells whether the VNU and VSS webhooks are "
     "registered, enabled and send an Authorization value; on `/metrics`.",
@@ -85,7 +97,6 @@ EMITTERS = (POLL, EXPORTER, CONFIG, RECEIVER, WEBHOOK_LIST)
 # --- label vocabularies: the values enumerated labels take ------------------------------------
 EVENT_TYPES = ("vnu", "vss")  # callback event types, lower-case on every family that has them
 UPDATE_EVENT_TYPES = ("snapshot", "updates")
-PUSHED_STATUSES = ("active", "expiring", "inactive", "unhealthy")
 SESSION_STATUSES = ("completed", "no_answer", "busy", "canceled", "failed", "error")
 CALL_STATUSES = SESSION_STATUSES
 DIRECTIONS = ("inbound", "outbound")
@@ -619,7 +630,7 @@ PUSHED_VIRTUAL_NUMBERS_BY_STATUS = Family(
     "Virtual numbers by the operational status 8x8 last pushed for each (VNU).",
     ("operational_status", SUBACCOUNT),
     emitter=RECEIVER,
-    values=_vals(operational_status=(*PUSHED_STATUSES, OTHER)),
+    values=_vals(operational_status=(*NUMBER_STATUSES, OTHER)),
 )
 # --- per number (--webhook.per-number) --------------------------------------------------------
 NUMBER_PUSHED_STATUS = Family(
@@ -627,7 +638,7 @@ NUMBER_PUSHED_STATUS = Family(
     "1 for the operational status 8x8 last pushed for the number (VNU), 0 for the others.",
     (MSISDN, "operational_status", SUBACCOUNT),
     emitter=RECEIVER,
-    values=_vals(operational_status=(*PUSHED_STATUSES, OTHER)),
+    values=_vals(operational_status=(*NUMBER_STATUSES, OTHER)),
 )
 NUMBER_PUSHED_STATUS_TIMESTAMP_SECONDS = Family(
     "eightbyeight_number_pushed_status_timestamp_seconds",

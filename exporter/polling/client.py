@@ -61,13 +61,13 @@ class DeadlineRetry(Retry):
     retries at once, and the last answer (e.g. the 429) is what the caller sees.
     """
 
-    def __init__(self, *args: object, deadline: float = math.inf, **kwargs: object) -> None:
+    def __init__(self, *args: Any, deadline: float = math.inf, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.deadline = deadline
         # Shared by every copy urllib3 makes of this policy during one fetch.
         self.made = RetriesMade()
 
-    def new(self, **kwargs: object) -> DeadlineRetry:
+    def new(self, **kwargs: Any) -> DeadlineRetry:
         renewed = super().new(**kwargs)
         renewed.deadline = self.deadline
         renewed.made = self.made
@@ -85,7 +85,8 @@ class DeadlineRetry(Retry):
         renewed = super().increment(method, url, response, error, _pool, _stacktrace)
         wait = renewed.planned_wait(response)
         if time.monotonic() + wait >= self.deadline:
-            raise MaxRetryError(_pool, url, error or ResponseError("no time left to retry"))
+            # As urllib3 itself does: the pool it was given, None included.
+            raise MaxRetryError(_pool, url, error or ResponseError("no time left to retry"))  # type: ignore[arg-type]
         self.made.count += 1
         return renewed
 
@@ -269,7 +270,8 @@ class ApiClient:
             return self._session.get(
                 url,
                 headers=headers,
-                timeout=DeadlineTimeout(deadline),
+                # requests hands a urllib3 Timeout to urllib3 unchanged; its hints know only floats.
+                timeout=DeadlineTimeout(deadline),  # type: ignore[arg-type]
                 stream=True,
                 allow_redirects=False,
             )
@@ -496,14 +498,16 @@ def _watch(sock: socket.socket | None) -> None:
         cutter.watch(sock)
 
 
+# urllib3's connections answer with urllib3's HTTPResponse, not http.client's (as urllib3's own
+# hints admit with the same ignore).
 class _CuttableHTTPConnection(HTTPConnection):
-    def getresponse(self) -> HTTPResponse:
+    def getresponse(self) -> HTTPResponse:  # type: ignore[override]
         _watch(self.sock)
         return super().getresponse()
 
 
 class _CuttableHTTPSConnection(HTTPSConnection):
-    def getresponse(self) -> HTTPResponse:
+    def getresponse(self) -> HTTPResponse:  # type: ignore[override]
         _watch(self.sock)
         return super().getresponse()
 
@@ -529,7 +533,7 @@ class _CuttableAdapter(HTTPAdapter):
         self._default_retries: Retry = Retry(0, read=False)
         super().__init__(*args, **kwargs)
 
-    @property  # type: ignore[override]
+    @property
     def max_retries(self) -> Retry:
         policy = getattr(self._per_thread, "policy", None)
         return self._default_retries if policy is None else policy

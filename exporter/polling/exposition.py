@@ -32,12 +32,13 @@ from operator import is_not, itemgetter
 
 from prometheus_client.utils import floatToGoString
 
+from exporter.common.eightbyeight import NUMBER_STATUSES
 from exporter.common.memo import Memo
 from exporter.metrics import catalogue as c
 from exporter.metrics.catalogue import POLL_FAMILIES as FAMILIES
 from exporter.metrics.catalogue import SUBACCOUNT, Family
 from exporter.metrics.encoding import SampleText, TextPart
-from exporter.polling.model import KNOWN_STATUSES, Inventory, NumberColumns
+from exporter.polling.model import Inventory, NumberColumns
 
 # --- label values -----------------------------------------------------------------------------
 
@@ -228,7 +229,7 @@ def render_inventory(
         prefix = _Prefixes(labels)
         status_prefix = prefix.open(c.VIRTUAL_NUMBERS_BY_STATUS, "operational_status")
         statuses = group.statuses
-        for status in sorted(statuses.keys() | KNOWN_STATUSES):
+        for status in sorted(statuses.keys() | NUMBER_STATUSES):
             by_status.append(f"{status_prefix % esc[status]}{counts[statuses.get(status, 0)]}\n")
         expiring.append(f"{prefix(c.VIRTUAL_NUMBERS_EXPIRING)}{counts[statuses['expiring']]}\n")
         healthy.append(f"{prefix(c.VIRTUAL_NUMBERS_HEALTHY)}{counts[group.healthy]}\n")

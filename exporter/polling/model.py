@@ -18,18 +18,17 @@ import re
 from collections import Counter
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from functools import partial
 from operator import attrgetter
 
 import msgspec
 
+from exporter.common.eightbyeight import NUMBER_STATUSES, parse_timestamp
 from exporter.common.errors import ResponseError, reason_for_status
 from exporter.common.memo import Memo
 from exporter.common.redact import redact_and_cut
 
-# The documented operationalStatus values, lower-cased: their counts are always present.
-KNOWN_STATUSES = ("active", "expiring", "inactive", "unhealthy")
 UNKNOWN = "unknown"
 
 
@@ -158,7 +157,7 @@ class NumberColumns:
 class GroupStats:
     """Counters for one (country, number_type) pair."""
 
-    statuses: dict[str, int] = field(default_factory=lambda: dict.fromkeys(KNOWN_STATUSES, 0))
+    statuses: dict[str, int] = field(default_factory=lambda: dict.fromkeys(NUMBER_STATUSES, 0))
     health_statuses: dict[str, int] = field(default_factory=dict)
     healthy: int = 0
     unhealthy: int = 0
@@ -178,38 +177,6 @@ class Inventory:
     invalid_records: int
     groups: dict[tuple[str, str], GroupStats]
     columns: NumberColumns
-
-
-def parse_timestamp(value: str | None) -> float | None:
-    """Unix seconds from an RFC 3339 time (any fraction digits, Z or offset); None if unreadable.
-
-    A leap second (23:59:60) is read as the second after 23:59:59, as POSIX time counts it.
-    """
-    if not value:
-        return None
-    parsed = _parse_datetime(value)
-    if parsed is None and value[16:19] == ":60":
-        parsed = _parse_datetime(f"{value[:17]}59{value[19:]}")
-        parsed = parsed + timedelta(seconds=1) if parsed is not None else None
-    if parsed is None:
-        return None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
-    try:
-        return parsed.timestamp()
-    except (OverflowError, OSError, ValueError):
-        return None
-
-
-def _parse_datetime(value: str) -> datetime | None:
-    try:
-        return datetime.fromisoformat(value)
-    except ValueError:
-        try:
-            # RFC 3339 allows lower-case 't' and 'z', which fromisoformat does not.
-            return datetime.fromisoformat(value.upper())
-        except ValueError:
-            return None
 
 
 def parse_inventory(

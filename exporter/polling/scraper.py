@@ -154,12 +154,13 @@ class SubaccountScraper:
             with self._lock:
                 self._flight = None
                 self._remember(fetched)
-                report = fetched.error is not None and not flight.reported
+                # A failure the deadline already counted as a timeout is not counted again.
+                report = fetched.error if not flight.reported else None
                 flight.reported = True
-                if report:
-                    self.series.failure(fetched.error.reason)
-            if report:
-                self._log_failure(fetched.error)
+                if report is not None:
+                    self.series.failure(report.reason)
+            if report is not None:
+                self._log_failure(report)
             flight.result.set_result(fetched)
         else:
             try:
@@ -201,7 +202,7 @@ class SubaccountScraper:
         with self._lock:
             flight = self._flight
             report = flight is not None and not flight.reported and flight.deadline <= deadline
-            if report:
+            if flight is not None and report:
                 flight.reported = True
                 self.series.failure("timeout")
         if report:
@@ -336,7 +337,9 @@ class Scrapers:
         self._new = new_scraper
         self._max_probed = max_probed
         reuse = {scraper.subaccount: scraper for scraper in kept}
-        self.configured = [reuse.pop(sub, None) or new_scraper(sub) for sub in configured]
+        self.configured = [
+            reuse.pop(sub) if sub in reuse else new_scraper(sub) for sub in configured
+        ]
         self._by_id = {scraper.subaccount: scraper for scraper in self.configured}
         self._probed: OrderedDict[str, SubaccountScraper] = OrderedDict(
             list(reuse.items())[-max_probed:] if max_probed > 0 else ()

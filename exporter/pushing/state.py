@@ -25,12 +25,14 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import Metric
 from prometheus_client.exposition import generate_latest
 
+from exporter.common.eightbyeight import NUMBER_STATUSES, parse_timestamp
 from exporter.metrics import catalogue as c
 from exporter.metrics.catalogue import (
     CALL_OUTCOMES,
@@ -39,7 +41,6 @@ from exporter.metrics.catalogue import (
     EVENT_TYPES,
     MAX_ERROR_CODES,
     OTHER,
-    PUSHED_STATUSES,
     REQUEST_OUTCOMES,
     SESSION_STATUSES,
     UPDATE_EVENT_TYPES,
@@ -51,12 +52,7 @@ from exporter.metrics.instruments import (
     histogram,
     summary_family,
 )
-from exporter.pushing.events import (
-    CallLeg,
-    NumberUpdate,
-    SessionSummary,
-    parse_timestamp,
-)
+from exporter.pushing.events import CallLeg, NumberUpdate, SessionSummary
 
 _FAILED = {"failed", "error"}
 _ANSWERED = {"completed"}
@@ -103,7 +99,12 @@ class _Subaccount:
 
 
 class WebhookState:
-    """Applies decoded events; renders them on its own registry. Safe across threads."""
+    """Applies decoded events; renders them on its own registry. Safe across threads.
+
+    `allowed` is the allow-list at start: its subaccounts' counters start at zero, and a
+    receiver built on this state alone judges by it. Which subaccounts are admitted is the
+    caller's to say (`admit`), so a reload can change it without touching what is remembered.
+    """
 
     def __init__(
         self,
@@ -121,8 +122,7 @@ class WebhookState:
         self.registry = CollectorRegistry(auto_describe=True)
         self._instruments()
         self.registry.register(_StateCollector(self))
-        for sub in sorted(self.allowed or ()):
-            self._start_at_zero(sub)
+        self.start_at_zero(self.allowed or ())
 
     def _instruments(self) -> None:
         r = self.registry
@@ -138,26 +138,29 @@ class WebhookState:
         self.packet_loss = histogram(c.CALL_PACKET_LOSS_RATIO, r)
         self.jitter = histogram(c.CALL_JITTER_SECONDS, r)
 
-    def _start_at_zero(self, sub: str) -> None:
-        """Counters of a known subaccount exist from the start, so increase() sees the first."""
-        for event_type in EVENT_TYPES:
-            self.events.labels(event_type=event_type, subaccount=sub)
-        for kind in UPDATE_EVENT_TYPES:
-            self.vnu_events.labels(subaccount=sub, update_event_type=kind)
+    def start_at_zero(self, subaccounts: Iterable[str]) -> None:
+        """Counters of known subaccounts exist from the start, so increase() sees the first
+        event (those of a subaccount a reload allows, from then on)."""
+        for sub in sorted(subaccounts):
+            for event_type in EVENT_TYPES:
+                self.events.labels(event_type=event_type, subaccount=sub)
+            for kind in UPDATE_EVENT_TYPES:
+                self.vnu_events.labels(subaccount=sub, update_event_type=kind)
 
     # ---- admission and de-duplication ----
 
-    def admit(self, subaccount: str) -> bool:
-        """Whether events of this subaccount are taken (allow-list, or a bounded first-come set)."""
-        if self.allowed is not None:
-            return subaccount in self.allowed
+    def admit(self, subaccount: str, allowed: AbstractSet[str] | None) -> bool:
+        """Whether events of this subaccount are taken: those of the allow-list, without one
+        a bounded first-come set."""
+        if allowed is not None:
+            return subaccount in allowed
         with self._lock:
             if subaccount in self._subaccounts:
                 return True
             if len(self._subaccounts) >= MAX_SUBACCOUNTS:
                 return False
             self._subaccounts[subaccount] = _Subaccount()
-        self._start_at_zero(subaccount)
+        self.start_at_zero([subaccount])
         return True
 
     def first_delivery(self, key: bytes) -> bool:
@@ -213,7 +216,7 @@ class WebhookState:
         for pushed in update.virtual_numbers[:MAX_NUMBERS_PER_SUBACCOUNT]:
             msisdn = "+" + pushed.msisdn.lstrip("+")
             out[msisdn] = _Number(
-                _known(pushed.operational_status, PUSHED_STATUSES),
+                _known(pushed.operational_status, NUMBER_STATUSES),
                 parse_timestamp(pushed.updated_timestamp),
                 _country(pushed.country_code),
             )
@@ -358,7 +361,7 @@ class _StateCollector:
                 last.add_metric([event_type, sub], when)
             if state.total_numbers is not None:
                 total.add_metric([sub], state.total_numbers)
-            counts = dict.fromkeys(PUSHED_STATUSES, 0)
+            counts = dict.fromkeys(NUMBER_STATUSES, 0)
             for number in state.numbers.values():
                 counts[number.status] = counts.get(number.status, 0) + 1
             for status, count in counts.items():
@@ -379,7 +382,7 @@ class _StateCollector:
         }
         for sub, state in snapshot:
             for msisdn, number in sorted(state.numbers.items()):
-                statuses = PUSHED_STATUSES if number.status in PUSHED_STATUSES else (number.status,)
+                statuses = NUMBER_STATUSES if number.status in NUMBER_STATUSES else (number.status,)
                 for name in statuses:
                     status.add_metric([msisdn, name, sub], 1.0 if name == number.status else 0.0)
                 if number.updated is not None:

@@ -13,7 +13,7 @@ from typing import Any
 
 import bcrypt
 
-from exporter.common.wsgi import StartResponse, WsgiApp
+from exporter.common.wsgi import StartResponse, WsgiApp, text_response
 from exporter.config.webconfig import REALM, UNAUTHENTICATED_PATHS, WebConfig
 
 _BCRYPT_MAX_PASSWORD = 72  # bcrypt only ever reads this many bytes of a password
@@ -99,16 +99,8 @@ class WebConfigMiddleware:
             and environ.get("PATH_INFO") not in UNAUTHENTICATED_PATHS
             and not self.auth.check(environ.get("HTTP_AUTHORIZATION"))
         ):
-            body = b"Unauthorized\n"
-            respond(
-                "401 Unauthorized",
-                [
-                    ("Content-Type", "text/plain; charset=utf-8"),
-                    ("Content-Length", str(len(body))),
-                    ("WWW-Authenticate", f'Basic realm="{REALM}", charset="UTF-8"'),
-                ],
-            )
-            return [body]
+            challenge = ("WWW-Authenticate", f'Basic realm="{REALM}", charset="UTF-8"')
+            return text_response(respond, "401 Unauthorized", "Unauthorized\n", [challenge])
         return self.app(environ, respond)
 
 

@@ -7,6 +7,7 @@ unexpected a 500 with a one-line log entry, never a traceback.
 
 from __future__ import annotations
 
+import functools
 import html
 import logging
 import math
@@ -17,7 +18,7 @@ from urllib.parse import parse_qs, quote
 
 from exporter import __version__
 from exporter.common.logs import log_event
-from exporter.common.wsgi import StartResponse, text_response
+from exporter.common.wsgi import StartResponse, WsgiApp, text_response, whole_response
 from exporter.config.settings import Settings
 from exporter.config.values import SUBACCOUNT_PATTERN, ConfigError
 from exporter.metrics.encoding import gzip_body, plain_body, plain_size
@@ -25,6 +26,7 @@ from exporter.metrics.selfmetrics import SelfMetrics
 from exporter.polling.exposition import SubaccountScrape, render_scrapes
 from exporter.polling.scraper import FetchPool, Scrapers, least_reserve, scrape_all
 from exporter.web.discovery import DISCOVERY_PATH, serve_discovery
+from exporter.web.generation import Configured
 from exporter.web.negotiation import GZIP, choose_coding
 
 log = logging.getLogger("exporter.web.routes")
@@ -41,6 +43,10 @@ ANSWER_SECONDS_PER_SUBACCOUNT = 0.001
 class ExporterApp:
     """WSGI application serving the exporter's endpoints (built by exporter/app.py).
 
+    Every request answers from one `Configured` (settings and scrapers), read once at its
+    start: `current` gives it (exporter/app.py points it at the live generation), and `bound`
+    is the app answering from a given one (a generation's front).
+
     `reload` is what `POST /-/reload` calls (set by exporter/app.py): it raises ConfigError
     with the reason when the new configuration cannot be used.
     """
@@ -52,8 +58,8 @@ class ExporterApp:
         metrics: SelfMetrics,
         pool: FetchPool | None = None,
     ) -> None:
-        self.settings = settings
-        self.scrapers = scrapers
+        first = Configured(settings, scrapers)
+        self.current: Callable[[], Configured] = lambda: first
         self.metrics = metrics
         # Every scrape's fetches, /metrics and /probe alike, share these workers.
         self.pool = pool or FetchPool(settings.parallel_fetches)
@@ -62,14 +68,27 @@ class ExporterApp:
         self.answer_seconds = ANSWER_SECONDS_PER_SUBACCOUNT * len(scrapers.configured)
         self.reload: Callable[[], object] | None = None
 
-    def use(self, settings: Settings, scrapers: Scrapers) -> None:
-        """Serve from now on with a reloaded configuration; requests in flight finish as begun."""
-        self.scrapers = scrapers
-        self.settings = settings
+    @property
+    def settings(self) -> Settings:
+        return self.current().settings
+
+    @property
+    def scrapers(self) -> Scrapers:
+        return self.current().scrapers
+
+    def bound(self, configured: Configured) -> WsgiApp:
+        """This app answering every request from `configured`."""
+        return functools.partial(self.answer, configured)
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        return self.answer(self.current(), environ, start_response)
+
+    def answer(
+        self, configured: Configured, environ: dict[str, Any], start_response: StartResponse
+    ) -> Iterable[bytes]:
+        """One request, answered wholly from `configured`."""
         try:
-            return self._route(environ, start_response)
+            return self._route(configured, environ, start_response)
         except Exception as exc:  # noqa: BLE001 - one log line and a 500, never a traceback
             log_event(
                 log,
@@ -80,7 +99,10 @@ class ExporterApp:
             )
             return text_response(start_response, "500 Internal Server Error", "internal error\n")
 
-    def _route(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+    def _route(
+        self, configured: Configured, environ: dict[str, Any], start_response: StartResponse
+    ) -> Iterable[bytes]:
+        settings = configured.settings
         method = environ.get("REQUEST_METHOD", "GET")
         path = environ.get("PATH_INFO", "/")
         if path == "/-/reload":
@@ -92,7 +114,7 @@ class ExporterApp:
                 "only GET is supported\n",
                 [("Allow", "GET, HEAD")],
             )
-        if path in (self.settings.telemetry_path, "/probe") and not _acceptable(environ):
+        if path in (settings.telemetry_path, "/probe") and not _acceptable(environ):
             # Refused before any scrape, so an unservable request costs no API call.
             return text_response(
                 start_response,
@@ -100,21 +122,22 @@ class ExporterApp:
                 "Accept-Encoding excludes both gzip and identity\n",
                 [("Vary", "Accept-Encoding")],
             )
-        if path == self.settings.telemetry_path:
-            return self._metrics(environ, start_response)
+        if path == settings.telemetry_path:
+            return self._metrics(configured, environ, start_response)
         if path == "/probe":
-            return self._probe(environ, start_response)
+            return self._probe(configured, environ, start_response)
         if path == "/-/healthy":
             return text_response(start_response, "200 OK", "OK\n")
         if path == DISCOVERY_PATH:
-            return serve_discovery(self.settings, environ, start_response)
+            return serve_discovery(settings, environ, start_response)
         if path == "/":
-            return self._landing(environ, start_response)
+            return self._landing(configured, environ, start_response)
         return text_response(start_response, "404 Not Found", "not found\n")
 
-    def scrape_timeout(self, environ: dict[str, Any]) -> float:
+    @staticmethod
+    def scrape_timeout(settings: Settings, environ: dict[str, Any]) -> float:
         """Seconds a scrape may take: Prometheus' own timeout less the offset, capped."""
-        budget = self.settings.api_timeout
+        budget = settings.api_timeout
         header = environ.get(SCRAPE_TIMEOUT_HEADER)
         if header:
             try:
@@ -122,7 +145,7 @@ class ExporterApp:
             except ValueError:
                 scrape_timeout = math.nan
             if math.isfinite(scrape_timeout) and scrape_timeout > 0:
-                budget = min(budget, scrape_timeout - self.settings.timeout_offset)
+                budget = min(budget, scrape_timeout - settings.timeout_offset)
         return max(budget, 0.05)
 
     def answer_reserve(self, timeout: float) -> float:
@@ -130,10 +153,12 @@ class ExporterApp:
         the scrapers' least reserve, at most half the budget."""
         return min(timeout / 2, max(least_reserve(timeout), 2 * self.answer_seconds))
 
-    def _metrics(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
-        timeout = self.scrape_timeout(environ)
+    def _metrics(
+        self, configured: Configured, environ: dict[str, Any], start_response: StartResponse
+    ) -> Iterable[bytes]:
+        timeout = self.scrape_timeout(configured.settings, environ)
         samples = scrape_all(
-            self.scrapers.configured, timeout, self.answer_reserve(timeout), self.pool
+            configured.scrapers.configured, timeout, self.answer_reserve(timeout), self.pool
         )
         started = time.monotonic()
         answer = _exposition(environ, start_response, samples, self.metrics.exposition())
@@ -141,7 +166,9 @@ class ExporterApp:
         self.answer_seconds = max(took, (self.answer_seconds + took) / 2)
         return answer
 
-    def _probe(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+    def _probe(
+        self, configured: Configured, environ: dict[str, Any], start_response: StartResponse
+    ) -> Iterable[bytes]:
         query = parse_qs(environ.get("QUERY_STRING", ""), errors="replace")
         # Prometheus names the probed thing `target`; here it is a subaccount.
         requested = query.get("target", [])
@@ -154,19 +181,21 @@ class ExporterApp:
             return text_response(
                 start_response,
                 "400 Bad Request",
-                "invalid target: must match ^[A-Za-z0-9\\-._&]{3,50}$\n",
+                f"invalid target: must match {SUBACCOUNT_PATTERN.pattern}\n",
             )
-        allowed = self.settings.probe_allowed
+        allowed = configured.settings.probe_allowed
         if allowed is not None and subaccount not in allowed:
             return text_response(
                 start_response, "403 Forbidden", "target is not an allowed subaccount\n"
             )
-        scraper = self.scrapers.for_probe(subaccount)
-        samples = scrape_all([scraper], self.scrape_timeout(environ), pool=self.pool)
+        scraper = configured.scrapers.for_probe(subaccount)
+        timeout = self.scrape_timeout(configured.settings, environ)
+        samples = scrape_all([scraper], timeout, pool=self.pool)
         return _exposition(environ, start_response, samples)
 
-    def _probe_help(self, environ: dict[str, Any]) -> str:
-        allowed = sorted(self.settings.probe_allowed or ())
+    @staticmethod
+    def _probe_help(settings: Settings, environ: dict[str, Any]) -> str:
+        allowed = sorted(settings.probe_allowed or ())
         target = allowed[0] if allowed else "your-subaccount-id"
         host = environ.get("HTTP_HOST") or "eightbyeight-exporter:9881"
         return _probe_help_html(target, host)
@@ -189,13 +218,16 @@ class ExporterApp:
             )
         return text_response(start_response, "200 OK", "OK\n")
 
-    def _landing(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
-        path = html.escape(self.settings.telemetry_path)
-        configured = self.scrapers.configured
+    def _landing(
+        self, configured: Configured, environ: dict[str, Any], start_response: StartResponse
+    ) -> Iterable[bytes]:
+        settings = configured.settings
+        path = html.escape(settings.telemetry_path)
+        scrapers = configured.scrapers.configured
         items = "".join(
             f'<li><a href="/probe?target={quote(s.subaccount, safe="")}">'
             f"/probe?target={html.escape(s.subaccount)}</a></li>"
-            for s in configured
+            for s in scrapers
         )
         page = (
             "<!DOCTYPE html><html><head><title>8x8 Number Health exporter</title></head><body>"
@@ -203,14 +235,9 @@ class ExporterApp:
             f"<p>Version {html.escape(__version__)}</p>"
             f'<ul><li><a href="{path}">Metrics</a></li>{items}'
             '<li><a href="/-/healthy">Health</a></li></ul>'
-            f"{'' if configured else self._probe_help(environ)}</body></html>\n"
+            f"{'' if scrapers else self._probe_help(settings, environ)}</body></html>\n"
         )
-        body = page.encode()
-        start_response(
-            "200 OK",
-            [("Content-Type", "text/html; charset=utf-8"), ("Content-Length", str(len(body)))],
-        )
-        return [body]
+        return whole_response(start_response, "200 OK", page.encode(), "text/html; charset=utf-8")
 
 
 PROBE_SCRAPE_CONFIG = """scrape_configs:

@@ -24,6 +24,7 @@ import socket
 import ssl
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from socketserver import BaseServer, TCPServer
 from typing import Any
@@ -174,13 +175,15 @@ class _QuietHandler(WSGIRequestHandler):
 class ExporterServer(WSGIServer):
     """WSGI server with a fixed pool of worker threads and a selector for incoming heads.
 
-    With `ssl_context` set, every accepted connection is wrapped in TLS with the context of
-    that moment, so a reload can swap certificates without closing the listening socket.
+    With `ssl_context` set, every accepted connection is wrapped in TLS with it. With
+    `tls_source` set instead, the context is asked for at every accept, so a reload changes the
+    certificate of the next connection without closing the listening socket.
     """
 
     request_queue_size = 1024
     allow_reuse_address = True
     ssl_context: ssl.SSLContext | None = None
+    tls_source: Callable[[], ssl.SSLContext | None] | None = None
 
     def __init__(
         self,
@@ -343,7 +346,7 @@ class ExporterServer(WSGIServer):
     def get_request(self) -> tuple[socket.socket, Any]:
         connection, address = self.socket.accept()
         connection.setblocking(False)
-        context = self.ssl_context
+        context = self.tls_source() if self.tls_source is not None else self.ssl_context
         if context is not None:
             # The handshake runs later, non-blockingly, in the selector (see _read_head).
             connection = context.wrap_socket(
@@ -502,10 +505,13 @@ def make_server(
     max_connections: int = DEFAULT_MAX_CONNECTIONS,
     read_timeout: float = DEFAULT_READ_TIMEOUT,
     name: str = "web",
+    tls_source: Callable[[], ssl.SSLContext | None] | None = None,
 ) -> ExporterServer:
     """Bind the server to a Prometheus-style listen address; ConfigError if it cannot.
 
-    With an SSLContext, every connection speaks TLS (see exporter/config/webconfig.py). `name`
+    With an SSLContext, every connection speaks TLS (see exporter/config/webconfig.py); with
+    `tls_source`, every connection speaks TLS with the context it gives at that moment (TLS is
+    on or off for the server's whole life: it serves HTTPS if the source gives one now). `name`
     prefixes its worker threads' names (web-worker-1, ...).
     """
     host, port = parse_listen_address(address)
@@ -522,8 +528,8 @@ def make_server(
         )
     except OSError as exc:
         raise ConfigError(f"cannot listen on {address}: {exc.strerror or exc}") from None
-    if ssl_context is not None:
-        server.ssl_context = ssl_context
+    server.ssl_context, server.tls_source = ssl_context, tls_source
+    if (tls_source() if tls_source is not None else ssl_context) is not None:
         server.base_environ["HTTPS"] = "on"
     server.set_app(app)
     return server
