@@ -24,6 +24,8 @@ from typing import Any
 import pytest
 import yaml
 
+from exporter.metrics import catalogue
+from exporter.metrics.selfmetrics import SelfMetrics
 from tests.harness import REPO, find_tool
 
 DASHBOARD_DIR = REPO / "grafana" / "dashboards"
@@ -41,66 +43,24 @@ DATASOURCE_VARIABLE = "datasource"
 DATASOURCE_REF = {"type": "prometheus", "uid": "${datasource}"}
 
 # ---------------------------------------------------------------------------------------
-# The exporter's metric contract: metric name -> labels besides the target labels that
-# Prometheus adds (job, instance). `subaccount` is on every target metric.
+# The exporter's metric contract: sample name -> labels besides the target labels that
+# Prometheus adds (job, instance). Taken from the metric catalogue, plus the client library's
+# process_* and python_* families as the exporter really exposes them.
 # ---------------------------------------------------------------------------------------
-_GROUP = frozenset({"subaccount", "country", "number_type"})
-_ONE = frozenset({"subaccount"})
-_NUMBER = frozenset({"subaccount", "msisdn"})
+
+
+def _library_labels() -> dict[str, frozenset[str]]:
+    names: dict[str, frozenset[str]] = {}
+    for family in SelfMetrics().registry.collect():
+        for sample in family.samples:
+            if not sample.name.startswith("eightbyeight_"):
+                names[sample.name] = frozenset(sample.labels)
+    return names
+
+
 METRIC_LABELS: dict[str, frozenset[str]] = {
-    "eightbyeight_up": _ONE,
-    "eightbyeight_scrape_duration_seconds": _ONE,
-    "eightbyeight_invalid_records": _ONE,
-    "eightbyeight_last_success_timestamp_seconds": _ONE,
-    "eightbyeight_virtual_numbers": _ONE,
-    "eightbyeight_virtual_numbers_listed": _ONE,
-    "eightbyeight_virtual_numbers_by_status": _GROUP | {"operational_status"},
-    "eightbyeight_virtual_numbers_expiring": _GROUP,
-    "eightbyeight_virtual_numbers_healthy": _GROUP,
-    "eightbyeight_virtual_numbers_unhealthy": _GROUP,
-    "eightbyeight_virtual_numbers_health_unknown": _GROUP,
-    "eightbyeight_virtual_numbers_health_check_disabled": _GROUP,
-    "eightbyeight_health_check_age_seconds": _GROUP,
-    "eightbyeight_last_updated_timestamp_seconds": _ONE,
-    "eightbyeight_monthly_rental_cost": _GROUP | {"currency"},
-    "eightbyeight_number_info": _NUMBER
-    | {"country", "number_type", "operational_status", "health_status", "reference_id"}
-    | {"currency"},
-    "eightbyeight_number_healthy": _NUMBER,
-    "eightbyeight_number_health_check_enabled": _NUMBER,
-    "eightbyeight_number_health_last_checked_timestamp_seconds": _NUMBER,
-    "eightbyeight_number_rental_price": _NUMBER | {"currency"},
-    "eightbyeight_number_incoming_rate_per_minute": _NUMBER | {"currency"},
-    "eightbyeight_number_billing_increment_seconds": _NUMBER,
-    "eightbyeight_api_requests_total": _ONE,
-    "eightbyeight_api_request_failures_total": _ONE | {"reason"},
-    "eightbyeight_api_request_duration_seconds_bucket": _ONE | {"le"},
-    "eightbyeight_api_request_duration_seconds_sum": _ONE,
-    "eightbyeight_api_request_duration_seconds_count": _ONE,
-    "eightbyeight_exporter_build_info": frozenset({"version"}),
-    # Pushed events (the webhook receiver, exporter/pushing/state.py).
-    "eightbyeight_webhook_requests_total": frozenset({"outcome"}),
-    "eightbyeight_webhook_events_total": _ONE | {"event_type"},
-    "eightbyeight_webhook_last_event_timestamp_seconds": _ONE | {"event_type"},
-    "eightbyeight_vnu_events_total": _ONE | {"update_event_type"},
-    "eightbyeight_pushed_virtual_numbers": _ONE,
-    "eightbyeight_pushed_virtual_numbers_by_status": _ONE | {"operational_status"},
-    "eightbyeight_number_pushed_status": _NUMBER | {"operational_status"},
-    "eightbyeight_number_pushed_status_timestamp_seconds": _NUMBER,
-    "eightbyeight_call_sessions_total": _ONE | {"country", "session_status"},
-    "eightbyeight_call_legs_total": _ONE | {"direction", "call_status"},
-    "eightbyeight_call_session_errors_total": _ONE | {"error_code"},
-    **{
-        f"eightbyeight_call_{name}{suffix}": _ONE | {"country"} | extra
-        for name in ("mos", "packet_loss_ratio", "jitter_seconds")
-        for suffix, extra in (("_bucket", {"le"}), ("_sum", set()), ("_count", set()))
-    },
-    "eightbyeight_number_call_legs_total": _NUMBER | {"outcome"},
-    **{
-        f"eightbyeight_number_call_{name}{suffix}": _NUMBER
-        for name in ("mos", "packet_loss_ratio", "jitter_seconds")
-        for suffix in ("_sum", "_count")
-    },
+    **{name: frozenset(labels) for name, labels in catalogue.sample_labels().items()},
+    **_library_labels(),
 }
 TARGET_LABELS = frozenset({"job", "instance"})
 # Series Prometheus makes itself; their labels depend on the rules, so any label is allowed.
@@ -277,7 +237,7 @@ _FUNCTIONS_TEXT = """
 AGGREGATIONS = frozenset(_AGGREGATIONS_TEXT.split())
 FUNCTIONS = AGGREGATIONS | frozenset(_FUNCTIONS_TEXT.split())
 GROUPING_KEYWORDS = frozenset({"by", "without", "on", "ignoring", "group_left", "group_right"})
-OPERATOR_KEYWORDS = frozenset({"and", "or", "unless", "bool", "atan2", "inf", "nan"})
+OPERATOR_KEYWORDS = frozenset({"and", "or", "unless", "bool", "atan2", "inf", "nan", "offset"})
 RATE_FUNCTIONS = ("rate", "irate", "increase")
 
 _TOKEN = re.compile(
@@ -286,6 +246,7 @@ _TOKEN = re.compile(
     | (?P<string>"(?:\\.|[^"\\])*"|'(?:\\.|[^'\\])*'|`[^`]*`)
     | (?P<range>\[[^\[\]]*\])
     | (?P<number>(?:0x[0-9a-fA-F]+|\d+(?:\.\d*)?(?:[eE][+-]?\d+)?|\.\d+)(?![A-Za-z_]))
+    | (?P<duration>(?:\d+(?:ms|s|m|h|d|w|y))+(?![A-Za-z0-9_]))
     | (?P<ident>[A-Za-z_:][A-Za-z0-9_:]*)
     | (?P<op>=~|!~|!=|==|>=|<=|[-+*/%^<>=,(){}])
     """,

@@ -160,7 +160,7 @@ def reference_exposition(
     targets: list[tuple[SubaccountScrape, Inventory | None]], now: float, openmetrics: bool = False
 ) -> bytes:
     """generate_latest (text, or OpenMetrics) over Metric families built from the model."""
-    families = {f.name: Metric(f.name, f.help, f.type) for f in c.FAMILIES}
+    families = {f.name: Metric(f.name, f.help, f.type) for f in c.POLL_FAMILIES}
 
     def add(family: c.Family, values: dict[str, str], value: float) -> None:
         """A sample with the family's labels (as the catalogue lists them) taken from values."""
@@ -206,6 +206,9 @@ def _reference_inventory(add, inventory: Inventory, sub: dict, now: float, per_n
         add(c.VIRTUAL_NUMBERS_UNHEALTHY, pair, group.unhealthy)
         add(c.VIRTUAL_NUMBERS_HEALTH_UNKNOWN, pair, group.health_unknown)
         add(c.VIRTUAL_NUMBERS_HEALTH_CHECK_DISABLED, pair, group.check_disabled)
+        for health_status in sorted(group.health_statuses):
+            count = group.health_statuses[health_status]
+            add(c.VIRTUAL_NUMBERS_BY_HEALTH_STATUS, {**pair, "health_status": health_status}, count)
         if group.oldest_check is not None:
             add(c.HEALTH_CHECK_AGE_SECONDS, pair, max(0.0, now - group.oldest_check))
         for currency in sorted(group.monthly_rental_cost):
@@ -276,7 +279,7 @@ def test_exposition_parses_with_the_library_parser(body):
     outcomes = scrape_outcomes(body, True)
     text = b"".join(plain_body(render_scrapes([sample for sample, _ in outcomes], NOW))).decode()
     families = {f.name: f for f in text_string_to_metric_families(text)}
-    assert set(families) == {family.name for family in c.FAMILIES}
+    assert set(families) == {family.name for family in c.POLL_FAMILIES}
     listed = int(parse_inventory(body).listed)
     info = [
         s
@@ -368,6 +371,7 @@ def plain_fold(body: bytes) -> tuple[dict, list[tuple], int, int]:
                 "unhealthy": 0,
                 "health_unknown": 0,
                 "check_disabled": 0,
+                "health_statuses": {},
                 "oldest_check": None,
                 "monthly_rental_cost": {},
             },
@@ -375,6 +379,8 @@ def plain_fold(body: bytes) -> tuple[dict, list[tuple], int, int]:
         group["statuses"][status] = group["statuses"].get(status, 0) + 1
         group["health_unknown" if healthy is None else "healthy" if healthy else "unhealthy"] += 1
         group["check_disabled"] += enabled is False
+        by_health = group["health_statuses"]
+        by_health[health_status] = by_health.get(health_status, 0) + 1
         if checked is not None and (
             group["oldest_check"] is None or checked < group["oldest_check"]
         ):

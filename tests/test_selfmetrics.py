@@ -19,18 +19,19 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from prometheus_client.openmetrics.exposition import generate_latest as openmetrics_latest
 
 from exporter.common.errors import REASONS
-from exporter.metrics.selfmetrics import (
-    BUCKETS,
-    DURATION,
-    DURATION_HELP,
-    FAILURES,
-    FAILURES_HELP,
-    REQUESTS,
-    REQUESTS_HELP,
-    ApiSeries,
-    SelfMetrics,
-    WithoutCreated,
+from exporter.metrics.catalogue import (
+    API_REQUEST_DURATION_SECONDS,
+    API_REQUEST_FAILURES,
+    API_REQUESTS,
 )
+from exporter.metrics.selfmetrics import ApiSeries, SelfMetrics, WithoutCreated
+
+# The reference is written out here, apart from the catalogue's builders, so that a change to
+# how those build instruments cannot hide a difference.
+REQUESTS, REQUESTS_HELP = API_REQUESTS.name, API_REQUESTS.help
+FAILURES, FAILURES_HELP = API_REQUEST_FAILURES.name, API_REQUEST_FAILURES.help
+DURATION, DURATION_HELP = API_REQUEST_DURATION_SECONDS.name, API_REQUEST_DURATION_SECONDS.help
+BUCKETS = API_REQUEST_DURATION_SECONDS.buckets
 
 NOW = 1_764_633_600.25
 

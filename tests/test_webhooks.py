@@ -565,15 +565,23 @@ def test_webhook_list_becomes_gauges_and_failures_keep_the_last():
     collector.reader(_FakeClient(json.dumps(listed).encode()))("acme-prod", 1.0)
     s = config_samples(collector)
     assert value(s, "eightbyeight_webhook_config_up", subaccount="acme-prod") == 1
-    assert value(s, "eightbyeight_webhook_enabled", subaccount="acme-prod", type="VNU") == 1
-    assert value(s, "eightbyeight_webhook_enabled", subaccount="acme-prod", type="VSS") == 0
-    assert value(s, "eightbyeight_webhook_auth_header_set", subaccount="acme-prod", type="VSS") == 1
-    assert value(s, "eightbyeight_webhook_configured", subaccount="acme-prod", type="VCA") is None
+    assert value(s, "eightbyeight_webhook_enabled", subaccount="acme-prod", event_type="vnu") == 1
+    assert value(s, "eightbyeight_webhook_enabled", subaccount="acme-prod", event_type="vss") == 0
+    assert (
+        value(s, "eightbyeight_webhook_auth_header_set", subaccount="acme-prod", event_type="vss")
+        == 1
+    )
+    assert (
+        value(s, "eightbyeight_webhook_configured", subaccount="acme-prod", event_type="vca")
+        is None
+    )
     for failure in (FetchError("timeout", "slow"), b"{not json", b'{"webhooks": 5}'):
         collector.read(_FakeClient(failure), "acme-prod", 1.0)
         s = config_samples(collector)
         assert value(s, "eightbyeight_webhook_config_up", subaccount="acme-prod") == 0
-        assert value(s, "eightbyeight_webhook_enabled", subaccount="acme-prod", type="VNU") == 1
+        assert (
+            value(s, "eightbyeight_webhook_enabled", subaccount="acme-prod", event_type="vnu") == 1
+        )
 
 
 def test_the_api_client_reads_the_webhook_list():
@@ -630,9 +638,11 @@ def test_collector_webhooks_flag_exports_the_registration():
         with InProcessExporter(argv) as exporter:
             s = parse_samples(exporter.get().text)
     assert value(s, "eightbyeight_up", subaccount="acme-prod") == 1
-    assert value(s, "eightbyeight_webhook_enabled", subaccount="acme-prod", type="VSS") == 1
-    assert value(s, "eightbyeight_webhook_configured", subaccount="acme-prod", type="VNU") == 0
-    assert value(s, "eightbyeight_webhook_configured", subaccount="acme-dev", type="VSS") == 0
+    assert value(s, "eightbyeight_webhook_enabled", subaccount="acme-prod", event_type="vss") == 1
+    assert (
+        value(s, "eightbyeight_webhook_configured", subaccount="acme-prod", event_type="vnu") == 0
+    )
+    assert value(s, "eightbyeight_webhook_configured", subaccount="acme-dev", event_type="vss") == 0
     assert value(s, "eightbyeight_webhook_config_up", subaccount="acme-dev") == 1
 
 

@@ -26,33 +26,26 @@ from dataclasses import dataclass, field, replace
 
 from prometheus_client import (
     CollectorRegistry,
-    Gauge,
     PlatformCollector,
     ProcessCollector,
     generate_latest,
 )
-from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.core import HistogramMetricFamily, Metric
 from prometheus_client.openmetrics.exposition import generate_latest as openmetrics_latest
 from prometheus_client.samples import Sample
 from prometheus_client.utils import floatToGoString
 
 from exporter import __version__
 from exporter.common.errors import REASONS
+from exporter.metrics import catalogue as c
+from exporter.metrics.instruments import counter_family, gauge
 
-REQUESTS = "eightbyeight_api_requests"
-REQUESTS_HELP = (
-    "Requests made to the 8x8 Virtual Numbers API (one per fetch; retries included in that one)."
-)
-FAILURES = "eightbyeight_api_request_failures"
-FAILURES_HELP = (
-    "Fetches from the 8x8 API that failed, by reason (unauthorized, forbidden, not_found, "
-    "bad_request, rate_limited, server_error, client_error, timeout, connection_error, "
-    "invalid_response)."
-)
-DURATION = "eightbyeight_api_request_duration_seconds"
-DURATION_HELP = "Seconds taken to fetch a subaccount's numbers from the 8x8 API, body included."
-BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+REQUESTS = c.API_REQUESTS.name
+FAILURES = c.API_REQUEST_FAILURES.name
+DURATION = c.API_REQUEST_DURATION_SECONDS.name
+BUCKETS = c.API_REQUEST_DURATION_SECONDS.buckets
 _LE = (*map(floatToGoString, BUCKETS), "+Inf")
+_API = (c.API_REQUESTS, c.API_REQUEST_FAILURES, c.API_REQUEST_DURATION_SECONDS)
 
 
 def _escape(value: str) -> str:
@@ -173,14 +166,16 @@ class ApiSeries:
             ]
         go = floatToGoString
         # Each family's header is there even with no series, as prometheus_client prints it.
-        out = [_counter_header(REQUESTS, REQUESTS_HELP, openmetrics)]
+        out = [_counter_header(REQUESTS, c.API_REQUESTS.help, openmetrics)]
         for label, n, created in asked:
             out.append(f'{REQUESTS}_total{{subaccount="{label}"}} {go(n)}\n')
             if openmetrics:
                 out.append(f'{REQUESTS}_created{{subaccount="{label}"}} {created}\n')
-        out.append(_counter_header(FAILURES, FAILURES_HELP, openmetrics))
+        out.append(_counter_header(FAILURES, c.API_REQUEST_FAILURES.help, openmetrics))
         out += failures
-        out.append(_header(DURATION, "histogram", _help(DURATION_HELP, openmetrics)))
+        out.append(
+            _header(DURATION, "histogram", _help(c.API_REQUEST_DURATION_SECONDS.help, openmetrics))
+        )
         for label, buckets, count, total, created in durations:
             cumulative = 0
             for le, in_bucket in zip(_LE, [*buckets, 0], strict=True):
@@ -216,9 +211,11 @@ class ApiSeries:
                 (name, replace(s, failures=dict(s.failures), buckets=s.buckets and list(s.buckets)))
                 for name, s in self._subs.items()
             ]
-        requests = CounterMetricFamily(REQUESTS, REQUESTS_HELP, labels=["subaccount"])
-        failures = CounterMetricFamily(FAILURES, FAILURES_HELP, labels=["reason", "subaccount"])
-        durations = HistogramMetricFamily(DURATION, DURATION_HELP, labels=["subaccount"])
+        requests = counter_family(c.API_REQUESTS)
+        failures = counter_family(c.API_REQUEST_FAILURES)
+        durations = HistogramMetricFamily(
+            DURATION, c.API_REQUEST_DURATION_SECONDS.help, labels=["subaccount"]
+        )
         for name, sub in subs:
             if sub.requests is not None:
                 requests.add_metric([name], sub.requests, created=sub.created)
@@ -267,22 +264,11 @@ class SelfMetrics:
         ProcessCollector(registry=self.registry)
         PlatformCollector(registry=self.registry)
         self.api = ApiSeries(clock)
-        build = Gauge(
-            "eightbyeight_exporter_build_info",
-            "Version of the exporter; the value is always 1.",
-            ["version"],
-            registry=self.registry,
-        )
-        build.labels(__version__).set(1)
-        self.reload_successful = Gauge(
-            "eightbyeight_config_last_reload_successful",
-            "1 if the last load of the configuration (start-up or reload) succeeded, else 0.",
-            registry=self.registry,
-        )
-        self.reload_success_time = Gauge(
-            "eightbyeight_config_last_reload_success_timestamp_seconds",
-            "Unix time of the last successful load of the configuration (start-up or reload).",
-            registry=self.registry,
+        build = gauge(c.EXPORTER_BUILD_INFO, self.registry)
+        build.labels(version=__version__).set(1)
+        self.reload_successful = gauge(c.CONFIG_LAST_RELOAD_SUCCESSFUL, self.registry)
+        self.reload_success_time = gauge(
+            c.CONFIG_LAST_RELOAD_SUCCESS_TIMESTAMP_SECONDS, self.registry
         )
 
     def configuration_loaded(self, wall_time: float) -> None:

@@ -36,7 +36,8 @@ from prometheus_client.utils import floatToGoString
 from exporter.common.eightbyeight import NUMBER_STATUSES
 from exporter.common.memo import Memo
 from exporter.metrics import catalogue as c
-from exporter.metrics.catalogue import FAMILIES, SUBACCOUNT, Family
+from exporter.metrics.catalogue import POLL_FAMILIES as FAMILIES
+from exporter.metrics.catalogue import SUBACCOUNT, Family
 from exporter.metrics.encoding import SampleText, TextPart
 from exporter.polling.model import Inventory, NumberColumns
 
@@ -228,7 +229,7 @@ def render_inventory(
         add(c.LAST_UPDATED_TIMESTAMP_SECONDS, own, go[inventory.last_updated])
 
     check_ages = []
-    by_status, expiring, healthy, unhealthy, unknown, disabled, rental = (
+    by_status, expiring, healthy, unhealthy, unknown, disabled, by_health, rental = (
         lines.setdefault(family.name, [])
         for family in (
             c.VIRTUAL_NUMBERS_BY_STATUS,
@@ -237,6 +238,7 @@ def render_inventory(
             c.VIRTUAL_NUMBERS_UNHEALTHY,
             c.VIRTUAL_NUMBERS_HEALTH_UNKNOWN,
             c.VIRTUAL_NUMBERS_HEALTH_CHECK_DISABLED,
+            c.VIRTUAL_NUMBERS_BY_HEALTH_STATUS,
             c.MONTHLY_RENTAL_COST,
         )
     )
@@ -258,6 +260,9 @@ def render_inventory(
         disabled.append(
             f"{prefix(c.VIRTUAL_NUMBERS_HEALTH_CHECK_DISABLED)}{counts[group.check_disabled]}\n"
         )
+        health_prefix = prefix.open(c.VIRTUAL_NUMBERS_BY_HEALTH_STATUS, "health_status")
+        for health_status, count in sorted(group.health_statuses.items()):
+            by_health.append(f"{health_prefix % esc[health_status]}{counts[count]}\n")
         if group.oldest_check is not None:
             check_ages.append((prefix(c.HEALTH_CHECK_AGE_SECONDS), group.oldest_check))
         if group.monthly_rental_cost:

@@ -158,6 +158,7 @@ class GroupStats:
     """Counters for one (country, number_type) pair."""
 
     statuses: dict[str, int] = field(default_factory=lambda: dict.fromkeys(NUMBER_STATUSES, 0))
+    health_statuses: dict[str, int] = field(default_factory=dict)
     healthy: int = 0
     unhealthy: int = 0
     health_unknown: int = 0
@@ -410,8 +411,9 @@ class _Fold:
         self.columns = NumberColumns()
         self.seen: set[str] = set()
         self.invalid = 0
-        # (country, number_type, status, healthy, check_enabled) -> numbers; a few hundred keys.
-        self.combos: Counter[tuple[str, str, str, bool | None, bool | None]] = Counter()
+        # (country, number_type, status, healthy, check_enabled, health_status) -> numbers; a
+        # few hundred keys.
+        self.combos: Counter[tuple[str, str, str, bool | None, bool | None, str]] = Counter()
         self.rental: dict[tuple[str, str, str], float] = {}
         self.oldest: dict[tuple[str, str], float] = {}
         # Not a bound method of the fold: a memo holding one would make a reference cycle that
@@ -449,10 +451,10 @@ class _Fold:
                 _NO_HEALTH if h is None or e is False else h
                 for h, e in zip(health, enabled, strict=True)
             ]
+        health_status = list(map(lowered, map(_HEALTH_STATUS, health)))
         if per_number:
             self._check_msisdns(joined, msisdns)
             reference = list(map(shared, map(_REFERENCE, records)))
-            health_status = list(map(lowered, map(_HEALTH_STATUS, health)))
 
         self.seen |= fresh
         self.invalid += repeated
@@ -461,7 +463,9 @@ class _Fold:
         healthy = list(map(_IS_HEALTHY, health))
         checked = _timestamps(list(map(_CHECKED, health)))
         prices = list(map(_RENTAL, records))
-        self.combos.update(zip(country, number_type, status, healthy, enabled, strict=True))
+        self.combos.update(
+            zip(country, number_type, status, healthy, enabled, health_status, strict=True)
+        )
         self._add_rental(zip(country, number_type, currency, strict=True), prices)
         self._add_oldest(zip(country, number_type, strict=True), checked)
         if per_number:
@@ -500,11 +504,11 @@ class _Fold:
             record.operationalStatus,
             record.billingCurrency,
         ]
+        health = record.numberHealth
+        if health is not None and record.numberHealthCheckEnabled is not False:
+            texts.append(health.status)
         if self.per_number:
             texts += [record.msisdn, record.referenceId]
-            health = record.numberHealth
-            if health is not None and record.numberHealthCheckEnabled is not False:
-                texts.append(health.status)
         return any(secret in text for text in texts if text for secret in self.secrets)
 
     def _decode(self, raws: list[msgspec.Raw]) -> list[VirtualNumber]:
@@ -559,11 +563,15 @@ class _Fold:
         """GroupStats per (country, number_type), in order of first appearance."""
         groups: dict[tuple[str, str], GroupStats] = {}
         # A combo's first record is never later than its group's first: order is preserved.
-        for (country, number_type, status, healthy, enabled), count in self.combos.items():
+        for combo, count in self.combos.items():
+            country, number_type, status, healthy, enabled, health_status = combo
             group = groups.get((country, number_type))
             if group is None:
                 group = groups[(country, number_type)] = GroupStats()
             group.statuses[status] = group.statuses.get(status, 0) + count
+            group.health_statuses[health_status] = (
+                group.health_statuses.get(health_status, 0) + count
+            )
             if healthy is None:
                 group.health_unknown += count
             elif healthy:
