@@ -604,9 +604,8 @@ def test_query_variables_are_multi_select_with_all(name):
         assert var.get("includeAll") is True, var["name"]
         assert var.get("allValue") == ALL_VALUE, var["name"]
         assert var.get("refresh") in (1, 2), f"{var['name']} never refreshes its values"
-        query = var.get("query")
-        text = query.get("query", "") if isinstance(query, dict) else query
-        assert var.get("definition") == text, f"{var['name']}: definition differs from query"
+        # Grafana's schema has no `definition` (tests/test_mixin.py type-checks against it).
+        assert "definition" not in var, var["name"]
 
 
 def test_overview_filters_by_subaccount_country_and_type():

@@ -38,7 +38,6 @@
     label: 'Data source',
     type: 'datasource',
     query: 'prometheus',
-    current: {},
     hide: 0,
     includeAll: false,
     multi: false,
@@ -55,7 +54,6 @@
     label: label,
     type: 'query',
     datasource: $.datasource,
-    definition: query,
     query: query,
     refresh: 2,
     sort: 1,
@@ -71,15 +69,16 @@
 
   // The cluster: one at a time, so that no panel adds up clusters; hidden when the mixin is
   // built for one cluster (its queries then carry no cluster matcher).
-  clusterVariable(config):: $.queryVariable(
-    'cluster', 'Cluster', 'up{%s}' % config.eightbyeightSelector, config.clusterLabel
-  ) {
-    multi: false,
-    includeAll: false,
-    allValue: null,
-    current: {},
-    hide: if config.showMultiCluster then 0 else 2,
-  },
+  clusterVariable(config):: std.mergePatch(
+    $.queryVariable('cluster', 'Cluster', 'up{%s}' % config.eightbyeightSelector, config.clusterLabel),
+    {
+      multi: false,
+      includeAll: false,
+      allValue: null,
+      current: null,
+      hide: if config.showMultiCluster then 0 else 2,
+    },
+  ),
 
   // datasource, cluster, job and instance: every dashboard starts with these.
   targetVariables(config)::
