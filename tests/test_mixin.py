@@ -480,3 +480,29 @@ def test_generated_rule_files_load_as_yaml_with_for_on_its_own_line():
         doc = yaml.safe_load(text)
         alerts = [r for g in doc["groups"] for r in g["rules"] if "alert" in r]
         assert len(re.findall(r"(?m)^\s+for: \S+$", text)) == len(alerts)
+
+
+def test_two_cluster_rule_tests_fail_when_the_rules_drop_the_cluster(tmp_path: Path):
+    """prometheus/tests/clusters.test.yml proves something: built with another cluster label
+    (so every by/on drops `cluster`), the rules mix the two clusters and its tests fail."""
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        missing_tool("promtool not found: apt-get install prometheus (.ci/run does)")
+    (tmp_path / "rules").mkdir()
+    (tmp_path / "tests").mkdir()
+    for path, text in build.render({"clusterLabel": "zone"}).items():
+        if path.parent == build.RULES:
+            (tmp_path / "rules" / path.name).write_text(text, encoding="utf-8")
+    test_file = REPO / "prometheus" / "tests" / "clusters.test.yml"
+    shutil.copy(test_file, tmp_path / "tests" / test_file.name)
+    result = subprocess.run(
+        [promtool, "test", "rules", f"tests/{test_file.name}"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode != 0, result.stdout
+    for failing in ("EightByEightApiDown", "EightByEightNumberUnhealthy"):
+        assert failing in result.stdout + result.stderr
