@@ -12,10 +12,10 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -182,7 +182,7 @@ def test_drift_of_one_byte_is_reported(monkeypatch: pytest.MonkeyPatch):
 
 def test_check_command_passes_on_the_repository():
     result = subprocess.run(
-        [os.sys.executable, "-m", "mixin", "--check"],
+        [sys.executable, "-m", "mixin", "--check"],
         cwd=REPO,
         capture_output=True,
         text=True,
