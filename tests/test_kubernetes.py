@@ -476,10 +476,12 @@ def test_selectors_match_the_pods():
 def test_operator_objects_carry_the_release_label_and_the_alerts_job():
     monitor, rule = only("base", "ServiceMonitor"), only("base", "PrometheusRule")
     assert monitor["metadata"]["labels"]["release"] == rule["metadata"]["labels"]["release"]
-    # EightByEightExporterDown selects the exporter's jobs by name; the ServiceMonitor names
-    # its job so that the alert covers it.
-    relabel = monitor["spec"]["endpoints"][0]["relabelings"]
-    assert {"action": "replace", "targetLabel": "job", "replacement": "eightbyeight"} in relabel
+    # The operator names the job after the Service; nothing rewrites it, and the rules'
+    # job selector (the mixin's) covers that name.
+    endpoint = monitor["spec"]["endpoints"][0]
+    assert not any(r.get("targetLabel") == "job" for r in endpoint.get("relabelings", []))
+    assert "jobLabel" not in monitor["spec"]
+    job = only("base", "Service")["metadata"]["name"]
     [down] = [
         r["expr"]
         for g in rule["spec"]["groups"]
@@ -489,7 +491,7 @@ def test_operator_objects_carry_the_release_label_and_the_alerts_job():
     selector = re.search(r'up\{job=~"([^"]+)"\}', down)
     assert selector, down
     # Prometheus anchors label regular expressions.
-    assert re.fullmatch(selector.group(1), "eightbyeight")
+    assert re.fullmatch(selector.group(1), job)
 
 
 def test_example_overlay_customises_without_touching_the_base(tmp_path):

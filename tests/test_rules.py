@@ -31,9 +31,8 @@ RULE_FILES = sorted((PROMETHEUS_DIR / "rules").glob("*.yml"))
 TEST_FILES = sorted((PROMETHEUS_DIR / "tests").glob("*.yml"))
 ALERTMANAGER_CONFIG = PROMETHEUS_DIR / "alertmanager.yml"
 RUNBOOK = REPO / "docs" / "runbook.md"
-RUNBOOK_URL = (
-    "https://github.com/eightbyeight-exporter/eightbyeight-exporter/blob/main/docs/runbook.md#"
-)
+# mixin/config.libsonnet's runbookURLPattern: the runbook's path in this repository.
+RUNBOOK_URL = "docs/runbook.md#"
 
 SEVERITIES = {"critical", "warning", "info"}
 ALERT_NAME = re.compile(r"^EightByEight(?:[A-Z][a-z0-9]*)+$")
@@ -46,7 +45,9 @@ E2E_ALERTS = {
     "EightByEightNumberUnhealthy",
 }
 # Alerts over inventory series, which vanish while the API cannot be read.
-CARRY_CLAUSE = "unless on (job, instance, subaccount) eightbyeight_up == 1"
+CARRY_CLAUSE = re.compile(
+    r"unless on \(cluster, job, instance, subaccount\) eightbyeight_up\{[^}]*\} == 1"
+)
 INVENTORY_GROUP = "eightbyeight.numbers"
 COUNT_ALERT = "EightByEightNumbersDisappeared"
 
@@ -144,7 +145,7 @@ def test_promtool_unit_tests_can_fail(tmp_path: Path):
     for rule_file in RULE_FILES:
         (tmp_path / "rules" / rule_file.name).write_text(rule_file.read_text(encoding="utf-8"))
     original = (PROMETHEUS_DIR / "tests" / "numbers.test.yml").read_text(encoding="utf-8")
-    broken = original.replace("Virtual number +6531234567 is unhealthy.", "Wrong summary.", 1)
+    broken = original.replace("A virtual number is unhealthy.", "Wrong summary.", 1)
     assert broken != original
     (tmp_path / "tests").mkdir()
     (tmp_path / "tests" / "numbers.test.yml").write_text(broken, encoding="utf-8")
@@ -213,7 +214,7 @@ def test_alert_follows_conventions(rule: dict):
     annotations = rule.get("annotations", {})
     for key in ("summary", "description", "runbook_url"):
         assert annotations.get(key, "").strip(), f"{name}: missing {key}"
-    assert "{{ $labels." in annotations["summary"] + annotations["description"], name
+    assert "{{ $labels." in annotations["description"], name
     url = annotations["runbook_url"]
     assert url.startswith(RUNBOOK_URL), f"{name}: runbook_url {url}"
     anchor = url.removeprefix(RUNBOOK_URL)
@@ -266,7 +267,7 @@ def test_inventory_alerts_bridge_failed_reads():
             continue
         for rule in group["rules"]:
             if rule["alert"] != COUNT_ALERT:
-                assert CARRY_CLAUSE in rule["expr"], f"{rule['alert']}: flaps on failed reads"
+                assert CARRY_CLAUSE.search(rule["expr"]), f"{rule['alert']}: flaps on failed reads"
 
 
 def test_every_alert_is_unit_tested_firing_and_silent():
