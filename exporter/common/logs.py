@@ -120,6 +120,6 @@ def log_event(logger: logging.Logger, level: int, msg: str, **fields: object) ->
         if entry.full:
             entry.add("")  # only counted
             return
-        rec = logger.makeRecord(logger.name, level, "", 0, msg, None, None)
+        rec = logger.makeRecord(logger.name, level, "", 0, msg, (), None)
         rec.fields = fields
         entry.add(_JOURNAL_FORMAT.format(rec))

@@ -155,7 +155,7 @@ class ToolkitSSLContext(ssl.SSLContext):
 def client_san_allowed(sock: ssl.SSLSocket) -> bool:
     """Whether the peer of a handshaken socket may go on: always, unless its context lists
     client_allowed_sans, and then only with a verified certificate carrying one of them."""
-    allowed = getattr(sock.context, "allowed_sans", frozenset())
+    allowed: frozenset[str] = getattr(sock.context, "allowed_sans", frozenset())
     if not allowed:
         return True
     certificate = sock.getpeercert()

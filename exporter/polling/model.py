@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from functools import partial
 from operator import attrgetter
+from typing import cast
 
 import msgspec
 
@@ -94,7 +95,7 @@ class Envelope:
         updated = _json_value(response.lastUpdatedAt)
         messages = (_json_value(response.statusMessage), _json_value(response.message))
         return cls(
-            total_numbers=_finite(total) if type(total) in (int, float) else None,
+            total_numbers=_finite(cast(float, total)) if type(total) in (int, float) else None,
             last_updated=parse_timestamp(updated) if isinstance(updated, str) else None,
             status_code=_code(_json_value(response.statusCode)),
             code=_code(_json_value(response.code)),
@@ -420,8 +421,12 @@ class _Fold:
         # keeps every column of the response alive until the cyclic GC happens to run.
         label = partial(_checked_label, self.secrets)
         # The first copy of each label value, shared by the rest; and the lower-cased ones.
-        self.shared = Memo(label, _UNKNOWNS)
-        self.lowered = Memo(lambda value: label(value).lower(), _UNKNOWNS)
+        # Missing values (None) are among the memos' preset entries, so label never sees one.
+        self.shared: Memo[str | None, str] = Memo(label, _UNKNOWNS)
+        self.lowered: Memo[str | None, str] = Memo(
+            lambda value: label(value).lower(),  # type: ignore[arg-type]
+            _UNKNOWNS,
+        )
 
     def add(self, raws: list[msgspec.Raw]) -> None:
         records = self._decode(raws)
@@ -588,13 +593,13 @@ class _Fold:
 
 
 # Standing in for a missing time so a whole batch can go through fromisoformat at once.
-_FILLER = {None: "1970-01-01T00:00:00+00:00"}
+_FILLER: dict[str | None, str] = {None: "1970-01-01T00:00:00+00:00"}
 
 
 def _timestamps(texts: list[str | None]) -> list[float | None]:
     """parse_timestamp of each text; a batch of aware RFC 3339 times takes a C-level path."""
     # _FILLER.get(text, text): the filler for None, any other text unchanged.
-    filled = list(map(_FILLER.get, texts, texts)) if None in texts else texts
+    filled = cast("list[str]", list(map(_FILLER.get, texts, texts)) if None in texts else texts)
     try:
         parsed = list(map(datetime.fromisoformat, filled))
         if None in map(_TZINFO, parsed):

@@ -402,5 +402,5 @@ class _StateCollector:
                     calls.add_metric([msisdn, outcome, sub], count)
                 for name, (total, observed) in counts.quality.items():
                     if observed:
-                        summaries[name].add_metric([msisdn, sub], observed, total)
+                        summaries[name].add_metric([msisdn, sub], int(observed), total)
         yield from (status, updated, calls, *summaries.values())

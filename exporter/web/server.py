@@ -27,12 +27,15 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from socketserver import BaseServer, TCPServer
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer
 
 from exporter.config.flags import default
 from exporter.config.values import ConfigError, parse_listen_address
 from exporter.config.webconfig import client_san_allowed
+
+if TYPE_CHECKING:
+    from wsgiref.types import ErrorStream
 
 log = logging.getLogger("exporter.web.server")
 socket_server_bind = TCPServer.server_bind
@@ -57,6 +60,9 @@ class _Discard:
 
     def write(self, text: str) -> int:
         return len(text)
+
+    def writelines(self, lines: list[str]) -> None:
+        pass
 
     def flush(self) -> None:
         pass
@@ -127,7 +133,7 @@ class _QuietHandler(WSGIRequestHandler):
 
     # A client silent (or not reading) for this long is dropped. It bounds each socket
     # operation; the server's read_timeout bounds the whole request.
-    timeout = 30
+    timeout: ClassVar[float | None] = 30
     # Error answers to requests too broken to name an HTTP version still get a status line.
     default_request_version = "HTTP/1.0"
 
@@ -143,7 +149,7 @@ class _QuietHandler(WSGIRequestHandler):
             return False
         return True
 
-    def get_stderr(self) -> _Discard:
+    def get_stderr(self) -> ErrorStream:
         return _Discard()
 
     def setup(self) -> None:
@@ -323,7 +329,8 @@ class ExporterServer(WSGIServer):
     def _work(self) -> None:
         while (job := self._jobs.get()) is not None:
             try:
-                self.finish_request(job, job.address)
+                # The handler reads the socket and the head already read from the _Accepted.
+                self.finish_request(job, job.address)  # type: ignore[arg-type]
             except Exception:  # noqa: BLE001 - as socketserver: one debug line, next request
                 self.handle_error(job.sock, job.address)
             finally:
@@ -332,7 +339,8 @@ class ExporterServer(WSGIServer):
 
     def _on_ready(self, what: Any, mask: int) -> None:
         if what == "listener":
-            self._handle_request_noblock()  # get_request, then process_request
+            # socketserver's own step (get_request, then process_request), unlisted in its hints.
+            self._handle_request_noblock()  # type: ignore[attr-defined]
         elif what == "wake":
             with contextlib.suppress(OSError):
                 while self._wake_read.recv(512):
@@ -384,7 +392,7 @@ class ExporterServer(WSGIServer):
             self._refused, self._refused_logged = 0, now
 
     def _schedule(self, pending: _Pending) -> None:
-        timeout = self.RequestHandlerClass.timeout
+        timeout = getattr(self.RequestHandlerClass, "timeout", None)
         expiry = (
             pending.deadline if timeout is None else min(pending.deadline, pending.last + timeout)
         )
@@ -395,7 +403,7 @@ class ExporterServer(WSGIServer):
             _, _, pending = heapq.heappop(self._expiries)
             if pending.done:
                 continue
-            timeout = self.RequestHandlerClass.timeout
+            timeout = getattr(self.RequestHandlerClass, "timeout", None)
             idle = timeout is not None and now - pending.last >= timeout
             if now >= pending.deadline or idle:
                 log.debug("%s: no complete request head in time, closed", pending.address[0])
