@@ -127,7 +127,7 @@ def test_faults_become_alerts_and_resolve(tmp_path):
         )
         assert path == "/oncall-pager"
         assert alert["labels"]["severity"] == "critical"
-        assert SUB in alert["annotations"]["summary"]
+        assert SUB in alert["annotations"]["description"]
         assert "401" in alert["annotations"]["description"]
         # A wrongly firing ApiDown must not slip in later. Its expression needs only
         # eightbyeight_up == 0, which holds no later than the auth alert's, and both have the

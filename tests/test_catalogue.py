@@ -90,8 +90,8 @@ def test_every_family_is_rendered_with_its_help_and_type_in_catalogue_order():
     text = rendered_text()
     helps = re.findall(r"^# HELP (\S+) (.*)$", text, re.MULTILINE)
     types = re.findall(r"^# TYPE (\S+) (\S+)$", text, re.MULTILINE)
-    assert helps == [(family.name, family.help) for family in c.FAMILIES]
-    assert types == [(family.name, family.type) for family in c.FAMILIES]
+    assert helps == [(family.name, family.help) for family in c.POLL_FAMILIES]
+    assert types == [(family.name, family.type) for family in c.POLL_FAMILIES]
 
 
 @pytest.mark.parametrize(
@@ -127,13 +127,15 @@ def test_label_names_are_read_past_escaped_values():
     [
         (("subaccount", "country"), "labels must be listed sorted: country, subaccount"),
         (("country",), "has no 'subaccount' label"),
+        (("le", "subaccount"), "a histogram's own labels cannot include 'le'"),
         (("country", "country", "subaccount"), "lists a label twice"),
         (("bad-name", "subaccount"), "'bad-name' is not a valid Prometheus label name"),
     ],
 )
 def test_a_bad_declaration_fails_at_import_naming_the_family(labels, words):
+    kind, buckets = ("histogram", (1.0,)) if "le" in labels else ("gauge", ())
     with pytest.raises(ValueError, match="metric family eightbyeight_example: ") as caught:
-        c.Family("eightbyeight_example", "An example.", labels)
+        c.Family("eightbyeight_example", "An example.", labels, kind, buckets=buckets)
     assert words in str(caught.value)
 
 
@@ -162,3 +164,133 @@ def test_a_per_number_label_needs_a_number_column_of_its_name():
         ValueError, match="eightbyeight_number_example: label 'region' has no NumberColumns field"
     ):
         exposition._number_line(family)
+
+
+# --- every family, whoever emits it ---------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "words"),
+    [
+        ({"kind": "counter", "name": "eightbyeight_x_total"}, "named without _total"),
+        ({"kind": "info"}, "an info family's name ends in _info"),
+        ({"kind": "gauge", "buckets": (1.0,)}, "only a histogram has buckets"),
+        ({"kind": "histogram", "buckets": (2.0, 1.0)}, "needs its buckets, increasing"),
+        ({"name": "eightbyeight_x_seconds"}, "unit must be 'seconds', as the name ends"),
+        ({"unit": "seconds"}, "name must end in unit"),
+        ({"values": (("reason", ("a",)),)}, "values for 'reason', which is not one of its labels"),
+        ({"kind": "gauge", "created": True}, "only counters and histograms have _created"),
+        ({"name": "other_x"}, "name must be eightbyeight_ followed by lower-case words"),
+    ],
+)
+def test_kind_unit_and_values_are_checked_at_declaration(kwargs, words):
+    fields = {"name": "eightbyeight_x", "help": "An example.", "labels": ("subaccount",)}
+    with pytest.raises(ValueError, match="metric family ") as caught:
+        c.Family(**{**fields, **kwargs})
+    assert words in str(caught.value)
+
+
+def test_every_family_has_help_and_an_emitter():
+    assert len(c.FAMILIES) >= 50
+    for family in c.FAMILIES:
+        assert family.help.endswith("."), family.name
+        assert family.emitter in c.EMITTERS, family.name
+    assert set(c.of(c.POLL)) == set(c.POLL_FAMILIES)
+
+
+def test_one_concept_has_one_label_name():
+    """No family names a concept by a synonym of the label another family uses for it."""
+    synonyms = {name: canon for canon, names in c.LABEL_SYNONYMS.items() for name in names}
+    used = {(label, family.name) for family in c.FAMILIES for label in family.labels}
+    wrong = sorted(
+        f"{family}: label {label!r} should be {synonyms[label]!r}"
+        for label, family in used
+        if label in synonyms
+    )
+    assert not wrong, "\n".join(wrong)
+
+
+def test_the_event_type_label_has_the_same_values_on_every_family():
+    with_event_type = [family for family in c.FAMILIES if "event_type" in family.labels]
+    assert len(with_event_type) >= 5  # receiver's and webhook registration's families
+    assert {family.values_of("event_type") for family in with_event_type} == {c.EVENT_TYPES}
+
+
+def whole_exposition() -> str:
+    """/metrics as the exporter serves it with every emitter on, each having seen some data."""
+    from exporter.metrics.selfmetrics import SelfMetrics
+    from exporter.polling.configured import WebhookConfigCollector
+    from exporter.pushing.events import (
+        decode_envelope,
+        decode_number_update,
+        decode_session_summary,
+    )
+    from exporter.pushing.state import WebhookState
+    from exporter.web.listener import bridge
+    from tests.harness import vnu, vnu_number, vss
+
+    metrics = SelfMetrics(clock=lambda: NOW)
+    metrics.start_at_zero("acme-prod")
+    metrics.api.request("acme-prod")
+    metrics.api.duration("acme-prod", 0.3)
+    metrics.configuration_loaded(NOW)
+    state = WebhookState(allowed={"acme-prod"}, clock=lambda: NOW)
+    numbers = [vnu_number("+6531234567", "Active", "2026-01-01T00:00:00Z")]
+    for event in (vnu(kind="SNAPSHOT", numbers=numbers), vss(error=-2004)):
+        envelope = decode_envelope(json.dumps(event).encode())
+        if envelope.eventType == "VIRTUAL_NUMBER_UPDATE":
+            state.apply_number_update(decode_number_update(envelope))
+        else:
+            state.apply_session_summary(decode_session_summary(envelope))
+    lists = WebhookConfigCollector()
+
+    class Client:
+        def fetch_webhooks(self, subaccount: str, timeout: float | None = None) -> bytes:
+            hooks = [{"type": "VNU", "enabled": True}, {"type": "vss", "enabled": False}]
+            return json.dumps({"webhooks": hooks}).encode()
+
+    lists.read(Client(), "acme-prod", 1.0)
+    metrics.registry.register(lists)
+    metrics.registry.register(bridge(state))
+    # OpenMetrics: the answer with every sample, `_created` included (text 0.0.4 has none).
+    return metrics.exposition(openmetrics=True).decode() + rendered_text()
+
+
+def test_every_emitter_exposes_what_the_catalogue_declares():
+    """Every family is there, with the catalogue's label names and only its declared values.
+
+    This failed while the --collector.webhooks families had `type="VNU"` and the receiver's
+    `event_type="vnu"`: one concept, two names and two spellings.
+    """
+    from prometheus_client.parser import text_string_to_metric_families
+
+    declared = c.sample_labels()
+    family_of = {name: family for family in c.FAMILIES for name in family.sample_names()}
+    seen: set[str] = set()
+    problems = []
+    for parsed in text_string_to_metric_families(whole_exposition()):
+        for sample in parsed.samples:
+            if sample.name.startswith(("process_", "python_")):
+                continue
+            labels = declared.get(sample.name)
+            if labels is None:
+                problems.append(f"{sample.name}: not in the catalogue")
+                continue
+            if tuple(sorted(sample.labels)) != labels:
+                problems.append(f"{sample.name}: labels {sorted(sample.labels)}, not {labels}")
+            family = family_of[sample.name]
+            seen.add(family.name)
+            for label, value in sample.labels.items():
+                allowed = family.values_of(label)
+                if isinstance(allowed, tuple) and value not in allowed:
+                    problems.append(f"{sample.name}: {label}={value!r} is not one of {allowed}")
+    assert not problems, "\n".join(sorted(set(problems)))
+    assert seen == set(c.BY_NAME), f"never exposed: {sorted(set(c.BY_NAME) - seen)}"
+
+
+def test_created_samples_are_where_the_catalogue_says():
+    text = whole_exposition()
+    for family in c.FAMILIES:
+        if family.kind in ("counter", "histogram"):
+            has_created = f"\n{family.name}_created{{" in text
+            assert has_created == family.created, family.name

@@ -11,7 +11,12 @@ from exporter.metrics import catalogue as c
 @pytest.mark.parametrize(
     ("labels", "kind", "message"),
     [
-        (("subaccount",), "counter", "type 'counter' is not one of gauge"),
+        (
+            ("subaccount",),
+            "untyped",
+            "type 'untyped' is not one of gauge, counter, histogram, summary, info",
+        ),
+        (("subaccount",), "histogram", "a histogram needs its buckets, increasing"),
         (("__x", "subaccount"), "gauge", "label name '__x' is not a valid Prometheus label name"),
         (("country", "country", "subaccount"), "gauge", "lists a label twice"),
     ],

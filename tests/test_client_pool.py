@@ -20,12 +20,13 @@ import pytest
 
 from exporter.app import api_client_factory
 from exporter.common.errors import FetchError
-from exporter.config.settings import DEFAULT_PARALLEL_FETCHES
+from exporter.config.flags import default
 from exporter.config.values import Secret
 from exporter.polling import client as client_module
 from exporter.polling.client import ApiClient, Transport
 from tests.harness import free_port, wait_until
 
+DEFAULT_PARALLEL_FETCHES = default("parallel_fetches")
 GOOD = b'{"totalNumbers": 0, "numbers": []}'
 
 

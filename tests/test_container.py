@@ -212,6 +212,26 @@ def test_runtime_exposes_the_exporter_port_and_entry_point():
     assert entrypoint[0] in PYPROJECT["project"]["scripts"]
 
 
+def dockerfile_labels() -> dict[str, str]:
+    """The runtime stage's LABELs, key to value."""
+    labels: dict[str, str] = {}
+    for arguments in _stage_args(dockerfile_stages()[-1], "LABEL"):
+        for key, value in re.findall(r'([\w.-]+)="([^"]*)"', arguments):
+            labels[key] = value
+    return labels
+
+
+def test_runtime_carries_the_oci_labels_of_the_project():
+    labels = dockerfile_labels()
+    project = PYPROJECT["project"]
+    assert labels["org.opencontainers.image.title"] == project["name"]
+    assert labels["org.opencontainers.image.version"] == project["version"]
+    assert labels["org.opencontainers.image.licenses"] == project["license"]
+    assert labels["org.opencontainers.image.description"] == project["description"]
+    for key in ("source", "url", "documentation"):
+        assert labels[f"org.opencontainers.image.{key}"].startswith("https://"), key
+
+
 def test_no_secret_is_baked_into_the_image():
     secret = re.compile(r"KEY|TOKEN|SECRET|PASSWORD", re.IGNORECASE)
     for keyword, arguments in dockerfile_instructions(DOCKERFILE.read_text(encoding="utf-8")):

@@ -169,3 +169,20 @@ def test_check_age_follows_the_clock_without_rerendering():
     later = samples(b"".join(plain_body(render_scrapes([sample], NOW + 60))).decode())
     name = "eightbyeight_health_check_age_seconds"
     assert value(later, name, **SG) - value(first, name, **SG) == 60
+
+
+def test_numbers_by_health_status_per_group_even_without_per_number_series():
+    records = [
+        number("+6531230001"),
+        number("+6531230002", numberHealth={"isHealthy": False, "status": "NoAnswer"}),
+        number("+6531230003", numberHealth={"isHealthy": False, "status": "NoAnswer"}),
+        number("+6531230004", numberHealthCheckEnabled=False),
+        number("+6531230005", numberHealth=None),
+    ]
+    for per_number in (True, False):
+        p = samples(exposition(records, per_number=per_number))
+        name = "eightbyeight_virtual_numbers_by_health_status"
+        assert value(p, name, health_status="healthy", **SG) == 1
+        assert value(p, name, health_status="noanswer", **SG) == 2
+        assert value(p, name, health_status="unknown", **SG) == 2  # disabled, or no health data
+        assert sum(v for (n, _), v in p.items() if n == name) == 5

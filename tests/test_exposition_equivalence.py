@@ -31,14 +31,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.metrics_core import Metric
+from prometheus_client.openmetrics.exposition import generate_latest as openmetrics_latest
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.utils import floatToGoString
 
+from exporter.common.eightbyeight import NUMBER_STATUSES
 from exporter.metrics import catalogue as c
 from exporter.metrics.encoding import gzip_body, plain_body
 from exporter.polling import exposition
 from exporter.polling.exposition import SubaccountScrape, render_inventory, render_scrapes
-from exporter.polling.model import KNOWN_STATUSES, Inventory, parse_inventory
+from exporter.polling.model import Inventory, parse_inventory
 
 NOW = 1_764_170_000.25
 
@@ -155,10 +157,10 @@ def number_rows(inventory: Inventory) -> list:
 
 
 def reference_exposition(
-    targets: list[tuple[SubaccountScrape, Inventory | None]], now: float
+    targets: list[tuple[SubaccountScrape, Inventory | None]], now: float, openmetrics: bool = False
 ) -> bytes:
-    """generate_latest over Metric families built from the model, family by family."""
-    families = {f.name: Metric(f.name, f.help, f.type) for f in c.FAMILIES}
+    """generate_latest (text, or OpenMetrics) over Metric families built from the model."""
+    families = {f.name: Metric(f.name, f.help, f.type) for f in c.POLL_FAMILIES}
 
     def add(family: c.Family, values: dict[str, str], value: float) -> None:
         """A sample with the family's labels (as the catalogue lists them) taken from values."""
@@ -185,7 +187,7 @@ def reference_exposition(
             return [family for family in families.values() if family.samples]
 
     registry.register(Reference())
-    return generate_latest(registry)
+    return openmetrics_latest(registry) if openmetrics else generate_latest(registry)
 
 
 def _reference_inventory(add, inventory: Inventory, sub: dict, now: float, per_number: bool):
@@ -196,7 +198,7 @@ def _reference_inventory(add, inventory: Inventory, sub: dict, now: float, per_n
         add(c.LAST_UPDATED_TIMESTAMP_SECONDS, sub, inventory.last_updated)
     for (country, number_type), group in inventory.groups.items():
         pair = {"country": country, "number_type": number_type, **sub}
-        for status in sorted(set(group.statuses) | set(KNOWN_STATUSES)):
+        for status in sorted(set(group.statuses) | set(NUMBER_STATUSES)):
             count = group.statuses.get(status, 0)
             add(c.VIRTUAL_NUMBERS_BY_STATUS, {**pair, "operational_status": status}, count)
         add(c.VIRTUAL_NUMBERS_EXPIRING, pair, group.statuses["expiring"])
@@ -204,6 +206,9 @@ def _reference_inventory(add, inventory: Inventory, sub: dict, now: float, per_n
         add(c.VIRTUAL_NUMBERS_UNHEALTHY, pair, group.unhealthy)
         add(c.VIRTUAL_NUMBERS_HEALTH_UNKNOWN, pair, group.health_unknown)
         add(c.VIRTUAL_NUMBERS_HEALTH_CHECK_DISABLED, pair, group.check_disabled)
+        for health_status in sorted(group.health_statuses):
+            count = group.health_statuses[health_status]
+            add(c.VIRTUAL_NUMBERS_BY_HEALTH_STATUS, {**pair, "health_status": health_status}, count)
         if group.oldest_check is not None:
             add(c.HEALTH_CHECK_AGE_SECONDS, pair, max(0.0, now - group.oldest_check))
         for currency in sorted(group.monthly_rental_cost):
@@ -274,7 +279,7 @@ def test_exposition_parses_with_the_library_parser(body):
     outcomes = scrape_outcomes(body, True)
     text = b"".join(plain_body(render_scrapes([sample for sample, _ in outcomes], NOW))).decode()
     families = {f.name: f for f in text_string_to_metric_families(text)}
-    assert set(families) == {family.name for family in c.FAMILIES}
+    assert set(families) == {family.name for family in c.POLL_FAMILIES}
     listed = int(parse_inventory(body).listed)
     info = [
         s
@@ -361,11 +366,12 @@ def plain_fold(body: bytes) -> tuple[dict, list[tuple], int, int]:
         group = groups.setdefault(
             key,
             {
-                "statuses": dict.fromkeys(KNOWN_STATUSES, 0),
+                "statuses": dict.fromkeys(NUMBER_STATUSES, 0),
                 "healthy": 0,
                 "unhealthy": 0,
                 "health_unknown": 0,
                 "check_disabled": 0,
+                "health_statuses": {},
                 "oldest_check": None,
                 "monthly_rental_cost": {},
             },
@@ -373,6 +379,8 @@ def plain_fold(body: bytes) -> tuple[dict, list[tuple], int, int]:
         group["statuses"][status] = group["statuses"].get(status, 0) + 1
         group["health_unknown" if healthy is None else "healthy" if healthy else "unhealthy"] += 1
         group["check_disabled"] += enabled is False
+        by_health = group["health_statuses"]
+        by_health[health_status] = by_health.get(health_status, 0) + 1
         if checked is not None and (
             group["oldest_check"] is None or checked < group["oldest_check"]
         ):

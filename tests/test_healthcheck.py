@@ -27,6 +27,7 @@ from tests.harness import InProcessExporter, exporter_process, free_port
     [
         (["/usr/local/bin/python", "/usr/local/bin/eightbyeight-exporter", "--demo"], ["--demo"]),
         (["eightbyeight-exporter"], []),
+        (["eightbyeight-exporter", "run", "--demo"], ["--demo"]),
         (
             ["python3", "-m", "exporter", "--web.listen-address=:9443"],
             ["--web.listen-address=:9443"],
@@ -175,6 +176,67 @@ def test_healthy_exporter_on_tls(pki, tmp_path):
     assert tls.returncode == 0, tls.stderr
     assert "https://127.0.0.1" in tls.stdout
     assert plain.returncode == 1  # plain HTTP to a TLS port is no answer
+
+
+# What a check may load, and no more: it runs every 30 s in the container.
+CHECK_MODULES = {
+    "exporter",
+    "exporter.cli",
+    "exporter.cli.main",
+    "exporter.cli.healthcheck",
+    "exporter.config",
+    "exporter.config.values",
+    "exporter.config.flags",
+}
+# Third-party packages, and the app's own dependencies a check has no use for.
+NEVER_LOADED = {"prometheus_client", "requests", "urllib3", "bcrypt", "importlib.metadata"}
+
+
+def packages(modules: set[str]) -> set[str]:
+    return modules | {m.split(".")[0] for m in modules}
+
+
+def imported_by_check(*args: str) -> tuple[subprocess.CompletedProcess[str], set[str]]:
+    """A check in a process of its own, and every module it imported (-X importtime)."""
+    result = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "exporter", "healthcheck", *args],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    modules = {
+        line.rpartition("|")[2].strip()
+        for line in result.stderr.splitlines()
+        if line.startswith("import time:") and "|" in line
+    }
+    assert "exporter.cli.healthcheck" in modules, result.stderr  # the report was read
+    return result, modules
+
+
+def test_a_plain_check_loads_only_what_it_needs():
+    with InProcessExporter(["--subaccount=acme-prod"]) as plain:
+        address = plain.url.removeprefix("http://")
+        result, modules = imported_by_check(f"--web.listen-address={address}")
+    assert result.returncode == 0, result.stderr
+    assert {m for m in modules if m.split(".")[0] == "exporter"} == CHECK_MODULES
+    assert not packages(modules) & (NEVER_LOADED | {"yaml", "ssl", "http", "email"})
+
+
+def test_a_tls_check_adds_only_the_web_config_reader(pki, tmp_path):
+    web = tmp_path / "web.yml"
+    web.write_text(
+        f"tls_server_config:\n  cert_file: {pki.server_cert}\n  key_file: {pki.server_key}\n"
+    )
+    with InProcessExporter(["--subaccount=acme-prod", f"--web.config.file={web}"]) as tls:
+        address = tls.url.removeprefix("http://")
+        result, modules = imported_by_check(
+            f"--web.listen-address={address}", f"--web.config.file={web}"
+        )
+    assert result.returncode == 0, result.stderr
+    exporter_modules = {m for m in modules if m.split(".")[0] == "exporter"}
+    assert exporter_modules == CHECK_MODULES | {"exporter.config.webconfig"}
+    assert {"yaml", "ssl"} <= modules
+    assert not packages(modules) & NEVER_LOADED
 
 
 def test_unhealthy_when_nothing_listens(capsys):

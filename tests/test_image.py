@@ -24,7 +24,7 @@ from tests.harness import (
     value,
     wait_until,
 )
-from tests.test_container import dockerfile_healthcheck
+from tests.test_container import dockerfile_healthcheck, dockerfile_labels
 
 # A first run builds the stand-in and exporter images inside the fixtures: minutes.
 pytestmark = [pytest.mark.container, pytest.mark.slow, pytest.mark.timeout(900)]
@@ -40,6 +40,10 @@ def test_image_builds_in_docker_format_with_its_health_check(podman_env, exporte
     assert config["User"] == "10001:10001"
     assert config["Entrypoint"] == ["eightbyeight-exporter"]
     assert "9881/tcp" in config["ExposedPorts"]
+    assert (
+        config["Labels"]["org.opencontainers.image.version"]
+        == dockerfile_labels()["org.opencontainers.image.version"]
+    )
     # podman shows the docker format's HEALTHCHECK at the top level of `image inspect`.
     assert image["Healthcheck"]["Test"] == ["CMD", *dockerfile_healthcheck()]
     print(f"exporter image build: {BUILD_SECONDS['exporter image']:.1f} s")
@@ -68,7 +72,12 @@ def health(env: dict[str, str], name: str) -> int:
 def test_demo_serves_metrics_and_passes_its_health_check(podman_env, exporter_image):
     port = free_port()
     with running_container(
-        podman_env, "demo", ["--publish", f"127.0.0.1:{port}:9881"], exporter_image, ["--demo"]
+        podman_env,
+        "demo",
+        ["--publish", f"127.0.0.1:{port}:9881"],
+        exporter_image,
+        # --demo alone listens on the container's loopback: a published port needs it open.
+        ["--demo", "--web.listen-address=:9881"],
     ) as name:
         url = f"http://127.0.0.1:{port}"
         try:

@@ -104,7 +104,7 @@ def test_key_from_a_file_is_read_and_trimmed(tmp_path):
 def test_config_check_never_prints_the_key(capsys, monkeypatch):
     monkeypatch.setenv("EIGHTBYEIGHT_API_KEY", KEY)
     assert main(["--subaccount", SUB, "--config.check"]) == 0
-    assert main(["--subaccount", "x", "--config.check"]) == 1
+    assert main(["--subaccount", "x", "--config.check"]) == 2
     out = capsys.readouterr()
     assert KEY not in out.out + out.err
 

@@ -40,7 +40,11 @@ from tests.harness import (
 )
 
 KUBERNETES = REPO / "deploy" / "kubernetes"
-OVERLAYS = {"base": KUBERNETES / "base", "two-replicas": KUBERNETES / "overlays" / "two-replicas"}
+OVERLAYS = {
+    "base": KUBERNETES / "base",
+    "two-replicas": KUBERNETES / "overlays" / "two-replicas",
+    "example": KUBERNETES / "overlays" / "example",
+}
 KUBERNETES_VERSION = "1.32.0"
 OPERATOR_KINDS = {"ServiceMonitor", "PrometheusRule"}
 MiB = 2**20
@@ -285,8 +289,8 @@ def test_ports_probes_and_scrape_path_match_the_exporter(tmp_path):
     assert endpoint["port"] == service_port["name"]
     assert endpoint["path"] == settings.telemetry_path
     assert only("base", "NetworkPolicy")["spec"]["ingress"][0]["ports"][0]["port"] == "http"
-    probes = [spec["livenessProbe"]["httpGet"], spec["readinessProbe"]["httpGet"]]
-    assert all(p == {"path": "/-/healthy", "port": "http"} for p in probes)
+    assert spec["livenessProbe"]["httpGet"] == {"path": "/-/healthy", "port": "http"}
+    assert spec["readinessProbe"]["httpGet"] == {"path": "/-/ready", "port": "http"}
     # The probe path and the scrape path answer on a real exporter with these arguments, reading
     # a fake API on loopback instead of 8x8.
     with (
@@ -296,6 +300,7 @@ def test_ports_probes_and_scrape_path_match_the_exporter(tmp_path):
         ) as exporter,
     ):
         assert exporter.get("/-/healthy").status_code == 200
+        assert exporter.get("/-/ready").status_code == 200
         scraped = exporter.get(endpoint["path"])
     assert scraped.status_code == 200
     samples = parse_samples(scraped.text)
@@ -471,10 +476,12 @@ def test_selectors_match_the_pods():
 def test_operator_objects_carry_the_release_label_and_the_alerts_job():
     monitor, rule = only("base", "ServiceMonitor"), only("base", "PrometheusRule")
     assert monitor["metadata"]["labels"]["release"] == rule["metadata"]["labels"]["release"]
-    # EightByEightExporterDown selects the exporter's jobs by name; the ServiceMonitor names
-    # its job so that the alert covers it.
-    relabel = monitor["spec"]["endpoints"][0]["relabelings"]
-    assert {"action": "replace", "targetLabel": "job", "replacement": "eightbyeight"} in relabel
+    # The operator names the job after the Service; nothing rewrites it, and the rules'
+    # job selector (the mixin's) covers that name.
+    endpoint = monitor["spec"]["endpoints"][0]
+    assert not any(r.get("targetLabel") == "job" for r in endpoint.get("relabelings", []))
+    assert "jobLabel" not in monitor["spec"]
+    job = only("base", "Service")["metadata"]["name"]
     [down] = [
         r["expr"]
         for g in rule["spec"]["groups"]
@@ -484,4 +491,25 @@ def test_operator_objects_carry_the_release_label_and_the_alerts_job():
     selector = re.search(r'up\{job=~"([^"]+)"\}', down)
     assert selector, down
     # Prometheus anchors label regular expressions.
-    assert re.fullmatch(selector.group(1), "eightbyeight")
+    assert re.fullmatch(selector.group(1), job)
+
+
+def test_example_overlay_customises_without_touching_the_base(tmp_path):
+    """The documented way to change settings: an overlay. Its image, subaccounts, operator
+    label, memory limit and extra flag reach the objects; the base renders as before."""
+    deployment = only("example", "Deployment")
+    spec = container("example")
+    assert spec["image"] == "registry.example/monitoring/eightbyeight-exporter:0.1.0"
+    assert spec["resources"]["limits"]["memory"] == "512Mi"
+    assert spec["args"][-1] == "--cache.ttl=5m"
+    assert spec["args"][:-1] == container("base")["args"]
+    assert {doc["metadata"].get("namespace") for doc in render("example")} == {"monitoring"}
+    for kind in ("ServiceMonitor", "PrometheusRule"):
+        assert only("example", kind)["metadata"]["labels"]["release"] == "prometheus"
+    _, _, settings = exporter_settings(tmp_path, "example")
+    assert [s.subaccount for s in settings.subaccounts] == ["my-subaccount"]
+    # The replaced ConfigMap is the one the pod mounts (its name carries the new hash).
+    [config] = [v for v in deployment["spec"]["template"]["spec"]["volumes"] if "configMap" in v]
+    names = [doc["metadata"]["name"] for doc in objects("example", "ConfigMap")]
+    assert config["configMap"]["name"] in names
+    assert container("base")["image"] == "eightbyeight-exporter:0.1.0"

@@ -7,6 +7,7 @@ SIGHUP to a real process and rotate the key under it.
 from __future__ import annotations
 
 import base64
+import json
 import logging
 import os
 import signal
@@ -36,6 +37,8 @@ from tests.harness import (
     parse_samples,
     self_signed_certificate,
     value,
+    vnu,
+    vss,
     wait_until,
 )
 
@@ -357,3 +360,241 @@ def test_sighup_rotates_the_key_and_both_keys_stay_redacted(tmp_path, key_file):
     assert OLD_KEY not in text
     assert NEW_KEY not in text
     assert text.count("<redacted>") >= 2
+
+
+# --- One generation: both listeners follow a reload, together or not at all -------------------
+
+OLD_AUTH = "Bearer callback-old-5c1e"
+NEW_AUTH = "Bearer callback-new-9a7d"
+
+
+def receiver_flags(tmp_path: Path, base_url: str, *extra: str) -> list[str]:
+    """Flags of an exporter with its callback receiver, its value in a file that can rotate."""
+    auth = tmp_path / "callback.auth"
+    if not auth.exists():
+        auth.write_text(OLD_AUTH + "\n")
+    return [
+        "--config.file",
+        str(tmp_path / "exporter.yml"),
+        "--api.base-url",
+        base_url,
+        "--webhook.listen-address",
+        "127.0.0.1:0",
+        "--webhook.auth-header-file",
+        str(auth),
+        *extra,
+    ]
+
+
+def rotate_auth(tmp_path: Path, value: str) -> None:
+    (tmp_path / "callback.auth").write_text(value + "\n")
+
+
+def callback(url: str, body: object, auth: str, **kwargs: object) -> int:
+    """The status a callback gets (as 8x8 would POST it)."""
+    headers = {"Content-Type": "application/json", "Authorization": auth}
+    return requests.post(url, json=body, headers=headers, timeout=30, **kwargs).status_code
+
+
+@pytest.fixture
+def receiving(tmp_path):
+    """An exporter with the callback receiver: acme-prod configured, OLD_AUTH registered."""
+    write_config(tmp_path, "acme-prod")
+    with FakeApi(GOOD) as api, InProcessExporter(receiver_flags(tmp_path, api.base_url)) as exp:
+        assert callback(exp.callback_url, vnu("acme-prod"), OLD_AUTH) == 200
+        assert callback(exp.callback_url, vnu("acme-new"), OLD_AUTH) == 403
+        yield exp
+
+
+def test_a_subaccount_added_by_reload_may_call_back(tmp_path, receiving):
+    write_config(tmp_path, "acme-prod", "acme-new")
+    assert reload(receiving.url).status_code == 200
+    assert callback(receiving.callback_url, vnu("acme-new"), OLD_AUTH) == 200
+    samples = parse_samples(receiving.get().text)
+    assert value(samples, "eightbyeight_webhook_events_total", subaccount="acme-new",
+                 event_type="vnu") == 1  # fmt: skip
+
+
+def test_a_subaccount_removed_by_reload_may_no_longer_call_back(tmp_path, receiving):
+    write_config(tmp_path, "acme-new")
+    assert reload(receiving.url).status_code == 200
+    assert callback(receiving.callback_url, vss("acme-prod"), OLD_AUTH) == 403
+
+
+def test_a_rotated_callback_value_is_taken_after_reload(tmp_path, receiving):
+    rotate_auth(tmp_path, NEW_AUTH)
+    assert reload(receiving.url).status_code == 200
+    assert callback(receiving.callback_url, vss("acme-prod"), NEW_AUTH) == 200
+
+
+def test_the_old_callback_value_is_refused_after_reload(tmp_path, receiving):
+    rotate_auth(tmp_path, NEW_AUTH)
+    assert reload(receiving.url).status_code == 200
+    assert callback(receiving.callback_url, vss("acme-prod"), OLD_AUTH) == 401
+
+
+def test_the_webhook_listener_serves_the_new_certificate_after_reload(tmp_path):
+    first, second = (
+        self_signed_certificate(tmp_path, "first"),
+        self_signed_certificate(tmp_path, "second"),
+    )
+    web = tmp_path / "web.yml"
+    web.write_text(tls_config(*first))
+    write_config(tmp_path, "acme-prod")
+    with FakeApi(GOOD) as api:
+        flags = receiver_flags(tmp_path, api.base_url, "--web.config.file", str(web))
+        with InProcessExporter(flags) as exp:
+            callbacks_port = exp.built.callbacks.server_address[1]
+            url = f"https://127.0.0.1:{exp.server.server_address[1]}"
+            assert served_certificate_name(callbacks_port) == "first"
+            web.write_text(tls_config(*second))
+            assert reload(url, verify=first[0]).status_code == 200
+            assert served_certificate_name(callbacks_port) == "second"
+            hook = exp.callback_url
+            assert hook.startswith("https://")
+            assert callback(hook, vss("acme-prod"), OLD_AUTH, verify=second[0]) == 200
+
+
+def test_a_failed_reload_changes_nothing_on_either_listener(tmp_path):
+    first, second = (
+        self_signed_certificate(tmp_path, "first"),
+        self_signed_certificate(tmp_path, "second"),
+    )
+    web = tmp_path / "web.yml"
+    web.write_text(tls_config(*first))
+    write_config(tmp_path, "acme-prod")
+    with FakeApi(GOOD) as api:
+        flags = receiver_flags(tmp_path, api.base_url, "--web.config.file", str(web))
+        with InProcessExporter(flags) as exp:
+            web_port = exp.server.server_address[1]
+            callbacks_port = exp.built.callbacks.server_address[1]
+            url, hook = f"https://127.0.0.1:{web_port}", exp.callback_url
+            # Everything changes at once, and the certificate does not go with its key.
+            write_config(tmp_path, "acme-new")
+            rotate_auth(tmp_path, NEW_AUTH)
+            web.write_text(tls_config(second[0], first[1]))
+            answer = reload(url, verify=first[0])
+            assert answer.status_code == 500
+            assert "cannot use cert_file" in answer.text
+            assert served_certificate_name(web_port) == "first"
+            assert served_certificate_name(callbacks_port) == "first"
+            assert callback(hook, vss("acme-prod"), OLD_AUTH, verify=first[0]) == 200
+            assert callback(hook, vss("acme-new", "s-2"), OLD_AUTH, verify=first[0]) == 403
+            assert callback(hook, vss("acme-prod", "s-3"), NEW_AUTH, verify=first[0]) == 401
+            samples = parse_samples(
+                requests.get(url + "/metrics", verify=first[0], timeout=30).text
+            )
+            assert value(samples, "eightbyeight_config_last_reload_successful") == 0
+            assert value(samples, "eightbyeight_up", subaccount="acme-prod") == 1
+            assert value(samples, "eightbyeight_up", subaccount="acme-new") is None
+
+
+class PausedHeader(str):
+    """A scrape-timeout header whose reading waits until the test lets it go: a request held
+    inside the exporter, after its start and before its scrape."""
+
+    entered: threading.Event
+    release: threading.Event
+
+    @classmethod
+    def new(cls, text: str) -> PausedHeader:
+        header = cls(text)
+        header.entered, header.release = threading.Event(), threading.Event()
+        return header
+
+    def __float__(self) -> float:
+        self.entered.set()
+        assert self.release.wait(30), "never released"
+        return 10.0
+
+
+class PausedBody:
+    """A request body whose first read waits until the test lets it go."""
+
+    def __init__(self, body: bytes) -> None:
+        self.body = body
+        self.entered = threading.Event()
+        self.release = threading.Event()
+
+    def read(self, size: int = -1) -> bytes:
+        self.entered.set()
+        assert self.release.wait(30), "never released"
+        body, self.body = self.body, b""
+        return body
+
+
+def call_wsgi(app, environ: dict) -> tuple[str, dict[str, str], bytes]:
+    answer: list = []
+    body = b"".join(app(environ, lambda status, headers, *_: answer.extend([status, headers])))
+    return answer[0], dict(answer[1]), body
+
+
+def frame_options(value: str) -> str:
+    return f"http_server_config:\n  headers:\n    X-Frame-Options: {value}\n"
+
+
+def test_a_scrape_during_a_reload_answers_wholly_from_one_generation(tmp_path):
+    """Held after it started, a scrape answers with the front (headers) it started with and the
+    subaccounts of that same configuration, though a reload changed both meanwhile."""
+    web = tmp_path / "web.yml"
+    web.write_text(frame_options("DENY"))
+    write_config(tmp_path, "acme-old")
+    with FakeApi(GOOD) as api:
+        flags = ["--config.file", str(tmp_path / "exporter.yml"), "--api.base-url",
+                 api.base_url, "--web.config.file", str(web)]  # fmt: skip
+        with InProcessExporter(flags) as exp, ThreadPoolExecutor(1) as pool:
+            environ = {
+                "REQUEST_METHOD": "GET",
+                "PATH_INFO": "/metrics",
+                "SERVER_NAME": "127.0.0.1",
+                "SERVER_PORT": "9881",
+                "HTTP_X_PROMETHEUS_SCRAPE_TIMEOUT_SECONDS": (paused := PausedHeader.new("10")),
+            }
+            held = pool.submit(call_wsgi, exp.server.get_app(), environ)
+            assert paused.entered.wait(30)
+            web.write_text(frame_options("SAMEORIGIN"))
+            write_config(tmp_path, "acme-new")
+            assert reload(exp.url).status_code == 200
+            paused.release.set()
+            status, headers, body = held.result(30)
+            assert status == "200 OK"
+            assert headers["X-Frame-Options"] == "DENY"
+            subaccounts = {
+                dict(labels)["subaccount"]
+                for name, labels in parse_samples(body.decode())
+                if name == "eightbyeight_up"
+            }
+            assert subaccounts == {"acme-old"}
+            # The next scrape is wholly the new configuration's.
+            after = exp.get()
+            assert after.headers["X-Frame-Options"] == "SAMEORIGIN"
+            assert value(parse_samples(after.text), "eightbyeight_up", subaccount="acme-new") == 1
+
+
+def test_a_callback_during_a_reload_is_judged_wholly_by_one_generation(tmp_path):
+    """A callback let in by the old value is judged by the old allow-list, though a reload
+    rotated the value and changed the allow-list while its body was arriving."""
+    write_config(tmp_path, "acme-prod")
+    with (
+        FakeApi(GOOD) as api,
+        InProcessExporter(receiver_flags(tmp_path, api.base_url)) as exp,
+        ThreadPoolExecutor(1) as pool,
+    ):
+        body = json.dumps(vnu("acme-new")).encode()
+        paused = PausedBody(body)
+        environ = {
+            "REQUEST_METHOD": "POST",
+            "PATH_INFO": "/webhooks/8x8",
+            "HTTP_AUTHORIZATION": OLD_AUTH,
+            "CONTENT_LENGTH": str(len(body)),
+            "wsgi.input": paused,
+        }
+        held = pool.submit(call_wsgi, exp.built.callbacks.get_app(), environ)
+        assert paused.entered.wait(30)
+        write_config(tmp_path, "acme-new")
+        rotate_auth(tmp_path, NEW_AUTH)
+        assert reload(exp.url).status_code == 200
+        paused.release.set()
+        status, _, answer = held.result(30)
+        assert (status, answer) == ("403 Forbidden", b"subaccount_not_allowed\n")
+        assert callback(exp.callback_url, vnu("acme-new"), NEW_AUTH) == 200

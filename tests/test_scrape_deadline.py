@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import dataclass
 
 import pytest
 
@@ -18,6 +19,7 @@ from exporter.app import build_app
 from exporter.config.flags import build_parser
 from exporter.config.settings import settings_from_flags
 from exporter.polling.scraper import ANSWER_RESERVE_SECONDS, least_reserve
+from exporter.web.routes import ExporterApp
 from tests.harness import (
     FakeApi,
     InProcessExporter,
@@ -46,15 +48,41 @@ class RecordingClient:
         return json.dumps(numbers_body([])).encode()
 
 
-def for_the_fetch(budget: float):
-    """What the fetch gets of a scrape budget: all but the time kept back to answer."""
-    return pytest.approx(budget - min(ANSWER_RESERVE_SECONDS, budget / 10), abs=0.02)
+class ForTheFetch:
+    """What the fetch gets of a scrape budget: all but the time kept back to answer.
+
+    Compared with a `Given`: the request started at `started`, the exporter fixed its deadline
+    at some moment after that, and the client was called at `called_at`. So the timeout the
+    client got, plus the time from the start to the call, lies between the fetch's budget and
+    that budget plus the time from the start to the call, however busy the machine is.
+    """
+
+    def __init__(self, budget: float) -> None:
+        self.budget = budget - min(ANSWER_RESERVE_SECONDS, budget / 10)
+
+    def __eq__(self, given: object) -> bool:
+        if not isinstance(given, Given):
+            return NotImplemented
+        total = given.timeout + given.to_call
+        return self.budget - 0.02 <= total <= self.budget + given.to_call + 0.02
+
+    def __repr__(self) -> str:
+        return f"a fetch budget of {self.budget:.3f} s"
 
 
-def deadline_given(header: str | None, *flags: str, path: str = "/metrics") -> float | None:
-    """The deadline the API client gets for one request with `header` (None: no header),
-    counted from the request's start: the time it took to reach the client is added back, so
-    a busy machine does not change the figure."""
+def for_the_fetch(budget: float) -> ForTheFetch:
+    return ForTheFetch(budget)
+
+
+@dataclass(frozen=True)
+class Given:
+    timeout: float
+    to_call: float  # seconds from the request's start to the client's call
+
+
+def deadline_given(header: str | None, *flags: str, path: str = "/metrics") -> Given:
+    """The timeout the API client gets for one request with `header` (None: no header), and
+    how long after the request's start the client was called."""
     argv = ["--subaccount", SUB, *flags]
     settings = settings_from_flags(build_parser().parse_args(argv), {"EIGHTBYEIGHT_API_KEY": "k"})
     client = RecordingClient()
@@ -70,7 +98,8 @@ def deadline_given(header: str | None, *flags: str, path: str = "/metrics") -> f
     [timeout] = client.timeouts
     [called_at] = client.called_at
     app.pool.close(timeout=5)
-    return timeout + (called_at - started)
+    assert timeout is not None
+    return Given(timeout, called_at - started)
 
 
 @pytest.mark.parametrize(
@@ -99,9 +128,8 @@ def test_a_header_shorter_than_the_offset_leaves_a_token_deadline():
     # The rule itself, not a fetch: 50 ms is less than a busy machine takes to start one.
     argv = ["--subaccount", SUB, "--api.timeout", "10s"]
     settings = settings_from_flags(build_parser().parse_args(argv), {"EIGHTBYEIGHT_API_KEY": "k"})
-    app = build_app(settings, lambda subaccount: RecordingClient())
     header = {"HTTP_X_PROMETHEUS_SCRAPE_TIMEOUT_SECONDS": "0.3"}
-    assert app.scrape_timeout(header) == 0.05
+    assert ExporterApp.scrape_timeout(settings, header) == 0.05
 
 
 def test_probe_takes_its_deadline_from_the_header_too():

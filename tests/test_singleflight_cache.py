@@ -64,7 +64,7 @@ class AllIn:
 
     def watch(self, exp: InProcessExporter) -> None:
         """Count the requests that reach the exporter's app (behind its web config)."""
-        inner = exp.built.front.current
+        inner = exp.server.get_app()
 
         def counting(environ, start_response):
             with self._lock:
@@ -73,7 +73,7 @@ class AllIn:
                     self._all_in.set()
             return inner(environ, start_response)
 
-        exp.built.front.current = counting
+        exp.server.set_app(counting)
 
 
 def concurrent_gets(url: str, count: int, **kwargs: object) -> list[requests.Response]:

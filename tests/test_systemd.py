@@ -232,3 +232,110 @@ def test_the_documented_sizing_formula_is_the_exporters_bound(tmp_path):
     assert by_formula == [thread_bound(plain), thread_bound(with_hooks)]
     stated = f"threads: {by_formula[0]} with the defaults, {by_formula[1]} with the callback"
     assert stated in text
+
+
+# --- checked before installation, documented where it is installed, restarted after crashes --
+
+VERIFY = REPO / "deploy" / "systemd" / "verify"
+GUIDE = REPO / "deploy" / "systemd" / "README.md"
+
+
+def entry_point() -> str:
+    path = Path(sys.executable).parent / "eightbyeight-exporter"
+    assert path.exists(), "install the project first (pip install -e .)"
+    return str(path)
+
+
+def run_verify(script: Path, *args: str, path: str | None = None) -> subprocess.CompletedProcess:
+    find_tool("systemd-analyze")
+    env = {"PATH": path if path is not None else f"{Path(sys.executable).parent}:/usr/bin:/bin"}
+    return subprocess.run(
+        [str(script), *args], capture_output=True, text=True, timeout=60, env=env, check=False
+    )
+
+
+def test_the_verify_script_passes_the_shipped_unit_before_installation():
+    named = run_verify(VERIFY, entry_point())
+    assert (named.returncode, named.stdout + named.stderr) == (0, "")
+    # Without an argument it takes the eightbyeight-exporter on PATH.
+    found = run_verify(VERIFY)
+    assert (found.returncode, found.stdout + found.stderr) == (0, "")
+
+
+def test_the_verify_script_fails_on_a_broken_unit(tmp_path):
+    (tmp_path / "verify").write_bytes(VERIFY.read_bytes())
+    (tmp_path / "verify").chmod(0o755)
+    (tmp_path / UNIT.name).write_text(UNIT.read_text().replace("ExecStart=/", "ExecStart=rel/"))
+    result = run_verify(tmp_path / "verify", entry_point())
+    assert result.returncode != 0
+    assert "ExecStart" in result.stderr or "executable" in result.stderr
+
+
+def test_the_verify_script_says_how_when_no_program_is_found():
+    result = run_verify(VERIFY, path="/usr/bin:/bin")
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1
+    assert "pip install" in result.stderr
+
+
+def test_documentation_points_at_the_guide_the_install_steps_install():
+    documentation = dict(unit_settings())["Documentation"]
+    assert documentation.startswith("file:///")
+    target = documentation.removeprefix("file://")
+    block = re.search(r"## Install[^\n]*\n\n```sh\n(.*?)```", GUIDE.read_text(), re.S)
+    assert block, "deploy/systemd/README.md has the install steps"
+    installs = [
+        shlex.split(line) for line in block.group(1).splitlines() if line.startswith("install ")
+    ]
+    sources = [words[-2] for words in installs if words[-1] == target]
+    assert sources == ["deploy/systemd/README.md"]
+    assert (REPO / sources[0]).is_file()
+    # The steps verify the unit before it is installed.
+    steps = block.group(1).splitlines()
+    verify = steps.index("deploy/systemd/verify")
+    assert verify < next(i for i, s in enumerate(steps) if "/etc/systemd/system" in s)
+
+
+def test_restarts_after_a_crash_and_not_after_a_configuration_error():
+    from exporter.cli.run import EXIT_CONFIG
+
+    settings = dict(unit_settings())
+    assert settings["Restart"] == "on-failure"
+    assert settings["RestartPreventExitStatus"].split() == [str(EXIT_CONFIG)]
+    # What the guide says matches.
+    assert f"RestartPreventExitStatus={EXIT_CONFIG}" in GUIDE.read_text()
+
+
+def _exit_status(code: str, env: dict[str, str]) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env={"PATH": "/usr/bin:/bin", **env},
+        cwd=REPO,
+        timeout=60,
+        check=False,
+    )
+
+
+@pytest.mark.slow
+def test_a_configuration_error_exits_2_and_a_crash_exits_otherwise():
+    """Real processes: a bad flag value and a missing key exit with the status the unit does not
+    restart; an uncaught exception inside the exporter exits 1, which the unit restarts."""
+    start = "import sys; from exporter.cli.main import main; sys.exit(main({argv!r}))"
+    bad_value = _exit_status(
+        start.format(argv=["--subaccount", "no way"]), {"EIGHTBYEIGHT_API_KEY": "k"}
+    )
+    no_key = _exit_status(start.format(argv=["--subaccount", "acme-prod"]), {})
+    crash = _exit_status(
+        "import sys, exporter.cli.main as m\n"
+        "def broken(*args, **kwargs):\n"
+        "    raise RuntimeError('an internal fault')\n"
+        "m.build_exporter = broken\n"
+        "sys.exit(m.main(['--subaccount', 'acme-prod', '--web.listen-address', '127.0.0.1:0']))\n",
+        {"EIGHTBYEIGHT_API_KEY": "k"},
+    )
+    assert (bad_value.returncode, no_key.returncode) == (2, 2), bad_value.stderr + no_key.stderr
+    assert bad_value.stderr.count("\n") == no_key.stderr.count("\n") == 1
+    assert crash.returncode == 1, crash.stderr
+    assert "an internal fault" in crash.stderr

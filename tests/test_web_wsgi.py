@@ -70,24 +70,28 @@ def text_answer(status: str, text: str) -> tuple[str, list[tuple[str, str]], byt
     return status, [("Content-Type", TEXT), ("Content-Length", str(len(body)))], body
 
 
-def test_landing_page_is_exact():
+def test_status_page_headers_and_links():
     app, _ = make_app()
     status, headers, body = call(app, "/")
-    page = (
-        "<!DOCTYPE html><html><head><title>8x8 Number Health exporter</title></head><body>"
-        "<h1>8x8 Number Health exporter</h1>"
-        f"<p>Version {__version__}</p>"
-        '<ul><li><a href="/metrics">Metrics</a></li>'
-        '<li><a href="/probe?target=acme-prod">/probe?target=acme-prod</a></li>'
-        '<li><a href="/probe?target=a%26b.c">/probe?target=a&amp;b.c</a></li>'
-        '<li><a href="/-/healthy">Health</a></li></ul></body></html>\n'
-    ).encode()
     assert status == "200 OK"
     assert headers == [
         ("Content-Type", "text/html; charset=utf-8"),
-        ("Content-Length", str(len(page))),
+        ("Content-Length", str(len(body))),
+        ("Cache-Control", "no-store"),
     ]
-    assert body == page
+    page = body.decode()
+    assert page.startswith("<!DOCTYPE html>")
+    assert "<h1>8x8 Number Health exporter</h1>" in page
+    assert f"Version {__version__}" in page
+    for link in (
+        '<a href="/metrics">Metrics</a>',
+        '<a href="/-/healthy">Health</a>',
+        '<a href="/probe?target=acme-prod">/probe?target=acme-prod</a>',
+        '<a href="/probe?target=a%26b.c">/probe?target=a&amp;b.c</a>',
+    ):
+        assert link in page
+    assert '<tr data-subaccount="a&amp;b.c">' in page
+    assert "<script" not in page
 
 
 def test_landing_page_links_the_configured_telemetry_path():
@@ -101,7 +105,7 @@ def test_metrics_answer_has_exact_headers_and_self_metrics():
     assert status == "200 OK"
     assert headers == [
         ("Content-Type", CONTENT_TYPE_LATEST),
-        ("Vary", "Accept-Encoding"),
+        ("Vary", "Accept, Accept-Encoding"),
         ("Content-Length", str(len(body))),
     ]
     samples = parse_samples(body.decode())
@@ -117,7 +121,7 @@ def test_metrics_gzip_when_accepted():
     assert status == "200 OK"
     assert headers == [
         ("Content-Type", CONTENT_TYPE_LATEST),
-        ("Vary", "Accept-Encoding"),
+        ("Vary", "Accept, Accept-Encoding"),
         ("Content-Encoding", "gzip"),
         ("Content-Length", str(len(body))),
     ]
@@ -145,7 +149,7 @@ def test_head_has_the_length_of_get_but_no_body(monkeypatch):
         == get_headers
         == [
             ("Content-Type", CONTENT_TYPE_LATEST),
-            ("Vary", "Accept-Encoding"),
+            ("Vary", "Accept, Accept-Encoding"),
             ("Content-Length", str(len(get_body))),
         ]
     )
@@ -219,7 +223,7 @@ def test_other_methods_are_refused_with_allow():
 def test_an_unexpected_failure_is_a_500_and_one_log_line(monkeypatch, caplog):
     app, _ = make_app()
 
-    def broken(environ, start_response):
+    def broken(*args):
         raise RuntimeError("boom")
 
     monkeypatch.setattr(app, "_metrics", broken)
@@ -244,7 +248,7 @@ def test_a_failure_without_a_path_logs_an_empty_path(monkeypatch, caplog):
     def broken(*args):
         raise KeyError("x")
 
-    monkeypatch.setattr(app, "_landing", broken)
+    monkeypatch.setattr(app, "_status", broken)
     with caplog.at_level(logging.ERROR, "exporter.web.routes"):
         b"".join(app({}, lambda status, headers: None))
     assert caplog.records[-1].fields == {"path": "", "err": "KeyError"}

@@ -12,16 +12,17 @@ import subprocess
 import pytest
 import requests
 
+from exporter.common.eightbyeight import parse_timestamp
 from exporter.config.flags import build_parser
 from exporter.config.settings import settings_from_flags
 from exporter.config.values import ConfigError
 from exporter.config.webhooks import webhook_settings
+from exporter.polling.model import parse_inventory
 from exporter.pushing.events import (
     EventError,
     decode_envelope,
     decode_number_update,
     decode_session_summary,
-    parse_timestamp,
 )
 from exporter.pushing.state import MAX_ERROR_CODES, WebhookState
 from exporter.simulator import Simulator
@@ -33,6 +34,8 @@ from tests.harness import (
     exporter_process,
     find_tool,
     free_port,
+    number,
+    numbers_body,
     parse_samples,
     post_callback,
     running_process,
@@ -109,6 +112,32 @@ def test_timestamps():
     assert parse_timestamp("2023-02-17T05:10:14.760Z") == pytest.approx(1676610614.76)
     assert parse_timestamp("yesterday") is None
     assert parse_timestamp(None) is None
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "2016-12-31T23:59:60Z",
+        "2015-06-30t23:59:60.123z",
+        "2021-01-01t00:00:00z",
+        "2021-01-01T08:00:00+08:00",
+        "2023-02-17T05:10:14.760Z",
+        "2021-01-01T00:00:00",
+    ],
+)
+def test_the_poll_and_the_callbacks_read_a_time_alike(text):
+    """A leap second and RFC 3339's lower-case t and z, read by both paths: the same time."""
+    polled = parse_inventory(json.dumps(numbers_body([number()], lastUpdatedAt=text)).encode())
+    state = WebhookState(["acme-prod"])
+    apply(state, vnu(numbers=[vnu_number("+6531234567", "Active", text)]))
+    pushed = value(
+        samples(state),
+        "eightbyeight_number_pushed_status_timestamp_seconds",
+        subaccount="acme-prod",
+        msisdn="+6531234567",
+    )
+    assert polled.last_updated is not None
+    assert pushed == polled.last_updated
 
 
 # --- state --------------------------------------------------------------------------------
@@ -248,9 +277,9 @@ def test_error_codes_and_statuses_are_bounded():
 
 def test_without_an_allow_list_subaccounts_are_bounded():
     state = WebhookState(None)
-    admitted = [state.admit(f"sub-{i:03d}") for i in range(100)]
+    admitted = [state.admit(f"sub-{i:03d}", None) for i in range(100)]
     assert admitted.count(True) == 64
-    assert state.admit("sub-000")
+    assert state.admit("sub-000", None)
 
 
 def test_exposition_is_valid_for_prometheus(tmp_path):
@@ -536,15 +565,23 @@ def test_webhook_list_becomes_gauges_and_failures_keep_the_last():
     collector.reader(_FakeClient(json.dumps(listed).encode()))("acme-prod", 1.0)
     s = config_samples(collector)
     assert value(s, "eightbyeight_webhook_config_up", subaccount="acme-prod") == 1
-    assert value(s, "eightbyeight_webhook_enabled", subaccount="acme-prod", type="VNU") == 1
-    assert value(s, "eightbyeight_webhook_enabled", subaccount="acme-prod", type="VSS") == 0
-    assert value(s, "eightbyeight_webhook_auth_header_set", subaccount="acme-prod", type="VSS") == 1
-    assert value(s, "eightbyeight_webhook_configured", subaccount="acme-prod", type="VCA") is None
+    assert value(s, "eightbyeight_webhook_enabled", subaccount="acme-prod", event_type="vnu") == 1
+    assert value(s, "eightbyeight_webhook_enabled", subaccount="acme-prod", event_type="vss") == 0
+    assert (
+        value(s, "eightbyeight_webhook_auth_header_set", subaccount="acme-prod", event_type="vss")
+        == 1
+    )
+    assert (
+        value(s, "eightbyeight_webhook_configured", subaccount="acme-prod", event_type="vca")
+        is None
+    )
     for failure in (FetchError("timeout", "slow"), b"{not json", b'{"webhooks": 5}'):
         collector.read(_FakeClient(failure), "acme-prod", 1.0)
         s = config_samples(collector)
         assert value(s, "eightbyeight_webhook_config_up", subaccount="acme-prod") == 0
-        assert value(s, "eightbyeight_webhook_enabled", subaccount="acme-prod", type="VNU") == 1
+        assert (
+            value(s, "eightbyeight_webhook_enabled", subaccount="acme-prod", event_type="vnu") == 1
+        )
 
 
 def test_the_api_client_reads_the_webhook_list():
@@ -601,9 +638,11 @@ def test_collector_webhooks_flag_exports_the_registration():
         with InProcessExporter(argv) as exporter:
             s = parse_samples(exporter.get().text)
     assert value(s, "eightbyeight_up", subaccount="acme-prod") == 1
-    assert value(s, "eightbyeight_webhook_enabled", subaccount="acme-prod", type="VSS") == 1
-    assert value(s, "eightbyeight_webhook_configured", subaccount="acme-prod", type="VNU") == 0
-    assert value(s, "eightbyeight_webhook_configured", subaccount="acme-dev", type="VSS") == 0
+    assert value(s, "eightbyeight_webhook_enabled", subaccount="acme-prod", event_type="vss") == 1
+    assert (
+        value(s, "eightbyeight_webhook_configured", subaccount="acme-prod", event_type="vnu") == 0
+    )
+    assert value(s, "eightbyeight_webhook_configured", subaccount="acme-dev", event_type="vss") == 0
     assert value(s, "eightbyeight_webhook_config_up", subaccount="acme-dev") == 1
 
 
@@ -634,7 +673,7 @@ def test_config_check_reports_a_bad_receiver_flag(monkeypatch, capsys):
     monkeypatch.delenv("EIGHTBYEIGHT_WEBHOOK_AUTH_HEADER_FILE", raising=False)
     code = main(["--subaccount", "acme-prod", "--webhook.listen-address", ":0", "--config.check"])
     err = capsys.readouterr().err
-    assert code == 1
+    assert code == 2
     assert err.count("\n") == 1
     assert "needs the Authorization value" in err
 

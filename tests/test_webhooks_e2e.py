@@ -94,7 +94,7 @@ def test_pushed_unhealthy_and_poor_calls_become_alerts_and_resolve(tmp_path):
         )
         assert path == "/team-tickets"
         assert alert["labels"]["severity"] == "warning"
-        assert victim in alert["annotations"]["summary"]
+        assert victim in alert["annotations"]["description"]
         assert alert["annotations"]["runbook_url"].endswith("#eightbyeightnumberpushedunhealthy")
         sim.set_push_faults()
         wait_for_status(
@@ -124,7 +124,7 @@ def test_pushed_unhealthy_and_poor_calls_become_alerts_and_resolve(tmp_path):
         )
         _, alert = latest(receiver, "EightByEightCallQualityDegraded", subaccount=SUB)
         assert alert["labels"]["severity"] == "warning"
-        assert "MOS" in alert["annotations"]["summary"]
+        assert "Mean Opinion Score" in alert["annotations"]["description"]
         fired = set()
 
         def all_resolved():

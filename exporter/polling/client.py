@@ -39,7 +39,7 @@ from exporter import __version__
 from exporter.common.errors import FetchError, reason_for_status
 from exporter.common.logs import log_event
 from exporter.common.redact import redact_and_cut
-from exporter.config.settings import DEFAULT_PARALLEL_FETCHES
+from exporter.config.flags import default
 from exporter.config.values import Secret
 
 log = logging.getLogger("exporter.polling.client")
@@ -159,7 +159,7 @@ class Transport:
     """
 
     def __init__(
-        self, pool_maxsize: int = DEFAULT_PARALLEL_FETCHES, pool_connections: int = 10
+        self, pool_maxsize: int = default("parallel_fetches"), pool_connections: int = 10
     ) -> None:
         self.adapter = _CuttableAdapter(
             pool_connections=pool_connections, pool_maxsize=pool_maxsize, pool_block=False
@@ -184,9 +184,9 @@ class ApiClient:
         base_url: str,
         api_key: Secret,
         *,
-        timeout: float = 10.0,
-        max_response_bytes: int = 256 * 2**20,
-        retries: int = 2,
+        timeout: float = default("api_timeout"),
+        max_response_bytes: int = default("max_response_bytes"),
+        retries: int = default("api_retries"),
         backoff_factor: float = 0.2,
         transport: Transport | None = None,
     ) -> None:

@@ -4,7 +4,8 @@ After each good read of a subaccount's numbers (inside the same single flight an
 `GET /api/v1/subaccounts/{id}/webhooks` is read and, for VNU and VSS, exported: whether a
 webhook of that type is registered, whether it is enabled, and whether an Authorization value
 (httpAuthHeader) is set. A failed read keeps the last answer and sets
-`eightbyeight_webhook_config_up` to 0; it never fails the scrape.
+`eightbyeight_webhook_config_up` to 0; it never fails the scrape. The families are declared in
+`exporter.metrics.catalogue`; their `event_type` label is the receiver's (`vnu`, `vss`).
 """
 
 from __future__ import annotations
@@ -19,10 +20,13 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 
 from exporter.common.errors import FetchError
 from exporter.common.logs import log_event
+from exporter.metrics import catalogue as c
+from exporter.metrics.instruments import gauge_family
 
 log = logging.getLogger("exporter.webhooks")
 
-TYPES = ("VNU", "VSS")
+# 8x8's webhook types, as the API spells them, by the event_type label value they are shown as.
+TYPES = {event_type.upper(): event_type for event_type in c.EVENT_TYPES}
 _Short = Annotated[str, msgspec.Meta(max_length=2048)]
 
 
@@ -82,7 +86,7 @@ class WebhookConfigCollector:
                 self._up[subaccount] = False
             return
         found = {
-            hook.type.upper(): (hook.enabled, hook.http_auth_header_available)
+            TYPES[hook.type.upper()]: (hook.enabled, hook.http_auth_header_available)
             for hook in listed.webhooks
             if hook.type.upper() in TYPES
         }
@@ -95,36 +99,19 @@ class WebhookConfigCollector:
             config = {sub: dict(found) for sub, found in self._config.items()}
             up = dict(self._up)
         families: dict[str, GaugeMetricFamily] = {
-            "up": GaugeMetricFamily(
-                "eightbyeight_webhook_config_up",
-                "1 if the last read of the subaccount's webhook list from the 8x8 API "
-                "succeeded (--collector.webhooks), else 0.",
-                labels=["subaccount"],
-            ),
-            "configured": GaugeMetricFamily(
-                "eightbyeight_webhook_configured",
-                "1 if a webhook of this type (VNU, VSS) is registered at 8x8 for the subaccount.",
-                labels=["subaccount", "type"],
-            ),
-            "enabled": GaugeMetricFamily(
-                "eightbyeight_webhook_enabled",
-                "1 if the subaccount's webhook of this type is registered and enabled at 8x8.",
-                labels=["subaccount", "type"],
-            ),
-            "auth": GaugeMetricFamily(
-                "eightbyeight_webhook_auth_header_set",
-                "1 if the subaccount's webhook of this type sends an Authorization value.",
-                labels=["subaccount", "type"],
-            ),
+            "up": gauge_family(c.WEBHOOK_CONFIG_UP),
+            "configured": gauge_family(c.WEBHOOK_CONFIGURED),
+            "enabled": gauge_family(c.WEBHOOK_ENABLED),
+            "auth": gauge_family(c.WEBHOOK_AUTH_HEADER_SET),
         }
         for sub in sorted(up):
             families["up"].add_metric([sub], 1.0 if up[sub] else 0.0)
         for sub, found in sorted(config.items()):
-            for kind in TYPES:
+            for kind in c.EVENT_TYPES:
                 enabled, auth = found.get(kind, (False, False))
-                families["configured"].add_metric([sub, kind], 1.0 if kind in found else 0.0)
-                families["enabled"].add_metric([sub, kind], 1.0 if enabled else 0.0)
-                families["auth"].add_metric([sub, kind], 1.0 if auth else 0.0)
+                families["configured"].add_metric([kind, sub], 1.0 if kind in found else 0.0)
+                families["enabled"].add_metric([kind, sub], 1.0 if enabled else 0.0)
+                families["auth"].add_metric([kind, sub], 1.0 if auth else 0.0)
         yield from families.values()
 
     def describe(self) -> list[Any]:

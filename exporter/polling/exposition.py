@@ -1,4 +1,5 @@
-"""Exposition: inventories and scrape outcomes as Prometheus text format 0.0.4, as text parts.
+"""Exposition: inventories and scrape outcomes as Prometheus text format 0.0.4 or OpenMetrics
+1.0.0, as text parts.
 
 A few lines of what it produces::
 
@@ -30,14 +31,17 @@ from dataclasses import dataclass, fields
 from enum import Enum
 from itertools import chain, compress, repeat
 from operator import attrgetter, is_not, itemgetter, methodcaller
+from typing import TypeVar
 
 from prometheus_client.utils import floatToGoString
 
+from exporter.common.eightbyeight import NUMBER_STATUSES
 from exporter.common.memo import Memo
 from exporter.metrics import catalogue as c
-from exporter.metrics.catalogue import FAMILIES, SUBACCOUNT, Family
+from exporter.metrics.catalogue import POLL_FAMILIES as FAMILIES
+from exporter.metrics.catalogue import SUBACCOUNT, Family
 from exporter.metrics.encoding import SampleText, TextPart
-from exporter.polling.model import KNOWN_STATUSES, GroupStats, Inventory, NumberColumns
+from exporter.polling.model import GroupStats, Inventory, NumberColumns
 
 # --- label values -----------------------------------------------------------------------------
 
@@ -57,8 +61,10 @@ def escape_label_value(value: str) -> str:
 # --- line templates, derived from the catalogue once -------------------------------------------
 
 
-def _header(family: Family) -> bytes:
+def _header(family: Family, openmetrics: bool = False) -> bytes:
     help_text = family.help.replace("\\", r"\\").replace("\n", r"\n")
+    if openmetrics:  # OpenMetrics escapes quotes in HELP too
+        help_text = help_text.replace('"', r"\"")
     return f"# HELP {family.name} {help_text}\n# TYPE {family.name} {family.type}\n".encode()
 
 
@@ -113,6 +119,19 @@ def _number_line(family: Family) -> NumberLine:
 
 _NUMBER_FIELDS = {field.name for field in fields(NumberColumns)} | {SUBACCOUNT}
 _HEADERS = {family.name: SampleText([_header(family)]) for family in FAMILIES}
+# Every family is a gauge, whose lines are the same in both formats: only a help text with a
+# quote in it gets a header of its own in OpenMetrics.
+_OPENMETRICS_HEADERS = {
+    family.name: (
+        _HEADERS[family.name]
+        if _header(family, openmetrics=True) == _header(family)
+        else SampleText([_header(family, openmetrics=True)])
+    )
+    for family in FAMILIES
+}
+OPENMETRICS_EOF = b"# EOF\n"
+if any(family.type != "gauge" for family in FAMILIES):
+    raise ValueError("the OpenMetrics rendering assumes gauges only: counters and info differ")
 PREFIXES = {family.name: _prefix(family) for family in FAMILIES if not family.per_number}
 NUMBER_LINES = {family.name: _number_line(family) for family in FAMILIES if family.per_number}
 # The per-number label columns any family prints.
@@ -160,6 +179,10 @@ class RenderedInventory:
     samples: dict[str, SampleText]
     check_ages: tuple[tuple[str, float], ...]
     invalid_records: int
+    # For the status page: numbers listed, and how many are unhealthy or expiring.
+    listed: int = 0
+    unhealthy: int = 0
+    expiring: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,12 +233,20 @@ def render_inventory(
     samples = {
         name: SampleText(["".join(texts).encode()]) for name, texts in lines.items() if texts
     }
-    check_ages = ()
+    check_ages: tuple[tuple[str, float], ...] = ()
     if inventory.groups:
         check_ages = _render_groups(inventory.groups, sub, samples)
     if per_number and len(inventory.columns):
         samples.update(_render_numbers(inventory.columns, sub))
-    return RenderedInventory(samples, check_ages, inventory.invalid_records)
+    groups = inventory.groups.values()
+    return RenderedInventory(
+        samples,
+        check_ages,
+        inventory.invalid_records,
+        listed=int(inventory.listed),
+        unhealthy=sum(map(_UNHEALTHY, groups)),
+        expiring=sum(map(_EXPIRING, map(_STATUSES, groups))),
+    )
 
 
 # --- per-group families ---------------------------------------------------------------------------
@@ -262,15 +293,17 @@ def _rows(family: Family, sub: str, columns: dict[str, list[str]]) -> list[str |
 _COUNT_LINES: Memo[int, str] = Memo(
     lambda count: f"{floatToGoString(count)}\n", ((0, "0.0\n"),), limit=_MEMO_LIMIT
 )
-_KNOWN = frozenset(KNOWN_STATUSES)
-_KNOWN_ZEROS = dict.fromkeys(KNOWN_STATUSES, 0)
+_KNOWN = frozenset(NUMBER_STATUSES)
+_KNOWN_ZEROS = dict.fromkeys(NUMBER_STATUSES, 0)
 _FIRST, _SECOND = itemgetter(0), itemgetter(1)
 _STATUSES = attrgetter("statuses")
+_HEALTH_STATUSES = attrgetter("health_statuses")
+_UNHEALTHY = attrgetter("unhealthy")
 _COSTS = attrgetter("monthly_rental_cost")
 _EXPIRING = methodcaller("get", "expiring", 0)
 _GROUP_COUNTS = (
     (c.VIRTUAL_NUMBERS_HEALTHY, attrgetter("healthy")),
-    (c.VIRTUAL_NUMBERS_UNHEALTHY, attrgetter("unhealthy")),
+    (c.VIRTUAL_NUMBERS_UNHEALTHY, _UNHEALTHY),
     (c.VIRTUAL_NUMBERS_HEALTH_UNKNOWN, attrgetter("health_unknown")),
     (c.VIRTUAL_NUMBERS_HEALTH_CHECK_DISABLED, attrgetter("check_disabled")),
 )
@@ -283,7 +316,7 @@ def _render_groups(
 
     Column by column, like the per-number families: a family is one `_lines` join over the
     groups, with no Python code per line. A family with more than one line per group (status,
-    currency) repeats the group's labels for each of its lines.
+    health status, currency) repeats the group's labels for each of its lines.
     """
     esc = _ESCAPED.__getitem__
     counts = _COUNT_LINES.__getitem__
@@ -305,6 +338,12 @@ def _render_groups(
     add(c.VIRTUAL_NUMBERS_EXPIRING, per_group, expiring)
     for family, count_of in _GROUP_COUNTS:
         add(family, per_group, list(map(counts, map(count_of, stats))))
+    health_statuses = list(map(sorted, map(dict.items, map(_HEALTH_STATUSES, stats))))
+    if any(health_statuses):
+        add(
+            c.VIRTUAL_NUMBERS_BY_HEALTH_STATUS,
+            *_expanded(per_group, health_statuses, "health_status", counts),
+        )
     costs = list(map(sorted, map(dict.items, map(_COSTS, stats))))
     if any(costs):
         add(c.MONTHLY_RENTAL_COST, *_expanded(per_group, costs, "currency", _GO_LINES.__getitem__))
@@ -321,11 +360,14 @@ def _render_groups(
     return tuple(zip(prefixes, times, strict=False))  # type: ignore[arg-type]
 
 
+_V = TypeVar("_V")
+
+
 def _expanded(
     per_group: dict[str, list[str]],
-    items: list[list[tuple[str, object]]],
+    items: list[list[tuple[str, _V]]],
     label: str,
-    value_line: Callable[[object], str],
+    value_line: Callable[[_V], str],
 ) -> tuple[dict[str, list[str]], list[str]]:
     """Columns with a row per (group, item): the group's labels repeated, the item's key as
     `label`; and the items' values as line ends."""
@@ -474,12 +516,18 @@ def _age_lines(checks: list[tuple[str, float]], now: float) -> str:
 
 
 def render_scrapes(
-    scrapes: Sequence[SubaccountScrape], now: float, *, head: bytes = b""
+    scrapes: Sequence[SubaccountScrape],
+    now: float,
+    *,
+    head: bytes = b"",
+    openmetrics: bool = False,
 ) -> list[TextPart]:
     """The exposition text for the given scrape outcomes, after `head`, as parts in order.
 
     The clock-dependent series use `now`; everything else comes from the rendered inventories.
-    `exporter.metrics.encoding` turns the parts into a plain or gzip body.
+    `exporter.metrics.encoding` turns the parts into a plain or gzip body. With `openmetrics`
+    the text is OpenMetrics 1.0.0: the same sample lines (every family is a gauge, whose lines
+    the two formats write alike), so the inventories' deflated pieces serve both, and `# EOF`.
     """
     parts_of: dict[str, list[TextPart]] = {}
     # The lines of the families rendered per scrape, one list per family, joined at the end.
@@ -508,10 +556,13 @@ def render_scrapes(
         if family_lines:
             parts_of.setdefault(family.name, []).insert(0, "".join(family_lines).encode())
 
+    headers = _OPENMETRICS_HEADERS if openmetrics else _HEADERS
     parts: list[TextPart] = [head] if head else []
     for family in FAMILIES:
         family_parts = parts_of.get(family.name)
         if family_parts:
-            parts.append(_HEADERS[family.name])
+            parts.append(headers[family.name])
             parts.extend(family_parts)
+    if openmetrics:
+        parts.append(OPENMETRICS_EOF)
     return parts

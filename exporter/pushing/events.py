@@ -9,16 +9,14 @@ or an out-of-range value is an `EventError` with a reason the receiver counts by
 
 from __future__ import annotations
 
-import datetime
-import re
 from typing import Annotated, Any
 
 import msgspec
 
+from exporter.config.values import SUBACCOUNT_PATTERN
+
 VNU = "VIRTUAL_NUMBER_UPDATE"
 VSS = "SESSION_SUMMARY"
-
-SUBACCOUNT_PATTERN = re.compile(r"^[A-Za-z0-9\-._&]{3,50}$")
 
 _Short = Annotated[str, msgspec.Meta(max_length=128)]
 _Subaccount = Annotated[str, msgspec.Meta(pattern=SUBACCOUNT_PATTERN.pattern)]
@@ -151,16 +149,3 @@ def _decode_payload(decoder: msgspec.json.Decoder, envelope: Envelope) -> Any:
         raise EventError("invalid_event", f"invalid {envelope.eventType} payload: {exc}") from None
     except msgspec.DecodeError as exc:  # cannot happen for Raw taken from valid JSON
         raise EventError("malformed_json", f"not JSON: {exc}") from None
-
-
-def parse_timestamp(text: str | None) -> float | None:
-    """Unix seconds from 8x8's RFC 3339 times ('2023-02-17T05:10:14.760Z'); None if unreadable."""
-    if not text:
-        return None
-    try:
-        parsed = datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=datetime.UTC)
-    return parsed.timestamp()

@@ -25,57 +25,40 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
-from prometheus_client.core import (
-    CounterMetricFamily,
-    GaugeMetricFamily,
-    Metric,
-    SummaryMetricFamily,
-)
+from prometheus_client import CollectorRegistry
+from prometheus_client.core import Metric
 from prometheus_client.exposition import generate_latest
 
-from exporter.pushing.events import (
-    CallLeg,
-    NumberUpdate,
-    SessionSummary,
-    parse_timestamp,
+from exporter.common.eightbyeight import NUMBER_STATUSES, parse_timestamp
+from exporter.metrics import catalogue as c
+from exporter.metrics.catalogue import (
+    CALL_OUTCOMES,
+    CALL_STATUSES,
+    DIRECTIONS,
+    EVENT_TYPES,
+    MAX_ERROR_CODES,
+    OTHER,
+    REQUEST_OUTCOMES,
+    SESSION_STATUSES,
+    UPDATE_EVENT_TYPES,
 )
+from exporter.metrics.instruments import (
+    counter,
+    counter_family,
+    gauge_family,
+    histogram,
+    summary_family,
+)
+from exporter.pushing.events import CallLeg, NumberUpdate, SessionSummary
 
-PUSHED_STATUSES = ("active", "expiring", "inactive", "unhealthy")
-SESSION_STATUSES = ("completed", "no_answer", "busy", "canceled", "failed", "error")
-CALL_STATUSES = SESSION_STATUSES
-DIRECTIONS = ("inbound", "outbound")
-UPDATE_EVENT_TYPES = ("snapshot", "updates")
-EVENT_TYPES = ("vnu", "vss")
-# A leg is "answered" when it connected, "failed" when 8x8 or the network failed it, and
-# "unanswered" when the other side did not pick up (busy, no answer, cancelled).
-OUTCOMES = ("answered", "failed", "unanswered")
 _FAILED = {"failed", "error"}
 _ANSWERED = {"completed"}
 
-# Receiver outcomes; 401, 404 and 405 are never counted (nothing about them is trusted).
-REQUEST_OUTCOMES = (
-    "accepted",
-    "duplicate",
-    "unknown_event_type",
-    "malformed_json",
-    "invalid_event",
-    "body_too_large",
-    "body_timeout",
-    "subaccount_not_allowed",
-    "overloaded",
-)
-
-# MOS: 1 (bad) to 5 (excellent); 3.5 and 4.0 are the usual "fair" and "good" lines.
-MOS_BUCKETS = (1.0, 2.0, 2.5, 3.0, 3.5, 3.8, 4.0, 4.2, 4.4, 5.0)
-PACKET_LOSS_BUCKETS = (0.0, 0.001, 0.005, 0.01, 0.02, 0.03, 0.05, 0.1, 0.2, 0.5)
-JITTER_BUCKETS = (0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.2, 0.5)
-
 MAX_NUMBERS_PER_SUBACCOUNT = 100_000
 MAX_SUBACCOUNTS = 64  # when no allow-list is configured
-MAX_ERROR_CODES = 50
 DEDUPE_WINDOW = 10_000
 
 _COUNTRY = re.compile(r"^[A-Z]{2}$")
@@ -84,7 +67,7 @@ _ERROR_CODE = re.compile(r"^-?[0-9]{1,6}$")
 
 def _known(value: str | None, known: Iterable[str]) -> str:
     lowered = (value or "").lower()
-    return lowered if lowered in known else "other"
+    return lowered if lowered in known else OTHER
 
 
 def _country(value: str | None) -> str:
@@ -100,7 +83,7 @@ class _Number:
 
 @dataclass
 class _NumberCalls:
-    outcomes: dict[str, int] = field(default_factory=lambda: dict.fromkeys(OUTCOMES, 0))
+    outcomes: dict[str, int] = field(default_factory=lambda: dict.fromkeys(CALL_OUTCOMES, 0))
     # name -> [sum, count]
     quality: dict[str, list[float]] = field(
         default_factory=lambda: {"mos": [0.0, 0], "loss": [0.0, 0], "jitter": [0.0, 0]}
@@ -116,7 +99,12 @@ class _Subaccount:
 
 
 class WebhookState:
-    """Applies decoded events; renders them on its own registry. Safe across threads."""
+    """Applies decoded events; renders them on its own registry. Safe across threads.
+
+    `allowed` is the allow-list at start: its subaccounts' counters start at zero, and a
+    receiver built on this state alone judges by it. Which subaccounts are admitted is the
+    caller's to say (`admit`), so a reload can change it without touching what is remembered.
+    """
 
     def __init__(
         self,
@@ -134,92 +122,45 @@ class WebhookState:
         self.registry = CollectorRegistry(auto_describe=True)
         self._instruments()
         self.registry.register(_StateCollector(self))
-        for sub in sorted(self.allowed or ()):
-            self._start_at_zero(sub)
+        self.start_at_zero(self.allowed or ())
 
     def _instruments(self) -> None:
         r = self.registry
-        self.requests = Counter(
-            "eightbyeight_webhook_requests",
-            "Authenticated callbacks received from 8x8, by outcome (accepted, duplicate, "
-            "unknown_event_type, or why they were refused).",
-            ["outcome"],
-            registry=r,
-        )
+        self.requests = counter(c.WEBHOOK_REQUESTS, r)
         for outcome in REQUEST_OUTCOMES:
-            self.requests.labels(outcome)
-        self.events = Counter(
-            "eightbyeight_webhook_events",
-            "Callbacks accepted per subaccount and event type (vnu, vss).",
-            ["subaccount", "event_type"],
-            registry=r,
-        )
-        self.vnu_events = Counter(
-            "eightbyeight_vnu_events",
-            "Virtual number update (VNU) events accepted, by updateEventType.",
-            ["subaccount", "update_event_type"],
-            registry=r,
-        )
-        self.sessions = Counter(
-            "eightbyeight_call_sessions",
-            "Finished call sessions (VSS), by sessionStatus and the virtual number's country.",
-            ["subaccount", "country", "session_status"],
-            registry=r,
-        )
-        self.legs = Counter(
-            "eightbyeight_call_legs",
-            "Call legs of finished sessions, by direction and callStatus.",
-            ["subaccount", "direction", "call_status"],
-            registry=r,
-        )
-        self.errors = Counter(
-            "eightbyeight_call_session_errors",
-            "Call sessions that ended with an error, by 8x8 errorCode (e.g. -2004 no coverage).",
-            ["subaccount", "error_code"],
-            registry=r,
-        )
-        self.mos = Histogram(
-            "eightbyeight_call_mos",
-            "Mean Opinion Score of call legs (1 bad to 5 excellent), as measured by 8x8.",
-            ["subaccount", "country"],
-            buckets=MOS_BUCKETS,
-            registry=r,
-        )
-        self.packet_loss = Histogram(
-            "eightbyeight_call_packet_loss_ratio",
-            "Packet loss of call legs as a ratio (packetLossRate as 8x8 reports it).",
-            ["subaccount", "country"],
-            buckets=PACKET_LOSS_BUCKETS,
-            registry=r,
-        )
-        self.jitter = Histogram(
-            "eightbyeight_call_jitter_seconds",
-            "Jitter of call legs in seconds (8x8 reports milliseconds).",
-            ["subaccount", "country"],
-            buckets=JITTER_BUCKETS,
-            registry=r,
-        )
+            self.requests.labels(outcome=outcome)
+        self.events = counter(c.WEBHOOK_EVENTS, r)
+        self.vnu_events = counter(c.VNU_EVENTS, r)
+        self.sessions = counter(c.CALL_SESSIONS, r)
+        self.legs = counter(c.CALL_LEGS, r)
+        self.errors = counter(c.CALL_SESSION_ERRORS, r)
+        self.mos = histogram(c.CALL_MOS, r)
+        self.packet_loss = histogram(c.CALL_PACKET_LOSS_RATIO, r)
+        self.jitter = histogram(c.CALL_JITTER_SECONDS, r)
 
-    def _start_at_zero(self, sub: str) -> None:
-        """Counters of a known subaccount exist from the start, so increase() sees the first."""
-        for event_type in EVENT_TYPES:
-            self.events.labels(sub, event_type)
-        for kind in UPDATE_EVENT_TYPES:
-            self.vnu_events.labels(sub, kind)
+    def start_at_zero(self, subaccounts: Iterable[str]) -> None:
+        """Counters of known subaccounts exist from the start, so increase() sees the first
+        event (those of a subaccount a reload allows, from then on)."""
+        for sub in sorted(subaccounts):
+            for event_type in EVENT_TYPES:
+                self.events.labels(event_type=event_type, subaccount=sub)
+            for kind in UPDATE_EVENT_TYPES:
+                self.vnu_events.labels(subaccount=sub, update_event_type=kind)
 
     # ---- admission and de-duplication ----
 
-    def admit(self, subaccount: str) -> bool:
-        """Whether events of this subaccount are taken (allow-list, or a bounded first-come set)."""
-        if self.allowed is not None:
-            return subaccount in self.allowed
+    def admit(self, subaccount: str, allowed: AbstractSet[str] | None) -> bool:
+        """Whether events of this subaccount are taken: those of the allow-list, without one
+        a bounded first-come set."""
+        if allowed is not None:
+            return subaccount in allowed
         with self._lock:
             if subaccount in self._subaccounts:
                 return True
             if len(self._subaccounts) >= MAX_SUBACCOUNTS:
                 return False
             self._subaccounts[subaccount] = _Subaccount()
-        self._start_at_zero(subaccount)
+        self.start_at_zero([subaccount])
         return True
 
     def first_delivery(self, key: bytes) -> bool:
@@ -266,8 +207,8 @@ class WebhookState:
                     state.calls.pop(msisdn, None)
             for msisdn, number in incoming.items():
                 self._upsert(state, msisdn, number)
-        self.events.labels(sub, "vnu").inc()
-        self.vnu_events.labels(sub, kind).inc()
+        self.events.labels(event_type="vnu", subaccount=sub).inc()
+        self.vnu_events.labels(subaccount=sub, update_event_type=kind).inc()
 
     @staticmethod
     def _pushed_numbers(update: NumberUpdate) -> dict[str, _Number]:
@@ -275,7 +216,7 @@ class WebhookState:
         for pushed in update.virtual_numbers[:MAX_NUMBERS_PER_SUBACCOUNT]:
             msisdn = "+" + pushed.msisdn.lstrip("+")
             out[msisdn] = _Number(
-                _known(pushed.operational_status, PUSHED_STATUSES),
+                _known(pushed.operational_status, NUMBER_STATUSES),
                 parse_timestamp(pushed.updated_timestamp),
                 _country(pushed.country_code),
             )
@@ -305,10 +246,12 @@ class WebhookState:
             (_country(leg.virtual_number_country) for leg in legs if leg.virtual_number_country),
             "unknown",
         )
-        self.sessions.labels(sub, country, _known(summary.session_status, SESSION_STATUSES)).inc()
+        status = _known(summary.session_status, SESSION_STATUSES)
+        self.sessions.labels(country=country, session_status=status, subaccount=sub).inc()
         error = summary.error_details
         if error is not None and error.error_code is not None:
-            self.errors.labels(sub, self._error_label(str(error.error_code))).inc()
+            code = self._error_label(str(error.error_code))
+            self.errors.labels(error_code=code, subaccount=sub).inc()
         for leg in legs:
             self._count_leg(sub, country, leg)
         with self._lock:
@@ -316,31 +259,33 @@ class WebhookState:
             if self.per_number:
                 for leg in legs:
                     self._attribute(self._sub(sub), leg)
-        self.events.labels(sub, "vss").inc()
+        self.events.labels(event_type="vss", subaccount=sub).inc()
 
     def _error_label(self, code: str) -> str:
         if not _ERROR_CODE.match(code):
-            return "other"
+            return OTHER
         with self._lock:
             if code in self._error_codes or len(self._error_codes) < MAX_ERROR_CODES:
                 self._error_codes.add(code)
                 return code
-        return "other"
+        return OTHER
 
     def _count_leg(self, sub: str, session_country: str, leg: CallLeg) -> None:
         direction = _known(leg.call_direction, DIRECTIONS)
-        self.legs.labels(sub, direction, _known(leg.call_status, CALL_STATUSES)).inc()
+        status = _known(leg.call_status, CALL_STATUSES)
+        self.legs.labels(call_status=status, direction=direction, subaccount=sub).inc()
         quality = leg.call_quality
         if quality is None:
             return
         country = _country(leg.virtual_number_country) if leg.virtual_number_country else None
         country = country or session_country
+        where = {"country": country, "subaccount": sub}
         if quality.mos is not None:
-            self.mos.labels(sub, country).observe(quality.mos)
+            self.mos.labels(**where).observe(quality.mos)
         if quality.packet_loss_rate is not None:
-            self.packet_loss.labels(sub, country).observe(quality.packet_loss_rate)
+            self.packet_loss.labels(**where).observe(quality.packet_loss_rate)
         if quality.jitter is not None:
-            self.jitter.labels(sub, country).observe(quality.jitter / 1000.0)
+            self.jitter.labels(**where).observe(quality.jitter / 1000.0)
 
     @staticmethod
     def _attribute(state: _Subaccount, leg: CallLeg) -> None:
@@ -372,6 +317,16 @@ class WebhookState:
                 pair[1] += 1
 
     # ---- rendering ----
+
+    def last_callbacks(self) -> dict[str, tuple[str, float]]:
+        """Per subaccount, the type and Unix time of the last event accepted (status page)."""
+        out: dict[str, tuple[str, float]] = {}
+        with self._lock:
+            for sub, state in self._subaccounts.items():
+                if state.last_event:
+                    kind = max(state.last_event, key=state.last_event.__getitem__)
+                    out[sub] = (kind, state.last_event[kind])
+        return out
 
     def snapshot(self) -> list[tuple[str, _Subaccount]]:
         """A consistent copy of the per-subaccount state, for rendering outside the lock."""
@@ -408,80 +363,44 @@ class _StateCollector:
 
     def collect(self) -> Iterator[Metric]:
         snapshot = self.state.snapshot()
-        last = GaugeMetricFamily(
-            "eightbyeight_webhook_last_event_timestamp_seconds",
-            "Unix time the receiver last accepted an event of this type for the subaccount.",
-            labels=["subaccount", "event_type"],
-        )
-        total = GaugeMetricFamily(
-            "eightbyeight_pushed_virtual_numbers",
-            "Virtual numbers of the subaccount according to the last VNU (totalNumbers).",
-            labels=["subaccount"],
-        )
-        by_status = GaugeMetricFamily(
-            "eightbyeight_pushed_virtual_numbers_by_status",
-            "Virtual numbers by the operational status 8x8 last pushed for each (VNU).",
-            labels=["subaccount", "operational_status"],
-        )
+        last = gauge_family(c.WEBHOOK_LAST_EVENT_TIMESTAMP_SECONDS)
+        total = gauge_family(c.PUSHED_VIRTUAL_NUMBERS)
+        by_status = gauge_family(c.PUSHED_VIRTUAL_NUMBERS_BY_STATUS)
         for sub, state in snapshot:
             for event_type, when in sorted(state.last_event.items()):
-                last.add_metric([sub, event_type], when)
+                last.add_metric([event_type, sub], when)
             if state.total_numbers is not None:
                 total.add_metric([sub], state.total_numbers)
-            counts = dict.fromkeys(PUSHED_STATUSES, 0)
+            counts = dict.fromkeys(NUMBER_STATUSES, 0)
             for number in state.numbers.values():
                 counts[number.status] = counts.get(number.status, 0) + 1
             for status, count in counts.items():
-                by_status.add_metric([sub, status], count)
+                by_status.add_metric([status, sub], count)
         yield from (last, total, by_status)
         if self.state.per_number:
             yield from self._per_number(snapshot)
 
     @staticmethod
     def _per_number(snapshot: list[tuple[str, _Subaccount]]) -> Iterator[Metric]:
-        status = GaugeMetricFamily(
-            "eightbyeight_number_pushed_status",
-            "1 for the operational status 8x8 last pushed for the number (VNU), 0 for the others.",
-            labels=["subaccount", "msisdn", "operational_status"],
-        )
-        updated = GaugeMetricFamily(
-            "eightbyeight_number_pushed_status_timestamp_seconds",
-            "8x8's updatedTimestamp of the number's last pushed status.",
-            labels=["subaccount", "msisdn"],
-        )
-        calls = CounterMetricFamily(
-            "eightbyeight_number_call_legs",
-            "Call legs on the virtual number by outcome (answered, failed, unanswered).",
-            labels=["subaccount", "msisdn", "outcome"],
-        )
+        status = gauge_family(c.NUMBER_PUSHED_STATUS)
+        updated = gauge_family(c.NUMBER_PUSHED_STATUS_TIMESTAMP_SECONDS)
+        calls = counter_family(c.NUMBER_CALL_LEGS)
         summaries = {
-            "mos": SummaryMetricFamily(
-                "eightbyeight_number_call_mos",
-                "Mean Opinion Score of the number's call legs (sum and count; divide for mean).",
-                labels=["subaccount", "msisdn"],
-            ),
-            "loss": SummaryMetricFamily(
-                "eightbyeight_number_call_packet_loss_ratio",
-                "Packet loss ratio of the number's call legs (sum and count).",
-                labels=["subaccount", "msisdn"],
-            ),
-            "jitter": SummaryMetricFamily(
-                "eightbyeight_number_call_jitter_seconds",
-                "Jitter of the number's call legs in seconds (sum and count).",
-                labels=["subaccount", "msisdn"],
-            ),
+            "mos": summary_family(c.NUMBER_CALL_MOS),
+            "loss": summary_family(c.NUMBER_CALL_PACKET_LOSS_RATIO),
+            "jitter": summary_family(c.NUMBER_CALL_JITTER_SECONDS),
         }
         for sub, state in snapshot:
             for msisdn, number in sorted(state.numbers.items()):
-                statuses = PUSHED_STATUSES if number.status in PUSHED_STATUSES else (number.status,)
+                statuses = NUMBER_STATUSES if number.status in NUMBER_STATUSES else (number.status,)
                 for name in statuses:
-                    status.add_metric([sub, msisdn, name], 1.0 if name == number.status else 0.0)
+                    status.add_metric([msisdn, name, sub], 1.0 if name == number.status else 0.0)
                 if number.updated is not None:
-                    updated.add_metric([sub, msisdn], number.updated)
+                    updated.add_metric([msisdn, sub], number.updated)
             for msisdn, counts in sorted(state.calls.items()):
                 for outcome, count in counts.outcomes.items():
-                    calls.add_metric([sub, msisdn, outcome], count)
-                for name, (total, count) in counts.quality.items():
-                    if count:
-                        summaries[name].add_metric([sub, msisdn], count, total)
+                    calls.add_metric([msisdn, outcome, sub], count)
+                for name, (total, observed) in counts.quality.items():
+                    if observed:
+                        summaries[name].add_metric([msisdn, sub], int(observed), total)
         yield from (status, updated, calls, *summaries.values())

@@ -24,10 +24,10 @@ from urllib.parse import parse_qs, unquote
 
 import msgspec
 
+from exporter.config.values import SUBACCOUNT_PATTERN
 from exporter.simulator import faults as faultlib
 from exporter.simulator import inventory
 
-SUBACCOUNT_ID = re.compile(r"^[A-Za-z0-9\-._&]{3,50}$")
 NUMBER_PARAM = re.compile(r"^\+?[0-9]{6,15}$")
 JSON = "application/json"
 AUTH_MESSAGE = "Authentication header not found or token invalid"
@@ -286,8 +286,8 @@ class SimulatorService:
             return self._fault_response(faults)
         if not self._authorised(headers.get("Authorization")):
             return json_response(401, {"statusCode": 401, "statusMessage": AUTH_MESSAGE})
-        if not SUBACCOUNT_ID.match(subaccount):
-            message = f"subAccountId must match {SUBACCOUNT_ID.pattern}"
+        if not SUBACCOUNT_PATTERN.match(subaccount):
+            message = f"subAccountId must match {SUBACCOUNT_PATTERN.pattern}"
             return json_response(400, {"statusCode": 400, "statusMessage": message})
         if subaccount not in self.subaccounts:
             message = f"SubAccount not found by Id : {subaccount}"
