@@ -50,7 +50,7 @@ RUN --mount=type=bind,from=builder,source=/wheels,target=/wheels \
         /wheels/eightbyeight_exporter-*.whl
 
 # OCI image annotations (read by registries, scanners and `podman image inspect`); the version
-# is the project's (pyproject.toml), held equal by tests/test_container.py.
+# is the project's (pyproject.toml), held equal by tests/deployment/test_container.py.
 LABEL org.opencontainers.image.title="eightbyeight-exporter" \
       org.opencontainers.image.description="Prometheus exporter for the 8x8 CPaaS Number Health service (virtual numbers, their health and cost)" \
       org.opencontainers.image.version="0.1.0" \

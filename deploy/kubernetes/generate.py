@@ -8,7 +8,7 @@ kustomization's directory):
 
 Those files are generated from the monitoring mixin, and `python -m mixin` (docs/mixin.md) runs
 this after writing them; on its own: `python3 deploy/kubernetes/generate.py`.
-tests/test_kubernetes.py fails while the written files differ from what this would write.
+tests/deployment/test_kubernetes.py fails while the written files differ from what this would write.
 """
 
 from __future__ import annotations

@@ -125,7 +125,7 @@ PACKET_LOSS_BUCKETS = (0.0, 0.001, 0.005, 0.01, 0.02, 0.03, 0.05, 0.1, 0.2, 0.5)
 JITTER_BUCKETS = (0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.2, 0.5)
 
 # One concept, one label name: names another family might be tempted to use for a concept that
-# already has its label (tests/test_catalogue.py refuses any family that uses one).
+# already has its label (tests/unit/metrics/test_catalogue.py refuses any family that uses one).
 LABEL_SYNONYMS: dict[str, tuple[str, ...]] = {
     SUBACCOUNT: ("sub_account", "subaccount_id", "sub_account_id", "account"),
     MSISDN: ("number", "virtual_number", "phone_number", "e164"),

@@ -2,7 +2,7 @@
 
     python -m exporter.metrics.reference > docs/metrics.md
 
-tests/test_metrics_reference.py fails while docs/metrics.md differs from what this prints, so
+tests/unit/metrics/test_metrics_reference.py fails while docs/metrics.md differs from what this prints, so
 the page changes with the catalogue in the same commit. It imports the catalogue only.
 """
 

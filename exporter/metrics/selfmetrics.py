@@ -9,7 +9,7 @@ webhook families, registered on it by exporter/app.py). The per-subaccount API s
 by `ApiSeries`, which renders its text itself: with 1,000 subaccounts they are ~40,000 lines,
 and `generate_latest` spent about a third of a scrape's CPU on them. Its output is byte-equal
 to what `generate_latest` prints for the same families (`ApiSeries.collect` gives those
-families; tests/test_selfmetrics.py compares the two).
+families; tests/unit/metrics/test_selfmetrics.py compares the two).
 
 A configured subaccount's series live as long as the process; a probed one's are dropped when
 its scraper leaves the bounded set of probed scrapers (`TargetSeries.drop`), so /metrics

@@ -15,7 +15,7 @@ templates below are derived from it at import. The text is written here rather t
 prometheus_client's registry because a large subaccount has hundreds of thousands of per-number
 samples (see bench/). Labels are sorted and values formatted with the library's own
 `floatToGoString`, so the output is byte-for-byte what `generate_latest` prints for the same
-families; tests/test_exposition_equivalence.py proves it.
+families; tests/unit/polling/test_exposition_equivalence.py proves it.
 
 Everything that depends only on the API response is rendered once per response
 (`render_inventory`); only the few series that depend on the clock are rendered per scrape

@@ -1,4 +1,4 @@
-// The types tests/test_mixin.py checks every generated dashboard against, with `tsc --noEmit`:
+// The types tests/stack/test_mixin.py checks every generated dashboard against, with `tsc --noEmit`:
 // Grafana's published dashboard schema (@grafana/schema), as JSON can spell it.
 import type { AnnotationQuery, Dashboard } from '@grafana/schema';
 
