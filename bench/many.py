@@ -86,11 +86,13 @@ def measure_many(
     logs: Path,
     stuck: int = 0,
     keep_text: bool = False,
+    extra_flags: tuple[str, ...] = (),
 ) -> dict[str, Any]:
     """Two scrapes (new connections, then kept-alive ones) of all subaccounts at once.
 
     The last `stuck` subaccounts never answer in time (the simulator waits 300 s). With
-    `keep_text`, the two answers' texts are in the result too (`texts`).
+    `keep_text`, the two answers' texts are in the result too (`texts`). `extra_flags` go to
+    the exporter as they are.
     """
     names = [f"bench-{i:04d}" for i in range(subaccounts)]
     frozen = 1_700_000_000.0
@@ -99,7 +101,7 @@ def measure_many(
         sim.set_faults({"latency_seconds": latency})
         for name in names[subaccounts - stuck :]:
             sim.set_faults({"latency_seconds": 300}, subaccount=name)
-        flags = ["--log.level", "error"]
+        flags = ["--log.level", "error", *extra_flags]
         for name in names[1:]:
             flags += ["--subaccount", name]
         log = logs / f"many-{subaccounts}x{numbers}-{latency}s.log"

@@ -328,11 +328,12 @@ def test_a_configuration_error_exits_2_and_a_crash_exits_otherwise():
     )
     no_key = _exit_status(start.format(argv=["--subaccount", "acme-prod"]), {})
     crash = _exit_status(
-        "import sys, exporter.cli.main as m\n"
+        "import sys, exporter.cli.run as run\n"
+        "from exporter.cli.main import main\n"
         "def broken(*args, **kwargs):\n"
         "    raise RuntimeError('an internal fault')\n"
-        "m.build_exporter = broken\n"
-        "sys.exit(m.main(['--subaccount', 'acme-prod', '--web.listen-address', '127.0.0.1:0']))\n",
+        "run.build_exporter = broken\n"
+        "sys.exit(main(['--subaccount', 'acme-prod', '--web.listen-address', '127.0.0.1:0']))\n",
         {"EIGHTBYEIGHT_API_KEY": "k"},
     )
     assert (bad_value.returncode, no_key.returncode) == (2, 2), bad_value.stderr + no_key.stderr

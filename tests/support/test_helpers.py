@@ -42,5 +42,5 @@ def test_an_exporter_that_fails_at_start_up_is_reported_at_once(tmp_path):
     ):
         pass
     assert time.monotonic() - started < 10
-    assert "exited with 1" in str(caught.value)
+    assert "exited with 2" in str(caught.value)
     assert "missing.yml does not exist" in str(caught.value)
