@@ -208,7 +208,7 @@ def test_per_number_rows_can_be_skipped():
             "unauthorized",
             "1200",
         ),
-        (b'{"statusCode": "1001", "statusMessage": "Invalid"}', "invalid_response", "1001"),
+        (b'{"statusCode": "1001", "statusMessage": "Invalid"}', "bad_request", "1001"),
     ],
 )
 def test_bad_response_fails_whole(body, reason, words):
@@ -231,7 +231,7 @@ def test_bad_response_fails_whole(body, reason, words):
         ({"code": 1201, "message": "Forbidden", "statusCode": None}, "forbidden"),
         ({"code": "1300", "message": "Not found", "statusCode": None}, "not_found"),
         ({"code": 2000, "message": "Internal error", "statusCode": None}, "server_error"),
-        ({"statusCode": "1001", "statusMessage": "Invalid"}, "invalid_response"),
+        ({"statusCode": "1001", "statusMessage": "Invalid"}, "bad_request"),
     ],
     ids=repr,
 )

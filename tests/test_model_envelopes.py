@@ -25,7 +25,7 @@ def parse(doc: dict) -> object:
         ({"statusCode": 600, "statusMessage": "m"}, "invalid_response", "error envelope 600: m"),
         (
             {"statusCode": 1001, "statusMessage": "failed"},
-            "invalid_response",
+            "bad_request",
             "error envelope 1001: failed",
         ),
         ({"code": 1500}, "invalid_response", "error envelope 1500: "),

@@ -17,8 +17,9 @@ from typing import Annotated, Any, Protocol, runtime_checkable
 import msgspec
 from prometheus_client.core import GaugeMetricFamily, Metric
 
-from exporter.common.errors import FetchError
+from exporter.common.errors import FetchError, ResponseError
 from exporter.common.logs import log_event
+from exporter.polling.model import error_reason
 
 log = logging.getLogger("exporter.webhooks")
 
@@ -28,13 +29,19 @@ _Short = Annotated[str, msgspec.Meta(max_length=2048)]
 
 class _Webhook(msgspec.Struct, rename="camel"):
     type: _Short
-    enabled: bool = False
+    enabled: bool = True  # 8x8's documented default: a webhook is enabled unless it says not
     http_auth_header_available: bool = False
     url: _Short | None = None
 
 
-class _Webhooks(msgspec.Struct):
-    webhooks: Annotated[list[_Webhook], msgspec.Meta(max_length=1000)] = []
+class _Webhooks(msgspec.Struct, rename="camel"):
+    # No default: a 200 without the list is an answer this code cannot read, not "nothing
+    # configured" (which is an empty list).
+    webhooks: Annotated[list[_Webhook], msgspec.Meta(max_length=1000)] | None = None
+    status_code: int | _Short | None = None
+    code: int | _Short | None = None
+    message: _Short | None = None
+    status_message: _Short | None = None
 
 
 _decoder = msgspec.json.Decoder(_Webhooks)
@@ -47,6 +54,17 @@ class WebhooksClient(Protocol):
     def fetch_webhooks(
         self, subaccount: str, timeout: float | None = None
     ) -> bytes | bytearray: ...
+
+
+def _webhooks_of(listed: _Webhooks) -> list[_Webhook]:
+    """The list of a 200 answer; ResponseError for an error envelope or no list at all."""
+    for code in (listed.status_code, listed.code):
+        reason = error_reason(code)
+        if reason is not None:
+            raise ResponseError(reason, f"error envelope {code}")
+    if listed.webhooks is None:
+        raise ResponseError("invalid_response", "no 'webhooks' list in the answer")
+    return listed.webhooks
 
 
 class WebhookConfigCollector:
@@ -69,8 +87,11 @@ class WebhookConfigCollector:
         """Fetch and remember the subaccount's webhooks; failures are logged and kept out."""
         try:
             listed = _decoder.decode(client.fetch_webhooks(subaccount, timeout))
-        except (FetchError, msgspec.DecodeError, msgspec.ValidationError) as exc:
-            reason = exc.reason if isinstance(exc, FetchError) else "invalid_response"
+            hooks = _webhooks_of(listed)
+        except (FetchError, ResponseError, msgspec.DecodeError, msgspec.ValidationError) as exc:
+            reason = (
+                exc.reason if isinstance(exc, FetchError | ResponseError) else "invalid_response"
+            )
             log_event(
                 log,
                 logging.WARNING,
@@ -83,7 +104,7 @@ class WebhookConfigCollector:
             return
         found = {
             hook.type.upper(): (hook.enabled, hook.http_auth_header_available)
-            for hook in listed.webhooks
+            for hook in hooks
             if hook.type.upper() in TYPES
         }
         with self._lock:

@@ -37,16 +37,15 @@ from prometheus_client.core import (
 from prometheus_client.exposition import generate_latest
 
 from exporter.pushing.events import (
-    CallLeg,
+    INVALID_FIELDS,
+    Leg,
     NumberUpdate,
     SessionSummary,
     parse_timestamp,
+    read_session,
 )
 
 PUSHED_STATUSES = ("active", "expiring", "inactive", "unhealthy")
-SESSION_STATUSES = ("completed", "no_answer", "busy", "canceled", "failed", "error")
-CALL_STATUSES = SESSION_STATUSES
-DIRECTIONS = ("inbound", "outbound")
 UPDATE_EVENT_TYPES = ("snapshot", "updates")
 EVENT_TYPES = ("vnu", "vss")
 # A leg is "answered" when it connected, "failed" when 8x8 or the network failed it, and
@@ -68,8 +67,9 @@ REQUEST_OUTCOMES = (
     "overloaded",
 )
 
-# MOS: 1 (bad) to 5 (excellent); 3.5 and 4.0 are the usual "fair" and "good" lines.
-MOS_BUCKETS = (1.0, 2.0, 2.5, 3.0, 3.5, 3.8, 4.0, 4.2, 4.4, 5.0)
+# MOS: 1 (bad) to 5 (excellent), with a bucket at each edge of 8x8's bands: bad below 3.1,
+# poor 3.1-3.6, fair 3.6-4.0, good 4.0-4.3, excellent 4.3-5.0.
+MOS_BUCKETS = (1.0, 2.0, 2.5, 3.1, 3.6, 4.0, 4.3, 5.0)
 PACKET_LOSS_BUCKETS = (0.0, 0.001, 0.005, 0.01, 0.02, 0.03, 0.05, 0.1, 0.2, 0.5)
 JITTER_BUCKETS = (0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.2, 0.5)
 
@@ -178,6 +178,15 @@ class WebhookState:
             ["subaccount", "error_code"],
             registry=r,
         )
+        self.invalid_fields = Counter(
+            "eightbyeight_webhook_invalid_fields",
+            "Values dropped from accepted call summaries because they were missing, of the "
+            "wrong type or out of the documented range; the rest of the event still counts.",
+            ["field"],
+            registry=r,
+        )
+        for name in INVALID_FIELDS:
+            self.invalid_fields.labels(name)
         self.mos = Histogram(
             "eightbyeight_call_mos",
             "Mean Opinion Score of call legs (1 bad to 5 excellent), as measured by 8x8.",
@@ -299,22 +308,23 @@ class WebhookState:
     # ---- VSS ----
 
     def apply_session_summary(self, summary: SessionSummary) -> None:
-        sub = summary.sub_account_id
-        legs = list(summary.details.values())
+        session = read_session(summary)
+        sub = session.subaccount
+        for name in session.invalid:
+            self.invalid_fields.labels(name).inc()
         country = next(
-            (_country(leg.virtual_number_country) for leg in legs if leg.virtual_number_country),
+            (_country(leg.country) for leg in session.legs if leg.country),
             "unknown",
         )
-        self.sessions.labels(sub, country, _known(summary.session_status, SESSION_STATUSES)).inc()
-        error = summary.error_details
-        if error is not None and error.error_code is not None:
-            self.errors.labels(sub, self._error_label(str(error.error_code))).inc()
-        for leg in legs:
+        self.sessions.labels(sub, country, session.status or "unknown").inc()
+        if session.error_code is not None:
+            self.errors.labels(sub, self._error_label(session.error_code)).inc()
+        for leg in session.legs:
             self._count_leg(sub, country, leg)
         with self._lock:
             self._sub(sub).last_event["vss"] = self.clock()
             if self.per_number:
-                for leg in legs:
+                for leg in session.legs:
                     self._attribute(self._sub(sub), leg)
         self.events.labels(sub, "vss").inc()
 
@@ -327,23 +337,18 @@ class WebhookState:
                 return code
         return "other"
 
-    def _count_leg(self, sub: str, session_country: str, leg: CallLeg) -> None:
-        direction = _known(leg.call_direction, DIRECTIONS)
-        self.legs.labels(sub, direction, _known(leg.call_status, CALL_STATUSES)).inc()
-        quality = leg.call_quality
-        if quality is None:
-            return
-        country = _country(leg.virtual_number_country) if leg.virtual_number_country else None
-        country = country or session_country
-        if quality.mos is not None:
-            self.mos.labels(sub, country).observe(quality.mos)
-        if quality.packet_loss_rate is not None:
-            self.packet_loss.labels(sub, country).observe(quality.packet_loss_rate)
-        if quality.jitter is not None:
-            self.jitter.labels(sub, country).observe(quality.jitter / 1000.0)
+    def _count_leg(self, sub: str, session_country: str, leg: Leg) -> None:
+        self.legs.labels(sub, leg.direction or "unknown", leg.status or "unknown").inc()
+        country = _country(leg.country) if leg.country else session_country
+        if leg.mos is not None:
+            self.mos.labels(sub, country).observe(leg.mos)
+        if leg.loss is not None:
+            self.packet_loss.labels(sub, country).observe(leg.loss)
+        if leg.jitter_seconds is not None:
+            self.jitter.labels(sub, country).observe(leg.jitter_seconds)
 
     @staticmethod
-    def _attribute(state: _Subaccount, leg: CallLeg) -> None:
+    def _attribute(state: _Subaccount, leg: Leg) -> None:
         number = leg.virtual_number
         if not number:
             return
@@ -353,19 +358,12 @@ class WebhookState:
         calls = state.calls.get(msisdn)
         if calls is None:
             calls = state.calls[msisdn] = _NumberCalls()
-        status = (leg.call_status or "").lower()
+        status = leg.status or ""
         outcome = (
             "answered" if status in _ANSWERED else "failed" if status in _FAILED else "unanswered"
         )
         calls.outcomes[outcome] += 1
-        quality = leg.call_quality
-        if quality is None:
-            return
-        for name, value in (
-            ("mos", quality.mos),
-            ("loss", quality.packet_loss_rate),
-            ("jitter", None if quality.jitter is None else quality.jitter / 1000.0),
-        ):
+        for name, value in (("mos", leg.mos), ("loss", leg.loss), ("jitter", leg.jitter_seconds)):
             if value is not None:
                 pair = calls.quality[name]
                 pair[0] += value
