@@ -198,3 +198,138 @@ def test_an_empty_list_is_nothing_configured():
 
 def test_platform_code_1001_is_a_validation_error():
     assert PLATFORM_ERRORS[1001] == "bad_request"
+
+
+# --- 2. leg outcomes ------------------------------------------------------------------------
+
+# The field lists of 8x8's VNU and VSS pages (docs/webhooks-limits.md names the source).
+VNU_PAYLOAD = {"subAccountId", "totalNumbers", "updateEventType", "virtualNumbers"}
+VNU_RECORD = {
+    "msisdn", "updatedTimestamp", "countryCode", "operationalStatus", "referenceId",
+    "rentalPrice", "incomingRate", "billingUnit", "billingCurrency",
+    "numberHealthCheckEnabled", "updateStatus",
+}  # fmt: skip
+VSS_PAYLOAD_REQUIRED = {
+    "sessionId", "subAccountId", "sessionStatus", "startTime", "endTime", "lastAction",
+    "callCount", "details",
+}  # fmt: skip
+VSS_PAYLOAD = VSS_PAYLOAD_REQUIRED | {"errorDetails"}
+LEG_REQUIRED = {
+    "callId", "callDirection", "callType", "initiatedTimestamp", "disconnectedTimestamp",
+    "source", "destination", "sourceCountryCode", "destinationCountryCode", "callStatus",
+    "callDuration",
+}  # fmt: skip
+# connectedTimestamp only when connected, callQuality only when measured; the Ref ID by
+# direction; sourceFormat/destinationFormat as in the VSS page's example.
+LEG = LEG_REQUIRED | {
+    "connectedTimestamp", "callQuality", "sourceRefId", "destinationRefId",
+    "sourceFormat", "destinationFormat",
+}  # fmt: skip
+QUALITY = {"mos", "packetLossRate", "jitter"}
+ENVELOPE = {"namespace", "eventType", "description", "payload"}
+STATUSES = {"COMPLETED", "NO_ANSWER", "BUSY", "CANCELED", "FAILED", "ERROR"}
+
+
+def simulated_sessions(count: int = 400) -> list[dict]:
+    from exporter.simulator.push import PushFaults, PushSender
+
+    numbers = [{"msisdn": "+6531234567", "countryCode": "SG", "operationalStatus": "Active",
+                "referenceId": "range-1"}]  # fmt: skip
+    sender = PushSender([SUB], lambda s: {}, "http://127.0.0.1:9/", "x", clock=lambda: 1.7e9)
+    return [sender._session(SUB, numbers, PushFaults()) for _ in range(count)]
+
+
+def test_simulated_sessions_have_the_documented_fields():
+    for event in simulated_sessions():
+        assert set(event) <= ENVELOPE
+        payload = event["payload"]
+        assert VSS_PAYLOAD_REQUIRED <= set(payload) <= VSS_PAYLOAD, set(payload)
+        assert payload["sessionStatus"] in STATUSES
+        assert payload["callCount"] == len(payload["details"])
+        for name, leg in payload["details"].items():
+            assert name in ("callA", "callB")
+            assert LEG_REQUIRED <= set(leg) <= LEG, set(leg) ^ LEG
+            assert set(leg.get("callQuality", {})) <= QUALITY
+            ref = "destinationRefId" if leg["callDirection"] == "INBOUND" else "sourceRefId"
+            assert ref in leg
+            assert ("connectedTimestamp" in leg) == (leg["callStatus"] == "COMPLETED")
+        if "errorDetails" in payload:
+            assert set(payload["errorDetails"]) == {"errorCode", "errorMsg"}
+            assert -2010 <= payload["errorDetails"]["errorCode"] <= -2001
+
+
+def test_simulated_vnu_has_the_documented_fields():
+    from exporter.simulator.push import PushSender
+
+    numbers = [{"msisdn": "+6531234567", "countryCode": "SG", "operationalStatus": "Active",
+                "referenceId": "range-1", "rentalPrice": 5.0, "incomingRate": 0.05,
+                "billingUnit": 60, "billingCurrency": "USD", "numberHealthCheckEnabled": True,
+                "dateUpdated": "2026-01-01T00:00:00Z"}]  # fmt: skip
+    sender = PushSender([SUB], lambda s: {}, "http://127.0.0.1:9/", "x", clock=lambda: 1.7e9)
+    event = sender._number_update(SUB, numbers)
+    assert set(event) <= ENVELOPE
+    assert set(event["payload"]) == VNU_PAYLOAD
+    assert set(event["payload"]["virtualNumbers"][0]) == VNU_RECORD
+
+
+def test_the_simulator_sends_masking_shapes_with_the_outcome_on_leg_b():
+    seen = set()
+    for event in simulated_sessions():
+        payload = event["payload"]
+        status, legs = payload["sessionStatus"], payload["details"]
+        if status in ("BUSY", "NO_ANSWER", "FAILED"):
+            assert legs["callA"]["callStatus"] == "COMPLETED"
+            assert legs["callB"]["callStatus"] == status
+            assert "callQuality" not in legs["callB"]
+            seen.add(status)
+        elif status == "COMPLETED":
+            assert {leg["callStatus"] for leg in legs.values()} == {"COMPLETED"}
+            assert len(legs) == 2
+        else:
+            assert list(legs) == ["callA"]
+    assert seen == {"BUSY", "NO_ANSWER", "FAILED"}
+
+
+def masked(session: str, status: str) -> dict:
+    event = vss(session=session, status=status)
+    leg_b = event["payload"]["details"]["callB"]
+    leg_b["callStatus"] = status
+    leg_b.pop("callQuality")
+    return event
+
+
+@pytest.mark.parametrize(
+    ("status", "outcome"), [("BUSY", "unanswered"), ("NO_ANSWER", "unanswered"),
+                            ("FAILED", "failed")]
+)  # fmt: skip
+def test_a_masked_failure_counts_once_as_the_outcome_leg_b_carries(status, outcome):
+    from tests.harness import vnu
+
+    state = WebhookState([SUB])
+    apply(state, vnu(kind="SNAPSHOT"))
+    apply(state, masked("m-1", status))
+    apply(state, vss(session="ok-1"))
+    per = series(state, "eightbyeight_number_call_legs_total")
+    counts = {dict(labels)["outcome"]: v for labels, v in per.items()}
+    # One failure and one success: a 50 % failure ratio, not 33 % from counting legs.
+    assert counts == {"answered": 1, "failed": 1 if outcome == "failed" else 0,
+                      "unanswered": 1 if outcome == "unanswered" else 0}  # fmt: skip
+
+
+def test_the_simulators_failure_ratio_matches_its_session_statuses():
+    from tests.harness import vnu
+
+    state = WebhookState([SUB])
+    apply(state, vnu(kind="SNAPSHOT"))
+    events = simulated_sessions()
+    for event in events:
+        event["payload"]["details"]["callA"]["destination"] = "+6531234567"
+        if "callB" in event["payload"]["details"]:
+            event["payload"]["details"]["callB"]["source"] = "+6531234567"
+        apply(state, event)
+    per = series(state, "eightbyeight_number_call_legs_total")
+    counts = {dict(labels)["outcome"]: v for labels, v in per.items()}
+    statuses = [e["payload"]["sessionStatus"] for e in events]
+    assert counts["answered"] == statuses.count("COMPLETED")
+    assert counts["failed"] == statuses.count("FAILED") + statuses.count("ERROR")
+    assert sum(counts.values()) == len(events)

@@ -203,7 +203,8 @@ def test_sessions_legs_quality_and_attribution():
     ) == pytest.approx(0.117)
     # Per number: only the owned number has series; the unknown +6599999999 adds none.
     per = "eightbyeight_number_call_legs_total"
-    assert value(s, per, subaccount="acme-prod", msisdn="+6531234567", outcome="answered") == 4
+    # One outcome per session (a and b), not per leg.
+    assert value(s, per, subaccount="acme-prod", msisdn="+6531234567", outcome="answered") == 2
     assert value(
         s, "eightbyeight_number_call_mos_sum", subaccount="acme-prod", msisdn="+6531234567"
     ) == pytest.approx(13.0)

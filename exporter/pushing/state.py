@@ -40,6 +40,7 @@ from exporter.pushing.events import (
     INVALID_FIELDS,
     Leg,
     NumberUpdate,
+    Session,
     SessionSummary,
     parse_timestamp,
     read_session,
@@ -85,6 +86,22 @@ _ERROR_CODE = re.compile(r"^-?[0-9]{1,6}$")
 def _known(value: str | None, known: Iterable[str]) -> str:
     lowered = (value or "").lower()
     return lowered if lowered in known else "other"
+
+
+def carrying_status(legs: Iterable[Leg], session_status: str | None) -> str | None:
+    """The status that tells how a session went for a number: the first leg that did not
+    complete carries it; all completed is completed; no leg status at all is the session's."""
+    statuses = [leg.status for leg in legs if leg.status is not None]
+    for status in statuses:
+        if status != "completed":
+            return status
+    return statuses[0] if statuses else session_status
+
+
+def _outcome(status: str) -> str:
+    if status in _ANSWERED:
+        return "answered"
+    return "failed" if status in _FAILED else "unanswered"
 
 
 def _country(value: str | None) -> str:
@@ -324,8 +341,7 @@ class WebhookState:
         with self._lock:
             self._sub(sub).last_event["vss"] = self.clock()
             if self.per_number:
-                for leg in session.legs:
-                    self._attribute(self._sub(sub), leg)
+                self._attribute(self._sub(sub), session)
         self.events.labels(sub, "vss").inc()
 
     def _error_label(self, code: str) -> str:
@@ -348,26 +364,34 @@ class WebhookState:
             self.jitter.labels(sub, country).observe(leg.jitter_seconds)
 
     @staticmethod
-    def _attribute(state: _Subaccount, leg: Leg) -> None:
-        number = leg.virtual_number
-        if not number:
-            return
-        msisdn = "+" + number.lstrip("+")
-        if msisdn not in state.numbers:
-            return  # not a number this subaccount owns (as far as VNU told): no new series
-        calls = state.calls.get(msisdn)
-        if calls is None:
-            calls = state.calls[msisdn] = _NumberCalls()
-        status = leg.status or ""
-        outcome = (
-            "answered" if status in _ANSWERED else "failed" if status in _FAILED else "unanswered"
-        )
-        calls.outcomes[outcome] += 1
-        for name, value in (("mos", leg.mos), ("loss", leg.loss), ("jitter", leg.jitter_seconds)):
-            if value is not None:
-                pair = calls.quality[name]
-                pair[0] += value
-                pair[1] += 1
+    def _attribute(state: _Subaccount, session: Session) -> None:
+        """Per owned number: one outcome per session, from the leg that carries it, and the
+        quality of every leg. In number masking leg A completes (the caller reached 8x8) and
+        leg B carries BUSY, NO_ANSWER or FAILED: counting legs would halve the failure ratio.
+        """
+        legs_of: dict[str, list[Leg]] = {}
+        for leg in session.legs:
+            if leg.virtual_number:
+                msisdn = "+" + leg.virtual_number.lstrip("+")
+                if msisdn in state.numbers:  # a number VNU says it owns: no series for others
+                    legs_of.setdefault(msisdn, []).append(leg)
+        for msisdn, legs in legs_of.items():
+            calls = state.calls.get(msisdn)
+            if calls is None:
+                calls = state.calls[msisdn] = _NumberCalls()
+            status = carrying_status(legs, session.status)
+            if status is not None:  # nothing says how it went: the quality still counts
+                calls.outcomes[_outcome(status)] += 1
+            for leg in legs:
+                for name, value in (
+                    ("mos", leg.mos),
+                    ("loss", leg.loss),
+                    ("jitter", leg.jitter_seconds),
+                ):
+                    if value is not None:
+                        pair = calls.quality[name]
+                        pair[0] += value
+                        pair[1] += 1
 
     # ---- rendering ----
 
@@ -449,7 +473,8 @@ class _StateCollector:
         )
         calls = CounterMetricFamily(
             "eightbyeight_number_call_legs",
-            "Call legs on the virtual number by outcome (answered, failed, unanswered).",
+            "Call sessions on the virtual number by outcome (answered, failed, unanswered), "
+            "once per session, from the leg that carries the outcome.",
             labels=["subaccount", "msisdn", "outcome"],
         )
         summaries = {
