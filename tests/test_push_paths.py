@@ -15,7 +15,7 @@ from exporter.polling.configured import WebhookConfigCollector
 from exporter.polling.model import PLATFORM_ERRORS
 from exporter.pushing.events import decode_envelope, decode_number_update, decode_session_summary
 from exporter.pushing.state import MOS_BUCKETS, WebhookState
-from tests.harness import parse_samples, value, vss
+from tests.harness import parse_samples, value, vnu, vnu_number, vss
 
 SUB = "acme-prod"
 
@@ -303,7 +303,6 @@ def masked(session: str, status: str) -> dict:
                             ("FAILED", "failed")]
 )  # fmt: skip
 def test_a_masked_failure_counts_once_as_the_outcome_leg_b_carries(status, outcome):
-    from tests.harness import vnu
 
     state = WebhookState([SUB])
     apply(state, vnu(kind="SNAPSHOT"))
@@ -317,7 +316,6 @@ def test_a_masked_failure_counts_once_as_the_outcome_leg_b_carries(status, outco
 
 
 def test_the_simulators_failure_ratio_matches_its_session_statuses():
-    from tests.harness import vnu
 
     state = WebhookState([SUB])
     apply(state, vnu(kind="SNAPSHOT"))
@@ -333,3 +331,157 @@ def test_the_simulators_failure_ratio_matches_its_session_statuses():
     assert counts["answered"] == statuses.count("COMPLETED")
     assert counts["failed"] == statuses.count("FAILED") + statuses.count("ERROR")
     assert sum(counts.values()) == len(events)
+
+
+# --- 3. bounded cardinality -----------------------------------------------------------------
+
+
+def test_country_codes_are_the_assigned_iso_list():
+    from exporter.common.countries import ASSIGNED, country_label
+
+    assert len(ASSIGNED) == 249
+    assert {"SG", "US", "GB", "AX", "SS", "BQ", "CW"} <= ASSIGNED
+    assert not {"UK", "EU", "XK", "ZZ", "AA"} & ASSIGNED
+    assert country_label("SG") == "SG"
+    assert country_label("sg") == "SG"
+    assert country_label("ZZ") == "other"
+    assert country_label("S") == "other"
+    assert country_label(None) == "unknown"
+    assert country_label("") == "unknown"
+
+
+def test_two_letters_that_name_no_country_add_no_series():
+    from itertools import product
+
+    state = WebhookState([SUB])
+    for i, (a, b) in enumerate(product("ABCDEFGHIJKLMNOPQRSTUVWXYZ", repeat=2)):
+        event = vss(session=f"c{i}")
+        leg_a(event)["destinationCountryCode"] = a + b
+        event["payload"]["details"]["callB"]["sourceCountryCode"] = a + b
+        apply(state, event)
+    countries = {
+        dict(labels)["country"] for labels in series(state, "eightbyeight_call_sessions_total")
+    }
+    from exporter.common.countries import ASSIGNED
+
+    assert countries <= ASSIGNED | {"other"}
+    assert "other" in countries
+    assert len(countries) == 250
+
+
+def test_error_codes_come_from_the_documented_list():
+    state = WebhookState([SUB])
+    for i, code in enumerate([-2004, "-2010", -9999, -2011, -3000, "x" * 50, 12345678901]):
+        apply(state, vss(session=f"e{i}", status="ERROR", error=code))
+    codes = {
+        dict(labels)["error_code"]: v
+        for labels, v in series(state, "eightbyeight_call_session_errors_total").items()
+    }
+    assert codes == {"-2004": 1, "-2010": 1, "-9999": 1, "other": 4}
+
+
+def test_pushed_per_number_series_stop_at_the_cap_and_count_the_overflow(monkeypatch):
+    from exporter.pushing import state as state_module
+
+    monkeypatch.setattr(state_module, "MAX_NUMBER_SERIES", 3)
+    state = WebhookState([SUB])
+    numbers = [vnu_number(f"+65312345{i:02d}", "Active", "2026-01-01T00:00:00Z") for i in range(5)]
+    apply(state, vnu(kind="SNAPSHOT", numbers=numbers))
+    apply(state, vnu(kind="SNAPSHOT", numbers=numbers))  # counted once, when first pushed
+    s = samples(state)
+    msisdns = {
+        dict(labels)["msisdn"] for labels in series(state, "eightbyeight_number_pushed_status")
+    }
+    assert len(msisdns) == 3
+    assert (
+        value(s, "eightbyeight_webhook_numbers_over_cap_total", subaccount=SUB, cap="series") == 2
+    )
+    assert value(s, "eightbyeight_pushed_virtual_numbers_by_status", subaccount=SUB,
+                 operational_status="active") == 5  # fmt: skip
+    # A snapshot without the first number frees its place for the next one.
+    apply(state, vnu(kind="SNAPSHOT", numbers=numbers[1:]))
+    apply(state, vnu(kind="UPDATES", numbers=[vnu_number("+6531234599", "Active",
+                                                         "2026-01-01T00:00:00Z")]))  # fmt: skip
+    msisdns = {
+        dict(labels)["msisdn"] for labels in series(state, "eightbyeight_number_pushed_status")
+    }
+    assert "+6531234500" not in msisdns
+    assert len(msisdns) == 3
+
+
+def worst_case_samples(per_number_cap: int) -> int:
+    """docs/webhooks-limits.md's formula: the samples one subaccount can have at most."""
+    from exporter.pushing.state import (
+        ERROR_CODES,
+        JITTER_BUCKETS,
+        PACKET_LOSS_BUCKETS,
+    )
+
+    countries = 249 + 2  # assigned codes, other, unknown
+    statuses = 6 + 2  # documented, other, unknown
+    directions = 2 + 1
+    counter = 2  # _total and _created
+    aggregate = (
+        2  # last event timestamp per event type
+        + 1  # pushed virtual numbers
+        + 5  # by status: four documented and other
+        + counter * (2 + 3 + 2)  # events, VNU events, numbers over cap
+        + counter * countries * statuses  # sessions
+        + counter * directions * statuses  # legs
+        + counter * (len(ERROR_CODES) + 1)  # session errors
+        + countries
+        * sum(
+            len(b) + 1 + 3 for b in (MOS_BUCKETS, PACKET_LOSS_BUCKETS, JITTER_BUCKETS)
+        )  # fmt: skip
+    )
+    # Per number: 4 status series, its timestamp, 3 outcomes, 3 summaries (_count, _sum).
+    per_number = 4 + 1 + 3 + 3 * 2
+    return aggregate + per_number_cap * per_number
+
+
+def test_worst_case_samples_per_subaccount_match_the_documented_figure(monkeypatch):
+    from pathlib import Path
+
+    from exporter.common.countries import ASSIGNED
+    from exporter.pushing import state as state_module
+
+    cap = 20
+    monkeypatch.setattr(state_module, "MAX_NUMBER_SERIES", cap)
+    state = WebhookState([SUB])
+    statuses = ["Active", "Expiring", "Inactive", "Unhealthy"]
+    numbers = [
+        vnu_number(f"+653123{i:04d}", statuses[i % 4] if i < cap else "Weird",
+                   "2026-01-01T00:00:00Z", "SG")
+        for i in range(cap + 10)
+    ]  # fmt: skip
+    errors = [*range(-2010, -2000), -9999, -1]
+    apply(state, vnu(kind="SNAPSHOT", numbers=numbers))
+    apply(state, vnu(kind="OTHER", numbers=numbers[:1]))
+    apply(state, vnu(kind="UPDATES", numbers=numbers[:1]))
+    countries = [*sorted(ASSIGNED), "ZZ", None]
+    session_statuses = ["COMPLETED", "NO_ANSWER", "BUSY", "CANCELED", "FAILED", "ERROR",
+                        "OPTED_OUT", None]  # fmt: skip
+    n = 0
+    for country in countries:
+        for status in session_statuses:
+            n += 1
+            number = numbers[n % cap]["msisdn"]
+            event = vss(session=f"w{n}", status=status or "", virtual=number,
+                        error=errors[n % len(errors)])  # fmt: skip
+            if status is None:
+                event["payload"].pop("sessionStatus")
+            for leg in event["payload"]["details"].values():
+                leg["sourceCountryCode"] = leg["destinationCountryCode"] = country
+            leg_a(event)["callStatus"] = status
+            leg_a(event)["callDirection"] = ["INBOUND", "OUTBOUND", None][n % 3]
+            apply(state, event)
+    text = state.exposition().decode()
+    mine = [
+        line for line in text.splitlines()
+        if line and not line.startswith("#") and f'subaccount="{SUB}"' in line
+    ]  # fmt: skip
+    assert len(mine) == worst_case_samples(cap)
+    figure = f"{worst_case_samples(10_000):,}"
+    doc = (Path(__file__).resolve().parent.parent / "docs" / "webhooks-limits.md").read_text()
+    assert figure in doc
+    assert f"{worst_case_samples(0):,}" in doc

@@ -20,7 +20,6 @@ separate families, side by side, each with its own time. Between pushes, the new
 from __future__ import annotations
 
 import hashlib
-import re
 import threading
 import time
 from collections import OrderedDict
@@ -36,6 +35,7 @@ from prometheus_client.core import (
 )
 from prometheus_client.exposition import generate_latest
 
+from exporter.common.countries import country_label
 from exporter.pushing.events import (
     INVALID_FIELDS,
     Leg,
@@ -76,11 +76,12 @@ JITTER_BUCKETS = (0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.2, 0.5)
 
 MAX_NUMBERS_PER_SUBACCOUNT = 100_000
 MAX_SUBACCOUNTS = 64  # when no allow-list is configured
-MAX_ERROR_CODES = 50
+# Per-number series (--collector.per-number) for at most this many pushed numbers per
+# subaccount, first come first served; a SNAPSHOT that drops a number frees its place.
+MAX_NUMBER_SERIES = 10_000
+# The error codes 8x8 documents (errorDetails.errorCode); any other is `other`.
+ERROR_CODES = (*(str(code) for code in range(-2010, -2000)), "-9999")
 DEDUPE_WINDOW = 10_000
-
-_COUNTRY = re.compile(r"^[A-Z]{2}$")
-_ERROR_CODE = re.compile(r"^-?[0-9]{1,6}$")
 
 
 def _known(value: str | None, known: Iterable[str]) -> str:
@@ -105,7 +106,7 @@ def _outcome(status: str) -> str:
 
 
 def _country(value: str | None) -> str:
-    return value if value and _COUNTRY.match(value) else "unknown"
+    return country_label(value)
 
 
 @dataclass
@@ -128,6 +129,7 @@ class _NumberCalls:
 class _Subaccount:
     numbers: dict[str, _Number] = field(default_factory=dict)
     calls: dict[str, _NumberCalls] = field(default_factory=dict)
+    series: set[str] = field(default_factory=set)  # numbers with per-number series
     total_numbers: int | None = None
     last_event: dict[str, float] = field(default_factory=dict)
 
@@ -147,7 +149,6 @@ class WebhookState:
         self._lock = threading.Lock()
         self._subaccounts: dict[str, _Subaccount] = {}
         self._seen: OrderedDict[bytes, None] = OrderedDict()
-        self._error_codes: set[str] = set()
         self.registry = CollectorRegistry(auto_describe=True)
         self._instruments()
         self.registry.register(_StateCollector(self))
@@ -195,6 +196,15 @@ class WebhookState:
             ["subaccount", "error_code"],
             registry=r,
         )
+        self.over_cap = Counter(
+            "eightbyeight_webhook_numbers_over_cap",
+            "Pushed numbers refused by a cap, counted once when first pushed: 'numbers' (over "
+            f"{MAX_NUMBERS_PER_SUBACCOUNT:,} per subaccount: not kept at all) or 'series' (kept "
+            f"and counted by status, but over {MAX_NUMBER_SERIES:,} per subaccount: no "
+            "per-number series).",
+            ["subaccount", "cap"],
+            registry=r,
+        )
         self.invalid_fields = Counter(
             "eightbyeight_webhook_invalid_fields",
             "Values dropped from accepted call summaries because they were missing, of the "
@@ -232,6 +242,8 @@ class WebhookState:
             self.events.labels(sub, event_type)
         for kind in UPDATE_EVENT_TYPES:
             self.vnu_events.labels(sub, kind)
+        for cap in ("numbers", "series"):
+            self.over_cap.labels(sub, cap)
 
     # ---- admission and de-duplication ----
 
@@ -290,8 +302,15 @@ class WebhookState:
                 for msisdn in set(state.numbers) - set(incoming):
                     del state.numbers[msisdn]
                     state.calls.pop(msisdn, None)
+                    state.series.discard(msisdn)
+            over = {"numbers": 0, "series": 0}
             for msisdn, number in incoming.items():
-                self._upsert(state, msisdn, number)
+                refused = self._upsert(state, msisdn, number)
+                if refused:
+                    over[refused] += 1
+        for cap, count in over.items():
+            if count:
+                self.over_cap.labels(sub, cap).inc(count)
         self.events.labels(sub, "vnu").inc()
         self.vnu_events.labels(sub, kind).inc()
 
@@ -307,20 +326,27 @@ class WebhookState:
             )
         return out
 
-    @staticmethod
-    def _upsert(state: _Subaccount, msisdn: str, number: _Number) -> None:
+    def _upsert(self, state: _Subaccount, msisdn: str, number: _Number) -> str | None:
+        """Apply one pushed number; the cap that refused part of it ('numbers', 'series')."""
         current = state.numbers.get(msisdn)
         if current is None:
-            if len(state.numbers) < MAX_NUMBERS_PER_SUBACCOUNT:
-                state.numbers[msisdn] = number
-            return
+            if len(state.numbers) >= MAX_NUMBERS_PER_SUBACCOUNT:
+                return "numbers"
+            state.numbers[msisdn] = number
+            if not self.per_number:
+                return None
+            if len(state.series) >= MAX_NUMBER_SERIES:
+                return "series"
+            state.series.add(msisdn)
+            return None
         if (
             current.updated is not None
             and number.updated is not None
             and number.updated < current.updated
         ):
-            return  # an older status arriving late: the newer one stays
+            return None  # an older status arriving late: the newer one stays
         state.numbers[msisdn] = number
+        return None
 
     # ---- VSS ----
 
@@ -344,14 +370,10 @@ class WebhookState:
                 self._attribute(self._sub(sub), session)
         self.events.labels(sub, "vss").inc()
 
-    def _error_label(self, code: str) -> str:
-        if not _ERROR_CODE.match(code):
-            return "other"
-        with self._lock:
-            if code in self._error_codes or len(self._error_codes) < MAX_ERROR_CODES:
-                self._error_codes.add(code)
-                return code
-        return "other"
+    @staticmethod
+    def _error_label(code: str) -> str:
+        code = code.strip()
+        return code if code in ERROR_CODES else "other"
 
     def _count_leg(self, sub: str, session_country: str, leg: Leg) -> None:
         self.legs.labels(sub, leg.direction or "unknown", leg.status or "unknown").inc()
@@ -373,7 +395,7 @@ class WebhookState:
         for leg in session.legs:
             if leg.virtual_number:
                 msisdn = "+" + leg.virtual_number.lstrip("+")
-                if msisdn in state.numbers:  # a number VNU says it owns: no series for others
+                if msisdn in state.series:  # a number VNU says it owns, within the cap
                     legs_of.setdefault(msisdn, []).append(leg)
         for msisdn, legs in legs_of.items():
             calls = state.calls.get(msisdn)
@@ -411,6 +433,7 @@ class WebhookState:
                         }
                         if self.per_number
                         else {},
+                        set(state.series) if self.per_number else set(),
                         state.total_numbers,
                         dict(state.last_event),
                     ),
@@ -495,7 +518,8 @@ class _StateCollector:
             ),
         }
         for sub, state in snapshot:
-            for msisdn, number in sorted(state.numbers.items()):
+            for msisdn in sorted(state.series):
+                number = state.numbers[msisdn]
                 statuses = PUSHED_STATUSES if number.status in PUSHED_STATUSES else (number.status,)
                 for name in statuses:
                     status.add_metric([sub, msisdn, name], 1.0 if name == number.status else 0.0)
