@@ -430,9 +430,7 @@ def worst_case_samples(per_number_cap: int) -> int:
         + counter * directions * statuses  # legs
         + counter * (len(ERROR_CODES) + 1)  # session errors
         + countries
-        * sum(
-            len(b) + 1 + 3 for b in (MOS_BUCKETS, PACKET_LOSS_BUCKETS, JITTER_BUCKETS)
-        )  # fmt: skip
+        * sum(len(b) + 1 + 3 for b in (MOS_BUCKETS, PACKET_LOSS_BUCKETS, JITTER_BUCKETS))
     )
     # Per number: 4 status series, its timestamp, 3 outcomes, 3 summaries (_count, _sum).
     per_number = 4 + 1 + 3 + 3 * 2
