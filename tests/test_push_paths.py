@@ -483,3 +483,58 @@ def test_worst_case_samples_per_subaccount_match_the_documented_figure(monkeypat
     doc = (Path(__file__).resolve().parent.parent / "docs" / "webhooks-limits.md").read_text()
     assert figure in doc
     assert f"{worst_case_samples(0):,}" in doc
+
+
+# --- 4. ordering ------------------------------------------------------------------------------
+
+NOW = 1_767_225_600.0  # 2026-01-01T00:00:00Z
+
+
+def at(offset: float) -> str:
+    import datetime
+
+    moment = datetime.datetime.fromtimestamp(NOW + offset, tz=datetime.UTC)
+    return moment.isoformat().replace("+00:00", "Z")
+
+
+def pushed_status(state: WebhookState, msisdn: str) -> str | None:
+    for labels, v in series(state, "eightbyeight_number_pushed_status").items():
+        if dict(labels)["msisdn"] == msisdn and v == 1:
+            return dict(labels)["operational_status"]
+    return None
+
+
+def test_a_late_older_snapshot_never_erases_a_newer_update():
+    state = WebhookState([SUB], clock=lambda: NOW)
+    apply(state, vnu(kind="SNAPSHOT", numbers=[vnu_number("+6531234501", "Active", at(-600))]))
+    apply(state, vnu(kind="UPDATES", numbers=[vnu_number("+6531234502", "Unhealthy", at(-60))]))
+    # The snapshot 8x8 took before that update arrives only now: it lacks +...502.
+    apply(state, vnu(kind="SNAPSHOT", numbers=[vnu_number("+6531234501", "Active", at(-300))]))
+    assert pushed_status(state, "+6531234502") == "unhealthy"
+    # A snapshot taken after the update does remove it.
+    apply(state, vnu(kind="SNAPSHOT", numbers=[vnu_number("+6531234501", "Active", at(-30))]))
+    assert pushed_status(state, "+6531234502") is None
+
+
+def test_an_older_status_never_overwrites_a_newer_one():
+    state = WebhookState([SUB], clock=lambda: NOW)
+    apply(state, vnu(numbers=[vnu_number("+6531234501", "Unhealthy", at(-10))]))
+    apply(state, vnu(kind="SNAPSHOT", numbers=[vnu_number("+6531234501", "Active", at(-20))]))
+    assert pushed_status(state, "+6531234501") == "unhealthy"
+    apply(state, vnu(numbers=[vnu_number("+6531234501", "Active", at(-10))]))  # same time: applies
+    assert pushed_status(state, "+6531234501") == "active"
+
+
+@pytest.mark.parametrize(("offset", "refused"), [(299, False), (300, False), (301, True),
+                                                 (86_400 * 365 * 50, True)])  # fmt: skip
+def test_update_times_beyond_the_skew_are_refused_and_counted(offset, refused):
+    from exporter.pushing.state import MAX_CLOCK_SKEW
+
+    assert MAX_CLOCK_SKEW == 300
+    state = WebhookState([SUB], clock=lambda: NOW)
+    apply(state, vnu(numbers=[vnu_number("+6531234501", "Unhealthy", at(offset))]))
+    assert invalid(state, "updated_timestamp") == (1 if refused else 0)
+    assert pushed_status(state, "+6531234501") == (None if refused else "unhealthy")
+    # A far-future time never pins the status: the next real update applies.
+    apply(state, vnu(numbers=[vnu_number("+6531234501", "Active", at(0))]))
+    assert pushed_status(state, "+6531234501") == ("active" if refused else "unhealthy")

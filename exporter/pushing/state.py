@@ -13,8 +13,14 @@ Kept in memory only, lost at restart (counters restart at 0, which `rate()` hand
 A push never changes what the poll shows and the other way round: the numbers list
 (`eightbyeight_number_info`, `..._by_status`) and the pushed status
 (`eightbyeight_number_pushed_status`, `eightbyeight_pushed_virtual_numbers_by_status`) are
-separate families, side by side, each with its own time. Between pushes, the newer status by
-8x8's `updatedTimestamp` wins: an older or redelivered VNU never overwrites a newer one.
+separate families, side by side, each with its own time.
+
+Ordering: per-number update times decide. The newer status by 8x8's `updatedTimestamp` wins:
+an older or redelivered VNU never overwrites a newer one. A SNAPSHOT is taken as of its latest
+`updatedTimestamp`; a number it lacks is removed unless that number's own update is newer
+(an older snapshot delivered late never erases a newer update). An `updatedTimestamp` more
+than `MAX_CLOCK_SKEW` after the receiver's clock is refused and counted
+(`eightbyeight_webhook_invalid_fields_total{field="updated_timestamp"}`).
 """
 
 from __future__ import annotations
@@ -79,6 +85,9 @@ MAX_SUBACCOUNTS = 64  # when no allow-list is configured
 # Per-number series (--collector.per-number) for at most this many pushed numbers per
 # subaccount, first come first served; a SNAPSHOT that drops a number frees its place.
 MAX_NUMBER_SERIES = 10_000
+# An updatedTimestamp later than the receiver's clock plus this is refused: 8x8's and this
+# host's clocks may differ a little, but a far-future time would pin a status for good.
+MAX_CLOCK_SKEW = 300.0
 # The error codes 8x8 documents (errorDetails.errorCode); any other is `other`.
 ERROR_CODES = (*(str(code) for code in range(-2010, -2000)), "-9999")
 DEDUPE_WINDOW = 10_000
@@ -103,6 +112,13 @@ def _outcome(status: str) -> str:
     if status in _ANSWERED:
         return "answered"
     return "failed" if status in _FAILED else "unanswered"
+
+
+def _snapshot_time(incoming: dict[str, _Number], now: float) -> float:
+    """When a SNAPSHOT was taken: its latest update time (8x8 sends no time of its own), or
+    the time it arrived when no record has one."""
+    times = [number.updated for number in incoming.values() if number.updated is not None]
+    return max(times) if times else now
 
 
 def _country(value: str | None) -> str:
@@ -289,42 +305,61 @@ class WebhookState:
     # ---- VNU ----
 
     def apply_number_update(self, update: NumberUpdate) -> None:
+        """Apply a VNU: per-number update times decide (see the module's docstring)."""
         sub = update.sub_account_id
         kind = _known(update.update_event_type, UPDATE_EVENT_TYPES)
         now = self.clock()
+        incoming, refused = self._pushed_numbers(update, now)
+        over = {"numbers": 0, "series": 0}
         with self._lock:
             state = self._sub(sub)
             state.last_event["vnu"] = now
             if update.total_numbers is not None:
                 state.total_numbers = update.total_numbers
-            incoming = self._pushed_numbers(update)
             if kind == "snapshot":
-                for msisdn in set(state.numbers) - set(incoming):
-                    del state.numbers[msisdn]
-                    state.calls.pop(msisdn, None)
-                    state.series.discard(msisdn)
-            over = {"numbers": 0, "series": 0}
+                self._drop_missing(state, incoming, _snapshot_time(incoming, now))
             for msisdn, number in incoming.items():
-                refused = self._upsert(state, msisdn, number)
-                if refused:
-                    over[refused] += 1
+                cap = self._upsert(state, msisdn, number)
+                if cap:
+                    over[cap] += 1
         for cap, count in over.items():
             if count:
                 self.over_cap.labels(sub, cap).inc(count)
+        if refused:
+            self.invalid_fields.labels("updated_timestamp").inc(refused)
         self.events.labels(sub, "vnu").inc()
         self.vnu_events.labels(sub, kind).inc()
 
     @staticmethod
-    def _pushed_numbers(update: NumberUpdate) -> dict[str, _Number]:
+    def _drop_missing(state: _Subaccount, incoming: dict[str, _Number], taken: float) -> None:
+        """A SNAPSHOT lists the whole pool as of `taken`: a number it lacks is gone, unless an
+        update newer than the snapshot says otherwise (a snapshot delivered late)."""
+        for msisdn in set(state.numbers) - set(incoming):
+            updated = state.numbers[msisdn].updated
+            if updated is not None and updated > taken:
+                continue
+            del state.numbers[msisdn]
+            state.calls.pop(msisdn, None)
+            state.series.discard(msisdn)
+
+    @staticmethod
+    def _pushed_numbers(update: NumberUpdate, now: float) -> tuple[dict[str, _Number], int]:
+        """The update's numbers, and how many were refused for an update time in the future."""
         out: dict[str, _Number] = {}
+        refused = 0
+        latest = now + MAX_CLOCK_SKEW
         for pushed in update.virtual_numbers[:MAX_NUMBERS_PER_SUBACCOUNT]:
+            updated = parse_timestamp(pushed.updated_timestamp)
+            if updated is not None and updated > latest:
+                refused += 1  # it would pin the number's status until that time
+                continue
             msisdn = "+" + pushed.msisdn.lstrip("+")
             out[msisdn] = _Number(
                 _known(pushed.operational_status, PUSHED_STATUSES),
-                parse_timestamp(pushed.updated_timestamp),
+                updated,
                 _country(pushed.country_code),
             )
-        return out
+        return out, refused
 
     def _upsert(self, state: _Subaccount, msisdn: str, number: _Number) -> str | None:
         """Apply one pushed number; the cap that refused part of it ('numbers', 'series')."""
