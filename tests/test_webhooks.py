@@ -22,6 +22,7 @@ from exporter.pushing.events import (
     decode_number_update,
     decode_session_summary,
     parse_timestamp,
+    pushed_numbers,
 )
 from exporter.pushing.state import ERROR_CODES, WebhookState
 from exporter.simulator import Simulator
@@ -62,7 +63,7 @@ def samples(state: WebhookState):
 def test_documented_examples_decode():
     update = decode_number_update(decode_envelope(json.dumps(vnu()).encode()))
     assert update.sub_account_id == "acme-prod"
-    assert update.virtual_numbers[0].operational_status == "Active"
+    assert next(pushed_numbers(update, 1)).operational_status == "Active"
     summary = decode_session_summary(decode_envelope(json.dumps(vss(error=-2004)).encode()))
     assert summary.error_details.error_code == -2004
     assert summary.details["callA"].virtual_number == "+6531234567"

@@ -22,7 +22,8 @@ from exporter.config.values import (
 )
 
 DEFAULT_PATH = "/webhooks/8x8"
-DEFAULT_MAX_BODY = 1 << 20
+# A VNU SNAPSHOT of 100,000 numbers is about 29 MB (289 bytes a record): taken by default.
+DEFAULT_MAX_BODY = 32 << 20
 DEFAULT_READ_TIMEOUT = 10.0
 ENV_AUTH = "EIGHTBYEIGHT_WEBHOOK_AUTH_HEADER"
 ENV_AUTH_FILE = "EIGHTBYEIGHT_WEBHOOK_AUTH_HEADER_FILE"
@@ -80,8 +81,8 @@ def add_webhook_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--webhook.max-body-size",
         dest="webhook_max_body",
-        default="1MiB",
-        help="largest callback body accepted (default 1MiB)",
+        default="32MiB",
+        help="largest callback body accepted (default 32MiB: a SNAPSHOT of 100,000 numbers)",
     )
     parser.add_argument(
         "--webhook.read-timeout",

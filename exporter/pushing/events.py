@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -75,11 +76,15 @@ class PushedNumber(msgspec.Struct, rename="camel"):
 
 
 class NumberUpdate(msgspec.Struct, rename="camel"):
-    """VNU payload: SNAPSHOT carries the whole pool, UPDATES the changed numbers."""
+    """VNU payload: SNAPSHOT carries the whole pool, UPDATES the changed numbers.
+
+    The records stay raw (views into the body) and are decoded one at a time by
+    `pushed_numbers`: a 100,000-number SNAPSHOT never exists as 100,000 structs at once.
+    """
 
     sub_account_id: _Subaccount
     update_event_type: _Short
-    virtual_numbers: list[PushedNumber] = []
+    virtual_numbers: list[msgspec.Raw] = []
     total_numbers: Annotated[int, msgspec.Meta(ge=0, le=10_000_000)] | None = None
 
 
@@ -142,6 +147,7 @@ class SessionSummary(msgspec.Struct, rename="camel"):
 _envelope = msgspec.json.Decoder(Envelope)
 _number_update = msgspec.json.Decoder(NumberUpdate)
 _session_summary = msgspec.json.Decoder(SessionSummary)
+_pushed_number = msgspec.json.Decoder(PushedNumber)
 
 
 def decode_envelope(body: bytes) -> Envelope:
@@ -159,6 +165,17 @@ def decode_envelope(body: bytes) -> Envelope:
 
 def decode_number_update(envelope: Envelope) -> NumberUpdate:
     return _decode_payload(_number_update, envelope)
+
+
+def pushed_numbers(update: NumberUpdate, limit: int) -> Iterator[PushedNumber]:
+    """The update's first `limit` records, decoded one at a time; EventError for a bad one."""
+    for raw in update.virtual_numbers[:limit]:
+        try:
+            yield _pushed_number.decode(raw)
+        except msgspec.ValidationError as exc:
+            raise EventError("invalid_event", f"invalid virtualNumbers record: {exc}") from None
+        except msgspec.DecodeError as exc:  # cannot happen for Raw taken from valid JSON
+            raise EventError("malformed_json", f"not JSON: {exc}") from None
 
 
 def decode_session_summary(envelope: Envelope) -> SessionSummary:

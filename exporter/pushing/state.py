@@ -29,7 +29,7 @@ import hashlib
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from dataclasses import dataclass, field
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
@@ -49,6 +49,7 @@ from exporter.pushing.events import (
     Session,
     SessionSummary,
     parse_timestamp,
+    pushed_numbers,
     read_session,
 )
 
@@ -125,7 +126,7 @@ def _country(value: str | None) -> str:
     return country_label(value)
 
 
-@dataclass
+@dataclass(slots=True)  # 100,000 of them per subaccount: no per-instance __dict__
 class _Number:
     status: str
     updated: float | None
@@ -148,6 +149,9 @@ class _Subaccount:
     series: set[str] = field(default_factory=set)  # numbers with per-number series
     total_numbers: int | None = None
     last_event: dict[str, float] = field(default_factory=dict)
+    # A SNAPSHOT in parts: the numbers its parts listed so far, and the latest time they carry.
+    parts: set[str] = field(default_factory=set)
+    parts_taken: float = 0.0
 
 
 class WebhookState:
@@ -287,8 +291,13 @@ class WebhookState:
                 self._seen.popitem(last=False)
             return True
 
+    def forget(self, key: bytes) -> None:
+        """Take back a `first_delivery` whose event was refused after all."""
+        with self._lock:
+            self._seen.pop(key, None)
+
     @staticmethod
-    def body_key(body: bytes) -> bytes:
+    def body_key(body: bytes | bytearray) -> bytes:
         return hashlib.sha256(body).digest()
 
     @staticmethod
@@ -317,7 +326,7 @@ class WebhookState:
             if update.total_numbers is not None:
                 state.total_numbers = update.total_numbers
             if kind == "snapshot":
-                self._drop_missing(state, incoming, _snapshot_time(incoming, now))
+                self._take_snapshot(state, update, incoming, now)
             for msisdn, number in incoming.items():
                 cap = self._upsert(state, msisdn, number)
                 if cap:
@@ -330,8 +339,29 @@ class WebhookState:
         self.events.labels(sub, "vnu").inc()
         self.vnu_events.labels(sub, kind).inc()
 
+    def _take_snapshot(
+        self, state: _Subaccount, update: NumberUpdate, incoming: dict[str, _Number], now: float
+    ) -> None:
+        """A whole SNAPSHOT drops the numbers it lacks at once. One that lists fewer numbers
+        than its `totalNumbers` is a part: its numbers are applied, and the numbers no part
+        listed are dropped only once the parts together reach `totalNumbers`. Parts that never
+        complete drop nothing (a stale number stays until the next whole snapshot)."""
+        taken = _snapshot_time(incoming, now)
+        total = update.total_numbers
+        if total is None or len(update.virtual_numbers) >= total:
+            state.parts, state.parts_taken = set(), 0.0
+            self._drop_missing(state, incoming, taken)
+            return
+        if len(state.parts) < MAX_NUMBERS_PER_SUBACCOUNT:
+            state.parts.update(incoming)
+        state.parts_taken = max(state.parts_taken, taken)
+        if len(state.parts) >= min(total, MAX_NUMBERS_PER_SUBACCOUNT):
+            listed, state.parts = state.parts, set()
+            self._drop_missing(state, listed, state.parts_taken)
+            state.parts_taken = 0.0
+
     @staticmethod
-    def _drop_missing(state: _Subaccount, incoming: dict[str, _Number], taken: float) -> None:
+    def _drop_missing(state: _Subaccount, incoming: Collection[str], taken: float) -> None:
         """A SNAPSHOT lists the whole pool as of `taken`: a number it lacks is gone, unless an
         update newer than the snapshot says otherwise (a snapshot delivered late)."""
         for msisdn in set(state.numbers) - set(incoming):
@@ -348,7 +378,7 @@ class WebhookState:
         out: dict[str, _Number] = {}
         refused = 0
         latest = now + MAX_CLOCK_SKEW
-        for pushed in update.virtual_numbers[:MAX_NUMBERS_PER_SUBACCOUNT]:
+        for pushed in pushed_numbers(update, MAX_NUMBERS_PER_SUBACCOUNT):
             updated = parse_timestamp(pushed.updated_timestamp)
             if updated is not None and updated > latest:
                 refused += 1  # it would pin the number's status until that time
