@@ -635,3 +635,79 @@ def test_a_bad_record_refuses_the_whole_update_and_its_resend_is_not_a_duplicate
     assert post_in_process(receiver, body).startswith("422")
     assert post_in_process(receiver, body).startswith("422")
     assert pushed_status(state, "+6531234501") is None
+
+
+# --- 6. refused callbacks -------------------------------------------------------------------
+
+
+def test_a_status_too_long_to_be_one_is_an_invalid_field():
+    state = WebhookState([SUB])
+    apply(state, vss(session="long", status="X" * 129))
+    assert invalid(state, "session_status") == 1
+    assert sessions(state, session_status="unknown") == 1
+
+
+@pytest.mark.parametrize(
+    ("path", "method", "auth", "status", "reason"),
+    [
+        ("/webhooks/8x8", "POST", "Bearer guessed-value-123", "401", "unauthorized"),
+        ("/webhooks/8x8", "POST", None, "401", "unauthorized"),
+        ("/webhooks/8x8", "GET", "Bearer x", "405", "method_not_allowed"),
+        ("/elsewhere", "POST", "Bearer x", "404", "not_found"),
+    ],
+)
+def test_every_refusal_is_counted_by_reason(path, method, auth, status, reason):
+    import io
+
+    from exporter.pushing.receiver import WebhookReceiver
+
+    state = WebhookState([SUB])
+    receiver = WebhookReceiver(state, "Bearer x")
+    environ = {"REQUEST_METHOD": method, "PATH_INFO": path, "CONTENT_LENGTH": "2",
+               "wsgi.input": io.BytesIO(b"{}")}  # fmt: skip
+    if auth is not None:
+        environ["HTTP_AUTHORIZATION"] = auth
+    answer: list[str] = []
+    b"".join(receiver(environ, lambda s, h, exc_info=None: answer.append(s)))
+    assert answer[0].startswith(status)
+    counted = {
+        dict(labels)["outcome"]: v
+        for labels, v in series(state, "eightbyeight_webhook_requests_total").items()
+        if v
+    }
+    assert counted == {reason: 1}
+
+
+def test_refusals_are_logged_at_a_bounded_rate_without_the_value(caplog):
+    import logging
+
+    from exporter.pushing.receiver import LOG_INTERVAL, LogGate, WebhookReceiver
+
+    assert LOG_INTERVAL == 60
+    now = [1000.0]
+    state = WebhookState([SUB])
+    receiver = WebhookReceiver(state, "Bearer right", log_gate=LogGate(clock=lambda: now[0]))
+    guessed = "Bearer wrong-guess-must-never-be-logged"
+    caplog.set_level(logging.WARNING, logger="exporter.webhooks")
+    for _ in range(100):
+        assert post_in_process(receiver, b"{}", auth=guessed).startswith("401")
+    now[0] += 59.9
+    post_in_process(receiver, b"{}", auth=guessed)
+    lines = [r for r in caplog.records if r.getMessage() == "callback refused"]
+    assert len(lines) == 1
+    now[0] += 0.1
+    post_in_process(receiver, b"{}", auth=guessed)
+    lines = [r for r in caplog.records if r.getMessage() == "callback refused"]
+    assert len(lines) == 2
+    assert lines[-1].fields["suppressed"] == 100
+    assert lines[-1].fields["reason"] == "unauthorized"
+    assert lines[-1].levelno == logging.WARNING
+    # Another reason has its own allowance.
+    assert post_in_process(receiver, b"nope", auth="Bearer right").startswith("400")
+    assert len([r for r in caplog.records if r.getMessage() == "callback refused"]) == 3
+    text = caplog.text + "".join(str(getattr(r, "fields", "")) for r in caplog.records)
+    assert "wrong-guess" not in text
+    assert "right" not in text
+    assert value(samples(state), "eightbyeight_webhook_requests_total",
+                 outcome="unauthorized") == 102  # fmt: skip
+    assert "Bearer right" not in text

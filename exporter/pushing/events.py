@@ -30,6 +30,7 @@ SESSION_STATUSES = ("completed", "no_answer", "busy", "canceled", "failed", "err
 CALL_STATUSES = SESSION_STATUSES
 DIRECTIONS = ("inbound", "outbound")
 # Other pages of 8x8's docs spell two statuses differently; both name the same outcome.
+_MAX_WORD = 128  # a status longer than this is not a status
 _SPELLINGS = {"cancelled": "canceled", "noanswer": "no_answer"}
 # The ranges 8x8 documents: MOS 1.0 to 5.0, packet loss a ratio, jitter whole milliseconds.
 MOS_RANGE = (1.0, 5.0)
@@ -205,7 +206,7 @@ def _closed(value: object, known: tuple[str, ...]) -> str | None:
 def status_label(value: object) -> str | None:
     """A session or leg status as a label: one of SESSION_STATUSES, 'other' for another word
     (Voice Messaging adds its own), None when missing or not text (an invalid field)."""
-    if not isinstance(value, str) or not value.strip():
+    if not isinstance(value, str) or not value.strip() or len(value) > _MAX_WORD:
         return None
     return _closed(value, SESSION_STATUSES) or "other"
 

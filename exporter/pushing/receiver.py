@@ -4,9 +4,10 @@ One path takes every event type (VNU and VSS are registered at 8x8 with the same
 dispatches on `eventType`, so a new type 8x8 starts sending is counted and answered 200
 instead of 404 (which 8x8 would retry). Order of checks, cheapest and least trusting first:
 
-1. path other than the callback path: 404; method other than POST: 405 (not counted);
-2. `Authorization` not exactly the configured value (constant-time compare): 401, nothing
-   counted, nothing read, nothing logged about the value;
+1. path other than the callback path: 404 (`not_found`); method other than POST: 405
+   (`method_not_allowed`);
+2. `Authorization` not exactly the configured value (constant-time compare): 401
+   (`unauthorized`), nothing read, nothing logged about the value;
 3. too many callbacks in progress: 503 (`overloaded`);
 4. Content-Length over the cap, or a body that grows past it: 413 (`body_too_large`); a body
    that does not arrive within the read timeout: 408 (`body_timeout`);
@@ -15,6 +16,9 @@ instead of 404 (which 8x8 would retry). Order of checks, cheapest and least trus
    (`subaccount_not_allowed`);
 6. an `eventType` other than VNU or VSS: 200 (`unknown_event_type`); an event already
    delivered: 200 (`duplicate`); else the event is applied: 200 (`accepted`).
+
+Every answer is counted by its outcome in `eightbyeight_webhook_requests_total`; refusals are
+logged at warning level, one line per reason per `LOG_INTERVAL` (`LogGate`).
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ import hmac
 import logging
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from exporter.common.logs import log_event
@@ -44,6 +48,9 @@ log = logging.getLogger("exporter.webhooks")
 MAX_IN_FLIGHT = 64
 _CHUNK = 64 * 1024
 _STATUS_OF = {
+    "unauthorized": "401 Unauthorized",
+    "not_found": "404 Not Found",
+    "method_not_allowed": "405 Method Not Allowed",
     "malformed_json": "400 Bad Request",
     "invalid_event": "422 Unprocessable Entity",
     "subaccount_not_allowed": "403 Forbidden",
@@ -51,6 +58,35 @@ _STATUS_OF = {
     "body_timeout": "408 Request Timeout",
     "overloaded": "503 Service Unavailable",
 }
+
+
+# One "callback refused" line per reason at most this often; the lines between are counted
+# (`suppressed=` on the next line) and every refusal is in eightbyeight_webhook_requests_total.
+LOG_INTERVAL = 60.0
+
+
+class LogGate:
+    """Lets one log line per reason through every `interval` seconds, counting the rest."""
+
+    def __init__(
+        self, interval: float = LOG_INTERVAL, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.interval = interval
+        self.clock = clock
+        self._lock = threading.Lock()
+        self._last: dict[str, float] = {}
+        self._suppressed: dict[str, int] = {}
+
+    def admit(self, reason: str) -> int | None:
+        """None to stay silent; else how many lines of this reason were held back since."""
+        now = self.clock()
+        with self._lock:
+            last = self._last.get(reason)
+            if last is not None and now - last < self.interval:
+                self._suppressed[reason] = self._suppressed.get(reason, 0) + 1
+                return None
+            self._last[reason] = now
+            return self._suppressed.pop(reason, 0)
 
 
 class _BodyError(Exception):
@@ -71,6 +107,7 @@ class WebhookReceiver:
         max_body: int = DEFAULT_MAX_BODY,
         read_timeout: float = DEFAULT_READ_TIMEOUT,
         max_in_flight: int = MAX_IN_FLIGHT,
+        log_gate: LogGate | None = None,
     ) -> None:
         if not auth_header:
             raise ValueError("an Authorization value is required")
@@ -80,6 +117,7 @@ class WebhookReceiver:
         self.max_body = max_body
         self.read_timeout = read_timeout
         self._slots = threading.BoundedSemaphore(max_in_flight)
+        self._log_gate = log_gate or LogGate()
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         try:
@@ -93,13 +131,14 @@ class WebhookReceiver:
         if path == "/-/healthy" and environ.get("REQUEST_METHOD") in ("GET", "HEAD"):
             return text_response(start_response, "200 OK", "OK\n")
         if path != self.path:
-            return text_response(start_response, "404 Not Found", "not found\n")
+            return self._refuse(start_response, "not_found", "not the callback path")
         if environ.get("REQUEST_METHOD") != "POST":
-            return text_response(
-                start_response, "405 Method Not Allowed", "only POST\n", [("Allow", "POST")]
+            return self._refuse(
+                start_response, "method_not_allowed", "not a POST", [("Allow", "POST")]
             )
         if not self._authorised(environ.get("HTTP_AUTHORIZATION")):
-            return text_response(start_response, "401 Unauthorized", "unauthorized\n")
+            # Counted and logged by reason only: the value received is never read further.
+            return self._refuse(start_response, "unauthorized", "Authorization does not match")
         if not self._slots.acquire(blocking=False):
             return self._refuse(start_response, "overloaded", "too many callbacks in progress")
         try:
@@ -184,9 +223,24 @@ class WebhookReceiver:
         if not self.state.admit(subaccount):
             raise EventError("subaccount_not_allowed", "subaccount not allowed")
 
-    def _refuse(self, start_response: StartResponse, reason: str, detail: str) -> Iterable[bytes]:
+    def _refuse(
+        self,
+        start_response: StartResponse,
+        reason: str,
+        detail: str,
+        headers: list[tuple[str, str]] | None = None,
+    ) -> Iterable[bytes]:
         self.state.requests.labels(reason).inc()
         # The detail names the problem (msgspec's path to the bad field), never the secret,
         # which is only ever in a header this code does not log.
-        log_event(log, logging.DEBUG, "callback refused", reason=reason, detail=detail[:200])
-        return text_response(start_response, _STATUS_OF[reason], f"{reason}\n")
+        suppressed = self._log_gate.admit(reason)
+        if suppressed is not None:
+            log_event(
+                log,
+                logging.WARNING,
+                "callback refused",
+                reason=reason,
+                detail=detail[:200],
+                suppressed=suppressed,
+            )
+        return text_response(start_response, _STATUS_OF[reason], f"{reason}\n", headers)

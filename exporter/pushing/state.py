@@ -62,9 +62,12 @@ OUTCOMES = ("answered", "failed", "unanswered")
 _FAILED = {"failed", "error"}
 _ANSWERED = {"completed"}
 
-# Receiver outcomes; 401, 404 and 405 are never counted (nothing about them is trusted).
+# Receiver outcomes: every answer is counted, refusals by their reason.
 REQUEST_OUTCOMES = (
     "accepted",
+    "unauthorized",
+    "not_found",
+    "method_not_allowed",
     "duplicate",
     "unknown_event_type",
     "malformed_json",
@@ -179,8 +182,9 @@ class WebhookState:
         r = self.registry
         self.requests = Counter(
             "eightbyeight_webhook_requests",
-            "Authenticated callbacks received from 8x8, by outcome (accepted, duplicate, "
-            "unknown_event_type, or why they were refused).",
+            "Requests to the webhook receiver by outcome: accepted, duplicate, "
+            "unknown_event_type, or why they were refused (unauthorized, not_found, "
+            "method_not_allowed, subaccount_not_allowed, body_too_large, ...).",
             ["outcome"],
             registry=r,
         )
