@@ -711,3 +711,79 @@ def test_refusals_are_logged_at_a_bounded_rate_without_the_value(caplog):
     assert value(samples(state), "eightbyeight_webhook_requests_total",
                  outcome="unauthorized") == 102  # fmt: skip
     assert "Bearer right" not in text
+
+
+# --- 7. the webhook-list read has its own budget --------------------------------------------
+
+
+class _HangingLists:
+    """Numbers at once; the webhook list only when the test lets it go."""
+
+    def __init__(self) -> None:
+        import threading
+
+        from tests.harness import number, numbers_body
+
+        self.body = json.dumps(numbers_body([number("+6531234567")])).encode()
+        self.release = threading.Event()
+        self.asked = threading.Event()
+        self.reads = 0
+
+    def fetch_numbers(self, subaccount: str, timeout: float | None = None) -> bytes:
+        return self.body
+
+    def fetch_webhooks(self, subaccount: str, timeout: float | None = None) -> bytes:
+        self.reads += 1
+        self.asked.set()
+        assert self.release.wait(60), "the test never released the webhook list"
+        return b'{"webhooks": [{"type": "VNU", "url": "https://h/x"}]}'
+
+
+def test_a_hanging_webhook_list_never_fails_or_delays_the_scrape():
+    from exporter.metrics.selfmetrics import SelfMetrics
+    from exporter.polling.scraper import SubaccountScraper, scrape_all
+
+    client = _HangingLists()
+    collector = WebhookConfigCollector(interval=0.0)
+    scraper = SubaccountScraper(SUB, client, SelfMetrics(), after_fetch=collector.reader(client))
+    try:
+        # Three scrapes while the list hangs: each is up with the numbers it read.
+        for _ in range(3):
+            (sample,) = scrape_all([scraper], 30.0)
+            assert sample.up
+        assert client.asked.wait(30)
+        assert client.reads == 1  # one read at a time per subaccount
+    finally:
+        client.release.set()
+    from tests.harness import wait_until
+
+    wait_until(lambda: config_up(collector) == 1, timeout=30, what="the list read")
+
+
+def config_up(collector: WebhookConfigCollector) -> float | None:
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    registry = CollectorRegistry()
+    registry.register(collector)
+    s = parse_samples(generate_latest(registry).decode())
+    return value(s, "eightbyeight_webhook_config_up", subaccount=SUB)
+
+
+def test_the_webhook_list_is_read_at_most_once_per_interval():
+    from exporter.polling.configured import READ_INTERVAL, READ_TIMEOUT
+
+    assert (READ_TIMEOUT, READ_INTERVAL) == (10.0, 60.0)
+    now = [0.0]
+    collector = WebhookConfigCollector(clock=lambda: now[0])
+    client = _HangingLists()
+    client.release.set()
+    first = collector.start_read(client, SUB)
+    assert first is not None
+    first.join(30)
+    now[0] = 59.9
+    assert collector.start_read(client, SUB) is None
+    now[0] = 60.0
+    second = collector.start_read(client, SUB)
+    assert second is not None
+    second.join(30)
+    assert client.reads == 2

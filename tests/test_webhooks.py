@@ -532,8 +532,8 @@ def test_webhook_list_becomes_gauges_and_failures_keep_the_last():
         "statusCode": 0,
         "statusMessage": "ok",
     }
-    # What a scraper's after_fetch hook calls: (subaccount, seconds left).
-    collector.reader(_FakeClient(json.dumps(listed).encode()))("acme-prod", 1.0)
+    # What a scraper's after_fetch hook starts: a read in the background, on its own budget.
+    collector.start_read(_FakeClient(json.dumps(listed).encode()), "acme-prod").join(30)
     s = config_samples(collector)
     assert value(s, "eightbyeight_webhook_config_up", subaccount="acme-prod") == 1
     assert value(s, "eightbyeight_webhook_enabled", subaccount="acme-prod", type="VNU") == 1
@@ -599,7 +599,17 @@ def test_collector_webhooks_flag_exports_the_registration():
         argv = ["--api.base-url", sim.base_url, "--subaccount", "acme-prod", "--subaccount",
                 "acme-dev", "--collector.webhooks"]  # fmt: skip
         with InProcessExporter(argv) as exporter:
-            s = parse_samples(exporter.get().text)
+            # The lists are read beside the first scrape: they show from a later one on.
+            s = wait_until(
+                lambda: (
+                    (s := parse_samples(exporter.get().text))
+                    and value(s, "eightbyeight_webhook_config_up", subaccount="acme-dev")
+                    and value(s, "eightbyeight_webhook_config_up", subaccount="acme-prod")
+                    and s
+                ),
+                timeout=30,
+                what="the webhook lists read",
+            )
     assert value(s, "eightbyeight_up", subaccount="acme-prod") == 1
     assert value(s, "eightbyeight_webhook_enabled", subaccount="acme-prod", type="VSS") == 1
     assert value(s, "eightbyeight_webhook_configured", subaccount="acme-prod", type="VNU") == 0

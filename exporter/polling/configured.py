@@ -1,16 +1,18 @@
 """--collector.webhooks: what 8x8 has registered for the subaccount's callbacks.
 
-After each good read of a subaccount's numbers (inside the same single flight and deadline),
-`GET /api/v1/subaccounts/{id}/webhooks` is read and, for VNU and VSS, exported: whether a
-webhook of that type is registered, whether it is enabled, and whether an Authorization value
+After a good read of a subaccount's numbers, `GET /api/v1/subaccounts/{id}/webhooks` is read
+in the background on its own budget (`READ_TIMEOUT`, at most once per `READ_INTERVAL`) and,
+for VNU and VSS, exported: whether a webhook of that type is registered, whether it is
+enabled (8x8's default when the field is missing), and whether an Authorization value
 (httpAuthHeader) is set. A failed read keeps the last answer and sets
-`eightbyeight_webhook_config_up` to 0; it never fails the scrape.
+`eightbyeight_webhook_config_up` to 0; it never delays or fails the scrape.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterator
 from typing import Annotated, Any, Protocol, runtime_checkable
 
@@ -24,6 +26,10 @@ from exporter.polling.model import error_reason
 log = logging.getLogger("exporter.webhooks")
 
 TYPES = ("VNU", "VSS")
+# The webhook list's own budget: each read may take this long, and one starts at most this
+# often per subaccount (the list changes when someone edits it, not by the minute).
+READ_TIMEOUT = 10.0
+READ_INTERVAL = 60.0
 _Short = Annotated[str, msgspec.Meta(max_length=2048)]
 
 
@@ -68,20 +74,67 @@ def _webhooks_of(listed: _Webhooks) -> list[_Webhook]:
 
 
 class WebhookConfigCollector:
-    """Remembers the last webhook list per subaccount; a prometheus_client collector."""
+    """Remembers the last webhook list per subaccount; a prometheus_client collector.
 
-    def __init__(self) -> None:
+    The list is read on its own budget, beside the scrape rather than inside it: after a good
+    read of the numbers, a background read starts (at most one per subaccount at a time, at
+    most once per `interval`, each cut off after `timeout`), and its answer shows from the
+    next scrape on. A slow or hanging webhook list never delays a scrape and never changes
+    `eightbyeight_up`.
+    """
+
+    def __init__(
+        self,
+        timeout: float = READ_TIMEOUT,
+        interval: float = READ_INTERVAL,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.timeout = timeout
+        self.interval = interval
+        self.clock = clock
         self._lock = threading.Lock()
         self._config: dict[str, dict[str, tuple[bool, bool]]] = {}
         self._up: dict[str, bool] = {}
+        self._running: set[str] = set()
+        self._started: dict[str, float] = {}
 
     def reader(self, client: WebhooksClient) -> Callable[[str, float], None]:
-        """A scraper's `after_fetch` hook reading through the subaccount's own client."""
+        """A scraper's `after_fetch` hook: starts a read through the subaccount's own client
+        and returns at once (what is left of the scrape's deadline is not used)."""
 
-        def read(subaccount: str, timeout: float) -> None:
-            self.read(client, subaccount, timeout)
+        def read(subaccount: str, _left: float) -> None:
+            self.start_read(client, subaccount)
 
         return read
+
+    def start_read(self, client: WebhooksClient, subaccount: str) -> threading.Thread | None:
+        """Start a background read unless one runs or the last began under `interval` ago."""
+        now = self.clock()
+        with self._lock:
+            last = self._started.get(subaccount)
+            if subaccount in self._running or (last is not None and now - last < self.interval):
+                return None
+            self._running.add(subaccount)
+            self._started[subaccount] = now
+        thread = threading.Thread(
+            target=self._read_then_release,
+            args=(client, subaccount),
+            name=f"webhook-list-{subaccount}",
+            daemon=True,
+        )
+        thread.start()
+        return thread
+
+    def _read_then_release(self, client: WebhooksClient, subaccount: str) -> None:
+        try:
+            self.read(client, subaccount, self.timeout)
+        except Exception as exc:  # noqa: BLE001 - an optional read never ends the process
+            log_event(log, logging.WARNING, "reading webhooks failed", err=type(exc).__name__)
+            with self._lock:
+                self._up[subaccount] = False
+        finally:
+            with self._lock:
+                self._running.discard(subaccount)
 
     def read(self, client: WebhooksClient, subaccount: str, timeout: float) -> None:
         """Fetch and remember the subaccount's webhooks; failures are logged and kept out."""
