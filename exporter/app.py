@@ -26,6 +26,7 @@ Prometheus scrapes would change. A reload that fails for any reason changes noth
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import logging
 import ssl
@@ -38,6 +39,7 @@ from exporter.common.memory import limit_malloc_arenas
 from exporter.common.wsgi import StartResponse, WsgiApp
 from exporter.config.settings import Settings
 from exporter.config.values import ConfigError, Secret
+from exporter.config.webconfig import ssl_context
 from exporter.metrics.selfmetrics import SelfMetrics
 from exporter.polling.client import ApiClient, Transport
 from exporter.polling.configured import WebhookConfigCollector, WebhooksClient
@@ -196,6 +198,28 @@ def _tls_context(settings: Settings) -> ssl.SSLContext | None:
     return web.tls_context if web is not None else None
 
 
+_VERIFY_MODES = {
+    "NoClientCert": ssl.CERT_NONE,
+    "VerifyClientCertIfGiven": ssl.CERT_OPTIONAL,
+    "RequireAndVerifyClientCert": ssl.CERT_REQUIRED,
+}
+
+
+def callback_tls_context(settings: Settings) -> ssl.SSLContext | None:
+    """The web config's certificate for the callback listener, with the listener's own
+    client-certificate setting (--webhook.tls-client-auth), never the one for /metrics."""
+    web, hooks = settings.web_config, settings.webhooks
+    if web is None or web.tls is None or hooks is None:
+        return None
+    mode = _VERIFY_MODES[hooks.client_auth]
+    if mode != ssl.CERT_NONE and web.tls.client_ca_file is None:
+        raise ConfigError(
+            f"--webhook.tls-client-auth {hooks.client_auth} needs client_ca_file in the web "
+            "config's tls_server_config"
+        )
+    return ssl_context(dataclasses.replace(web.tls, client_auth=mode), "webhook listener TLS")
+
+
 def _unchanged(old: Settings, new: Settings, app: ExporterApp) -> list[SubaccountScraper]:
     """The scrapers whose subaccount is reached with the same key and base URL as before."""
     return [
@@ -352,10 +376,10 @@ def build_exporter(
     )
     callbacks = None
     if settings.webhooks is not None and webhook_state is not None:
-        # The web config's TLS serves the callbacks too; its basic auth does not (8x8 sends
-        # the registered Authorization value instead).
-        callback_tls = tls if settings.webhooks.web_tls else None
+        # The web config's certificate serves the callbacks too; its basic auth and its
+        # client-certificate check do not (8x8 sends the registered Authorization value).
         try:
+            callback_tls = callback_tls_context(settings) if settings.webhooks.web_tls else None
             callbacks = make_receiver_server(settings.webhooks, webhook_state, callback_tls)
         except ConfigError:
             server.server_close()

@@ -787,3 +787,200 @@ def test_the_webhook_list_is_read_at_most_once_per_interval():
     assert second is not None
     second.join(30)
     assert client.reads == 2
+
+
+# --- 8. the listener ------------------------------------------------------------------------
+
+HOOK_SECRET = "Bearer listener-secret"
+
+
+@pytest.fixture(scope="module")
+def listener():
+    from tests.harness import InProcessExporter, free_port
+
+    port = free_port()
+    argv = ["--api.base-url", "http://127.0.0.1:1", "--subaccount", SUB,
+            "--webhook.listen-address", f"127.0.0.1:{port}",
+            "--webhook.max-body-size", "4096"]  # fmt: skip
+    env = {"EIGHTBYEIGHT_WEBHOOK_AUTH_HEADER": HOOK_SECRET}
+    with InProcessExporter(argv, env=env) as exporter:
+        yield exporter, port
+
+
+def send(port: int, head: list[bytes], body: bytes = b"") -> bytes:
+    import socket
+
+    request = (
+        b"\r\n".join(
+            [
+                b"POST /webhooks/8x8 HTTP/1.1",
+                b"Host: 127.0.0.1",
+                b"Authorization: " + HOOK_SECRET.encode(),
+                *head,
+                b"",
+                b"",
+            ]
+        )
+        + body
+    )
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+        sock.sendall(request)
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    return answer
+
+
+def chunked(data: bytes, size: int = 100) -> bytes:
+    pieces = [data[i : i + size] for i in range(0, len(data), size)]
+    return b"".join(b"%x\r\n%s\r\n" % (len(p), p) for p in pieces) + b"0\r\n\r\n"
+
+
+def test_a_chunked_callback_is_accepted(listener):
+    _, port = listener
+    body = json.dumps(vss(session="chunked-1")).encode()
+    answer = send(port, [b"Transfer-Encoding: chunked"], chunked(body))
+    assert answer.startswith(b"HTTP/1.0 200") or answer.startswith(b"HTTP/1.1 200"), answer[:200]
+    assert answer.endswith(b"accepted\n")
+
+
+@pytest.mark.parametrize(
+    ("head", "body", "status", "reason"),
+    [
+        ([b"Transfer-Encoding: chunked"], b"%x\r\n" % 5000 + b" " * 5000 + b"\r\n0\r\n\r\n",
+         413, b"body_too_large"),
+        ([b"Transfer-Encoding: chunked"], b"zz\r\n{}\r\n0\r\n\r\n", 400, b"bad_framing"),
+        ([b"Transfer-Encoding: chunked"], b"2\r\n{}XX0\r\n\r\n", 400, b"bad_framing"),
+        ([b"Transfer-Encoding: gzip"], b"{}", 400, b"bad_framing"),
+        ([b"Transfer-Encoding: chunked", b"Content-Length: 7"], b"2\r\n{}\r\n0\r\n\r\n", 400,
+         b"bad_framing"),
+        ([b"Content-Length: 2", b"Content-Length: 40"], b"{}", 400, b"bad_framing"),
+    ],
+)  # fmt: skip
+def test_bad_framing_is_refused(listener, head, body, status, reason):
+    _, port = listener
+    answer = send(port, head, body)
+    assert answer.split(b" ", 2)[1] == str(status).encode(), answer[:200]
+    assert answer.endswith(reason + b"\n")
+
+
+def test_the_same_content_length_twice_is_fine(listener):
+    _, port = listener
+    body = json.dumps(vss(session="twice-1")).encode()
+    length = b"Content-Length: %d" % len(body)
+    answer = send(port, [length, length], body)
+    assert answer.endswith(b"accepted\n"), answer[:200]
+
+
+@pytest.mark.parametrize(
+    ("headers", "refused"),
+    [
+        ({}, False),
+        ({"Sec-Fetch-Site": "same-origin"}, False),
+        ({"Sec-Fetch-Site": "cross-site"}, True),
+        ({"Sec-Fetch-Site": "same-site"}, True),
+        ({"Origin": "https://evil.example"}, True),
+        ({"Origin": "null"}, True),
+        ({"Content-Type": "application/x-www-form-urlencoded"}, True),
+        ({"Content-Type": "multipart/form-data; boundary=x"}, True),
+        ({"Content-Type": "text/plain", "Origin": "https://evil.example"}, True),
+        ({"Content-Type": "application/json"}, False),
+    ],
+)
+def test_reload_refuses_cross_site_requests(listener, headers, refused):
+    import requests
+
+    exporter, _ = listener
+    answer = requests.post(exporter.url + "/-/reload", headers=headers, timeout=30)
+    # (A multipart type without its body is refused even earlier, as a malformed head: 400.)
+    assert answer.status_code in ((400, 403) if refused else (200,)), answer.text
+
+
+def test_reload_from_the_same_origin_is_fine(listener):
+    import requests
+
+    exporter, _ = listener
+    host = exporter.url.split("://", 1)[1]
+    answer = requests.post(exporter.url + "/-/reload", headers={"Origin": f"http://{host}"},
+                           timeout=30)  # fmt: skip
+    assert answer.status_code == 200
+
+
+@pytest.mark.parametrize("path", ["/-/healthy", "/-/reload", "/-/metrics"])
+def test_a_telemetry_path_under_the_reserved_prefix_is_refused_at_start_up(path):
+    from exporter.config.flags import build_parser
+    from exporter.config.settings import settings_from_flags
+    from exporter.config.values import ConfigError
+
+    args = build_parser().parse_args(["--subaccount", SUB, "--web.telemetry-path", path])
+    with pytest.raises(ConfigError, match="reserved"):
+        settings_from_flags(args, {"EIGHTBYEIGHT_API_KEY": "k"})
+
+
+def test_the_callback_listener_has_its_own_client_certificate_setting(pki, tmp_path):
+    import requests
+
+    from tests.harness import InProcessExporter, free_port
+
+    web = tmp_path / "web.yml"
+    web.write_text(
+        f"tls_server_config:\n  cert_file: {pki.server_cert}\n  key_file: {pki.server_key}\n"
+        f"  client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: {pki.ca}\n"
+    )
+    port = free_port()
+    argv = [
+        "--api.base-url",
+        "http://127.0.0.1:1",
+        "--subaccount",
+        SUB,
+        "--web.config.file",
+        str(web),
+        "--webhook.listen-address",
+        f"127.0.0.1:{port}",
+    ]
+    env = {"EIGHTBYEIGHT_WEBHOOK_AUTH_HEADER": HOOK_SECRET}  # fmt: skip
+    body = json.dumps(vss(session="tls-1")).encode()
+    hook = f"https://127.0.0.1:{port}/webhooks/8x8"
+    with InProcessExporter(argv, env=env) as exporter:
+        # 8x8 presents no client certificate: the callback is taken all the same.
+        sent = requests.post(hook, data=body, headers={"Authorization": HOOK_SECRET},
+                             verify=pki.ca, timeout=30)  # fmt: skip
+        assert sent.status_code == 200
+        # Prometheus' side still demands one.
+        with pytest.raises(requests.exceptions.SSLError):
+            requests.get(exporter.url.replace("http:", "https:") + "/metrics", verify=pki.ca,
+                         timeout=30)  # fmt: skip
+    # Asked for on the listener too, it is required there.
+    argv += ["--webhook.tls-client-auth", "RequireAndVerifyClientCert"]
+    port2 = free_port()
+    argv[argv.index(f"127.0.0.1:{port}")] = f"127.0.0.1:{port2}"
+    with InProcessExporter(argv, env=env):
+        hook = f"https://127.0.0.1:{port2}/webhooks/8x8"
+        with pytest.raises(requests.exceptions.SSLError):
+            requests.post(hook, data=body, headers={"Authorization": HOOK_SECRET}, verify=pki.ca,
+                          timeout=30)  # fmt: skip
+        sent = requests.post(
+            hook,
+            data=body,
+            headers={"Authorization": HOOK_SECRET},
+            verify=pki.ca,
+            cert=(pki.client_cert, pki.client_key),
+            timeout=30,
+        )
+        assert sent.status_code == 200
+
+
+def test_a_verifying_listener_needs_the_web_configs_client_ca(pki, tmp_path):
+    from exporter.config.values import ConfigError
+    from tests.harness import InProcessExporter, free_port
+
+    web = tmp_path / "web.yml"
+    web.write_text(
+        f"tls_server_config:\n  cert_file: {pki.server_cert}\n  key_file: {pki.server_key}\n"
+    )
+    argv = ["--api.base-url", "http://127.0.0.1:1", "--subaccount", SUB,
+            "--web.config.file", str(web),
+            "--webhook.listen-address", f"127.0.0.1:{free_port()}",
+            "--webhook.tls-client-auth", "VerifyClientCertIfGiven"]  # fmt: skip
+    with pytest.raises(ConfigError, match="needs client_ca_file"):
+        InProcessExporter(argv, env={"EIGHTBYEIGHT_WEBHOOK_AUTH_HEADER": HOOK_SECRET})

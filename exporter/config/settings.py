@@ -110,6 +110,12 @@ def settings_from_flags(args: argparse.Namespace, env: dict[str, str]) -> Settin
     parse_listen_address(args.listen_address)
     if not args.telemetry_path.startswith("/") or args.telemetry_path in ("/probe", "/"):
         raise ConfigError(f"invalid --web.telemetry-path {args.telemetry_path!r}")
+    if args.telemetry_path.startswith("/-/"):
+        # /-/healthy is served without basic auth; /-/ paths are the exporter's own.
+        raise ConfigError(
+            f"invalid --web.telemetry-path {args.telemetry_path!r}: paths under /-/ are "
+            "reserved (/-/healthy answers without credentials)"
+        )
     if args.api_retries < 0 or args.api_retries > 10:
         raise ConfigError("--api.retries must be between 0 and 10")
     file_config = load_config_file(args.config_file) if args.config_file else None

@@ -48,6 +48,9 @@ class WebhookSettings:
     max_connections: int = DEFAULT_WEBHOOK_MAX_CONNECTIONS
     # The listener speaks --web.config.file's TLS, if any; the demo's stays plain HTTP.
     web_tls: bool = True
+    # Its own client-certificate check (--webhook.tls-client-auth), never the web config's:
+    # 8x8 presents no client certificate, so Prometheus' mutual TLS must not apply here.
+    client_auth: str = "NoClientCert"
 
 
 def add_webhook_flags(parser: argparse.ArgumentParser) -> None:
@@ -92,6 +95,15 @@ def add_webhook_flags(parser: argparse.ArgumentParser) -> None:
         "connection (default 10s)",
     )
     parser.add_argument(
+        "--webhook.tls-client-auth",
+        dest="webhook_tls_client_auth",
+        default="NoClientCert",
+        help="client certificates the callback listener asks for when --web.config.file sets "
+        "TLS: NoClientCert (default: 8x8 sends none), VerifyClientCertIfGiven or "
+        "RequireAndVerifyClientCert (against the web config's client_ca_file); the web "
+        "config's client_auth_type applies to /metrics only",
+    )
+    parser.add_argument(
         "--webhook.workers",
         dest="webhook_workers",
         type=int,
@@ -108,6 +120,9 @@ def add_webhook_flags(parser: argparse.ArgumentParser) -> None:
         f"(default {DEFAULT_WEBHOOK_MAX_CONNECTIONS}: with --web.max-connections well below "
         "a 1,024 file-descriptor limit)",
     )
+
+
+CLIENT_AUTH_TYPES = ("NoClientCert", "VerifyClientCertIfGiven", "RequireAndVerifyClientCert")
 
 
 def read_auth_file(path: str | Path) -> Secret:
@@ -161,6 +176,12 @@ def webhook_settings(
     max_connections = bounded(
         args.webhook_max_connections, "--webhook.max-connections", 1, MAX_CONNECTIONS
     )
+    client_auth = getattr(args, "webhook_tls_client_auth", "NoClientCert")
+    if client_auth not in CLIENT_AUTH_TYPES:
+        raise ConfigError(
+            f"invalid --webhook.tls-client-auth {client_auth!r}: one of "
+            + ", ".join(CLIENT_AUTH_TYPES)
+        )
     return WebhookSettings(
         listen_address=args.webhook_listen_address,
         auth_header=auth,
@@ -171,4 +192,5 @@ def webhook_settings(
         per_number=per_number,
         workers=workers,
         max_connections=max_connections,
+        client_auth=client_auth,
     )

@@ -9,8 +9,10 @@ instead of 404 (which 8x8 would retry). Order of checks, cheapest and least trus
 2. `Authorization` not exactly the configured value (constant-time compare): 401
    (`unauthorized`), nothing read, nothing logged about the value;
 3. too many callbacks in progress: 503 (`overloaded`);
-4. Content-Length over the cap, or a body that grows past it: 413 (`body_too_large`); a body
-   that does not arrive within the read timeout: 408 (`body_timeout`);
+4. two different Content-Length values, Content-Length with Transfer-Encoding, or broken
+   chunks: 400 (`bad_framing`); Content-Length over the cap, or a body (chunked or not) that
+   grows past it: 413 (`body_too_large`); a body that does not arrive within the read
+   timeout: 408 (`body_timeout`);
 5. not JSON, or nested too deeply: 400 (`malformed_json`); fields of the wrong type or out of
    range: 422 (`invalid_event`); a subaccount outside the allowed set: 403
    (`subaccount_not_allowed`);
@@ -47,11 +49,17 @@ log = logging.getLogger("exporter.webhooks")
 
 MAX_IN_FLIGHT = 64
 _CHUNK = 64 * 1024
+_MAX_CHUNK_LINE = 1024  # a chunk-size line with its extensions
+_MAX_TRAILERS = 32
+# Set by the callback listener (exporter/web/listener.py): every Content-Length value the
+# request carried; the WSGI environ's CONTENT_LENGTH keeps only the first.
+CONTENT_LENGTHS = "exporter.content_lengths"
 _STATUS_OF = {
     "unauthorized": "401 Unauthorized",
     "not_found": "404 Not Found",
     "method_not_allowed": "405 Method Not Allowed",
     "malformed_json": "400 Bad Request",
+    "bad_framing": "400 Bad Request",
     "invalid_event": "422 Unprocessable Entity",
     "subaccount_not_allowed": "403 Forbidden",
     "body_too_large": "413 Content Too Large",
@@ -164,6 +172,16 @@ class WebhookReceiver:
         return text_response(start_response, "200 OK", f"{outcome}\n")
 
     def _read_body(self, environ: dict[str, Any]) -> bytearray:
+        lengths = set(environ.get(CONTENT_LENGTHS) or ())
+        encoding = environ.get("HTTP_TRANSFER_ENCODING", "").strip().lower()
+        if len(lengths) > 1 or (encoding and (lengths or environ.get("CONTENT_LENGTH"))):
+            # Two lengths, or a length and chunks: which one frames the body is a guess a
+            # proxy in front may make differently (request smuggling). Refuse.
+            raise _BodyError("bad_framing")
+        if encoding:
+            if encoding != "chunked":
+                raise _BodyError("bad_framing")
+            return self._read_chunked(environ["wsgi.input"])
         try:
             length = int(environ.get("CONTENT_LENGTH") or 0)
         except ValueError:
@@ -194,6 +212,44 @@ class WebhookReceiver:
             received += len(chunk)
         view.release()
         return body
+
+    def _read_chunked(self, stream: Any) -> bytearray:
+        """A `Transfer-Encoding: chunked` body, within the same size cap and deadline."""
+        deadline = time.monotonic() + self.read_timeout
+        body = bytearray()
+        try:
+            while True:
+                size = self._chunk_size(stream.readline(_MAX_CHUNK_LINE + 1))
+                if size == 0:
+                    break
+                if len(body) + size > self.max_body:
+                    raise _BodyError("body_too_large")
+                while size > 0:
+                    if time.monotonic() > deadline:
+                        raise _BodyError("body_timeout")
+                    piece = stream.read(min(size, _CHUNK))
+                    if not piece:
+                        raise _BodyError("body_timeout")
+                    body += piece
+                    size -= len(piece)
+                if stream.readline(_MAX_CHUNK_LINE + 1) not in (b"\r\n", b"\n"):
+                    raise _BodyError("bad_framing")
+            # Trailer fields, if any, up to the empty line: read and ignored, a bounded number.
+            for _ in range(_MAX_TRAILERS):
+                if stream.readline(_MAX_CHUNK_LINE + 1) in (b"\r\n", b"\n", b""):
+                    return body
+        except (TimeoutError, OSError):
+            raise _BodyError("body_timeout") from None
+        raise _BodyError("bad_framing")
+
+    @staticmethod
+    def _chunk_size(line: bytes) -> int:
+        if not line.endswith(b"\n") or len(line) > _MAX_CHUNK_LINE:
+            raise _BodyError("bad_framing" if line else "body_timeout")
+        text = line.split(b";", 1)[0].strip()
+        if not text or len(text) > 8 or not all(c in b"0123456789abcdefABCDEF" for c in text):
+            raise _BodyError("bad_framing")
+        return int(text, 16)
 
     def _apply(self, body: bytes | bytearray) -> str:
         envelope = decode_envelope(body)

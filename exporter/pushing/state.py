@@ -71,6 +71,7 @@ REQUEST_OUTCOMES = (
     "duplicate",
     "unknown_event_type",
     "malformed_json",
+    "bad_framing",
     "invalid_event",
     "body_too_large",
     "body_timeout",
