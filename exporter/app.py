@@ -41,6 +41,7 @@ from exporter.config.settings import Settings
 from exporter.config.values import ConfigError, Secret
 from exporter.config.webconfig import ssl_context
 from exporter.metrics.selfmetrics import SelfMetrics
+from exporter.polling.balance import BalanceCollector
 from exporter.polling.client import ApiClient, Transport
 from exporter.polling.configured import WebhookConfigCollector, WebhooksClient
 from exporter.polling.scraper import SYSTEM_CLOCK, Clock, NumbersClient, Scrapers, SubaccountScraper
@@ -338,10 +339,29 @@ def build_app(
         webhook_lists = WebhookConfigCollector()
     if webhook_lists is not None:
         metrics.registry.register(webhook_lists)
+    balance = build_balance(settings)
+    if balance is not None:
+        metrics.registry.register(balance)
     if webhook_state is not None:
         metrics.registry.register(bridge(webhook_state))
     scrapers = build_scrapers(settings, metrics, new_client, clock, webhook_lists=webhook_lists)
     return ExporterApp(settings, scrapers, metrics)
+
+
+def build_balance(settings: Settings) -> BalanceCollector | None:
+    """--balance.account-id: the prepaid balance, read on its own schedule with the API key."""
+    config = settings.balance
+    key = settings.api_key or next((s.api_key for s in settings.subaccounts if s.api_key), None)
+    if config is None or key is None:
+        return None
+    client = ApiClient(
+        config.base_url,
+        key,
+        timeout=config.timeout,
+        retries=settings.api_retries,
+        max_response_bytes=1 << 20,
+    )
+    return BalanceCollector(client, config.account_id, config.interval, config.timeout)
 
 
 def build_webhook_state(settings: Settings, clock: Clock = SYSTEM_CLOCK) -> WebhookState | None:

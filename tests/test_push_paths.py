@@ -984,3 +984,141 @@ def test_a_verifying_listener_needs_the_web_configs_client_ca(pki, tmp_path):
             "--webhook.tls-client-auth", "VerifyClientCertIfGiven"]  # fmt: skip
     with pytest.raises(ConfigError, match="needs client_ca_file"):
         InProcessExporter(argv, env={"EIGHTBYEIGHT_WEBHOOK_AUTH_HEADER": HOOK_SECRET})
+
+
+# --- 9. the prepaid balance -------------------------------------------------------------------
+
+ACCOUNT = "5f0c2a51-3b9e-4c7d-9a61-0e2f8b7c4d13"
+
+
+def balance_args(*extra: str):
+    from exporter.config.flags import build_parser
+
+    return build_parser().parse_args(["--subaccount", SUB, *extra])
+
+
+def test_the_balance_is_off_unless_an_account_id_is_given():
+    from exporter.config.settings import settings_from_flags
+
+    assert settings_from_flags(balance_args(), {"EIGHTBYEIGHT_API_KEY": "k"}).balance is None
+    on = settings_from_flags(balance_args("--balance.account-id", ACCOUNT),
+                             {"EIGHTBYEIGHT_API_KEY": "k"})  # fmt: skip
+    assert on.balance is not None
+    assert (on.balance.base_url, on.balance.interval) == ("https://sms.8x8.com", 300.0)
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--balance.account-id", "acme-prod"], "expected the account's UUID"),
+        (["--balance.account-id", ACCOUNT + "0"], "expected the account's UUID"),
+        (["--balance.account-id", ACCOUNT, "--balance.interval", "59s"], "at least 1m"),
+        (["--balance.account-id", ACCOUNT, "--balance.base-url", "ftp://x"], "invalid API base"),
+    ],
+)
+def test_bad_balance_flags_are_one_line_errors(extra, message):
+    from exporter.config.settings import settings_from_flags
+    from exporter.config.values import ConfigError
+
+    with pytest.raises(ConfigError, match=message) as caught:
+        settings_from_flags(balance_args(*extra), {"EIGHTBYEIGHT_API_KEY": "k"})
+    assert "\n" not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        (b'{"code": 1201, "message": "Account not in prepaid mode"}', "forbidden"),
+        (b'{"balance": "lots", "currency": "USD"}', "invalid_response"),
+        (b'{"balance": 12.5}', "invalid_response"),
+        (b'{"currency": "USD"}', "invalid_response"),
+        (b'{"balance": 12.5, "currency": "dollars"}', "invalid_response"),
+        (b"<html>", "invalid_response"),
+    ],
+)
+def test_odd_balance_answers_have_a_reason(body, reason):
+    from exporter.common.errors import ResponseError
+    from exporter.polling.balance import read_balance
+
+    with pytest.raises(ResponseError) as caught:
+        read_balance(body)
+    assert caught.value.reason == reason
+
+
+def balance_samples(collector) -> dict:
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    registry = CollectorRegistry()
+    registry.register(collector)
+    return parse_samples(generate_latest(registry).decode())
+
+
+def test_the_balance_is_read_from_the_simulator_once_per_interval_with_its_own_up():
+    from exporter.config.values import Secret
+    from exporter.polling.balance import BalanceCollector
+    from exporter.polling.client import ApiClient
+    from exporter.simulator import Simulator
+
+    now = [0.0]
+    with Simulator(subaccounts={SUB: 5}, api_key="k", seed=1) as sim:
+        sim.set_balance(123.45, "SGD")
+        client = ApiClient(sim.base_url, Secret("k"), retries=0)
+        collector = BalanceCollector(client, ACCOUNT, 300.0, 10.0, clock=lambda: now[0])
+        collector.start_read().join(30)
+        s = balance_samples(collector)  # collecting starts no read: the interval has not passed
+        assert value(s, "eightbyeight_account_balance", currency="SGD") == 123.45
+        assert value(s, "eightbyeight_account_balance_up") == 1
+        total = sim.stats()["requests_total"]
+        balance_samples(collector)
+        assert sim.stats()["requests_total"] == total  # at most once per interval
+        # Not a prepaid account: 403, code 1201. The last value stays; up says it failed.
+        sim.set_balance(None)
+        now[0] = 300.0
+        collector.start_read().join(30)
+        s = balance_samples(collector)
+        assert value(s, "eightbyeight_account_balance_up") == 0
+        assert value(s, "eightbyeight_account_balance", currency="SGD") == 123.45
+        assert value(s, "eightbyeight_account_balance_read_failures_total", reason="forbidden") == 1
+        sim.set_balance(5.0, fault=500)
+        now[0] = 600.0
+        collector.start_read().join(30)
+        s = balance_samples(collector)
+        assert value(s, "eightbyeight_account_balance_read_failures_total",
+                     reason="server_error") == 1  # fmt: skip
+        sim.set_balance(5.0)
+        now[0] = 900.0
+        collector.start_read().join(30)
+        s = balance_samples(collector)
+        assert value(s, "eightbyeight_account_balance", currency="USD") == 5.0
+        assert value(s, "eightbyeight_account_balance_up") == 1
+
+
+def test_the_exporter_serves_the_balance_beside_the_numbers():
+    from exporter.simulator import Simulator
+    from tests.harness import InProcessExporter, wait_until
+
+    with Simulator(subaccounts={SUB: 5}, api_key="k", seed=1) as sim:
+        sim.set_balance(42.0, "USD", fault=503)
+        argv = [
+            "--api.base-url",
+            sim.base_url,
+            "--subaccount",
+            SUB,
+            "--balance.account-id",
+            ACCOUNT,
+            "--balance.base-url",
+            sim.base_url,
+        ]
+        with InProcessExporter(argv) as exporter:  # fmt: skip
+            s = wait_until(
+                lambda: (
+                    (s := parse_samples(exporter.get().text))
+                    and value(s, "eightbyeight_account_balance_up") is not None
+                    and s
+                ),
+                timeout=30,
+                what="the first balance read",
+            )
+            # A failing balance read never changes the numbers' up.
+            assert value(s, "eightbyeight_account_balance_up") == 0
+            assert value(s, "eightbyeight_up", subaccount=SUB) == 1

@@ -6,6 +6,7 @@ import argparse
 from typing import NoReturn
 
 from exporter import __version__
+from exporter.config.balance import add_balance_flags
 from exporter.config.settings import (
     DEFAULT_BASE_URL,
     DEFAULT_LISTEN_ADDRESS,
@@ -218,5 +219,6 @@ def build_parser() -> argparse.ArgumentParser:
         "(no account needed; never contacts 8x8)",
     )
     add_webhook_flags(p)
+    add_balance_flags(p)
     p.add_argument("--version", action="version", version=f"{PROG} {__version__}")
     return p

@@ -12,6 +12,7 @@ import argparse
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from exporter.config.balance import BalanceSettings, balance_settings
 from exporter.config.values import (
     MAX_CONNECTIONS,
     MAX_WORKERS,
@@ -85,6 +86,7 @@ class Settings:
     probe_allowed: frozenset[str] | None = None
     web_config: WebConfig | None = None
     webhooks: WebhookSettings | None = None  # the callback listener, when enabled
+    balance: BalanceSettings | None = None  # the prepaid balance read, when enabled
     collector_webhooks: bool = False
     log_level: str = "info"
     log_format: str = "logfmt"
@@ -187,6 +189,7 @@ def settings_from_flags(args: argparse.Namespace, env: dict[str, str]) -> Settin
         probe_allowed=probe_allowed,
         web_config=web_config,
         webhooks=webhooks,
+        balance=balance_settings(args),
         collector_webhooks=args.collector_webhooks,
         log_level=args.log_level,
         log_format=args.log_format,
