@@ -49,6 +49,16 @@ RUN --mount=type=bind,from=builder,source=/wheels,target=/wheels \
     pip install --no-cache-dir --no-index --find-links=/wheels \
         /wheels/eightbyeight_exporter-*.whl
 
+# OCI image annotations (read by registries, scanners and `podman image inspect`); the version
+# is the project's (pyproject.toml), held equal by tests/deployment/test_container.py.
+LABEL org.opencontainers.image.title="eightbyeight-exporter" \
+      org.opencontainers.image.description="Prometheus exporter for the 8x8 CPaaS Number Health service (virtual numbers, their health and cost)" \
+      org.opencontainers.image.version="0.1.0" \
+      org.opencontainers.image.licenses="Apache-2.0" \
+      org.opencontainers.image.source="https://github.com/eightbyeight-exporter/eightbyeight-exporter" \
+      org.opencontainers.image.url="https://github.com/eightbyeight-exporter/eightbyeight-exporter" \
+      org.opencontainers.image.documentation="https://github.com/eightbyeight-exporter/eightbyeight-exporter/tree/main/docs"
+
 USER 10001:10001
 EXPOSE 9881
 

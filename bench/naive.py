@@ -50,6 +50,7 @@ def naive_exposition(body: bytes, subaccount: str, now: float, per_number: bool 
     unhealthy_g = gauge(c.VIRTUAL_NUMBERS_UNHEALTHY)
     unknown_g = gauge(c.VIRTUAL_NUMBERS_HEALTH_UNKNOWN)
     disabled_g = gauge(c.VIRTUAL_NUMBERS_HEALTH_CHECK_DISABLED)
+    by_health = gauge(c.VIRTUAL_NUMBERS_BY_HEALTH_STATUS)
     age = gauge(c.HEALTH_CHECK_AGE_SECONDS)
     cost = gauge(c.MONTHLY_RENTAL_COST)
     if per_number:
@@ -89,6 +90,7 @@ def naive_exposition(body: bytes, subaccount: str, now: float, per_number: bool 
                 "u": 0,
                 "x": 0,
                 "d": 0,
+                "health": {},
                 "oldest": None,
                 "cost": {},
             },
@@ -96,6 +98,7 @@ def naive_exposition(body: bytes, subaccount: str, now: float, per_number: bool 
         group["statuses"][status] = group["statuses"].get(status, 0) + 1
         group["x" if is_healthy is None else "h" if is_healthy else "u"] += 1
         group["d"] += enabled is False
+        group["health"][health_status] = group["health"].get(health_status, 0) + 1
         if checked is not None and (group["oldest"] is None or checked < group["oldest"]):
             group["oldest"] = checked
         price = record.get("rentalPrice")
@@ -143,6 +146,10 @@ def naive_exposition(body: bytes, subaccount: str, now: float, per_number: bool 
         unhealthy_g.labels(**where).set(group["u"])
         unknown_g.labels(**where).set(group["x"])
         disabled_g.labels(**where).set(group["d"])
+        for health_status in sorted(group["health"]):
+            by_health.labels(health_status=health_status, **where).set(
+                group["health"][health_status]
+            )
         if group["oldest"] is not None:
             age.labels(**where).set(max(0.0, now - group["oldest"]))
         for currency in sorted(group["cost"]):

@@ -186,6 +186,19 @@ def rows(sizes: dict[str, dict[str, Any]]) -> list[tuple[str, list[str]]]:
         ),
         row("HTTP cold scrape without gzip", lambda r: _ms(r["http"]["cold_identity"]["best"])),
         row(
+            "HTTP cold, OpenMetrics (turns)",
+            lambda r: _ms(r["http"]["cold_formats"]["openmetrics"]["best"]),
+        ),
+        row("HTTP cold, text (turns)", lambda r: _ms(r["http"]["cold_formats"]["text"]["best"])),
+        row(
+            "  OpenMetrics / text, best",
+            lambda r: _x(r["http"]["cold_formats"]["openmetrics_over_text"]),
+        ),
+        row(
+            "  OpenMetrics / text, CPU",
+            lambda r: _x(r["http"]["cold_formats"]["cpu_openmetrics_over_text"]),
+        ),
+        row(
             "HTTP cold, aggregates only",
             lambda r: _ms(r["http"]["aggregates_only_cold"]["best"]),
         ),
@@ -337,6 +350,12 @@ def targets(
             value(10_000, lambda r: r["http"]["cold"]["best"] / r["floor"]["best"]),
             "<=",
             1.5,
+        ),
+        (
+            "cold HTTP scrape CPU, OpenMetrics / text at 10,000",
+            value(10_000, lambda r: r["http"]["cold_formats"]["cpu_openmetrics_over_text"]),
+            "<=",
+            1.05,
         ),
         (
             "cold HTTP scrape / json.loads at 100,000",

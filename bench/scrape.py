@@ -27,6 +27,8 @@ PROMETHEUS_HEADERS = {
     "Accept-Encoding": "gzip",
     "X-Prometheus-Scrape-Timeout-Seconds": "10",
 }
+# What a Prometheus configured with `scrape_protocols: [PrometheusText0.0.4]` asks for.
+TEXT_ONLY_ACCEPT = "text/plain;version=0.0.4;q=0.5,*/*;q=0.4"
 # Cold scrapes in a row whose peak RSS is compared with the first's.
 COLD_SCRAPES = 10
 _AGE = re.compile(rb"^eightbyeight_health_check_age_seconds\{[^}]*\} (\S+)$", re.MULTILINE)
@@ -130,6 +132,18 @@ class ExporterProcess:
         assert self._proc is not None
         return self._proc.pid
 
+    def cpu_seconds(self) -> float:
+        """User and system CPU time the process has used so far (clock ticks of /proc)."""
+        assert self._proc is not None
+        fields = Path(f"/proc/{self._proc.pid}/stat").read_text().rpartition(")")[2].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def timed_scrape(self, **kwargs: bool) -> tuple[Scrape, float]:
+        """A scrape and the exporter's CPU seconds for it (what a loaded host distorts least)."""
+        before = self.cpu_seconds()
+        scrape = self.scrape(**kwargs)
+        return scrape, self.cpu_seconds() - before
+
     def memory(self) -> dict[str, int]:
         """VmRSS and VmHWM (peak RSS) of the process, in bytes."""
         assert self._proc is not None
@@ -140,10 +154,13 @@ class ExporterProcess:
                 out[key] = int(value.split()[0]) * 1024
         return out
 
-    def scrape(self, gzip: bool = True) -> Scrape:
-        headers = (
-            PROMETHEUS_HEADERS if gzip else {**PROMETHEUS_HEADERS, "Accept-Encoding": "identity"}
-        )
+    def scrape(self, gzip: bool = True, text_only: bool = False) -> Scrape:
+        """A /metrics scrape as Prometheus asks (OpenMetrics first), or for text only."""
+        headers = dict(PROMETHEUS_HEADERS)
+        if not gzip:
+            headers["Accept-Encoding"] = "identity"
+        if text_only:
+            headers["Accept"] = TEXT_ONLY_ACCEPT
         started = time.perf_counter()
         status, body = self._get("/metrics", headers)
         seconds = time.perf_counter() - started
@@ -203,6 +220,28 @@ def measure_http(
         plain = [proc.scrape(gzip=False) for _ in range(max(3, repeat // 2))]
         proc.check(plain[-1], numbers)
         out["cold_identity"] = summary([run.seconds for run in plain])
+        # OpenMetrics (what Prometheus asks for first) against text, scrapes taking turns so
+        # that a change in the host's load weighs on both alike.
+        # Wall time is noisy on a shared host, so the exporter's CPU time is summed too.
+        pairs = [
+            (proc.timed_scrape(), proc.timed_scrape(text_only=True)) for _ in range(max(repeat, 5))
+        ]
+        for (openmetrics, _), (text, _) in pairs[-1:]:
+            proc.check(openmetrics, numbers)
+            proc.check(text, numbers)
+            if not openmetrics.text().endswith(b"# EOF\n") or b"# EOF" in text.text():
+                raise RuntimeError("the formats were not told apart")
+        om_runs = summary([om.seconds for (om, _), _ in pairs])
+        text_runs = summary([text.seconds for _, (text, _) in pairs])
+        om_cpu = sum(cpu for (_, cpu), _ in pairs)
+        text_cpu = sum(cpu for _, (_, cpu) in pairs)
+        out["cold_formats"] = {
+            "openmetrics": {**om_runs, "cpu_total": om_cpu},
+            "text": {**text_runs, "cpu_total": text_cpu},
+            "openmetrics_over_text": om_runs["best"] / text_runs["best"],
+            "median_openmetrics_over_text": om_runs["median"] / text_runs["median"],
+            "cpu_openmetrics_over_text": om_cpu / text_cpu,
+        }
         out["response_gzip_bytes"] = len(first.body)
         out["rss"] = {
             "idle": idle,

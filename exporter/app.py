@@ -5,48 +5,56 @@ subaccount (in `Scrapers`), the self-metrics, the WSGI application behind the we
 basic auth and headers, and the HTTP server with the web config's TLS context; with
 --webhook.listen-address, the callback listener and the state its metrics come from; with
 --collector.webhooks, the reader of each configured subaccount's webhook list.
-`exporter/cli/main.py` turns flags into settings, calls `build_exporter` and serves.
+`exporter/cli/run.py` turns flags into settings, calls `build_exporter` and serves.
 
 `Exporter.reload()` (SIGHUP, `POST /-/reload`) assembles the settings again from the same flags
-and environment, which re-reads the config file, the key files and the web config file, and
-swaps in what changed:
+and environment, which re-reads the config file, the key files, the web config file and the
+webhook Authorization file, and builds a new `Generation` (exporter/web/generation.py) from them
+whole: settings, scrapers, the web front behind basic auth and headers, both listeners' TLS
+contexts, and who may call back. Only then is it swapped in, in one assignment; every request
+reads the generation once, so it answers wholly from one configuration, and requests in flight
+finish with what they started with.
 
 - a subaccount whose key and base URL are unchanged keeps its scraper, so its cache, stale
   data and in-flight fetch (single flight) carry on; a subaccount whose key or base URL changed
   gets a new scraper and client (its cache is dropped: it belonged to the old key); probed
   subaccounts are treated alike and stay in the probe cache;
 - basic auth users, security headers and the TLS certificate, key, CA and versions apply to the
-  next request or connection; requests in flight finish with what they started with;
+  next request or connection, on the callback listener too (its TLS is the web config's);
+- the receiver takes callbacks of the subaccounts configured now, with the Authorization value
+  of the file now; what it remembers of earlier callbacks stays;
 - the self-metrics (counters, histograms) carry on.
 
-What flags alone decide (listen address, telemetry path, timeouts, cache, logging) cannot
-change, as the flags are the same; turning TLS on or off needs a restart too, since the scheme
-Prometheus scrapes would change. A reload that fails for any reason changes nothing.
+What flags alone decide (listen addresses, telemetry and callback paths, timeouts, cache,
+logging) cannot change, as the flags are the same; turning TLS on or off needs a restart too,
+since the scheme Prometheus scrapes would change. A reload that fails for any reason changes
+nothing.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import ipaddress
 import logging
 import ssl
 import threading
-from collections.abc import Callable, Iterable, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 from exporter.common.logs import log_event
 from exporter.common.memory import limit_malloc_arenas
-from exporter.common.wsgi import StartResponse, WsgiApp
+from exporter.common.wsgi import WsgiApp
 from exporter.config.settings import Settings
-from exporter.config.values import ConfigError, Secret
+from exporter.config.values import ConfigError, Secret, host_port, loopback_for
 from exporter.config.webconfig import ssl_context
 from exporter.metrics.selfmetrics import SelfMetrics
 from exporter.polling.balance import BalanceCollector
 from exporter.polling.client import ApiClient, Transport
 from exporter.polling.configured import WebhookConfigCollector, WebhooksClient
 from exporter.polling.scraper import SYSTEM_CLOCK, Clock, NumbersClient, Scrapers, SubaccountScraper
+from exporter.pushing.receiver import CallbackAccess
 from exporter.pushing.state import WebhookState
 from exporter.web.auth import wrap_app
+from exporter.web.generation import Configured, Generation, Live
 from exporter.web.listener import bridge, make_receiver_server
 from exporter.web.routes import ExporterApp
 from exporter.web.server import ExporterServer, make_server
@@ -63,32 +71,22 @@ SettingsLoader = Callable[[], Settings]
 ReloadListener = Callable[[Settings], None]
 
 
-class SwappableApp:
-    """The WSGI application the server calls: the app behind the current web config."""
-
-    def __init__(self, app: WsgiApp) -> None:
-        self.current = app
-
-    def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
-        return self.current(environ, start_response)
-
-
 class Exporter:
-    """The built exporter: `server` serves `app` behind the web config; `reload()` re-reads.
+    """The built exporter: `server` serves the live generation's front; `reload()` re-reads.
 
     `load_settings` assembles the settings again (from the flags and environment of start-up);
     without it, reloading is not available. `reload_listeners` see the new settings before they
     are used (the log filter learns rotated keys there).
 
     `callbacks` is the webhook receiver's listener (None unless --webhook.listen-address); its
-    events reach /metrics through `webhook_state`. The receiver is built once: a reload does not
-    change it (its flags need a restart).
+    events reach /metrics through `webhook_state`. Who may call back, and with which
+    certificate, follow reloads like the rest; its flags (address, path, limits) need a restart.
     """
 
     def __init__(
         self,
-        settings: Settings,
         app: ExporterApp,
+        live: Live,
         server: ExporterServer,
         load_settings: SettingsLoader | None = None,
         clock: Clock = SYSTEM_CLOCK,
@@ -97,14 +95,12 @@ class Exporter:
         webhook_state: WebhookState | None = None,
         webhook_lists: WebhookConfigCollector | None = None,
     ) -> None:
-        self._settings = settings
         self.app = app
+        self.live = live
+        self.server = server
         self.callbacks = callbacks
         self.webhook_state = webhook_state
         self.webhook_lists = webhook_lists
-        self.front = SwappableApp(_behind_web_config(app, settings))
-        self.server = server
-        self.server.set_app(self.front)
         self.reload_listeners: list[ReloadListener] = []
         self._load_settings = load_settings
         self._clock = clock
@@ -112,56 +108,54 @@ class Exporter:
         if load_settings is not None:
             app.reload = self.reload
         app.metrics.configuration_loaded(clock.time())
+        app.ready.set()
+
+    @property
+    def generation(self) -> Generation:
+        return self.live.generation
 
     @property
     def settings(self) -> Settings:
-        return self._settings
-
-    @property
-    def wsgi(self) -> WsgiApp:
-        return self.front.current
+        return self.live.generation.settings
 
     @property
     def callback_url(self) -> str | None:
         """Where the callback listener is reached on this host (e.g. by the demo simulator)."""
-        if self.callbacks is None or self._settings.webhooks is None:
+        hooks = self.settings.webhooks
+        if self.callbacks is None or hooks is None:
             return None
         host, port = self.callbacks.server_address[:2]
-        if not host or ipaddress.ip_address(host).is_unspecified:
-            host = "127.0.0.1"
-        elif ":" in str(host):
-            host = f"[{host}]"
         scheme = "https" if self.callbacks.base_environ.get("HTTPS") == "on" else "http"
-        return f"{scheme}://{host}:{port}{self._settings.webhooks.path}"
+        return f"{scheme}://{host_port(loopback_for(str(host)), port)}{hooks.path}"
 
     def reload(self) -> Settings:
         """Re-read the configuration and swap it in; ConfigError (nothing changed) on failure."""
         with self._reload_lock:
-            old = self._settings
+            old = self.live.generation
             try:
-                new = self._reloaded_settings(old)
-                for listener in self.reload_listeners:
-                    listener(new)
+                settings = self._reloaded_settings(old.settings)
                 scrapers = build_scrapers(
-                    new,
+                    settings,
                     self.app.metrics,
                     clock=self._clock,
                     webhook_lists=self.webhook_lists,
-                    kept=_unchanged(old, new, self.app),
+                    kept=_unchanged(old, settings),
                 )
-                front = _behind_web_config(self.app, new)
+                new = build_generation(self.app, settings, scrapers)
+                for listener in self.reload_listeners:
+                    listener(settings)
             except Exception as exc:  # noqa: BLE001 - a failed reload keeps what runs now
                 reason = str(exc) if isinstance(exc, ConfigError) else _unexpected(exc)
                 self.app.metrics.configuration_failed()
                 log_event(log, logging.ERROR, "reloading the configuration failed", err=reason)
                 raise ConfigError(reason) from None
-            self.app.use(new, scrapers)
-            self.front.current = front
-            self.server.ssl_context = _tls_context(new)
-            self._settings = new
+            self.live.generation = new  # the one swap: both listeners, every route
+            _start_at_zero(new, self.app.metrics, self.webhook_state)
             self.app.metrics.configuration_loaded(self._clock.time())
-            log_event(log, logging.INFO, "configuration reloaded", **_changes(old, new))
-            return new
+            log_event(
+                log, logging.INFO, "configuration reloaded", **_changes(old.settings, settings)
+            )
+            return settings
 
     def _reloaded_settings(self, old: Settings) -> Settings:
         if self._load_settings is None:
@@ -170,6 +164,41 @@ class Exporter:
         if (_tls_context(old) is None) != (_tls_context(new) is None):
             raise ConfigError("turning TLS on or off needs a restart")
         return new
+
+
+def build_generation(app: ExporterApp, settings: Settings, scrapers: Scrapers) -> Generation:
+    """Everything one load of the configuration serves, complete before it serves.
+
+    The web config's certificate serves the callbacks too; its basic auth and its
+    client-certificate check do not (8x8 sends the registered Authorization value instead).
+    """
+    configured = Configured(settings, scrapers)
+    tls = _tls_context(settings)
+    hooks = settings.webhooks
+    return Generation(
+        configured=configured,
+        front=_behind_web_config(app.bound(configured), settings),
+        tls=tls,
+        callbacks=(
+            CallbackAccess.of(hooks.auth_header.reveal(), hooks.allowed)
+            if hooks is not None
+            else None
+        ),
+        callback_tls=callback_tls_context(settings)
+        if hooks is not None and hooks.web_tls
+        else None,
+    )
+
+
+def _start_at_zero(
+    generation: Generation, metrics: SelfMetrics, webhook_state: WebhookState | None
+) -> None:
+    """The series of the generation's subaccounts exist from when it serves, at zero."""
+    for config in generation.settings.subaccounts:
+        metrics.start_at_zero(config.subaccount)
+    access = generation.callbacks
+    if webhook_state is not None and access is not None and access.allowed is not None:
+        webhook_state.start_at_zero(access.allowed)
 
 
 # Threads of the exporter's own beyond its workers: the main thread, the fetch-deadline watchdog,
@@ -189,7 +218,7 @@ def thread_bound(settings: Settings) -> int:
     return settings.parallel_fetches + listeners + OWN_THREADS
 
 
-def _behind_web_config(app: ExporterApp, settings: Settings) -> WsgiApp:
+def _behind_web_config(app: WsgiApp, settings: Settings) -> WsgiApp:
     web = settings.web_config
     return wrap_app(app, web) if web is not None else app
 
@@ -213,20 +242,22 @@ def callback_tls_context(settings: Settings) -> ssl.SSLContext | None:
     if web is None or web.tls is None or hooks is None:
         return None
     mode = _VERIFY_MODES[hooks.client_auth]
-    if mode != ssl.CERT_NONE and web.tls.client_ca_file is None:
+    tls = web.tls
+    if mode != ssl.CERT_NONE and tls.client_ca_file is None and tls.client_ca_pem is None:
         raise ConfigError(
             f"--webhook.tls-client-auth {hooks.client_auth} needs client_ca_file in the web "
             "config's tls_server_config"
         )
-    return ssl_context(dataclasses.replace(web.tls, client_auth=mode), "webhook listener TLS")
+    return ssl_context(dataclasses.replace(tls, client_auth=mode), "webhook listener TLS")
 
 
-def _unchanged(old: Settings, new: Settings, app: ExporterApp) -> list[SubaccountScraper]:
+def _unchanged(old: Generation, new: Settings) -> list[SubaccountScraper]:
     """The scrapers whose subaccount is reached with the same key and base URL as before."""
     return [
         scraper
-        for scraper in app.scrapers.every()
-        if old.subaccount_config(scraper.subaccount) == new.subaccount_config(scraper.subaccount)
+        for scraper in old.scrapers.every()
+        if old.settings.subaccount_config(scraper.subaccount)
+        == new.subaccount_config(scraper.subaccount)
     ]
 
 
@@ -285,7 +316,8 @@ def build_scrapers(
 
     With `webhook_lists` (--collector.webhooks), each configured subaccount's scraper reads
     its webhook list after every good fetch; probed subaccounts never do. `kept` are scrapers
-    of the configuration before a reload that serve on unchanged.
+    of the configuration before a reload that serve on unchanged. Building them changes nothing
+    outside them (a reload may still fail and throw them away).
     """
     new_client = new_client or api_client_factory(settings)
     configured = [config.subaccount for config in settings.subaccounts]
@@ -312,8 +344,6 @@ def build_scrapers(
             secrets=_keys_of(settings, subaccount),
         )
 
-    for subaccount in configured:
-        metrics.start_at_zero(subaccount)
     return Scrapers(configured, new_scraper, kept=kept)
 
 
@@ -345,7 +375,11 @@ def build_app(
     if webhook_state is not None:
         metrics.registry.register(bridge(webhook_state))
     scrapers = build_scrapers(settings, metrics, new_client, clock, webhook_lists=webhook_lists)
-    return ExporterApp(settings, scrapers, metrics)
+    for config in settings.subaccounts:
+        metrics.start_at_zero(config.subaccount)
+    app = ExporterApp(settings, scrapers, metrics)
+    app.webhook_state = webhook_state  # the status page shows its last callbacks
+    return app
 
 
 def build_balance(settings: Settings) -> BalanceCollector | None:
@@ -385,28 +419,26 @@ def build_exporter(
     webhook_state = build_webhook_state(settings, clock)
     webhook_lists = WebhookConfigCollector() if settings.collector_webhooks else None
     app = build_app(settings, clock=clock, webhook_state=webhook_state, webhook_lists=webhook_lists)
-    tls = _tls_context(settings)
+    live = Live(build_generation(app, settings, app.scrapers))
+    app.current = live.configured
     server = make_server(
         settings.listen_address,
-        app,
-        ssl_context=tls,
+        live.serve_web,
         workers=settings.web_workers,
         max_connections=settings.web_max_connections,
         read_timeout=settings.web_read_timeout,
+        tls_source=live.web_tls,
     )
     callbacks = None
     if settings.webhooks is not None and webhook_state is not None:
-        # The web config's certificate serves the callbacks too; its basic auth and its
-        # client-certificate check do not (8x8 sends the registered Authorization value).
         try:
-            callback_tls = callback_tls_context(settings) if settings.webhooks.web_tls else None
-            callbacks = make_receiver_server(settings.webhooks, webhook_state, callback_tls)
+            callbacks = make_receiver_server(settings.webhooks, webhook_state, live)
         except ConfigError:
             server.server_close()
             raise
     return Exporter(
-        settings,
         app,
+        live,
         server,
         load_settings,
         clock,

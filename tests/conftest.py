@@ -3,18 +3,20 @@ from pathlib import Path
 import pytest
 import xdist
 
-from tests.harness import (
+from tests.support.containers import (
     BUILD_SECONDS,
     IMAGE,
-    IN_CI,
-    Pki,
     build_exporter_image,
     build_stand_ins,
     container_env,
-    make_pki,
 )
+from tests.support.pki import Pki, make_pki
+from tests.support.processes import IN_CI
 
 IMPLY_SLOW = ("e2e", "load", "container")
+# Markers set by folder: every test under tests/process/ starts exporter processes or loads one.
+FOLDER_MARKERS = {"process": "slow"}
+TESTS = Path(__file__).resolve().parent
 # Started first: the longest kinds, so that the workers' last minutes are not one long test
 # running alone.
 LONGEST_FIRST = ("container", "e2e", "load")
@@ -29,6 +31,9 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     collection the same, as xdist requires).
     """
     for item in items:
+        folder = Path(item.path).resolve().relative_to(TESTS).parts[0]
+        if folder in FOLDER_MARKERS:
+            item.add_marker(FOLDER_MARKERS[folder])
         if any(item.get_closest_marker(name) for name in IMPLY_SLOW):
             item.add_marker(pytest.mark.slow)
         if item.get_closest_marker("container"):

@@ -6,8 +6,9 @@ kustomization's directory):
 - base/grafana-dashboards.yaml: a ConfigMap of grafana/dashboards/*.json for Grafana's
   dashboard sidecar.
 
-Run after editing those files: `python3 deploy/kubernetes/generate.py`. tests/test_kubernetes.py
-fails while the written files differ from what this would write.
+Those files are generated from the monitoring mixin, and `python -m mixin` (docs/mixin.md) runs
+this after writing them; on its own: `python3 deploy/kubernetes/generate.py`.
+tests/deployment/test_kubernetes.py fails while the written files differ from what this would write.
 """
 
 from __future__ import annotations

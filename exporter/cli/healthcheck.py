@@ -11,33 +11,41 @@ Exit status 0 when /-/healthy answers 200, else 1 with one line on stderr.
 from __future__ import annotations
 
 import argparse
-import http.client
-import ipaddress
-import ssl
+import socket
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import NoReturn
+from typing import NamedTuple
 
-from exporter.config.settings import DEFAULT_LISTEN_ADDRESS
-from exporter.config.values import ConfigError, parse_duration, parse_listen_address
-from exporter.config.webconfig import load_web_config
+from exporter.config import flags
+from exporter.config.values import (
+    ConfigError,
+    host_port,
+    loopback_for,
+    parse_duration,
+    parse_listen_address,
+)
 
 PROG = "eightbyeight-exporter healthcheck"
 HEALTH_PATH = "/-/healthy"
 PROC = Path("/proc")
-# Subcommands that share the executable but do not serve the exporter's endpoints.
+MAX_STATUS_LINE = 1024
+# Commands that share the executable but do not serve the exporter's endpoints.
 _NOT_SERVING = {"simulate", "healthcheck"}
+DESCRIPTION = (
+    "Exit 0 when the running exporter answers 200 on /-/healthy, else 1. Address and TLS come "
+    "from the running exporter's command line unless given here."
+)
 
 
 class HealthcheckError(Exception):
     """Why the check failed, in one line."""
 
 
-@dataclass(frozen=True)
-class Endpoint:
-    """Where and how to reach the exporter's health endpoint."""
+class Endpoint(NamedTuple):
+    """Where and how to reach the exporter's health endpoint.
+
+    A NamedTuple, not a dataclass: dataclasses imports inspect, a cost on every check."""
 
     host: str
     port: int
@@ -45,26 +53,32 @@ class Endpoint:
 
     @property
     def url(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"{'https' if self.tls else 'http'}://{host}:{self.port}{HEALTH_PATH}"
+        return f"{'https' if self.tls else 'http'}://{host_port(self.host, self.port)}{HEALTH_PATH}"
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The health check's flags, on its own parser or on the `healthcheck` command's."""
+    parser.add_argument(
+        "--web.listen-address",
+        dest="listen_address",
+        default=None,
+        help="address the exporter listens on (default: the running exporter's)",
+    )
+    parser.add_argument(
+        "--web.config.file",
+        dest="web_config_file",
+        default=None,
+        help="the exporter's web config file, for its TLS (default: the running exporter's)",
+    )
+    parser.add_argument(
+        "--timeout", default="4s", help="how long to wait for the answer (default 4s)"
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(
-        prog=PROG,
-        allow_abbrev=False,
-        description="Exit 0 when the running exporter answers 200 on /-/healthy, else 1. "
-        "Address and TLS come from the running exporter's command line unless given here.",
-    )
-    p.add_argument("--web.listen-address", dest="listen_address", default=None)
-    p.add_argument("--web.config.file", dest="web_config_file", default=None)
-    p.add_argument("--timeout", default="4s", help="how long to wait for the answer (default 4s)")
-    return p
+    parser = flags.FlagParser(prog=PROG, allow_abbrev=False, description=DESCRIPTION)
+    add_arguments(parser)
+    return parser
 
 
 def exporter_args(cmdline: Sequence[str]) -> list[str] | None:
@@ -76,7 +90,9 @@ def exporter_args(cmdline: Sequence[str]) -> list[str] | None:
             args = list(cmdline[index + 2 :])
         else:
             continue
-        return None if args and args[0] in _NOT_SERVING else args
+        if args and args[0] in _NOT_SERVING:
+            return None
+        return args[1:] if args and args[0] == "run" else args
     return None
 
 
@@ -106,63 +122,89 @@ def running_exporter(proc: Path = PROC) -> tuple[list[str], Path | None] | None:
 
 def served_flags(args: Sequence[str]) -> tuple[str, str | None]:
     """(listen address, web config file) that the exporter's arguments select."""
-    from exporter.config.flags import build_parser as exporter_parser
-
+    # Only the two flags that matter: the others, known or not, are left over either way.
+    parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    flags.add_flags(parser, (flags.flag("listen_address"), flags.flag("web_config_file")))
     try:
-        parsed, _ = exporter_parser().parse_known_args(list(args))
+        parsed, _ = parser.parse_known_args(list(args))
     except SystemExit:
         # The exporter started, so its flags parsed; whatever this is, assume the defaults.
-        return DEFAULT_LISTEN_ADDRESS, None
+        return flags.default("listen_address"), None
     return parsed.listen_address, parsed.web_config_file
 
 
 def endpoint(listen_address: str, web_config_file: str | None) -> Endpoint:
     """The address to ask: a wildcard listen address is asked on loopback."""
     host, port = parse_listen_address(listen_address)
-    if not host:
-        host = "127.0.0.1"
-    else:
-        try:
-            address = ipaddress.ip_address(host)
-        except ValueError:
-            pass  # a host name, e.g. localhost
-        else:
-            if address.is_unspecified:
-                host = "::1" if address.version == 6 else "127.0.0.1"
     tls = False
     if web_config_file:
-        # The exporter serves TLS exactly when its web config yields a TLS context.
+        # The exporter serves TLS exactly when its web config yields a TLS context. Imported
+        # here: reading it needs YAML, which a check without one does without.
+        from exporter.config.webconfig import load_web_config
+
         tls = load_web_config(web_config_file).tls_context is not None
-    return Endpoint(host, port, tls)
+    return Endpoint(loopback_for(host), port, tls)
 
 
 def check(target: Endpoint, timeout: float) -> None:
-    """Raise HealthcheckError unless GET /-/healthy answers 200."""
-    if target.tls:
-        # The exporter's own certificate is issued for the names clients use, not for
-        # loopback: this asks whether the local process serves, not who it is.
-        context = ssl.create_default_context()
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-        conn: http.client.HTTPConnection = http.client.HTTPSConnection(
-            target.host, target.port, timeout=timeout, context=context
-        )
-    else:
-        conn = http.client.HTTPConnection(target.host, target.port, timeout=timeout)
+    """Raise HealthcheckError unless GET /-/healthy answers 200.
+
+    One request on a socket and its status line read back, rather than http.client: that
+    module imports ssl and the email parser whatever the scheme, and this runs every 30 s.
+    """
     try:
-        conn.request("GET", HEALTH_PATH, headers={"User-Agent": "eightbyeight-healthcheck"})
-        status = conn.getresponse().status
-    except (OSError, http.client.HTTPException) as exc:
+        with _connect(target, timeout) as conn, conn.makefile("rb") as answer:
+            conn.sendall(_request(target))
+            status_line = answer.readline(MAX_STATUS_LINE)
+    except OSError as exc:
         reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
         raise HealthcheckError(f"{target.url}: {reason}") from None
-    finally:
-        conn.close()
+    status = _status(status_line)
+    if status is None:
+        raise HealthcheckError(f"{target.url}: no HTTP answer")
     if status != 200:
         raise HealthcheckError(f"{target.url}: HTTP {status}")
 
 
+def _connect(target: Endpoint, timeout: float) -> socket.socket:
+    conn = socket.create_connection((target.host, target.port), timeout=timeout)
+    if not target.tls:
+        return conn
+    import ssl  # only for TLS: it is the largest import of a check
+
+    # The exporter's own certificate is issued for the names clients use, not for loopback:
+    # this asks whether the local process serves, not who it is.
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    try:
+        return context.wrap_socket(conn, server_hostname=target.host)
+    except BaseException:
+        conn.close()
+        raise
+
+
+def _request(target: Endpoint) -> bytes:
+    return (
+        f"GET {HEALTH_PATH} HTTP/1.1\r\nHost: {host_port(target.host, target.port)}\r\n"
+        "User-Agent: eightbyeight-healthcheck\r\nConnection: close\r\n\r\n"
+    ).encode("ascii")
+
+
+def _status(line: bytes) -> int | None:
+    """The status code of an HTTP/1.x status line ('HTTP/1.1 200 OK'), else None."""
+    parts = line.split(None, 2)
+    if len(parts) < 2 or not parts[0].startswith(b"HTTP/1.") or not parts[1].isdigit():
+        return None
+    return int(parts[1])
+
+
 def main(argv: Sequence[str]) -> int:
-    options = build_parser().parse_args(list(argv))
+    return check_command(build_parser().parse_args(list(argv)))
+
+
+def check_command(options: argparse.Namespace) -> int:
+    """Ask the exporter the parsed flags point at; 0 when healthy, else 1 and one line."""
     try:
         timeout = parse_duration(options.timeout, "--timeout")
         if timeout <= 0:

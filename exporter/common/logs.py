@@ -12,6 +12,7 @@ import sys
 import time
 from collections.abc import Iterable
 
+from exporter.common.journal import current_entry
 from exporter.common.redact import redact
 
 _LEVEL_NAMES = {"DEBUG": "debug", "INFO": "info", "WARNING": "warn", "ERROR": "error"}
@@ -107,6 +108,18 @@ def setup_logging(level: str, fmt: str, secrets: Iterable[str] = ()) -> RedactSe
     return redact
 
 
+_JOURNAL_FORMAT = LogfmtFormatter()
+
+
 def log_event(logger: logging.Logger, level: int, msg: str, **fields: object) -> None:
-    """Log `msg` with structured key=value fields."""
+    """Log `msg` with structured key=value fields; during a scrape, into its journal entry
+    too, whatever the log level (see exporter.common.journal)."""
     logger.log(level, msg, extra={"fields": fields})
+    entry = current_entry()
+    if entry is not None:
+        if entry.full:
+            entry.add("")  # only counted
+            return
+        rec = logger.makeRecord(logger.name, level, "", 0, msg, (), None)
+        rec.fields = fields
+        entry.add(_JOURNAL_FORMAT.format(rec))

@@ -12,18 +12,13 @@ import argparse
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from exporter.config import flags
 from exporter.config.balance import BalanceSettings, balance_settings
+from exporter.config.flags import checked, default
 from exporter.config.values import (
-    MAX_CONNECTIONS,
-    MAX_WORKERS,
     ConfigError,
     Secret,
-    bounded,
     in_context,
-    parse_duration,
-    parse_listen_address,
-    parse_size,
-    positive,
     read_key_file,
     read_yaml_mapping,
     reject_unknown_keys,
@@ -33,24 +28,9 @@ from exporter.config.values import (
 from exporter.config.webconfig import WebConfig, load_web_config
 from exporter.config.webhooks import WebhookSettings, webhook_settings
 
-DEFAULT_BASE_URL = "https://voice.8x8.com"
-DEFAULT_LISTEN_ADDRESS = ":9881"
-# Fetches in flight at once, each on a thread of its own. The API's latency, not the exporter's
-# CPU, bounds a scrape of many subaccounts: 64 at a time read 1,000 subaccounts at 200 ms in
-# about 3 s of waiting, and a bound keeps a large configuration from opening a connection per
-# subaccount at once (the API's per-IP limits are not documented).
-DEFAULT_PARALLEL_FETCHES = 64
-MAX_PARALLEL_FETCHES = 512
-
-ENV_API_KEY = "EIGHTBYEIGHT_API_KEY"
-ENV_API_KEY_FILE = "EIGHTBYEIGHT_API_KEY_FILE"
-ENV_SUBACCOUNTS = "EIGHTBYEIGHT_SUBACCOUNTS"
-
-# Each listener's threads and open connections (exporter/web/server.py). A connection is a file
-# descriptor: both listeners' defaults (256 + 128) and the API connections stay well below a
-# 1,024 limit; the maxima keep a typo from asking for more than any such limit allows.
-DEFAULT_WEB_WORKERS = 8
-DEFAULT_WEB_MAX_CONNECTIONS = 256
+ENV_API_KEY = flags.ENV_API_KEY
+ENV_API_KEY_FILE = flags.env_of("key_file")
+ENV_SUBACCOUNTS = flags.env_of("subaccounts")
 
 
 @dataclass(frozen=True)
@@ -66,30 +46,30 @@ class SubaccountConfig:
 class Settings:
     """Everything the exporter needs, validated."""
 
-    listen_address: str = DEFAULT_LISTEN_ADDRESS
-    telemetry_path: str = "/metrics"
-    base_url: str = DEFAULT_BASE_URL
-    api_timeout: float = 10.0
+    listen_address: str = default("listen_address")
+    telemetry_path: str = default("telemetry_path")
+    base_url: str = default("base_url")
+    api_timeout: float = default("api_timeout")
     api_key: Secret | None = None
     subaccounts: tuple[SubaccountConfig, ...] = ()
-    per_number: bool = True
-    cache_ttl: float = 0.0
-    serve_stale_for: float = 0.0
-    timeout_offset: float = 0.5
-    shutdown_grace: float = 10.0
-    web_workers: int = DEFAULT_WEB_WORKERS
-    web_max_connections: int = DEFAULT_WEB_MAX_CONNECTIONS
-    web_read_timeout: float = 10.0
-    max_response_bytes: int = 256 * 2**20
-    api_retries: int = 2
-    parallel_fetches: int = DEFAULT_PARALLEL_FETCHES
+    per_number: bool = default("per_number")
+    cache_ttl: float = default("cache_ttl")
+    serve_stale_for: float = default("serve_stale_for")
+    timeout_offset: float = default("timeout_offset")
+    shutdown_grace: float = default("shutdown_grace")
+    web_workers: int = default("web_workers")
+    web_max_connections: int = default("web_max_connections")
+    web_read_timeout: float = default("web_read_timeout")
+    max_response_bytes: int = default("max_response_bytes")
+    api_retries: int = default("api_retries")
+    parallel_fetches: int = default("parallel_fetches")
     probe_allowed: frozenset[str] | None = None
     web_config: WebConfig | None = None
     webhooks: WebhookSettings | None = None  # the callback listener, when enabled
     balance: BalanceSettings | None = None  # the prepaid balance read, when enabled
-    collector_webhooks: bool = False
-    log_level: str = "info"
-    log_format: str = "logfmt"
+    collector_webhooks: bool = default("collector_webhooks")
+    log_level: str = default("log_level")
+    log_format: str = default("log_format")
     # Every value the logs must never show: API keys and the webhook Authorization value.
     secrets: tuple[Secret, ...] = field(default=(), repr=False)
 
@@ -104,25 +84,18 @@ class Settings:
 def settings_from_flags(args: argparse.Namespace, env: dict[str, str]) -> Settings:
     """Validate flags, environment and config files into Settings; ConfigError on any problem.
 
-    `args` are the parsed flags of exporter/cli/main.py. The web config file is read and checked
+    `args` are the parsed flags (exporter/config/flags.py). The web config file is read and checked
     here (TLS files, bcrypt hashes), once, and its parsed form is part of the settings; so are
     the webhook receiver's flags and its Authorization value.
     """
-    # Both build on this module's helpers.
-    parse_listen_address(args.listen_address)
-    if not args.telemetry_path.startswith("/") or args.telemetry_path in ("/probe", "/"):
-        raise ConfigError(f"invalid --web.telemetry-path {args.telemetry_path!r}")
-    if args.telemetry_path.startswith("/-/"):
-        # /-/healthy is served without basic auth; /-/ paths are the exporter's own.
-        raise ConfigError(
-            f"invalid --web.telemetry-path {args.telemetry_path!r}: paths under /-/ are "
-            "reserved (/-/healthy answers without credentials)"
-        )
-    if args.api_retries < 0 or args.api_retries > 10:
-        raise ConfigError("--api.retries must be between 0 and 10")
+    listen_address = checked(args, "listen_address")
+    telemetry_path = checked(args, "telemetry_path")
+    api_retries = checked(args, "api_retries")
     file_config = load_config_file(args.config_file) if args.config_file else None
     base_url = validate_base_url(
-        args.base_url or (file_config.base_url if file_config else None) or DEFAULT_BASE_URL
+        args.base_url
+        or (file_config.base_url if file_config else None)
+        or flags.flag("base_url").default
     )
     api_key = default_api_key(args.key_file, env)
     if api_key is None and file_config is not None:
@@ -163,29 +136,23 @@ def settings_from_flags(args: argparse.Namespace, env: dict[str, str]) -> Settin
     if webhooks is not None:
         keys.add(webhooks.auth_header)
     return Settings(
-        listen_address=args.listen_address,
-        telemetry_path=args.telemetry_path,
+        listen_address=listen_address,
+        telemetry_path=telemetry_path,
         base_url=base_url,
-        api_timeout=positive(parse_duration(args.api_timeout, "--api.timeout"), "--api.timeout"),
+        api_timeout=checked(args, "api_timeout"),
         api_key=api_key,
         subaccounts=tuple(subaccounts),
         per_number=args.per_number,
-        cache_ttl=parse_duration(args.cache_ttl, "--cache.ttl"),
-        serve_stale_for=parse_duration(args.serve_stale_for, "--cache.serve-stale-for"),
-        timeout_offset=parse_duration(args.timeout_offset, "--web.timeout-offset"),
-        shutdown_grace=parse_duration(args.shutdown_grace, "--web.shutdown-grace"),
-        web_workers=bounded(args.web_workers, "--web.workers", 1, MAX_WORKERS),
-        web_max_connections=bounded(
-            args.web_max_connections, "--web.max-connections", 1, MAX_CONNECTIONS
-        ),
-        web_read_timeout=positive(
-            parse_duration(args.web_read_timeout, "--web.read-timeout"), "--web.read-timeout"
-        ),
-        max_response_bytes=parse_size(args.max_response_bytes, "--api.max-response-size"),
-        api_retries=args.api_retries,
-        parallel_fetches=bounded(
-            args.parallel_fetches, "--api.parallel-fetches", 1, MAX_PARALLEL_FETCHES
-        ),
+        cache_ttl=checked(args, "cache_ttl"),
+        serve_stale_for=checked(args, "serve_stale_for"),
+        timeout_offset=checked(args, "timeout_offset"),
+        shutdown_grace=checked(args, "shutdown_grace"),
+        web_workers=checked(args, "web_workers"),
+        web_max_connections=checked(args, "web_max_connections"),
+        web_read_timeout=checked(args, "web_read_timeout"),
+        max_response_bytes=checked(args, "max_response_bytes"),
+        api_retries=api_retries,
+        parallel_fetches=checked(args, "parallel_fetches"),
         probe_allowed=probe_allowed,
         web_config=web_config,
         webhooks=webhooks,

@@ -3,13 +3,15 @@ YAML files, each refused with a one-line `ConfigError` that names the problem.""
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import stat
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import yaml
+if TYPE_CHECKING:
+    import yaml
 
 SUBACCOUNT_PATTERN = re.compile(r"^[A-Za-z0-9\-._&]{3,50}$")
 
@@ -106,10 +108,38 @@ def parse_listen_address(address: str) -> tuple[str, int]:
     return host, int(port)
 
 
+def url_host(host: str) -> str:
+    """The host as a URL writes it: IPv6 addresses in brackets ([::1])."""
+    return f"[{host}]" if ":" in host else host
+
+
+def host_port(host: str, port: int | str) -> str:
+    """host:port as a listen address or URL authority: IPv6 hosts in brackets ([::1]:9881)."""
+    return f"{url_host(host)}:{port}"
+
+
+def loopback_for(host: str) -> str:
+    """The address to reach a listener bound to `host` from this host.
+
+    A wildcard bind is reached on the loopback address of its own family: '' (every IPv4
+    interface, as the exporter binds ':port') and '0.0.0.0' on 127.0.0.1, '::' on ::1, which
+    also answers when the IPv6 socket takes no IPv4. Any other host is itself.
+    """
+    if not host:
+        return "127.0.0.1"
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return host  # a name, e.g. localhost
+    if not address.is_unspecified:
+        return host
+    return "::1" if address.version == 6 else "127.0.0.1"
+
+
 def validate_subaccount(value: str) -> str:
     if not isinstance(value, str) or not SUBACCOUNT_PATTERN.fullmatch(value):
         raise ConfigError(
-            f"invalid subaccount ID {quote_value(value)}: must match ^[A-Za-z0-9\\-._&]{{3,50}}$"
+            f"invalid subaccount ID {quote_value(value)}: must match {SUBACCOUNT_PATTERN.pattern}"
         )
     return value
 
@@ -129,12 +159,13 @@ def parse_duration(value: str | float | int, what: str) -> float:
     if isinstance(value, int | float):
         seconds = float(value)
     else:
-        seconds = _duration_seconds(str(value).strip())
-        if seconds is None:
+        parsed = _duration_seconds(str(value).strip())
+        if parsed is None:
             raise ConfigError(
                 f"invalid duration for {what}: {quote_value(value)} "
                 "(examples: 10s, 500ms, 1m30s, 1h, 1d)"
             )
+        seconds = parsed
     if seconds < 0:
         raise ConfigError(f"invalid duration for {what}: must not be negative")
     return seconds
@@ -215,6 +246,8 @@ def read_yaml_mapping(path: str | Path, what: str = "config file") -> dict[str, 
     except (OSError, UnicodeDecodeError) as exc:
         reason = getattr(exc, "strerror", None) or "not UTF-8 text"
         raise ConfigError(f"{what} {path} cannot be read: {reason}") from None
+    import yaml  # here, not above: the health check reads no YAML unless given a web config file
+
     try:
         doc = yaml.safe_load(text)
     except yaml.YAMLError as exc:

@@ -1,11 +1,15 @@
 """The exporter's own metrics, served on /metrics only (never on /probe).
 
+In text 0.0.4 they carry no `_created` series (prometheus_client adds one gauge family per
+counter and histogram there); in OpenMetrics, counters and histograms have their `_created`
+samples as that format defines them.
+
 Process, platform, build and reload series go through a prometheus_client registry (so do the
 webhook families, registered on it by exporter/app.py). The per-subaccount API series are kept
 by `ApiSeries`, which renders its text itself: with 1,000 subaccounts they are ~40,000 lines,
 and `generate_latest` spent about a third of a scrape's CPU on them. Its output is byte-equal
 to what `generate_latest` prints for the same families (`ApiSeries.collect` gives those
-families; tests/test_selfmetrics.py compares the two).
+families; tests/unit/metrics/test_selfmetrics.py compares the two).
 
 A configured subaccount's series live as long as the process; a probed one's are dropped when
 its scraper leaves the bounded set of probed scrapers (`TargetSeries.drop`), so /metrics
@@ -14,6 +18,7 @@ cannot grow with every ID ever probed.
 
 from __future__ import annotations
 
+import copy
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -21,32 +26,26 @@ from dataclasses import dataclass, field, replace
 
 from prometheus_client import (
     CollectorRegistry,
-    Gauge,
     PlatformCollector,
     ProcessCollector,
     generate_latest,
 )
-from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.core import HistogramMetricFamily, Metric
+from prometheus_client.openmetrics.exposition import generate_latest as openmetrics_latest
 from prometheus_client.samples import Sample
 from prometheus_client.utils import floatToGoString
 
 from exporter import __version__
 from exporter.common.errors import REASONS
+from exporter.metrics import catalogue as c
+from exporter.metrics.instruments import counter_family, gauge
 
-REQUESTS = "eightbyeight_api_requests"
-REQUESTS_HELP = (
-    "Requests made to the 8x8 Virtual Numbers API (one per fetch; retries included in that one)."
-)
-FAILURES = "eightbyeight_api_request_failures"
-FAILURES_HELP = (
-    "Fetches from the 8x8 API that failed, by reason (unauthorized, forbidden, not_found, "
-    "bad_request, rate_limited, server_error, client_error, timeout, connection_error, "
-    "invalid_response)."
-)
-DURATION = "eightbyeight_api_request_duration_seconds"
-DURATION_HELP = "Seconds taken to fetch a subaccount's numbers from the 8x8 API, body included."
-BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+REQUESTS = c.API_REQUESTS.name
+FAILURES = c.API_REQUEST_FAILURES.name
+DURATION = c.API_REQUEST_DURATION_SECONDS.name
+BUCKETS = c.API_REQUEST_DURATION_SECONDS.buckets
 _LE = (*map(floatToGoString, BUCKETS), "+Inf")
+_API = (c.API_REQUESTS, c.API_REQUEST_FAILURES, c.API_REQUEST_DURATION_SECONDS)
 
 
 def _escape(value: str) -> str:
@@ -55,6 +54,19 @@ def _escape(value: str) -> str:
 
 def _header(name: str, kind: str, help_text: str) -> str:
     return f"# HELP {name} {help_text}\n# TYPE {name} {kind}\n"
+
+
+def _help(help_text: str, openmetrics: bool) -> str:
+    """The help as written: OpenMetrics escapes quotes too (the helps here have none today)."""
+    escaped = help_text.replace("\\", r"\\").replace("\n", r"\n")
+    return escaped.replace('"', r"\"") if openmetrics else escaped
+
+
+def _counter_header(name: str, help_text: str, openmetrics: bool) -> str:
+    """Text names a counter family by its `_total` samples; OpenMetrics by the bare name."""
+    if openmetrics:
+        return _header(name, "counter", _help(help_text, True))
+    return _header(f"{name}_total", "counter", _help(help_text, False))
 
 
 @dataclass(slots=True)
@@ -72,6 +84,7 @@ class _Subaccount:
     count: int = 0
     total: float = 0.0
     failure_text: str | None = None  # the failure lines, until the next failure
+    failure_om: str | None = None  # the same in OpenMetrics, with their _created lines
 
 
 class ApiSeries:
@@ -107,7 +120,7 @@ class ApiSeries:
                 sub.buckets = [0] * len(BUCKETS)
             for reason in REASONS:
                 sub.failures.setdefault(reason, 0.0)
-            sub.failure_text = None
+            sub.failure_text = sub.failure_om = None
 
     def request(self, subaccount: str) -> None:
         with self._lock:
@@ -118,7 +131,7 @@ class ApiSeries:
         with self._lock:
             sub = self._get(subaccount)
             sub.failures[reason] = sub.failures.get(reason, 0.0) + 1
-            sub.failure_text = None
+            sub.failure_text = sub.failure_om = None
 
     def duration(self, subaccount: str, seconds: float) -> None:
         with self._lock:
@@ -136,28 +149,34 @@ class ApiSeries:
         with self._lock:
             self._subs.pop(subaccount, None)
 
-    def render(self) -> str:
-        """The exposition text of every subaccount's series, as generate_latest prints it."""
+    def render(self, openmetrics: bool = False) -> str:
+        """The exposition text of every subaccount's series, as prometheus_client prints it:
+        text 0.0.4 without the `_created` series, or OpenMetrics with them (no `# EOF`)."""
         with self._lock:
             subs = list(self._subs.values())
-            asked = [s for s in subs if s.requests is not None]
-            requests = [(s.label, s.requests) for s in asked]
+            asked = [(s.label, s.requests, s.created_text) for s in subs if s.requests is not None]
             failed = [s for s in subs if s.failures]
-            failures = [s.failure_text or self._failure_lines(s) for s in failed]
+            if openmetrics:
+                failures = [s.failure_om or self._failure_lines(s, True) for s in failed]
+            else:
+                failures = [s.failure_text or self._failure_lines(s, False) for s in failed]
             timed = [s for s in subs if s.buckets is not None]
-            durations = [(s.label, list(s.buckets or ()), s.count, s.total) for s in timed]
+            durations = [
+                (s.label, list(s.buckets or ()), s.count, s.total, s.created_text) for s in timed
+            ]
         go = floatToGoString
         # Each family's header is there even with no series, as prometheus_client prints it.
-        out = [_header(f"{REQUESTS}_total", "counter", REQUESTS_HELP)]
-        out += [f'{REQUESTS}_total{{subaccount="{label}"}} {go(n)}\n' for label, n in requests]
-        if asked:
-            out += self._created(REQUESTS, REQUESTS_HELP, asked)
-        out.append(_header(f"{FAILURES}_total", "counter", FAILURES_HELP))
+        out = [_counter_header(REQUESTS, c.API_REQUESTS.help, openmetrics)]
+        for label, n, created in asked:
+            out.append(f'{REQUESTS}_total{{subaccount="{label}"}} {go(n)}\n')
+            if openmetrics:
+                out.append(f'{REQUESTS}_created{{subaccount="{label}"}} {created}\n')
+        out.append(_counter_header(FAILURES, c.API_REQUEST_FAILURES.help, openmetrics))
         out += failures
-        if failed:
-            out += self._created(FAILURES, FAILURES_HELP, failed, by_reason=True)
-        out.append(_header(DURATION, "histogram", DURATION_HELP))
-        for label, buckets, count, total in durations:
+        out.append(
+            _header(DURATION, "histogram", _help(c.API_REQUEST_DURATION_SECONDS.help, openmetrics))
+        )
+        for label, buckets, count, total, created in durations:
             cumulative = 0
             for le, in_bucket in zip(_LE, [*buckets, 0], strict=True):
                 cumulative += in_bucket
@@ -165,36 +184,25 @@ class ApiSeries:
                 out.append(f'{DURATION}_bucket{{le="{le}",subaccount="{label}"}} {value}\n')
             out.append(f'{DURATION}_count{{subaccount="{label}"}} {go(float(count))}\n')
             out.append(f'{DURATION}_sum{{subaccount="{label}"}} {go(total)}\n')
-        if timed:
-            out += self._created(DURATION, DURATION_HELP, timed)
+            if openmetrics:
+                out.append(f'{DURATION}_created{{subaccount="{label}"}} {created}\n')
         return "".join(out)
 
     @staticmethod
-    def _failure_lines(sub: _Subaccount) -> str:
+    def _failure_lines(sub: _Subaccount, openmetrics: bool) -> str:
         """Called with the lock held: the lines are kept until the next failure."""
-        text = "".join(
-            f'{FAILURES}_total{{reason="{_escape(reason)}",subaccount="{sub.label}"}} '
-            f"{floatToGoString(count)}\n"
-            for reason, count in sub.failures.items()
-        )
-        sub.failure_text = text
+        lines = []
+        for reason, count in sub.failures.items():
+            labels = f'{{reason="{_escape(reason)}",subaccount="{sub.label}"}}'
+            lines.append(f"{FAILURES}_total{labels} {floatToGoString(count)}\n")
+            if openmetrics:
+                lines.append(f"{FAILURES}_created{labels} {sub.created_text}\n")
+        text = "".join(lines)
+        if openmetrics:
+            sub.failure_om = text
+        else:
+            sub.failure_text = text
         return text
-
-    @staticmethod
-    def _created(
-        name: str, help_text: str, subs: list[_Subaccount], by_reason: bool = False
-    ) -> list[str]:
-        out = [_header(f"{name}_created", "gauge", help_text)]
-        for sub in subs:
-            created = sub.created_text
-            if by_reason:
-                out += [
-                    f'{name}_created{{reason="{_escape(r)}",subaccount="{sub.label}"}} {created}\n'
-                    for r in sub.failures
-                ]
-            else:
-                out.append(f'{name}_created{{subaccount="{sub.label}"}} {created}\n')
-        return out
 
     def collect(self) -> Iterator[Metric]:
         """The same series as prometheus_client families (for tests and generic consumers)."""
@@ -203,9 +211,11 @@ class ApiSeries:
                 (name, replace(s, failures=dict(s.failures), buckets=s.buckets and list(s.buckets)))
                 for name, s in self._subs.items()
             ]
-        requests = CounterMetricFamily(REQUESTS, REQUESTS_HELP, labels=["subaccount"])
-        failures = CounterMetricFamily(FAILURES, FAILURES_HELP, labels=["reason", "subaccount"])
-        durations = HistogramMetricFamily(DURATION, DURATION_HELP, labels=["subaccount"])
+        requests = counter_family(c.API_REQUESTS)
+        failures = counter_family(c.API_REQUEST_FAILURES)
+        durations = HistogramMetricFamily(
+            DURATION, c.API_REQUEST_DURATION_SECONDS.help, labels=["subaccount"]
+        )
         for name, sub in subs:
             if sub.requests is not None:
                 requests.add_metric([name], sub.requests, created=sub.created)
@@ -223,6 +233,29 @@ class ApiSeries:
         yield from (requests, failures, durations)
 
 
+OPENMETRICS_EOF = b"# EOF\n"
+# The families whose samples include `_created` (prometheus_client's counters, histograms and
+# summaries): OpenMetrics defines it, text 0.0.4 has it only as an extra gauge per family.
+_WITH_CREATED = frozenset({"counter", "histogram", "summary"})
+
+
+class WithoutCreated:
+    """A registry's families without their `_created` samples, for text 0.0.4."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self._registry = registry
+
+    def collect(self) -> Iterator[Metric]:
+        for metric in self._registry.collect():
+            if metric.type in _WITH_CREATED:
+                created = f"{metric.name}_created"
+                kept = [sample for sample in metric.samples if sample.name != created]
+                if len(kept) != len(metric.samples):
+                    metric = copy.copy(metric)  # a collector may hand out the same family again
+                    metric.samples = kept
+            yield metric
+
+
 class SelfMetrics:
     """API call counters, failures by reason, latency and build info."""
 
@@ -231,22 +264,11 @@ class SelfMetrics:
         ProcessCollector(registry=self.registry)
         PlatformCollector(registry=self.registry)
         self.api = ApiSeries(clock)
-        build = Gauge(
-            "eightbyeight_exporter_build_info",
-            "Version of the exporter; the value is always 1.",
-            ["version"],
-            registry=self.registry,
-        )
-        build.labels(__version__).set(1)
-        self.reload_successful = Gauge(
-            "eightbyeight_config_last_reload_successful",
-            "1 if the last load of the configuration (start-up or reload) succeeded, else 0.",
-            registry=self.registry,
-        )
-        self.reload_success_time = Gauge(
-            "eightbyeight_config_last_reload_success_timestamp_seconds",
-            "Unix time of the last successful load of the configuration (start-up or reload).",
-            registry=self.registry,
+        build = gauge(c.EXPORTER_BUILD_INFO, self.registry)
+        build.labels(version=__version__).set(1)
+        self.reload_successful = gauge(c.CONFIG_LAST_RELOAD_SUCCESSFUL, self.registry)
+        self.reload_success_time = gauge(
+            c.CONFIG_LAST_RELOAD_SUCCESS_TIMESTAMP_SECONDS, self.registry
         )
 
     def configuration_loaded(self, wall_time: float) -> None:
@@ -260,8 +282,15 @@ class SelfMetrics:
         """Create the subaccount's counters at 0, so increase() sees their first failure."""
         self.api.start(subaccount)
 
-    def exposition(self) -> bytes:
-        return generate_latest(self.registry) + self.api.render().encode()
+    def exposition(self, openmetrics: bool = False) -> bytes:
+        """The registry's families, then the API series: text 0.0.4 without `_created`
+        series, or OpenMetrics without its closing `# EOF` (the inventories follow)."""
+        if openmetrics:
+            text = openmetrics_latest(self.registry)
+            if text.endswith(OPENMETRICS_EOF):
+                text = text[: -len(OPENMETRICS_EOF)]
+            return text + self.api.render(openmetrics=True).encode()
+        return generate_latest(WithoutCreated(self.registry)) + self.api.render().encode()
 
     def sample_value(self, name: str, labels: dict[str, str] | None = None) -> float | None:
         """One sample's value, from the registry or the API series (for tests)."""

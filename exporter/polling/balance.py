@@ -17,10 +17,12 @@ from collections.abc import Callable, Iterator
 from typing import Any, Protocol
 
 import msgspec
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import Metric
 
 from exporter.common.errors import REASONS, FetchError, ResponseError
 from exporter.common.logs import log_event
+from exporter.metrics import catalogue as c
+from exporter.metrics.instruments import counter_family, gauge_family
 from exporter.polling.model import error_reason
 
 log = logging.getLogger("exporter.balance")
@@ -127,34 +129,19 @@ class BalanceCollector:
                 self._last_success,
                 dict(self._failures),
             )
-        balance = GaugeMetricFamily(
-            "eightbyeight_account_balance",
-            "Prepaid balance of the 8x8 account as last read, in its currency "
-            "(--balance.account-id).",
-            labels=["currency"],
-        )
+        balance = gauge_family(c.ACCOUNT_BALANCE)
         if value is not None:
             balance.add_metric([value[1]], value[0])
         yield balance
-        up_family = GaugeMetricFamily(
-            "eightbyeight_account_balance_up",
-            "1 if the last read of the prepaid balance succeeded, else 0.",
-        )
+        up_family = gauge_family(c.ACCOUNT_BALANCE_UP)
         if up is not None:
             up_family.add_metric([], 1.0 if up else 0.0)
         yield up_family
-        success = GaugeMetricFamily(
-            "eightbyeight_account_balance_last_success_timestamp_seconds",
-            "Unix time of the last successful read of the prepaid balance.",
-        )
+        success = gauge_family(c.ACCOUNT_BALANCE_LAST_SUCCESS_TIMESTAMP_SECONDS)
         if last is not None:
             success.add_metric([], last)
         yield success
-        failed = CounterMetricFamily(
-            "eightbyeight_account_balance_read_failures",
-            "Failed reads of the prepaid balance, by reason (forbidden: not a prepaid account).",
-            labels=["reason"],
-        )
+        failed = counter_family(c.ACCOUNT_BALANCE_READ_FAILURES)
         for reason, count in failures.items():
             failed.add_metric([reason], count)
         yield failed

@@ -39,7 +39,7 @@ from exporter import __version__
 from exporter.common.errors import FetchError, reason_for_status
 from exporter.common.logs import log_event
 from exporter.common.redact import redact_and_cut
-from exporter.config.settings import DEFAULT_PARALLEL_FETCHES
+from exporter.config.flags import default
 from exporter.config.values import Secret
 
 log = logging.getLogger("exporter.polling.client")
@@ -61,13 +61,13 @@ class DeadlineRetry(Retry):
     retries at once, and the last answer (e.g. the 429) is what the caller sees.
     """
 
-    def __init__(self, *args: object, deadline: float = math.inf, **kwargs: object) -> None:
+    def __init__(self, *args: Any, deadline: float = math.inf, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.deadline = deadline
         # Shared by every copy urllib3 makes of this policy during one fetch.
         self.made = RetriesMade()
 
-    def new(self, **kwargs: object) -> DeadlineRetry:
+    def new(self, **kwargs: Any) -> DeadlineRetry:
         renewed = super().new(**kwargs)
         renewed.deadline = self.deadline
         renewed.made = self.made
@@ -85,7 +85,8 @@ class DeadlineRetry(Retry):
         renewed = super().increment(method, url, response, error, _pool, _stacktrace)
         wait = renewed.planned_wait(response)
         if time.monotonic() + wait >= self.deadline:
-            raise MaxRetryError(_pool, url, error or ResponseError("no time left to retry"))
+            # As urllib3 itself does: the pool it was given, None included.
+            raise MaxRetryError(_pool, url, error or ResponseError("no time left to retry"))  # type: ignore[arg-type]
         self.made.count += 1
         return renewed
 
@@ -158,7 +159,7 @@ class Transport:
     """
 
     def __init__(
-        self, pool_maxsize: int = DEFAULT_PARALLEL_FETCHES, pool_connections: int = 10
+        self, pool_maxsize: int = default("parallel_fetches"), pool_connections: int = 10
     ) -> None:
         self.adapter = _CuttableAdapter(
             pool_connections=pool_connections, pool_maxsize=pool_maxsize, pool_block=False
@@ -183,9 +184,9 @@ class ApiClient:
         base_url: str,
         api_key: Secret,
         *,
-        timeout: float = 10.0,
-        max_response_bytes: int = 256 * 2**20,
-        retries: int = 2,
+        timeout: float = default("api_timeout"),
+        max_response_bytes: int = default("max_response_bytes"),
+        retries: int = default("api_retries"),
         backoff_factor: float = 0.2,
         transport: Transport | None = None,
     ) -> None:
@@ -274,7 +275,8 @@ class ApiClient:
             return self._session.get(
                 url,
                 headers=headers,
-                timeout=DeadlineTimeout(deadline),
+                # requests hands a urllib3 Timeout to urllib3 unchanged; its hints know only floats.
+                timeout=DeadlineTimeout(deadline),  # type: ignore[arg-type]
                 stream=True,
                 allow_redirects=False,
             )
@@ -501,14 +503,16 @@ def _watch(sock: socket.socket | None) -> None:
         cutter.watch(sock)
 
 
+# urllib3's connections answer with urllib3's HTTPResponse, not http.client's (as urllib3's own
+# hints admit with the same ignore).
 class _CuttableHTTPConnection(HTTPConnection):
-    def getresponse(self) -> HTTPResponse:
+    def getresponse(self) -> HTTPResponse:  # type: ignore[override]
         _watch(self.sock)
         return super().getresponse()
 
 
 class _CuttableHTTPSConnection(HTTPSConnection):
-    def getresponse(self) -> HTTPResponse:
+    def getresponse(self) -> HTTPResponse:  # type: ignore[override]
         _watch(self.sock)
         return super().getresponse()
 
@@ -534,7 +538,7 @@ class _CuttableAdapter(HTTPAdapter):
         self._default_retries: Retry = Retry(0, read=False)
         super().__init__(*args, **kwargs)
 
-    @property  # type: ignore[override]
+    @property
     def max_retries(self) -> Retry:
         policy = getattr(self._per_thread, "policy", None)
         return self._default_retries if policy is None else policy

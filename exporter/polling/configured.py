@@ -5,7 +5,9 @@ in the background on its own budget (`READ_TIMEOUT`, at most once per `READ_INTE
 for VNU and VSS, exported: whether a webhook of that type is registered, whether it is
 enabled (8x8's default when the field is missing), and whether an Authorization value
 (httpAuthHeader) is set. A failed read keeps the last answer and sets
-`eightbyeight_webhook_config_up` to 0; it never delays or fails the scrape.
+`eightbyeight_webhook_config_up` to 0; it never delays or fails the scrape. The families are
+declared in `exporter.metrics.catalogue`; their `event_type` label is the receiver's
+(`vnu`, `vss`).
 """
 
 from __future__ import annotations
@@ -21,11 +23,14 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 
 from exporter.common.errors import FetchError, ResponseError
 from exporter.common.logs import log_event
+from exporter.metrics import catalogue as c
+from exporter.metrics.instruments import gauge_family
 from exporter.polling.model import error_reason
 
 log = logging.getLogger("exporter.webhooks")
 
-TYPES = ("VNU", "VSS")
+# 8x8's webhook types, as the API spells them, by the event_type label value they are shown as.
+TYPES = {event_type.upper(): event_type for event_type in c.EVENT_TYPES}
 # The webhook list's own budget: each read may take this long, and one starts at most this
 # often per subaccount (the list changes when someone edits it, not by the minute).
 READ_TIMEOUT = 10.0
@@ -156,7 +161,7 @@ class WebhookConfigCollector:
                 self._up[subaccount] = False
             return
         found = {
-            hook.type.upper(): (hook.enabled, hook.http_auth_header_available)
+            TYPES[hook.type.upper()]: (hook.enabled, hook.http_auth_header_available)
             for hook in hooks
             if hook.type.upper() in TYPES
         }
@@ -169,36 +174,19 @@ class WebhookConfigCollector:
             config = {sub: dict(found) for sub, found in self._config.items()}
             up = dict(self._up)
         families: dict[str, GaugeMetricFamily] = {
-            "up": GaugeMetricFamily(
-                "eightbyeight_webhook_config_up",
-                "1 if the last read of the subaccount's webhook list from the 8x8 API "
-                "succeeded (--collector.webhooks), else 0.",
-                labels=["subaccount"],
-            ),
-            "configured": GaugeMetricFamily(
-                "eightbyeight_webhook_configured",
-                "1 if a webhook of this type (VNU, VSS) is registered at 8x8 for the subaccount.",
-                labels=["subaccount", "type"],
-            ),
-            "enabled": GaugeMetricFamily(
-                "eightbyeight_webhook_enabled",
-                "1 if the subaccount's webhook of this type is registered and enabled at 8x8.",
-                labels=["subaccount", "type"],
-            ),
-            "auth": GaugeMetricFamily(
-                "eightbyeight_webhook_auth_header_set",
-                "1 if the subaccount's webhook of this type sends an Authorization value.",
-                labels=["subaccount", "type"],
-            ),
+            "up": gauge_family(c.WEBHOOK_CONFIG_UP),
+            "configured": gauge_family(c.WEBHOOK_CONFIGURED),
+            "enabled": gauge_family(c.WEBHOOK_ENABLED),
+            "auth": gauge_family(c.WEBHOOK_AUTH_HEADER_SET),
         }
         for sub in sorted(up):
             families["up"].add_metric([sub], 1.0 if up[sub] else 0.0)
         for sub, found in sorted(config.items()):
-            for kind in TYPES:
+            for kind in c.EVENT_TYPES:
                 enabled, auth = found.get(kind, (False, False))
-                families["configured"].add_metric([sub, kind], 1.0 if kind in found else 0.0)
-                families["enabled"].add_metric([sub, kind], 1.0 if enabled else 0.0)
-                families["auth"].add_metric([sub, kind], 1.0 if auth else 0.0)
+                families["configured"].add_metric([kind, sub], 1.0 if kind in found else 0.0)
+                families["enabled"].add_metric([kind, sub], 1.0 if enabled else 0.0)
+                families["auth"].add_metric([kind, sub], 1.0 if auth else 0.0)
         yield from families.values()
 
     def describe(self) -> list[Any]:

@@ -1,4 +1,5 @@
-"""Exposition: inventories and scrape outcomes as Prometheus text format 0.0.4, as text parts.
+"""Exposition: inventories and scrape outcomes as Prometheus text format 0.0.4 or OpenMetrics
+1.0.0, as text parts.
 
 A few lines of what it produces::
 
@@ -14,7 +15,7 @@ templates below are derived from it at import. The text is written here rather t
 prometheus_client's registry because a large subaccount has hundreds of thousands of per-number
 samples (see bench/). Labels are sorted and values formatted with the library's own
 `floatToGoString`, so the output is byte-for-byte what `generate_latest` prints for the same
-families; tests/test_exposition_equivalence.py proves it.
+families; tests/unit/polling/test_exposition_equivalence.py proves it.
 
 Everything that depends only on the API response is rendered once per response
 (`render_inventory`); only the few series that depend on the clock are rendered per scrape
@@ -32,11 +33,13 @@ from operator import is_not, itemgetter
 
 from prometheus_client.utils import floatToGoString
 
+from exporter.common.eightbyeight import NUMBER_STATUSES
 from exporter.common.memo import Memo
 from exporter.metrics import catalogue as c
-from exporter.metrics.catalogue import FAMILIES, SUBACCOUNT, Family
+from exporter.metrics.catalogue import POLL_FAMILIES as FAMILIES
+from exporter.metrics.catalogue import SUBACCOUNT, Family
 from exporter.metrics.encoding import SampleText, TextPart
-from exporter.polling.model import KNOWN_STATUSES, Inventory, NumberColumns
+from exporter.polling.model import Inventory, NumberColumns
 
 # --- label values -----------------------------------------------------------------------------
 
@@ -56,8 +59,10 @@ def escape_label_value(value: str) -> str:
 # --- line templates, derived from the catalogue once -------------------------------------------
 
 
-def _header(family: Family) -> bytes:
+def _header(family: Family, openmetrics: bool = False) -> bytes:
     help_text = family.help.replace("\\", r"\\").replace("\n", r"\n")
+    if openmetrics:  # OpenMetrics escapes quotes in HELP too
+        help_text = help_text.replace('"', r"\"")
     return f"# HELP {family.name} {help_text}\n# TYPE {family.name} {family.type}\n".encode()
 
 
@@ -112,6 +117,19 @@ def _number_line(family: Family) -> NumberLine:
 
 _NUMBER_FIELDS = {field.name for field in fields(NumberColumns)} | {SUBACCOUNT}
 _HEADERS = {family.name: SampleText([_header(family)]) for family in FAMILIES}
+# Every family is a gauge, whose lines are the same in both formats: only a help text with a
+# quote in it gets a header of its own in OpenMetrics.
+_OPENMETRICS_HEADERS = {
+    family.name: (
+        _HEADERS[family.name]
+        if _header(family, openmetrics=True) == _header(family)
+        else SampleText([_header(family, openmetrics=True)])
+    )
+    for family in FAMILIES
+}
+OPENMETRICS_EOF = b"# EOF\n"
+if any(family.type != "gauge" for family in FAMILIES):
+    raise ValueError("the OpenMetrics rendering assumes gauges only: counters and info differ")
 PREFIXES = {family.name: _prefix(family) for family in FAMILIES if not family.per_number}
 NUMBER_LINES = {family.name: _number_line(family) for family in FAMILIES if family.per_number}
 # The per-number label columns any family prints.
@@ -159,6 +177,10 @@ class RenderedInventory:
     samples: dict[str, SampleText]
     check_ages: tuple[tuple[str, float], ...]
     invalid_records: int
+    # For the status page: numbers listed, and how many are unhealthy or expiring.
+    listed: int = 0
+    unhealthy: int = 0
+    expiring: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -207,7 +229,7 @@ def render_inventory(
         add(c.LAST_UPDATED_TIMESTAMP_SECONDS, own, go[inventory.last_updated])
 
     check_ages = []
-    by_status, expiring, healthy, unhealthy, unknown, disabled, rental = (
+    by_status, expiring, healthy, unhealthy, unknown, disabled, by_health, rental = (
         lines.setdefault(family.name, [])
         for family in (
             c.VIRTUAL_NUMBERS_BY_STATUS,
@@ -216,6 +238,7 @@ def render_inventory(
             c.VIRTUAL_NUMBERS_UNHEALTHY,
             c.VIRTUAL_NUMBERS_HEALTH_UNKNOWN,
             c.VIRTUAL_NUMBERS_HEALTH_CHECK_DISABLED,
+            c.VIRTUAL_NUMBERS_BY_HEALTH_STATUS,
             c.MONTHLY_RENTAL_COST,
         )
     )
@@ -226,7 +249,7 @@ def render_inventory(
         prefix = _Prefixes(labels)
         status_prefix = prefix.open(c.VIRTUAL_NUMBERS_BY_STATUS, "operational_status")
         statuses = group.statuses
-        for status in sorted(statuses.keys() | KNOWN_STATUSES):
+        for status in sorted(statuses.keys() | NUMBER_STATUSES):
             by_status.append(f"{status_prefix % esc[status]}{counts[statuses.get(status, 0)]}\n")
         expiring.append(f"{prefix(c.VIRTUAL_NUMBERS_EXPIRING)}{counts[statuses['expiring']]}\n")
         healthy.append(f"{prefix(c.VIRTUAL_NUMBERS_HEALTHY)}{counts[group.healthy]}\n")
@@ -237,6 +260,9 @@ def render_inventory(
         disabled.append(
             f"{prefix(c.VIRTUAL_NUMBERS_HEALTH_CHECK_DISABLED)}{counts[group.check_disabled]}\n"
         )
+        health_prefix = prefix.open(c.VIRTUAL_NUMBERS_BY_HEALTH_STATUS, "health_status")
+        for health_status, count in sorted(group.health_statuses.items()):
+            by_health.append(f"{health_prefix % esc[health_status]}{counts[count]}\n")
         if group.oldest_check is not None:
             check_ages.append((prefix(c.HEALTH_CHECK_AGE_SECONDS), group.oldest_check))
         if group.monthly_rental_cost:
@@ -250,7 +276,15 @@ def render_inventory(
     }
     if per_number and len(inventory.columns):
         samples.update(_render_numbers(inventory.columns, sub))
-    return RenderedInventory(samples, tuple(check_ages), inventory.invalid_records)
+    groups = inventory.groups.values()
+    return RenderedInventory(
+        samples,
+        tuple(check_ages),
+        inventory.invalid_records,
+        listed=int(inventory.listed),
+        unhealthy=sum(group.unhealthy for group in groups),
+        expiring=sum(group.statuses["expiring"] for group in groups),
+    )
 
 
 class _Prefixes:
@@ -378,12 +412,18 @@ def _go_float_lines(values: list[float]) -> list[str]:
 
 
 def render_scrapes(
-    scrapes: Sequence[SubaccountScrape], now: float, *, head: bytes = b""
+    scrapes: Sequence[SubaccountScrape],
+    now: float,
+    *,
+    head: bytes = b"",
+    openmetrics: bool = False,
 ) -> list[TextPart]:
     """The exposition text for the given scrape outcomes, after `head`, as parts in order.
 
     The clock-dependent series use `now`; everything else comes from the rendered inventories.
-    `exporter.metrics.encoding` turns the parts into a plain or gzip body.
+    `exporter.metrics.encoding` turns the parts into a plain or gzip body. With `openmetrics`
+    the text is OpenMetrics 1.0.0: the same sample lines (every family is a gauge, whose lines
+    the two formats write alike), so the inventories' deflated pieces serve both, and `# EOF`.
     """
     parts_of: dict[str, list[TextPart]] = {}
 
@@ -411,10 +451,13 @@ def render_scrapes(
         for name, text in inventory.samples.items():
             parts_of.setdefault(name, []).append(text)
 
+    headers = _OPENMETRICS_HEADERS if openmetrics else _HEADERS
     parts: list[TextPart] = [head] if head else []
     for family in FAMILIES:
         family_parts = parts_of.get(family.name)
         if family_parts:
-            parts.append(_HEADERS[family.name])
+            parts.append(headers[family.name])
             parts.extend(family_parts)
+    if openmetrics:
+        parts.append(OPENMETRICS_EOF)
     return parts

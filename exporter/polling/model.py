@@ -18,18 +18,18 @@ import re
 from collections import Counter
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from functools import partial
 from operator import attrgetter
+from typing import cast
 
 import msgspec
 
+from exporter.common.eightbyeight import NUMBER_STATUSES, parse_timestamp
 from exporter.common.errors import ResponseError, reason_for_status
 from exporter.common.memo import Memo
 from exporter.common.redact import redact_and_cut
 
-# The documented operationalStatus values, lower-cased: their counts are always present.
-KNOWN_STATUSES = ("active", "expiring", "inactive", "unhealthy")
 UNKNOWN = "unknown"
 
 
@@ -95,7 +95,7 @@ class Envelope:
         updated = _json_value(response.lastUpdatedAt)
         messages = (_json_value(response.statusMessage), _json_value(response.message))
         return cls(
-            total_numbers=_finite(total) if type(total) in (int, float) else None,
+            total_numbers=_finite(cast(float, total)) if type(total) in (int, float) else None,
             last_updated=parse_timestamp(updated) if isinstance(updated, str) else None,
             status_code=_code(_json_value(response.statusCode)),
             code=_code(_json_value(response.code)),
@@ -158,7 +158,8 @@ class NumberColumns:
 class GroupStats:
     """Counters for one (country, number_type) pair."""
 
-    statuses: dict[str, int] = field(default_factory=lambda: dict.fromkeys(KNOWN_STATUSES, 0))
+    statuses: dict[str, int] = field(default_factory=lambda: dict.fromkeys(NUMBER_STATUSES, 0))
+    health_statuses: dict[str, int] = field(default_factory=dict)
     healthy: int = 0
     unhealthy: int = 0
     health_unknown: int = 0
@@ -177,38 +178,6 @@ class Inventory:
     invalid_records: int
     groups: dict[tuple[str, str], GroupStats]
     columns: NumberColumns
-
-
-def parse_timestamp(value: str | None) -> float | None:
-    """Unix seconds from an RFC 3339 time (any fraction digits, Z or offset); None if unreadable.
-
-    A leap second (23:59:60) is read as the second after 23:59:59, as POSIX time counts it.
-    """
-    if not value:
-        return None
-    parsed = _parse_datetime(value)
-    if parsed is None and value[16:19] == ":60":
-        parsed = _parse_datetime(f"{value[:17]}59{value[19:]}")
-        parsed = parsed + timedelta(seconds=1) if parsed is not None else None
-    if parsed is None:
-        return None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
-    try:
-        return parsed.timestamp()
-    except (OverflowError, OSError, ValueError):
-        return None
-
-
-def _parse_datetime(value: str) -> datetime | None:
-    try:
-        return datetime.fromisoformat(value)
-    except ValueError:
-        try:
-            # RFC 3339 allows lower-case 't' and 'z', which fromisoformat does not.
-            return datetime.fromisoformat(value.upper())
-        except ValueError:
-            return None
 
 
 def parse_inventory(
@@ -456,16 +425,21 @@ class _Fold:
         self.columns = NumberColumns()
         self.seen: set[str] = set()
         self.invalid = 0
-        # (country, number_type, status, healthy, check_enabled) -> numbers; a few hundred keys.
-        self.combos: Counter[tuple[str, str, str, bool | None, bool | None]] = Counter()
+        # (country, number_type, status, healthy, check_enabled, health_status) -> numbers; a
+        # few hundred keys.
+        self.combos: Counter[tuple[str, str, str, bool | None, bool | None, str]] = Counter()
         self.rental: dict[tuple[str, str, str], float] = {}
         self.oldest: dict[tuple[str, str], float] = {}
         # Not a bound method of the fold: a memo holding one would make a reference cycle that
         # keeps every column of the response alive until the cyclic GC happens to run.
         label = partial(_checked_label, self.secrets)
         # The first copy of each label value, shared by the rest; and the lower-cased ones.
-        self.shared = Memo(label, _UNKNOWNS)
-        self.lowered = Memo(lambda value: label(value).lower(), _UNKNOWNS)
+        # Missing values (None) are among the memos' preset entries, so label never sees one.
+        self.shared: Memo[str | None, str] = Memo(label, _UNKNOWNS)
+        self.lowered: Memo[str | None, str] = Memo(
+            lambda value: label(value).lower(),  # type: ignore[arg-type]
+            _UNKNOWNS,
+        )
 
     def add(self, raws: list[msgspec.Raw]) -> None:
         records = self._decode(raws)
@@ -495,10 +469,10 @@ class _Fold:
                 _NO_HEALTH if h is None or e is False else h
                 for h, e in zip(health, enabled, strict=True)
             ]
+        health_status = list(map(lowered, map(_HEALTH_STATUS, health)))
         if per_number:
             self._check_msisdns(joined, msisdns)
             reference = list(map(shared, map(_REFERENCE, records)))
-            health_status = list(map(lowered, map(_HEALTH_STATUS, health)))
 
         self.seen |= fresh
         self.invalid += repeated
@@ -507,7 +481,9 @@ class _Fold:
         healthy = list(map(_IS_HEALTHY, health))
         checked = _timestamps(list(map(_CHECKED, health)))
         prices = list(map(_RENTAL, records))
-        self.combos.update(zip(country, number_type, status, healthy, enabled, strict=True))
+        self.combos.update(
+            zip(country, number_type, status, healthy, enabled, health_status, strict=True)
+        )
         self._add_rental(zip(country, number_type, currency, strict=True), prices)
         self._add_oldest(zip(country, number_type, strict=True), checked)
         if per_number:
@@ -546,11 +522,11 @@ class _Fold:
             record.operationalStatus,
             record.billingCurrency,
         ]
+        health = record.numberHealth
+        if health is not None and record.numberHealthCheckEnabled is not False:
+            texts.append(health.status)
         if self.per_number:
             texts += [record.msisdn, record.referenceId]
-            health = record.numberHealth
-            if health is not None and record.numberHealthCheckEnabled is not False:
-                texts.append(health.status)
         return any(secret in text for text in texts if text for secret in self.secrets)
 
     def _decode(self, raws: list[msgspec.Raw]) -> list[VirtualNumber]:
@@ -605,11 +581,15 @@ class _Fold:
         """GroupStats per (country, number_type), in order of first appearance."""
         groups: dict[tuple[str, str], GroupStats] = {}
         # A combo's first record is never later than its group's first: order is preserved.
-        for (country, number_type, status, healthy, enabled), count in self.combos.items():
+        for combo, count in self.combos.items():
+            country, number_type, status, healthy, enabled, health_status = combo
             group = groups.get((country, number_type))
             if group is None:
                 group = groups[(country, number_type)] = GroupStats()
             group.statuses[status] = group.statuses.get(status, 0) + count
+            group.health_statuses[health_status] = (
+                group.health_statuses.get(health_status, 0) + count
+            )
             if healthy is None:
                 group.health_unknown += count
             elif healthy:
@@ -626,13 +606,13 @@ class _Fold:
 
 
 # Standing in for a missing time so a whole batch can go through fromisoformat at once.
-_FILLER = {None: "1970-01-01T00:00:00+00:00"}
+_FILLER: dict[str | None, str] = {None: "1970-01-01T00:00:00+00:00"}
 
 
 def _timestamps(texts: list[str | None]) -> list[float | None]:
     """parse_timestamp of each text; a batch of aware RFC 3339 times takes a C-level path."""
     # _FILLER.get(text, text): the filler for None, any other text unchanged.
-    filled = list(map(_FILLER.get, texts, texts)) if None in texts else texts
+    filled = cast("list[str]", list(map(_FILLER.get, texts, texts)) if None in texts else texts)
     try:
         parsed = list(map(datetime.fromisoformat, filled))
         if None in map(_TZINFO, parsed):

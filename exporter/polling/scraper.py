@@ -15,6 +15,7 @@ is not done by then is `eightbyeight_up 0`, counted as a `timeout`.
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import threading
 import time
@@ -22,14 +23,14 @@ from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, wait
 from concurrent.futures import TimeoutError as FutureTimeout
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from queue import Empty, SimpleQueue
 from typing import Protocol, TypeVar
 
 from exporter.common.errors import FetchError, ResponseError
 from exporter.common.logs import log_event
-from exporter.config.settings import DEFAULT_PARALLEL_FETCHES
+from exporter.config.flags import default
 from exporter.config.values import Secret
 from exporter.metrics.encoding import deflate_all
 from exporter.metrics.selfmetrics import SelfMetrics, TargetSeries
@@ -91,6 +92,22 @@ class _Flight:
 
 
 @dataclass(frozen=True, slots=True)
+class ScraperStatus:
+    """How a subaccount's scrapes went, for the status page (Unix times; None: never)."""
+
+    up: bool | None = None  # the last scrape's verdict
+    stale: bool = False  # the last scrape failed and served the last good data
+    last_scrape: float | None = None
+    last_success: float | None = None
+    numbers: int | None = None  # of the last good response
+    unhealthy: int | None = None
+    expiring: int | None = None
+    failure_reason: str | None = None  # the last failure, however long ago
+    failure_detail: str | None = None
+    failure_time: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class _Fetched:
     """The result of one upstream fetch, shared by every scrape that waited for it."""
 
@@ -129,6 +146,8 @@ class SubaccountScraper:
         self._flight: _Flight | None = None
         self._last_good: _Fetched | None = None
         self._last_success: float | None = None
+        self.status = ScraperStatus()
+        self._status_lock = threading.Lock()
         # e.g. --collector.webhooks: runs inside the single flight, so it shares the scrape's
         # deadline and happens once per upstream fetch, not once per waiting scrape.
         self.after_fetch = after_fetch
@@ -143,6 +162,14 @@ class SubaccountScraper:
         with self._lock:
             cached = self._fresh_cache(started)
             if cached is not None:
+                age = started - cached.monotonic_time
+                log_event(
+                    log,
+                    logging.DEBUG,
+                    "served from the cache",
+                    subaccount=self.subaccount,
+                    age_seconds=round(age, 3),
+                )
                 return self._sample(True, started, cached.inventory)
             flight = self._flight
             leader = flight is None
@@ -154,14 +181,20 @@ class SubaccountScraper:
             with self._lock:
                 self._flight = None
                 self._remember(fetched)
-                report = fetched.error is not None and not flight.reported
+                # A failure the deadline already counted as a timeout is not counted again.
+                report = fetched.error if not flight.reported else None
                 flight.reported = True
-                if report:
-                    self.series.failure(fetched.error.reason)
-            if report:
-                self._log_failure(fetched.error)
+                if report is not None:
+                    self.series.failure(report.reason)
+            if report is not None:
+                self._log_failure(report)
+            if fetched.error is not None:
+                self._note_failure(fetched.error, fetched.wall_time)
             flight.result.set_result(fetched)
         else:
+            log_event(
+                log, logging.DEBUG, "waiting for the fetch in flight", subaccount=self.subaccount
+            )
             try:
                 waited = self.clock.monotonic() - started
                 fetched = flight.result.result(timeout=max(0.0, deadline - started - waited))
@@ -189,6 +222,9 @@ class SubaccountScraper:
         There was no fetch to log it; the caller logs all such subaccounts in one line.
         """
         self.series.failure("timeout")
+        self._note_failure(
+            FetchError("timeout", "not started before the scrape deadline"), self.clock.time()
+        )
         return self._failed_sample(started)
 
     def missed(self, started: float, deadline: float) -> SubaccountScrape:
@@ -201,11 +237,13 @@ class SubaccountScraper:
         with self._lock:
             flight = self._flight
             report = flight is not None and not flight.reported and flight.deadline <= deadline
-            if report:
+            if flight is not None and report:
                 flight.reported = True
                 self.series.failure("timeout")
         if report:
-            self._log_failure(FetchError("timeout", "no answer before the scrape deadline"))
+            error = FetchError("timeout", "no answer before the scrape deadline")
+            self._log_failure(error)
+            self._note_failure(error, self.clock.time())
         return self._failed_sample(started)
 
     def retire(self) -> None:
@@ -218,9 +256,26 @@ class SubaccountScraper:
             return good
         return None
 
+    def _note_failure(self, error: FetchError, wall_time: float) -> None:
+        self._update_status(
+            failure_reason=error.reason, failure_detail=error.detail, failure_time=wall_time
+        )
+
+    def _update_status(self, **changes: object) -> None:
+        with self._status_lock:
+            self.status = replace(self.status, **changes)  # type: ignore[arg-type]
+
     def _remember(self, fetched: _Fetched) -> None:
         if fetched.error is None:
             self._last_success = fetched.wall_time
+            inventory = fetched.inventory
+            if inventory is not None:
+                self._update_status(
+                    last_success=fetched.wall_time,
+                    numbers=inventory.listed,
+                    unhealthy=inventory.unhealthy,
+                    expiring=inventory.expiring,
+                )
             if self.cache_ttl > 0 or self.serve_stale_for > 0:
                 self._last_good = fetched
 
@@ -238,6 +293,9 @@ class SubaccountScraper:
     def _sample(
         self, up: bool, started: float, inventory: RenderedInventory | None
     ) -> SubaccountScrape:
+        self._update_status(
+            up=up, stale=not up and inventory is not None, last_scrape=self.clock.time()
+        )
         return SubaccountScrape(
             self.subaccount,
             up,
@@ -256,6 +314,13 @@ class SubaccountScraper:
         if deadline - started < MIN_FETCH_SECONDS:
             return self._failed(FetchError("timeout", "no time left before the scrape deadline"))
         self.series.request()
+        log_event(
+            log,
+            logging.DEBUG,
+            "fetching the numbers",
+            subaccount=sub,
+            seconds_left=round(deadline - started, 3),
+        )
         body_arrived = False
         try:
             try:
@@ -285,6 +350,15 @@ class SubaccountScraper:
             return self._failed(
                 FetchError("invalid_response", detail, HTTP_OK if body_arrived else None)
             )
+        log_event(
+            log,
+            logging.DEBUG,
+            "numbers read",
+            subaccount=sub,
+            numbers=inventory.listed,
+            invalid_records=inventory.invalid_records,
+            seconds=round(self.clock.monotonic() - started, 3),
+        )
         return _Fetched(inventory, None, self.clock.time(), self.clock.monotonic())
 
     def _failed(self, error: FetchError) -> _Fetched:
@@ -336,7 +410,9 @@ class Scrapers:
         self._new = new_scraper
         self._max_probed = max_probed
         reuse = {scraper.subaccount: scraper for scraper in kept}
-        self.configured = [reuse.pop(sub, None) or new_scraper(sub) for sub in configured]
+        self.configured = [
+            reuse.pop(sub) if sub in reuse else new_scraper(sub) for sub in configured
+        ]
         self._by_id = {scraper.subaccount: scraper for scraper in self.configured}
         self._probed: OrderedDict[str, SubaccountScraper] = OrderedDict(
             list(reuse.items())[-max_probed:] if max_probed > 0 else ()
@@ -433,7 +509,7 @@ class FetchPool:
 
     def __init__(
         self,
-        workers: int = DEFAULT_PARALLEL_FETCHES,
+        workers: int = default("parallel_fetches"),
         name: str = "fetch",
         idle_seconds: float = IDLE_WORKER_SECONDS,
     ) -> None:
@@ -459,7 +535,8 @@ class FetchPool:
                 self._idle -= 1
             elif len(self._threads) < self.workers:
                 self._start()
-        self._queue.put((call, future))  # type: ignore[arg-type]
+        # The caller's context goes with the call: a scrape's journal entry follows its fetches.
+        self._queue.put((partial(contextvars.copy_context().run, call), future))  # type: ignore[arg-type]
         return future
 
     def _start(self) -> None:
@@ -517,10 +594,10 @@ _DEFAULT_POOL_LOCK = threading.Lock()
 
 
 def default_pool() -> FetchPool:
-    """The process's pool of DEFAULT_PARALLEL_FETCHES workers, for callers that bring none
-    (tests, tools): the exporter sizes its own from --api.parallel-fetches."""
+    """The process's pool, as many workers as --api.parallel-fetches' default, for callers that
+    bring none (tests, tools): the exporter sizes its own from --api.parallel-fetches."""
     global _DEFAULT_POOL
     with _DEFAULT_POOL_LOCK:
         if _DEFAULT_POOL is None:
-            _DEFAULT_POOL = FetchPool(DEFAULT_PARALLEL_FETCHES)
+            _DEFAULT_POOL = FetchPool(default("parallel_fetches"))
         return _DEFAULT_POOL

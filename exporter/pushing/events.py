@@ -9,26 +9,22 @@ or an out-of-range value is an `EventError` with a reason the receiver counts by
 
 from __future__ import annotations
 
-import datetime
-import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Annotated, Any
 
 import msgspec
 
+from exporter.config.values import SUBACCOUNT_PATTERN
+from exporter.metrics.catalogue import DIRECTIONS, OTHER, SESSION_STATUSES
+
 VNU = "VIRTUAL_NUMBER_UPDATE"
 VSS = "SESSION_SUMMARY"
-
-SUBACCOUNT_PATTERN = re.compile(r"^[A-Za-z0-9\-._&]{3,50}$")
 
 _Short = Annotated[str, msgspec.Meta(max_length=128)]
 _Subaccount = Annotated[str, msgspec.Meta(pattern=SUBACCOUNT_PATTERN.pattern)]
 _Msisdn = Annotated[str, msgspec.Meta(pattern=r"^\+?[0-9]{6,15}$")]
 
-SESSION_STATUSES = ("completed", "no_answer", "busy", "canceled", "failed", "error")
-CALL_STATUSES = SESSION_STATUSES
-DIRECTIONS = ("inbound", "outbound")
 # Other pages of 8x8's docs spell two statuses differently; both name the same outcome.
 _MAX_WORD = 128  # a status longer than this is not a status
 _SPELLINGS = {"cancelled": "canceled", "noanswer": "no_answer"}
@@ -37,18 +33,6 @@ MOS_RANGE = (1.0, 5.0)
 LOSS_RANGE = (0.0, 1.0)
 JITTER_RANGE_MS = (0.0, 60_000.0)
 DURATION_RANGE = (0.0, 7 * 86_400.0)
-# The fields a call summary can lose one at a time (label values of the invalid-field count).
-INVALID_FIELDS = (
-    "session_status",
-    "call_direction",
-    "call_status",
-    "mos",
-    "packet_loss_rate",
-    "jitter",
-    "call_duration",
-    "call_quality",
-    "updated_timestamp",
-)
 
 
 class EventError(ValueError):
@@ -151,7 +135,7 @@ _session_summary = msgspec.json.Decoder(SessionSummary)
 _pushed_number = msgspec.json.Decoder(PushedNumber)
 
 
-def decode_envelope(body: bytes) -> Envelope:
+def decode_envelope(body: bytes | bytearray) -> Envelope:
     """The envelope of a callback; EventError('malformed_json' or 'invalid_event')."""
     try:
         return _envelope.decode(body)
@@ -208,7 +192,7 @@ def status_label(value: object) -> str | None:
     (Voice Messaging adds its own), None when missing or not text (an invalid field)."""
     if not isinstance(value, str) or not value.strip() or len(value) > _MAX_WORD:
         return None
-    return _closed(value, SESSION_STATUSES) or "other"
+    return _closed(value, SESSION_STATUSES) or OTHER
 
 
 def in_range(value: object, bounds: tuple[float, float]) -> float | None:
@@ -287,16 +271,3 @@ def _optional(
     if number is None:
         invalid.append(name)
     return number
-
-
-def parse_timestamp(text: str | None) -> float | None:
-    """Unix seconds from 8x8's RFC 3339 times ('2023-02-17T05:10:14.760Z'); None if unreadable."""
-    if not text:
-        return None
-    try:
-        parsed = datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=datetime.UTC)
-    return parsed.timestamp()

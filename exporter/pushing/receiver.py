@@ -30,11 +30,12 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Any
 
 from exporter.common.logs import log_event
 from exporter.common.wsgi import StartResponse, text_response
-from exporter.config.webhooks import DEFAULT_MAX_BODY, DEFAULT_PATH, DEFAULT_READ_TIMEOUT
+from exporter.config.flags import default
 from exporter.pushing.events import (
     VNU,
     VSS,
@@ -97,6 +98,24 @@ class LogGate:
             return self._suppressed.pop(reason, 0)
 
 
+@dataclass(frozen=True)
+class CallbackAccess:
+    """Who may call back, as one configuration says: the Authorization value registered at 8x8
+    and the subaccounts whose events are taken (None: the first `MAX_SUBACCOUNTS` that come).
+
+    A reload replaces it whole (exporter/app.py); a callback is judged by one of them only.
+    """
+
+    authorization: bytes
+    allowed: frozenset[str] | None = None
+
+    @classmethod
+    def of(cls, auth_header: str, allowed: Iterable[str] | None = None) -> CallbackAccess:
+        if not auth_header:
+            raise ValueError("an Authorization value is required")
+        return cls(auth_header.encode("utf-8"), frozenset(allowed) if allowed is not None else None)
+
+
 class _BodyError(Exception):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
@@ -104,23 +123,26 @@ class _BodyError(Exception):
 
 
 class WebhookReceiver:
-    """WSGI app for 8x8 callbacks; applies accepted events to a `WebhookState`."""
+    """WSGI app for 8x8 callbacks; applies accepted events to a `WebhookState`.
+
+    Called as a WSGI app, it judges callbacks by the value and allow-list it was built with;
+    `answer` judges one by the `CallbackAccess` given (the callback listener passes the current
+    configuration's, see exporter/web/listener.py).
+    """
 
     def __init__(
         self,
         state: WebhookState,
         auth_header: str,
         *,
-        path: str = DEFAULT_PATH,
-        max_body: int = DEFAULT_MAX_BODY,
-        read_timeout: float = DEFAULT_READ_TIMEOUT,
+        path: str = default("webhook_path"),
+        max_body: int = default("webhook_max_body"),
+        read_timeout: float = default("webhook_read_timeout"),
         max_in_flight: int = MAX_IN_FLIGHT,
         log_gate: LogGate | None = None,
     ) -> None:
-        if not auth_header:
-            raise ValueError("an Authorization value is required")
         self.state = state
-        self._expected = auth_header.encode("utf-8")
+        self.access = CallbackAccess.of(auth_header, state.allowed)
         self.path = path
         self.max_body = max_body
         self.read_timeout = read_timeout
@@ -128,13 +150,21 @@ class WebhookReceiver:
         self._log_gate = log_gate or LogGate()
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        return self.answer(self.access, environ, start_response)
+
+    def answer(
+        self, access: CallbackAccess, environ: dict[str, Any], start_response: StartResponse
+    ) -> Iterable[bytes]:
+        """Answer one callback, judged by `access` from start to end."""
         try:
-            return self._route(environ, start_response)
+            return self._route(access, environ, start_response)
         except Exception as exc:  # noqa: BLE001 - one log line and a 500, never a traceback
             log_event(log, logging.ERROR, "callback failed", err=type(exc).__name__)
             return text_response(start_response, "500 Internal Server Error", "internal error\n")
 
-    def _route(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+    def _route(
+        self, access: CallbackAccess, environ: dict[str, Any], start_response: StartResponse
+    ) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "")
         if path == "/-/healthy" and environ.get("REQUEST_METHOD") in ("GET", "HEAD"):
             return text_response(start_response, "200 OK", "OK\n")
@@ -144,28 +174,25 @@ class WebhookReceiver:
             return self._refuse(
                 start_response, "method_not_allowed", "not a POST", [("Allow", "POST")]
             )
-        if not self._authorised(environ.get("HTTP_AUTHORIZATION")):
+        if not _authorised(access, environ.get("HTTP_AUTHORIZATION")):
             # Counted and logged by reason only: the value received is never read further.
             return self._refuse(start_response, "unauthorized", "Authorization does not match")
         if not self._slots.acquire(blocking=False):
             return self._refuse(start_response, "overloaded", "too many callbacks in progress")
         try:
-            return self._callback(environ, start_response)
+            return self._callback(access, environ, start_response)
         finally:
             self._slots.release()
 
-    def _authorised(self, header: str | None) -> bool:
-        # WSGI hands headers over as latin-1 text: encoding back gives the bytes that came in.
-        given = (header or "").encode("latin-1", "replace")
-        return hmac.compare_digest(given, self._expected)
-
-    def _callback(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+    def _callback(
+        self, access: CallbackAccess, environ: dict[str, Any], start_response: StartResponse
+    ) -> Iterable[bytes]:
         try:
             body = self._read_body(environ)
         except _BodyError as exc:
             return self._refuse(start_response, exc.reason, "request body refused")
         try:
-            outcome = self._apply(body)
+            outcome = self._apply(access, body)
         except EventError as exc:
             return self._refuse(start_response, exc.reason, str(exc))
         self.state.requests.labels(outcome).inc()
@@ -251,12 +278,12 @@ class WebhookReceiver:
             raise _BodyError("bad_framing")
         return int(text, 16)
 
-    def _apply(self, body: bytes | bytearray) -> str:
+    def _apply(self, access: CallbackAccess, body: bytes | bytearray) -> str:
         envelope = decode_envelope(body)
         state = self.state
         if envelope.eventType == VNU:
             update = decode_number_update(envelope)
-            self._check_subaccount(update.sub_account_id)
+            self._check_subaccount(access, update.sub_account_id)
             key = state.body_key(body)
             if not state.first_delivery(key):
                 return "duplicate"
@@ -268,15 +295,15 @@ class WebhookReceiver:
             return "accepted"
         if envelope.eventType == VSS:
             summary = decode_session_summary(envelope)
-            self._check_subaccount(summary.sub_account_id)
+            self._check_subaccount(access, summary.sub_account_id)
             if not state.first_delivery(state.session_key(summary)):
                 return "duplicate"
             state.apply_session_summary(summary)
             return "accepted"
         return "unknown_event_type"
 
-    def _check_subaccount(self, subaccount: str) -> None:
-        if not self.state.admit(subaccount):
+    def _check_subaccount(self, access: CallbackAccess, subaccount: str) -> None:
+        if not self.state.admit(subaccount, access.allowed):
             raise EventError("subaccount_not_allowed", "subaccount not allowed")
 
     def _refuse(
@@ -300,3 +327,9 @@ class WebhookReceiver:
                 suppressed=suppressed,
             )
         return text_response(start_response, _STATUS_OF[reason], f"{reason}\n", headers)
+
+
+def _authorised(access: CallbackAccess, header: str | None) -> bool:
+    # WSGI hands headers over as latin-1 text: encoding back gives the bytes that came in.
+    given = (header or "").encode("latin-1", "replace")
+    return hmac.compare_digest(given, access.authorization)

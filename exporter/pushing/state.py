@@ -30,77 +30,59 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Collection, Iterable, Iterator
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
-from prometheus_client.core import (
-    CounterMetricFamily,
-    GaugeMetricFamily,
-    Metric,
-    SummaryMetricFamily,
-)
+from prometheus_client import CollectorRegistry
+from prometheus_client.core import Metric
 from prometheus_client.exposition import generate_latest
 
-from exporter.common.countries import country_label
-from exporter.pushing.events import (
+from exporter.common.countries import UNKNOWN, country_label
+from exporter.common.eightbyeight import NUMBER_STATUSES, parse_timestamp
+from exporter.metrics import catalogue as c
+from exporter.metrics.catalogue import (
+    CALL_OUTCOMES,
+    CAPS,
+    ERROR_CODES,
+    EVENT_TYPES,
     INVALID_FIELDS,
+    OTHER,
+    REQUEST_OUTCOMES,
+    UPDATE_EVENT_TYPES,
+)
+from exporter.metrics.instruments import (
+    counter,
+    counter_family,
+    gauge_family,
+    histogram,
+    summary_family,
+)
+from exporter.pushing.events import (
     Leg,
     NumberUpdate,
     Session,
     SessionSummary,
-    parse_timestamp,
     pushed_numbers,
     read_session,
 )
 
-PUSHED_STATUSES = ("active", "expiring", "inactive", "unhealthy")
-UPDATE_EVENT_TYPES = ("snapshot", "updates")
-EVENT_TYPES = ("vnu", "vss")
-# A leg is "answered" when it connected, "failed" when 8x8 or the network failed it, and
-# "unanswered" when the other side did not pick up (busy, no answer, cancelled).
-OUTCOMES = ("answered", "failed", "unanswered")
 _FAILED = {"failed", "error"}
 _ANSWERED = {"completed"}
-
-# Receiver outcomes: every answer is counted, refusals by their reason.
-REQUEST_OUTCOMES = (
-    "accepted",
-    "unauthorized",
-    "not_found",
-    "method_not_allowed",
-    "duplicate",
-    "unknown_event_type",
-    "malformed_json",
-    "bad_framing",
-    "invalid_event",
-    "body_too_large",
-    "body_timeout",
-    "subaccount_not_allowed",
-    "overloaded",
-)
-
-# MOS: 1 (bad) to 5 (excellent), with a bucket at each edge of 8x8's bands: bad below 3.1,
-# poor 3.1-3.6, fair 3.6-4.0, good 4.0-4.3, excellent 4.3-5.0.
-MOS_BUCKETS = (1.0, 2.0, 2.5, 3.1, 3.6, 4.0, 4.3, 5.0)
-PACKET_LOSS_BUCKETS = (0.0, 0.001, 0.005, 0.01, 0.02, 0.03, 0.05, 0.1, 0.2, 0.5)
-JITTER_BUCKETS = (0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.2, 0.5)
 
 MAX_NUMBERS_PER_SUBACCOUNT = 100_000
 MAX_SUBACCOUNTS = 64  # when no allow-list is configured
 # Per-number series (--collector.per-number) for at most this many pushed numbers per
 # subaccount, first come first served; a SNAPSHOT that drops a number frees its place.
-MAX_NUMBER_SERIES = 10_000
+MAX_NUMBER_SERIES = c.PER_NUMBER_SERIES_CAP
 # An updatedTimestamp later than the receiver's clock plus this is refused: 8x8's and this
 # host's clocks may differ a little, but a far-future time would pin a status for good.
 MAX_CLOCK_SKEW = 300.0
-# The error codes 8x8 documents (errorDetails.errorCode); any other is `other`.
-ERROR_CODES = (*(str(code) for code in range(-2010, -2000)), "-9999")
 DEDUPE_WINDOW = 10_000
 
 
 def _known(value: str | None, known: Iterable[str]) -> str:
     lowered = (value or "").lower()
-    return lowered if lowered in known else "other"
+    return lowered if lowered in known else OTHER
 
 
 def carrying_status(legs: Iterable[Leg], session_status: str | None) -> str | None:
@@ -139,7 +121,7 @@ class _Number:
 
 @dataclass
 class _NumberCalls:
-    outcomes: dict[str, int] = field(default_factory=lambda: dict.fromkeys(OUTCOMES, 0))
+    outcomes: dict[str, int] = field(default_factory=lambda: dict.fromkeys(CALL_OUTCOMES, 0))
     # name -> [sum, count]
     quality: dict[str, list[float]] = field(
         default_factory=lambda: {"mos": [0.0, 0], "loss": [0.0, 0], "jitter": [0.0, 0]}
@@ -159,7 +141,12 @@ class _Subaccount:
 
 
 class WebhookState:
-    """Applies decoded events; renders them on its own registry. Safe across threads."""
+    """Applies decoded events; renders them on its own registry. Safe across threads.
+
+    `allowed` is the allow-list at start: its subaccounts' counters start at zero, and a
+    receiver built on this state alone judges by it. Which subaccounts are admitted is the
+    caller's to say (`admit`), so a reload can change it without touching what is remembered.
+    """
 
     def __init__(
         self,
@@ -176,113 +163,51 @@ class WebhookState:
         self.registry = CollectorRegistry(auto_describe=True)
         self._instruments()
         self.registry.register(_StateCollector(self))
-        for sub in sorted(self.allowed or ()):
-            self._start_at_zero(sub)
+        self.start_at_zero(self.allowed or ())
 
     def _instruments(self) -> None:
         r = self.registry
-        self.requests = Counter(
-            "eightbyeight_webhook_requests",
-            "Requests to the webhook receiver by outcome: accepted, duplicate, "
-            "unknown_event_type, or why they were refused (unauthorized, not_found, "
-            "method_not_allowed, subaccount_not_allowed, body_too_large, ...).",
-            ["outcome"],
-            registry=r,
-        )
+        self.requests = counter(c.WEBHOOK_REQUESTS, r)
         for outcome in REQUEST_OUTCOMES:
-            self.requests.labels(outcome)
-        self.events = Counter(
-            "eightbyeight_webhook_events",
-            "Callbacks accepted per subaccount and event type (vnu, vss).",
-            ["subaccount", "event_type"],
-            registry=r,
-        )
-        self.vnu_events = Counter(
-            "eightbyeight_vnu_events",
-            "Virtual number update (VNU) events accepted, by updateEventType.",
-            ["subaccount", "update_event_type"],
-            registry=r,
-        )
-        self.sessions = Counter(
-            "eightbyeight_call_sessions",
-            "Finished call sessions (VSS), by sessionStatus and the virtual number's country.",
-            ["subaccount", "country", "session_status"],
-            registry=r,
-        )
-        self.legs = Counter(
-            "eightbyeight_call_legs",
-            "Call legs of finished sessions, by direction and callStatus.",
-            ["subaccount", "direction", "call_status"],
-            registry=r,
-        )
-        self.errors = Counter(
-            "eightbyeight_call_session_errors",
-            "Call sessions that ended with an error, by 8x8 errorCode (e.g. -2004 no coverage).",
-            ["subaccount", "error_code"],
-            registry=r,
-        )
-        self.over_cap = Counter(
-            "eightbyeight_webhook_numbers_over_cap",
-            "Pushed numbers refused by a cap, counted once when first pushed: 'numbers' (over "
-            f"{MAX_NUMBERS_PER_SUBACCOUNT:,} per subaccount: not kept at all) or 'series' (kept "
-            f"and counted by status, but over {MAX_NUMBER_SERIES:,} per subaccount: no "
-            "per-number series).",
-            ["subaccount", "cap"],
-            registry=r,
-        )
-        self.invalid_fields = Counter(
-            "eightbyeight_webhook_invalid_fields",
-            "Values dropped from accepted call summaries because they were missing, of the "
-            "wrong type or out of the documented range; the rest of the event still counts.",
-            ["field"],
-            registry=r,
-        )
+            self.requests.labels(outcome=outcome)
+        self.events = counter(c.WEBHOOK_EVENTS, r)
+        self.vnu_events = counter(c.VNU_EVENTS, r)
+        self.sessions = counter(c.CALL_SESSIONS, r)
+        self.legs = counter(c.CALL_LEGS, r)
+        self.errors = counter(c.CALL_SESSION_ERRORS, r)
+        self.mos = histogram(c.CALL_MOS, r)
+        self.packet_loss = histogram(c.CALL_PACKET_LOSS_RATIO, r)
+        self.jitter = histogram(c.CALL_JITTER_SECONDS, r)
+        self.over_cap = counter(c.WEBHOOK_NUMBERS_OVER_CAP, r)
+        self.invalid_fields = counter(c.WEBHOOK_INVALID_FIELDS, r)
         for name in INVALID_FIELDS:
-            self.invalid_fields.labels(name)
-        self.mos = Histogram(
-            "eightbyeight_call_mos",
-            "Mean Opinion Score of call legs (1 bad to 5 excellent), as measured by 8x8.",
-            ["subaccount", "country"],
-            buckets=MOS_BUCKETS,
-            registry=r,
-        )
-        self.packet_loss = Histogram(
-            "eightbyeight_call_packet_loss_ratio",
-            "Packet loss of call legs as a ratio (packetLossRate as 8x8 reports it).",
-            ["subaccount", "country"],
-            buckets=PACKET_LOSS_BUCKETS,
-            registry=r,
-        )
-        self.jitter = Histogram(
-            "eightbyeight_call_jitter_seconds",
-            "Jitter of call legs in seconds (8x8 reports milliseconds).",
-            ["subaccount", "country"],
-            buckets=JITTER_BUCKETS,
-            registry=r,
-        )
+            self.invalid_fields.labels(field=name)
 
-    def _start_at_zero(self, sub: str) -> None:
-        """Counters of a known subaccount exist from the start, so increase() sees the first."""
-        for event_type in EVENT_TYPES:
-            self.events.labels(sub, event_type)
-        for kind in UPDATE_EVENT_TYPES:
-            self.vnu_events.labels(sub, kind)
-        for cap in ("numbers", "series"):
-            self.over_cap.labels(sub, cap)
+    def start_at_zero(self, subaccounts: Iterable[str]) -> None:
+        """Counters of known subaccounts exist from the start, so increase() sees the first
+        event (those of a subaccount a reload allows, from then on)."""
+        for sub in sorted(subaccounts):
+            for event_type in EVENT_TYPES:
+                self.events.labels(event_type=event_type, subaccount=sub)
+            for kind in UPDATE_EVENT_TYPES:
+                self.vnu_events.labels(subaccount=sub, update_event_type=kind)
+            for cap in CAPS:
+                self.over_cap.labels(cap=cap, subaccount=sub)
 
     # ---- admission and de-duplication ----
 
-    def admit(self, subaccount: str) -> bool:
-        """Whether events of this subaccount are taken (allow-list, or a bounded first-come set)."""
-        if self.allowed is not None:
-            return subaccount in self.allowed
+    def admit(self, subaccount: str, allowed: AbstractSet[str] | None) -> bool:
+        """Whether events of this subaccount are taken: those of the allow-list, without one
+        a bounded first-come set."""
+        if allowed is not None:
+            return subaccount in allowed
         with self._lock:
             if subaccount in self._subaccounts:
                 return True
             if len(self._subaccounts) >= MAX_SUBACCOUNTS:
                 return False
             self._subaccounts[subaccount] = _Subaccount()
-        self._start_at_zero(subaccount)
+        self.start_at_zero([subaccount])
         return True
 
     def first_delivery(self, key: bytes) -> bool:
@@ -338,11 +263,11 @@ class WebhookState:
                     over[cap] += 1
         for cap, count in over.items():
             if count:
-                self.over_cap.labels(sub, cap).inc(count)
+                self.over_cap.labels(cap=cap, subaccount=sub).inc(count)
         if refused:
-            self.invalid_fields.labels("updated_timestamp").inc(refused)
-        self.events.labels(sub, "vnu").inc()
-        self.vnu_events.labels(sub, kind).inc()
+            self.invalid_fields.labels(field="updated_timestamp").inc(refused)
+        self.events.labels(event_type="vnu", subaccount=sub).inc()
+        self.vnu_events.labels(subaccount=sub, update_event_type=kind).inc()
 
     def _take_snapshot(
         self, state: _Subaccount, update: NumberUpdate, incoming: dict[str, _Number], now: float
@@ -390,7 +315,7 @@ class WebhookState:
                 continue
             msisdn = "+" + pushed.msisdn.lstrip("+")
             out[msisdn] = _Number(
-                _known(pushed.operational_status, PUSHED_STATUSES),
+                _known(pushed.operational_status, NUMBER_STATUSES),
                 updated,
                 _country(pushed.country_code),
             )
@@ -429,31 +354,35 @@ class WebhookState:
             (_country(leg.country) for leg in session.legs if leg.country),
             "unknown",
         )
-        self.sessions.labels(sub, country, session.status or "unknown").inc()
+        status = session.status or UNKNOWN
+        self.sessions.labels(country=country, session_status=status, subaccount=sub).inc()
         if session.error_code is not None:
-            self.errors.labels(sub, self._error_label(session.error_code)).inc()
+            code = self._error_label(session.error_code)
+            self.errors.labels(error_code=code, subaccount=sub).inc()
         for leg in session.legs:
             self._count_leg(sub, country, leg)
         with self._lock:
             self._sub(sub).last_event["vss"] = self.clock()
             if self.per_number:
                 self._attribute(self._sub(sub), session)
-        self.events.labels(sub, "vss").inc()
+        self.events.labels(event_type="vss", subaccount=sub).inc()
 
     @staticmethod
     def _error_label(code: str) -> str:
         code = code.strip()
-        return code if code in ERROR_CODES else "other"
+        return code if code in ERROR_CODES else OTHER
 
     def _count_leg(self, sub: str, session_country: str, leg: Leg) -> None:
-        self.legs.labels(sub, leg.direction or "unknown", leg.status or "unknown").inc()
+        direction, status = leg.direction or UNKNOWN, leg.status or UNKNOWN
+        self.legs.labels(call_status=status, direction=direction, subaccount=sub).inc()
         country = _country(leg.country) if leg.country else session_country
+        where = {"country": country, "subaccount": sub}
         if leg.mos is not None:
-            self.mos.labels(sub, country).observe(leg.mos)
+            self.mos.labels(**where).observe(leg.mos)
         if leg.loss is not None:
-            self.packet_loss.labels(sub, country).observe(leg.loss)
+            self.packet_loss.labels(**where).observe(leg.loss)
         if leg.jitter_seconds is not None:
-            self.jitter.labels(sub, country).observe(leg.jitter_seconds)
+            self.jitter.labels(**where).observe(leg.jitter_seconds)
 
     @staticmethod
     def _attribute(state: _Subaccount, session: Session) -> None:
@@ -486,6 +415,16 @@ class WebhookState:
                         pair[1] += 1
 
     # ---- rendering ----
+
+    def last_callbacks(self) -> dict[str, tuple[str, float]]:
+        """Per subaccount, the type and Unix time of the last event accepted (status page)."""
+        out: dict[str, tuple[str, float]] = {}
+        with self._lock:
+            for sub, state in self._subaccounts.items():
+                if state.last_event:
+                    kind = max(state.last_event, key=state.last_event.__getitem__)
+                    out[sub] = (kind, state.last_event[kind])
+        return out
 
     def snapshot(self) -> list[tuple[str, _Subaccount]]:
         """A consistent copy of the per-subaccount state, for rendering outside the lock."""
@@ -523,82 +462,45 @@ class _StateCollector:
 
     def collect(self) -> Iterator[Metric]:
         snapshot = self.state.snapshot()
-        last = GaugeMetricFamily(
-            "eightbyeight_webhook_last_event_timestamp_seconds",
-            "Unix time the receiver last accepted an event of this type for the subaccount.",
-            labels=["subaccount", "event_type"],
-        )
-        total = GaugeMetricFamily(
-            "eightbyeight_pushed_virtual_numbers",
-            "Virtual numbers of the subaccount according to the last VNU (totalNumbers).",
-            labels=["subaccount"],
-        )
-        by_status = GaugeMetricFamily(
-            "eightbyeight_pushed_virtual_numbers_by_status",
-            "Virtual numbers by the operational status 8x8 last pushed for each (VNU).",
-            labels=["subaccount", "operational_status"],
-        )
+        last = gauge_family(c.WEBHOOK_LAST_EVENT_TIMESTAMP_SECONDS)
+        total = gauge_family(c.PUSHED_VIRTUAL_NUMBERS)
+        by_status = gauge_family(c.PUSHED_VIRTUAL_NUMBERS_BY_STATUS)
         for sub, state in snapshot:
             for event_type, when in sorted(state.last_event.items()):
-                last.add_metric([sub, event_type], when)
+                last.add_metric([event_type, sub], when)
             if state.total_numbers is not None:
                 total.add_metric([sub], state.total_numbers)
-            counts = dict.fromkeys(PUSHED_STATUSES, 0)
+            counts = dict.fromkeys(NUMBER_STATUSES, 0)
             for number in state.numbers.values():
                 counts[number.status] = counts.get(number.status, 0) + 1
             for status, count in counts.items():
-                by_status.add_metric([sub, status], count)
+                by_status.add_metric([status, sub], count)
         yield from (last, total, by_status)
         if self.state.per_number:
             yield from self._per_number(snapshot)
 
     @staticmethod
     def _per_number(snapshot: list[tuple[str, _Subaccount]]) -> Iterator[Metric]:
-        status = GaugeMetricFamily(
-            "eightbyeight_number_pushed_status",
-            "1 for the operational status 8x8 last pushed for the number (VNU), 0 for the others.",
-            labels=["subaccount", "msisdn", "operational_status"],
-        )
-        updated = GaugeMetricFamily(
-            "eightbyeight_number_pushed_status_timestamp_seconds",
-            "8x8's updatedTimestamp of the number's last pushed status.",
-            labels=["subaccount", "msisdn"],
-        )
-        calls = CounterMetricFamily(
-            "eightbyeight_number_call_legs",
-            "Call sessions on the virtual number by outcome (answered, failed, unanswered), "
-            "once per session, from the leg that carries the outcome.",
-            labels=["subaccount", "msisdn", "outcome"],
-        )
+        status = gauge_family(c.NUMBER_PUSHED_STATUS)
+        updated = gauge_family(c.NUMBER_PUSHED_STATUS_TIMESTAMP_SECONDS)
+        calls = counter_family(c.NUMBER_CALL_LEGS)
         summaries = {
-            "mos": SummaryMetricFamily(
-                "eightbyeight_number_call_mos",
-                "Mean Opinion Score of the number's call legs (sum and count; divide for mean).",
-                labels=["subaccount", "msisdn"],
-            ),
-            "loss": SummaryMetricFamily(
-                "eightbyeight_number_call_packet_loss_ratio",
-                "Packet loss ratio of the number's call legs (sum and count).",
-                labels=["subaccount", "msisdn"],
-            ),
-            "jitter": SummaryMetricFamily(
-                "eightbyeight_number_call_jitter_seconds",
-                "Jitter of the number's call legs in seconds (sum and count).",
-                labels=["subaccount", "msisdn"],
-            ),
+            "mos": summary_family(c.NUMBER_CALL_MOS),
+            "loss": summary_family(c.NUMBER_CALL_PACKET_LOSS_RATIO),
+            "jitter": summary_family(c.NUMBER_CALL_JITTER_SECONDS),
         }
         for sub, state in snapshot:
             for msisdn in sorted(state.series):
                 number = state.numbers[msisdn]
-                statuses = PUSHED_STATUSES if number.status in PUSHED_STATUSES else (number.status,)
+                statuses = NUMBER_STATUSES if number.status in NUMBER_STATUSES else (number.status,)
                 for name in statuses:
-                    status.add_metric([sub, msisdn, name], 1.0 if name == number.status else 0.0)
+                    status.add_metric([msisdn, name, sub], 1.0 if name == number.status else 0.0)
                 if number.updated is not None:
-                    updated.add_metric([sub, msisdn], number.updated)
+                    updated.add_metric([msisdn, sub], number.updated)
             for msisdn, counts in sorted(state.calls.items()):
                 for outcome, count in counts.outcomes.items():
-                    calls.add_metric([sub, msisdn, outcome], count)
-                for name, (total, count) in counts.quality.items():
-                    if count:
-                        summaries[name].add_metric([sub, msisdn], count, total)
+                    calls.add_metric([msisdn, outcome, sub], count)
+                for name, (total, observed) in counts.quality.items():
+                    if observed:
+                        summaries[name].add_metric([msisdn, sub], int(observed), total)
         yield from (status, updated, calls, *summaries.values())

@@ -19,10 +19,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn
 
+from exporter.config.values import SUBACCOUNT_PATTERN
 from exporter.simulator.faults import MAX_NUMBERS, FaultDocument, FaultError
 from exporter.simulator.scenario import ScenarioError, load_scenario_file
 from exporter.simulator.server import DEFAULT_NUMBERS, DEFAULT_SUBACCOUNT, Simulator
-from exporter.simulator.service import SUBACCOUNT_ID
 
 DEFAULT_LISTEN = "127.0.0.1:9882"
 KEY_ENV = "EIGHTBYEIGHT_API_KEY"
@@ -168,7 +168,7 @@ def _subaccounts(values: Sequence[str], default_count: int) -> dict[str, int]:
     result: dict[str, int] = {}
     for value in values or [DEFAULT_SUBACCOUNT]:
         name, sep, count_text = value.partition("=")
-        if not SUBACCOUNT_ID.match(name):
+        if not SUBACCOUNT_PATTERN.match(name):
             raise UsageError(
                 f"--subaccount: {name!r} is not a subaccount ID (3-50 of A-Z a-z 0-9 - . _ &)"
             )
@@ -306,7 +306,7 @@ class _StopFlag:
 
 def _serve_until_signalled(sim: Simulator) -> None:
     flag = _StopFlag()
-    previous: dict[int, Any] = {}
+    previous: dict[signal.Signals, Any] = {}
     for signum in (signal.SIGTERM, signal.SIGINT):
         try:
             previous[signum] = signal.signal(signum, flag)

@@ -28,7 +28,7 @@ import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeGuard
 
 MALFORMED_KINDS = ("not_object", "missing_msisdn", "string_for_number", "number_for_string")
 BODY_KINDS = ("html", "empty_body", "invalid_json", "truncated_json")  # in order of precedence
@@ -58,7 +58,9 @@ class Malformed:
 
     def indices(self, length: int) -> list[int]:
         """Which records to break: spread evenly over the list, deterministic."""
-        wanted = self.count if self.count is not None else math.ceil(self.fraction * length)
+        wanted = (
+            self.count if self.count is not None else math.ceil((self.fraction or 0.0) * length)
+        )
         wanted = min(wanted, length)
         return [j * length // wanted for j in range(wanted)] if wanted else []
 
@@ -89,11 +91,11 @@ class FaultDocument:
         }
 
 
-def _is_int(value: object) -> bool:
+def _is_int(value: object) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _is_number(value: object) -> bool:
+def _is_number(value: object) -> TypeGuard[int | float]:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 

@@ -24,13 +24,17 @@ import datetime
 import random
 import uuid
 from collections import OrderedDict
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from threading import Lock
+from typing import TypeVar
 from urllib.parse import quote
 
 import msgspec
 
-from exporter.simulator.numbering import PLANS, TYPE_WEIGHTS, draw_block
+from exporter.simulator.numbering import PLANS, TYPE_WEIGHTS, CountryPlan, draw_block
+
+T = TypeVar("T")
 
 GUARANTEE_MIN_NUMBERS = 20
 TICK_SECONDS = 5.0
@@ -158,8 +162,8 @@ class Catalog:
             return cached
 
 
-def _weighted(rng: random.Random, options: dict[str, int] | list[tuple[object, int]]) -> object:
-    items = list(options.items()) if isinstance(options, dict) else options
+def _weighted(rng: random.Random, options: Mapping[T, int] | Sequence[tuple[T, int]]) -> T:
+    items = list(options.items()) if isinstance(options, Mapping) else options
     total = sum(weight for _, weight in items)
     pick = rng.randrange(total)
     for value, weight in items:
@@ -179,7 +183,7 @@ def _price(rng: random.Random, number_type: str, factor: float, currency: str) -
     return float(rental), float(rate)
 
 
-def _draw_range(rng: random.Random) -> tuple[_Range, object]:
+def _draw_range(rng: random.Random) -> tuple[_Range, CountryPlan]:
     plan = _weighted(rng, [(p, p.weight) for p in PLANS])
     types = {t: w for t, w in TYPE_WEIGHTS.items() if t in plan.patterns}
     number_type = _weighted(rng, types)
@@ -335,7 +339,9 @@ def list_records(catalog: Catalog, t: int, base_url: str) -> tuple[list[NumberRe
             healthy, health_status = _health_at(check_ms, row)
             if healthy and i in covers and any(lo <= check_ms < hi for lo, hi in covers[i]):
                 healthy, health_status = False, FORCED_UNHEALTHY_STATUS
-            health = NumberHealth(healthy, health_status, format_ms(check_ms))
+            health: NumberHealth | msgspec.UnsetType | None = NumberHealth(
+                healthy, health_status, format_ms(check_ms)
+            )
             newest = max(newest, check_ms, updated_ms)
         else:
             health = msgspec.UNSET if row[6] else None

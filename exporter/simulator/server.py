@@ -23,12 +23,12 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from exporter.config.values import SUBACCOUNT_PATTERN, host_port, loopback_for
 from exporter.simulator import faults as faultlib
 from exporter.simulator import inventory
 from exporter.simulator.push import PushFaults, PushSender, PushStats
 from exporter.simulator.scenario import load_scenario_file
 from exporter.simulator.service import (
-    SUBACCOUNT_ID,
     Response,
     SimulatorService,
     base_url_for,
@@ -49,15 +49,6 @@ def is_loopback(address: str) -> bool:
         return False
     mapped = getattr(ip, "ipv4_mapped", None)
     return (mapped or ip).is_loopback
-
-
-def url_host(host: str) -> str:
-    """The host part of a URL reaching a listener bound to `host`."""
-    if host in ("", "0.0.0.0"):  # noqa: S104 - wildcard binds are reached via loopback here
-        return "127.0.0.1"
-    if host == "::":
-        return "[::1]"
-    return f"[{host}]" if ":" in host else host
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -191,7 +182,7 @@ class _Server(ThreadingHTTPServer):
         self._connections: set[socket.socket] = set()
         self._connections_lock = threading.Lock()
         super().__init__(address, _Handler)
-        self.base_url = f"http://{url_host(address[0])}:{self.server_address[1]}"
+        self.base_url = f"http://{host_port(loopback_for(address[0]), self.server_address[1])}"
 
     def server_bind(self) -> None:
         # HTTPServer.server_bind resolves the FQDN of the bind address, which can stall on DNS.
@@ -225,8 +216,8 @@ def _normalise_subaccounts(subaccounts: Mapping[str, int] | Sequence[str] | None
         subaccounts = dict.fromkeys(subaccounts, DEFAULT_NUMBERS)
     result: dict[str, int] = {}
     for name, count in subaccounts.items():
-        if not isinstance(name, str) or not SUBACCOUNT_ID.match(name):
-            raise ValueError(f"subaccount ID {name!r} must match {SUBACCOUNT_ID.pattern}")
+        if not isinstance(name, str) or not SUBACCOUNT_PATTERN.match(name):
+            raise ValueError(f"subaccount ID {name!r} must match {SUBACCOUNT_PATTERN.pattern}")
         if isinstance(count, bool) or not isinstance(count, int):
             raise ValueError(f"number count of {name} must be an integer, got {count!r}")
         if not 0 <= count <= faultlib.MAX_NUMBERS:
@@ -305,7 +296,7 @@ class Simulator:
                     admin_any_client=False,
                 )
             )
-            if separate_admin:
+            if self._admin_address is not None:
                 self._servers.append(
                     _Server(
                         self._admin_address,

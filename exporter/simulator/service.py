@@ -19,15 +19,15 @@ import uuid
 from collections import defaultdict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import parse_qs, unquote
 
 import msgspec
 
+from exporter.config.values import SUBACCOUNT_PATTERN
 from exporter.simulator import faults as faultlib
 from exporter.simulator import inventory
 
-SUBACCOUNT_ID = re.compile(r"^[A-Za-z0-9\-._&]{3,50}$")
 NUMBER_PARAM = re.compile(r"^\+?[0-9]{6,15}$")
 JSON = "application/json"
 AUTH_MESSAGE = "Authentication header not found or token invalid"
@@ -42,6 +42,12 @@ _MESSAGES = {
     500: "Internal server error",
 }
 _ENCODER = msgspec.json.Encoder()
+
+
+class RequestHeaders(Protocol):
+    """A request's headers: a mapping in tests, an email.message.Message from http.server."""
+
+    def get(self, name: str, default: None = None) -> str | None: ...
 
 
 @dataclass
@@ -236,7 +242,7 @@ class SimulatorService:
         return inventory.format_ms(int(self.clock() * 1000))
 
     def handle_api(
-        self, method: str, path: str, headers: Mapping[str, str], base_url: str
+        self, method: str, path: str, headers: RequestHeaders, base_url: str
     ) -> Response:
         """Answer one API request; base_url prefixes the `uri` of each number."""
         account = _balance_route(path)
@@ -268,7 +274,7 @@ class SimulatorService:
         method: str,
         subaccount: str,
         number: str | None,
-        headers: Mapping[str, str],
+        headers: RequestHeaders,
         base_url: str,
     ) -> Response:
         if method != "GET":
@@ -284,8 +290,8 @@ class SimulatorService:
             return self._fault_response(faults)
         if not self._authorised(headers.get("Authorization")):
             return json_response(401, {"statusCode": 401, "statusMessage": AUTH_MESSAGE})
-        if not SUBACCOUNT_ID.match(subaccount):
-            message = f"subAccountId must match {SUBACCOUNT_ID.pattern}"
+        if not SUBACCOUNT_PATTERN.match(subaccount):
+            message = f"subAccountId must match {SUBACCOUNT_PATTERN.pattern}"
             return json_response(400, {"statusCode": 400, "statusMessage": message})
         if subaccount not in self.subaccounts:
             message = f"SubAccount not found by Id : {subaccount}"
@@ -331,9 +337,7 @@ class SimulatorService:
         with self._lock:
             self._webhooks[subaccount] = [dict(hook) for hook in hooks]
 
-    def _webhooks_answer(
-        self, method: str, subaccount: str, headers: Mapping[str, str]
-    ) -> Response:
+    def _webhooks_answer(self, method: str, subaccount: str, headers: RequestHeaders) -> Response:
         if method != "GET":
             message = f"Request method '{method}' not supported"
             return json_response(405, {"statusCode": 405, "statusMessage": message})
@@ -363,7 +367,7 @@ class SimulatorService:
         with self._lock:
             self._balance = (balance, currency, fault)
 
-    def _balance_answer(self, method: str, account: str, headers: Mapping[str, str]) -> Response:
+    def _balance_answer(self, method: str, account: str, headers: RequestHeaders) -> Response:
         with self._lock:
             self._stats.total += 1
             balance, currency, fault = self._balance

@@ -1,4 +1,5 @@
-"""The web config file's basic auth and headers, applied to every request of the web listener."""
+"""The web config file's rate limit, basic auth and headers, applied to every request of the web
+listener."""
 
 from __future__ import annotations
 
@@ -8,13 +9,14 @@ import hashlib
 import hmac
 import secrets
 import threading
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import bcrypt
 
-from exporter.common.wsgi import StartResponse, WsgiApp
-from exporter.config.webconfig import REALM, UNAUTHENTICATED_PATHS, WebConfig
+from exporter.common.wsgi import StartResponse, WsgiApp, text_response
+from exporter.config.webconfig import REALM, UNAUTHENTICATED_PATHS, RateLimit, WebConfig
 
 _BCRYPT_MAX_PASSWORD = 72  # bcrypt only ever reads this many bytes of a password
 
@@ -82,36 +84,61 @@ def _bcrypt_matches(password: bytes, hashed: bytes) -> bool:
         return False
 
 
+class TokenBucket:
+    """rate_limit: `burst` requests at once, one more per `interval` seconds (the toolkit's
+    rate.Limiter). The bucket starts full; shared by every client, as in the toolkit."""
+
+    def __init__(self, limit: RateLimit, clock: Callable[[], float] = time.monotonic) -> None:
+        self._interval = limit.interval
+        self._burst = float(limit.burst)
+        self._tokens = self._burst
+        self._clock = clock
+        self._last = clock()
+        self._lock = threading.Lock()
+
+    def allow(self) -> bool:
+        """Take one request's token if there is one."""
+        with self._lock:
+            now = self._clock()
+            elapsed = max(now - self._last, 0.0)
+            self._last = now
+            self._tokens = min(self._burst, self._tokens + elapsed / self._interval)
+            if self._tokens >= 1:
+                self._tokens -= 1
+                return True
+            return False
+
+
 class WebConfigMiddleware:
-    """WSGI middleware: basic auth on every path but /-/healthy, and the configured headers."""
+    """WSGI middleware: the rate limit, then basic auth, on every path but the probes'
+    (/-/healthy, /-/ready), and the configured headers on every answer.
+
+    The rate limit comes first so that a flood of guessed passwords costs no bcrypt checks.
+    """
 
     def __init__(self, app: WsgiApp, config: WebConfig) -> None:
         self.app = app
         self.auth = BasicAuth(config.users) if config.users else None
+        self.bucket = TokenBucket(config.rate_limit) if config.rate_limit else None
         self.headers = list(config.headers)
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         def respond(status: str, headers: list[tuple[str, str]], *args: Any) -> Any:
             return start_response(status, [*headers, *self.headers], *args)
 
+        probe = environ.get("PATH_INFO") in UNAUTHENTICATED_PATHS
+        if self.bucket is not None and not probe and not self.bucket.allow():
+            return text_response(respond, "429 Too Many Requests", "Too Many Requests\n")
         if (
             self.auth is not None
-            and environ.get("PATH_INFO") not in UNAUTHENTICATED_PATHS
+            and not probe
             and not self.auth.check(environ.get("HTTP_AUTHORIZATION"))
         ):
-            body = b"Unauthorized\n"
-            respond(
-                "401 Unauthorized",
-                [
-                    ("Content-Type", "text/plain; charset=utf-8"),
-                    ("Content-Length", str(len(body))),
-                    ("WWW-Authenticate", f'Basic realm="{REALM}", charset="UTF-8"'),
-                ],
-            )
-            return [body]
+            challenge = ("WWW-Authenticate", f'Basic realm="{REALM}", charset="UTF-8"')
+            return text_response(respond, "401 Unauthorized", "Unauthorized\n", [challenge])
         return self.app(environ, respond)
 
 
 def wrap_app(app: WsgiApp, config: WebConfig) -> WsgiApp:
-    """The app behind basic auth and extra headers, if the config asks for either."""
+    """The app behind the rate limit, basic auth and extra headers, if the config asks for any."""
     return WebConfigMiddleware(app, config) if config.needs_middleware else app

@@ -21,8 +21,9 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
-from exporter.common.wsgi import StartResponse
+from exporter.common.wsgi import StartResponse, whole_response
 from exporter.config.settings import Settings
+from exporter.config.values import host_port, url_host
 
 DISCOVERY_PATH = "/discovery/probe-targets"
 PROBE_PATH = "/probe"
@@ -64,8 +65,7 @@ def request_address(environ: dict[str, Any]) -> str:
     if _HOST.fullmatch(host):
         return host
     name, port = environ.get("SERVER_NAME", "127.0.0.1"), environ.get("SERVER_PORT", "")
-    name = f"[{name}]" if ":" in name else name
-    return f"{name}:{port}" if port else name
+    return host_port(name, port) if port else url_host(name)
 
 
 def serve_discovery(
@@ -74,8 +74,5 @@ def serve_discovery(
     """The WSGI answer to GET/HEAD /discovery/probe-targets."""
     groups = target_groups(discovered_subaccounts(settings), request_address(environ))
     body = json.dumps(groups, separators=(",", ":")).encode()
-    start_response(
-        "200 OK",
-        [("Content-Type", "application/json"), ("Content-Length", str(len(body)))],
-    )
-    return [] if environ.get("REQUEST_METHOD") == "HEAD" else [body]
+    head = environ.get("REQUEST_METHOD") == "HEAD"
+    return whole_response(start_response, "200 OK", body, "application/json", head=head)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-import ssl
+from collections.abc import Iterable
 from typing import Any
 
+from exporter.common.wsgi import StartResponse, text_response
 from exporter.config.webhooks import WebhookSettings
 from exporter.pushing.receiver import CONTENT_LENGTHS, WebhookReceiver
 from exporter.pushing.state import WebhookState
+from exporter.web.generation import Live
 from exporter.web.server import ExporterServer, _QuietHandler, make_server
 
 
@@ -38,14 +40,30 @@ def bridge(state: WebhookState) -> Any:
     return _Bridge()
 
 
-def make_receiver_server(
-    settings: WebhookSettings, state: WebhookState, tls: ssl.SSLContext | None = None
-) -> ExporterServer:
-    """Bind the callback listener (TLS when given); ConfigError if the address cannot be used.
+class CallbackFront:
+    """The callback listener's WSGI app: each callback judged by the access of the generation
+    current when it arrives (its Authorization value, its allow-list), from start to end."""
 
-    The caller serves it (exporter/cli/main.py `serve`, or a test's thread) and closes it.
+    def __init__(self, receiver: WebhookReceiver, live: Live) -> None:
+        self.receiver = receiver
+        self.live = live
+
+    def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        access = self.live.generation.callbacks
+        if access is None:  # the receiver is off: this listener is never built then
+            return text_response(start_response, "404 Not Found", "not found\n")
+        return self.receiver.answer(access, environ, start_response)
+
+
+def make_receiver_server(
+    settings: WebhookSettings, state: WebhookState, live: Live
+) -> ExporterServer:
+    """Bind the callback listener, judging by and with the TLS of `live`'s generation;
+    ConfigError if the address cannot be used.
+
+    The caller serves it (exporter/cli/run.py `serve`, or a test's thread) and closes it.
     """
-    app = WebhookReceiver(
+    receiver = WebhookReceiver(
         state,
         settings.auth_header.reveal(),
         path=settings.path,
@@ -54,12 +72,12 @@ def make_receiver_server(
     )
     server = make_server(
         settings.listen_address,
-        app,
-        ssl_context=tls,
+        CallbackFront(receiver, live),
         workers=settings.workers,
         max_connections=settings.max_connections,
         read_timeout=settings.read_timeout,
         name="webhook",
+        tls_source=live.callback_tls,
     )
     server.RequestHandlerClass = _handler(settings.read_timeout)
     return server

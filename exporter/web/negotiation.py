@@ -66,3 +66,59 @@ def _q_value(params: list[str]) -> float | None:
             return None
         q = float(value)
     return q
+
+
+# --- exposition format, from Accept -----------------------------------------------------------
+
+TEXT = "text"
+OPENMETRICS = "openmetrics"
+CONTENT_TYPES = {
+    TEXT: "text/plain; version=0.0.4; charset=utf-8",
+    OPENMETRICS: "application/openmetrics-text; version=1.0.0; charset=utf-8",
+}
+# Versions of each media type whose content the exporter's answer is. The exporter's names are
+# all of the legacy character set, so its text 0.0.4 is also valid text 1.0.0 content.
+_OPENMETRICS_VERSIONS = (None, "1.0.0")
+_TEXT_VERSIONS = (None, "0.0.4", "1.0.0")
+
+
+def choose_format(header: str | None) -> str:
+    """`openmetrics` when the client ranks OpenMetrics 1.0.0 at least as high as plain text
+    (what Prometheus asks for by default), else `text`.
+
+    Never "not acceptable": a client that names neither format gets text, as Prometheus'
+    own client libraries answer it.
+    """
+    if not header:
+        return TEXT
+    openmetrics_q = text_q = 0.0
+    for element in header.split(","):
+        media_type, *params = (part.strip() for part in element.split(";"))
+        parsed = _media_params(params)
+        if parsed is None:
+            continue
+        q, version = parsed
+        media_type = media_type.lower()
+        if media_type == "application/openmetrics-text" and version in _OPENMETRICS_VERSIONS:
+            openmetrics_q = max(openmetrics_q, q)
+        elif (media_type == "text/plain" and version in _TEXT_VERSIONS) or media_type in (
+            "text/*",
+            "*/*",
+        ):
+            text_q = max(text_q, q)
+    return OPENMETRICS if openmetrics_q > 0 and openmetrics_q >= text_q else TEXT
+
+
+def _media_params(params: list[str]) -> tuple[float, str | None] | None:
+    """(q, version) of a media range; None when its q-value cannot be read."""
+    q, version = 1.0, None
+    for param in params:
+        key, sep, value = param.partition("=")
+        key, value = key.strip().lower(), value.strip().strip('"')
+        if key == "q":
+            if not sep or not _QVALUE.match(value):
+                return None
+            q = float(value)
+        elif key == "version":
+            version = value
+    return q, version

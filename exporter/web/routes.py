@@ -1,5 +1,5 @@
-"""The HTTP interface as a WSGI application: /, /metrics, /probe, /-/healthy and
-/discovery/probe-targets.
+"""The HTTP interface as a WSGI application: / (the status page), /logs, /metrics, /probe,
+/-/healthy, /-/ready and /discovery/probe-targets.
 
 Request handling never raises: a bad request gets a 4xx with a one-line reason, and anything
 unexpected a 500 with a one-line log entry, never a traceback.
@@ -7,29 +7,34 @@ unexpected a 500 with a one-line log entry, never a traceback.
 
 from __future__ import annotations
 
+import functools
 import html
 import logging
 import math
+import threading
 import time
 from collections.abc import Callable, Iterable
 from typing import Any
 from urllib.parse import parse_qs, quote
 
-from exporter import __version__
+from exporter.common.journal import ScrapeEntry, ScrapeJournal
 from exporter.common.logs import log_event
-from exporter.common.wsgi import StartResponse, text_response
+from exporter.common.wsgi import StartResponse, WsgiApp, text_response, whole_response
 from exporter.config.settings import Settings
 from exporter.config.values import SUBACCOUNT_PATTERN, ConfigError
 from exporter.metrics.encoding import gzip_body, plain_body, plain_size
 from exporter.metrics.selfmetrics import SelfMetrics
 from exporter.polling.exposition import SubaccountScrape, render_scrapes
 from exporter.polling.scraper import FetchPool, Scrapers, least_reserve, scrape_all
+from exporter.pushing.state import WebhookState
 from exporter.web.discovery import DISCOVERY_PATH, serve_discovery
-from exporter.web.negotiation import GZIP, choose_coding
+from exporter.web.generation import Configured
+from exporter.web.negotiation import CONTENT_TYPES, GZIP, OPENMETRICS, choose_coding, choose_format
+from exporter.web.status import StatusPage, SubaccountRow, render_log_page, render_status_page
 
 log = logging.getLogger("exporter.web.routes")
 
-CONTENT_TYPE_LATEST = "text/plain; version=0.0.4; charset=utf-8"
+CONTENT_TYPE_LATEST = CONTENT_TYPES["text"]
 SCRAPE_TIMEOUT_HEADER = "HTTP_X_PROMETHEUS_SCRAPE_TIMEOUT_SECONDS"
 # Before the first /metrics answer is timed, answering is guessed to take this long per
 # configured subaccount (the exporter's own series dominate: ~0.75 ms each measured on an idle
@@ -68,6 +73,10 @@ def cross_site_refusal(environ: dict[str, Any]) -> str | None:
 class ExporterApp:
     """WSGI application serving the exporter's endpoints (built by exporter/app.py).
 
+    Every request answers from one `Configured` (settings and scrapers), read once at its
+    start: `current` gives it (exporter/app.py points it at the live generation), and `bound`
+    is the app answering from a given one (a generation's front).
+
     `reload` is what `POST /-/reload` calls (set by exporter/app.py): it raises ConfigError
     with the reason when the new configuration cannot be used.
     """
@@ -78,9 +87,10 @@ class ExporterApp:
         scrapers: Scrapers,
         metrics: SelfMetrics,
         pool: FetchPool | None = None,
+        journal: ScrapeJournal | None = None,
     ) -> None:
-        self.settings = settings
-        self.scrapers = scrapers
+        first = Configured(settings, scrapers)
+        self.current: Callable[[], Configured] = lambda: first
         self.metrics = metrics
         # Every scrape's fetches, /metrics and /probe alike, share these workers.
         self.pool = pool or FetchPool(settings.parallel_fetches)
@@ -88,15 +98,37 @@ class ExporterApp:
         # slower answer at once and a faster one by halves, as the load on the host varies.
         self.answer_seconds = ANSWER_SECONDS_PER_SUBACCOUNT * len(scrapers.configured)
         self.reload: Callable[[], object] | None = None
+        # /-/ready: set once the configuration is loaded and the listeners are bound (by
+        # exporter/app.py), cleared when shutdown begins. /-/healthy only says the process
+        # answers, so a liveness probe never restarts an exporter that is starting or draining.
+        self.ready = threading.Event()
+        # The status page: the last scrapes with their logs, the receiver's state (set by
+        # exporter/app.py when the receiver is on) and whether this is --demo.
+        self.journal = journal or ScrapeJournal()
+        self.webhook_state: WebhookState | None = None
+        self.demo = False
 
-    def use(self, settings: Settings, scrapers: Scrapers) -> None:
-        """Serve from now on with a reloaded configuration; requests in flight finish as begun."""
-        self.scrapers = scrapers
-        self.settings = settings
+    @property
+    def settings(self) -> Settings:
+        return self.current().settings
+
+    @property
+    def scrapers(self) -> Scrapers:
+        return self.current().scrapers
+
+    def bound(self, configured: Configured) -> WsgiApp:
+        """This app answering every request from `configured`."""
+        return functools.partial(self.answer, configured)
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        return self.answer(self.current(), environ, start_response)
+
+    def answer(
+        self, configured: Configured, environ: dict[str, Any], start_response: StartResponse
+    ) -> Iterable[bytes]:
+        """One request, answered wholly from `configured`."""
         try:
-            return self._route(environ, start_response)
+            return self._route(configured, environ, start_response)
         except Exception as exc:  # noqa: BLE001 - one log line and a 500, never a traceback
             log_event(
                 log,
@@ -107,7 +139,10 @@ class ExporterApp:
             )
             return text_response(start_response, "500 Internal Server Error", "internal error\n")
 
-    def _route(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+    def _route(
+        self, configured: Configured, environ: dict[str, Any], start_response: StartResponse
+    ) -> Iterable[bytes]:
+        settings = configured.settings
         method = environ.get("REQUEST_METHOD", "GET")
         path = environ.get("PATH_INFO", "/")
         if path == "/-/reload":
@@ -119,7 +154,7 @@ class ExporterApp:
                 "only GET is supported\n",
                 [("Allow", "GET, HEAD")],
             )
-        if path in (self.settings.telemetry_path, "/probe") and not _acceptable(environ):
+        if path in (settings.telemetry_path, "/probe") and not _acceptable(environ):
             # Refused before any scrape, so an unservable request costs no API call.
             return text_response(
                 start_response,
@@ -127,21 +162,28 @@ class ExporterApp:
                 "Accept-Encoding excludes both gzip and identity\n",
                 [("Vary", "Accept-Encoding")],
             )
-        if path == self.settings.telemetry_path:
-            return self._metrics(environ, start_response)
+        if path == settings.telemetry_path:
+            return self._metrics(configured, environ, start_response)
         if path == "/probe":
-            return self._probe(environ, start_response)
+            return self._probe(configured, environ, start_response)
         if path == "/-/healthy":
             return text_response(start_response, "200 OK", "OK\n")
+        if path == "/-/ready":
+            if self.ready.is_set():
+                return text_response(start_response, "200 OK", "Ready\n")
+            return text_response(start_response, "503 Service Unavailable", "Not ready\n")
         if path == DISCOVERY_PATH:
-            return serve_discovery(self.settings, environ, start_response)
+            return serve_discovery(settings, environ, start_response)
         if path == "/":
-            return self._landing(environ, start_response)
+            return self._status(configured, environ, start_response)
+        if path == "/logs":
+            return self._logs(environ, start_response)
         return text_response(start_response, "404 Not Found", "not found\n")
 
-    def scrape_timeout(self, environ: dict[str, Any]) -> float:
+    @staticmethod
+    def scrape_timeout(settings: Settings, environ: dict[str, Any]) -> float:
         """Seconds a scrape may take: Prometheus' own timeout less the offset, capped."""
-        budget = self.settings.api_timeout
+        budget = settings.api_timeout
         header = environ.get(SCRAPE_TIMEOUT_HEADER)
         if header:
             try:
@@ -149,7 +191,7 @@ class ExporterApp:
             except ValueError:
                 scrape_timeout = math.nan
             if math.isfinite(scrape_timeout) and scrape_timeout > 0:
-                budget = min(budget, scrape_timeout - self.settings.timeout_offset)
+                budget = min(budget, scrape_timeout - settings.timeout_offset)
         return max(budget, 0.05)
 
     def answer_reserve(self, timeout: float) -> float:
@@ -157,18 +199,26 @@ class ExporterApp:
         the scrapers' least reserve, at most half the budget."""
         return min(timeout / 2, max(least_reserve(timeout), 2 * self.answer_seconds))
 
-    def _metrics(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
-        timeout = self.scrape_timeout(environ)
-        samples = scrape_all(
-            self.scrapers.configured, timeout, self.answer_reserve(timeout), self.pool
-        )
-        started = time.monotonic()
-        answer = _exposition(environ, start_response, samples, self.metrics.exposition())
-        took = time.monotonic() - started
-        self.answer_seconds = max(took, (self.answer_seconds + took) / 2)
+    def _metrics(
+        self, configured: Configured, environ: dict[str, Any], start_response: StartResponse
+    ) -> Iterable[bytes]:
+        settings = configured.settings
+        with self.journal.begin(settings.telemetry_path, _secrets_of(settings)) as entry:
+            timeout = self.scrape_timeout(settings, environ)
+            scrapers = configured.scrapers.configured
+            _log_scrape_start(environ, timeout, len(scrapers))
+            samples = scrape_all(scrapers, timeout, self.answer_reserve(timeout), self.pool)
+            started = time.monotonic()
+            head = self.metrics.exposition(_wants_openmetrics(environ))
+            answer = _exposition(environ, start_response, samples, head)
+            took = time.monotonic() - started
+            self.answer_seconds = max(took, (self.answer_seconds + took) / 2)
+            _log_scrape_end(entry, environ, samples)
         return answer
 
-    def _probe(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+    def _probe(
+        self, configured: Configured, environ: dict[str, Any], start_response: StartResponse
+    ) -> Iterable[bytes]:
         query = parse_qs(environ.get("QUERY_STRING", ""), errors="replace")
         # Prometheus names the probed thing `target`; here it is a subaccount.
         requested = query.get("target", [])
@@ -181,19 +231,26 @@ class ExporterApp:
             return text_response(
                 start_response,
                 "400 Bad Request",
-                "invalid target: must match ^[A-Za-z0-9\\-._&]{3,50}$\n",
+                f"invalid target: must match {SUBACCOUNT_PATTERN.pattern}\n",
             )
-        allowed = self.settings.probe_allowed
+        allowed = configured.settings.probe_allowed
         if allowed is not None and subaccount not in allowed:
             return text_response(
                 start_response, "403 Forbidden", "target is not an allowed subaccount\n"
             )
-        scraper = self.scrapers.for_probe(subaccount)
-        samples = scrape_all([scraper], self.scrape_timeout(environ), pool=self.pool)
-        return _exposition(environ, start_response, samples)
+        scraper = configured.scrapers.for_probe(subaccount)
+        secrets = _secrets_of(configured.settings)
+        with self.journal.begin(f"/probe?target={subaccount}", secrets) as entry:
+            timeout = self.scrape_timeout(configured.settings, environ)
+            _log_scrape_start(environ, timeout, 1)
+            samples = scrape_all([scraper], timeout, pool=self.pool)
+            answer = _exposition(environ, start_response, samples)
+            _log_scrape_end(entry, environ, samples)
+        return answer
 
-    def _probe_help(self, environ: dict[str, Any]) -> str:
-        allowed = sorted(self.settings.probe_allowed or ())
+    @staticmethod
+    def _probe_help(settings: Settings, environ: dict[str, Any]) -> str:
+        allowed = sorted(settings.probe_allowed or ())
         target = allowed[0] if allowed else "your-subaccount-id"
         host = environ.get("HTTP_HOST") or "eightbyeight-exporter:9881"
         return _probe_help_html(target, host)
@@ -221,28 +278,84 @@ class ExporterApp:
             )
         return text_response(start_response, "200 OK", "OK\n")
 
-    def _landing(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
-        path = html.escape(self.settings.telemetry_path)
-        configured = self.scrapers.configured
-        items = "".join(
-            f'<li><a href="/probe?target={quote(s.subaccount, safe="")}">'
-            f"/probe?target={html.escape(s.subaccount)}</a></li>"
-            for s in configured
+    def _status(
+        self, configured: Configured, environ: dict[str, Any], start_response: StartResponse
+    ) -> Iterable[bytes]:
+        settings = configured.settings
+        names = {scraper.subaccount for scraper in configured.scrapers.configured}
+        rows = [
+            SubaccountRow(scraper.subaccount, scraper.subaccount in names, scraper.status)
+            for scraper in configured.scrapers.every()
+        ]
+        state = self.webhook_state
+        page = StatusPage(
+            telemetry_path=settings.telemetry_path,
+            subaccounts=rows,
+            scrapes=self.journal.entries(),
+            callbacks=state.last_callbacks() if state is not None else None,
+            demo=self.demo,
+            secrets=_secrets_of(settings),
+            extra_html="" if names else self._probe_help(settings, environ),
         )
-        page = (
-            "<!DOCTYPE html><html><head><title>8x8 Number Health exporter</title></head><body>"
-            "<h1>8x8 Number Health exporter</h1>"
-            f"<p>Version {html.escape(__version__)}</p>"
-            f'<ul><li><a href="{path}">Metrics</a></li>{items}'
-            '<li><a href="/-/healthy">Health</a></li></ul>'
-            f"{'' if configured else self._probe_help(environ)}</body></html>\n"
-        )
-        body = page.encode()
-        start_response(
-            "200 OK",
-            [("Content-Type", "text/html; charset=utf-8"), ("Content-Length", str(len(body)))],
-        )
-        return [body]
+        return _html(start_response, render_status_page(page))
+
+    def _logs(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        query = parse_qs(environ.get("QUERY_STRING", ""), errors="replace")
+        wanted = query.get("id", [])
+        if len(wanted) != 1 or not wanted[0].isdigit() or len(wanted[0]) > 18:
+            return text_response(start_response, "400 Bad Request", "exactly one numeric 'id'\n")
+        entry = self.journal.find(int(wanted[0]))
+        if entry is None:
+            return text_response(
+                start_response, "404 Not Found", "no such scrape: only the last ones are kept\n"
+            )
+        return _html(start_response, render_log_page(entry))
+
+
+def _html(start_response: StartResponse, body: bytes) -> Iterable[bytes]:
+    # Never cached: the page is the state of now.
+    return whole_response(
+        start_response,
+        "200 OK",
+        body,
+        "text/html; charset=utf-8",
+        [("Cache-Control", "no-store")],
+    )
+
+
+def _secrets_of(settings: Settings) -> list[str]:
+    """The configured keys and webhook auth values: never shown on the status page."""
+    return [secret.reveal() for secret in settings.secrets]
+
+
+def _log_scrape_start(environ: dict[str, Any], timeout: float, subaccounts: int) -> None:
+    log_event(
+        log,
+        logging.DEBUG,
+        "scrape started",
+        subaccounts=subaccounts,
+        timeout_seconds=round(timeout, 3),
+        accept=environ.get("HTTP_ACCEPT"),
+        accept_encoding=environ.get("HTTP_ACCEPT_ENCODING"),
+    )
+
+
+def _log_scrape_end(
+    entry: ScrapeEntry, environ: dict[str, Any], samples: list[SubaccountScrape]
+) -> None:
+    up = sum(1 for sample in samples if sample.up)
+    exposition_format = choose_format(environ.get("HTTP_ACCEPT"))
+    coding = choose_coding(environ.get("HTTP_ACCEPT_ENCODING"))
+    entry.outcome = f"{up}/{len(samples)} up, {exposition_format}, {coding}"
+    log_event(
+        log,
+        logging.DEBUG,
+        "scrape answered",
+        up=up,
+        subaccounts=len(samples),
+        format=exposition_format,
+        coding=coding,
+    )
 
 
 PROBE_SCRAPE_CONFIG = """scrape_configs:
@@ -274,6 +387,10 @@ def _probe_help_html(target: str, host: str) -> str:
     )
 
 
+def _wants_openmetrics(environ: dict[str, Any]) -> bool:
+    return choose_format(environ.get("HTTP_ACCEPT")) == OPENMETRICS
+
+
 def _acceptable(environ: dict[str, Any]) -> bool:
     return choose_coding(environ.get("HTTP_ACCEPT_ENCODING")) is not None
 
@@ -285,8 +402,13 @@ def _exposition(
     head: bytes = b"",
 ) -> Iterable[bytes]:
     coding = choose_coding(environ.get("HTTP_ACCEPT_ENCODING"))
-    headers = [("Content-Type", CONTENT_TYPE_LATEST), ("Vary", "Accept-Encoding")]
-    parts = render_scrapes(samples, time.time(), head=head)
+    exposition_format = choose_format(environ.get("HTTP_ACCEPT"))
+    headers = [
+        ("Content-Type", CONTENT_TYPES[exposition_format]),
+        ("Vary", "Accept, Accept-Encoding"),
+    ]
+    openmetrics = exposition_format == OPENMETRICS
+    parts = render_scrapes(samples, time.time(), head=head, openmetrics=openmetrics)
     chunks: Iterable[bytes]
     if coding == GZIP:
         # gzip reuses the inventory's pieces, compressed once per API response (level 1).

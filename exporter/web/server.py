@@ -24,21 +24,22 @@ import socket
 import ssl
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from socketserver import BaseServer, TCPServer
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer
 
+from exporter.config.flags import default
 from exporter.config.values import ConfigError, parse_listen_address
+from exporter.config.webconfig import client_san_allowed
+
+if TYPE_CHECKING:
+    from wsgiref.types import ErrorStream
 
 log = logging.getLogger("exporter.web.server")
 socket_server_bind = TCPServer.server_bind
 
-DEFAULT_WORKERS = 8
-# With the webhook listener's cap (exporter/config/webhooks.py) this stays well below a 1,024
-# file-descriptor limit, leaving room for the API connections and the process's own files.
-DEFAULT_MAX_CONNECTIONS = 256
-DEFAULT_READ_TIMEOUT = 10.0
 # wsgiref takes a request line of up to 64 KiB; a head this much longer is refused unread.
 MAX_HEAD = 80 * 1024
 # How often, at most, connections refused over the cap are logged (they come in floods).
@@ -59,6 +60,9 @@ class _Discard:
 
     def write(self, text: str) -> int:
         return len(text)
+
+    def writelines(self, lines: list[str]) -> None:
+        pass
 
     def flush(self) -> None:
         pass
@@ -129,7 +133,7 @@ class _QuietHandler(WSGIRequestHandler):
 
     # A client silent (or not reading) for this long is dropped. It bounds each socket
     # operation; the server's read_timeout bounds the whole request.
-    timeout = 30
+    timeout: ClassVar[float | None] = 30
     # Error answers to requests too broken to name an HTTP version still get a status line.
     default_request_version = "HTTP/1.0"
 
@@ -145,7 +149,7 @@ class _QuietHandler(WSGIRequestHandler):
             return False
         return True
 
-    def get_stderr(self) -> _Discard:
+    def get_stderr(self) -> ErrorStream:
         return _Discard()
 
     def setup(self) -> None:
@@ -174,13 +178,15 @@ class _QuietHandler(WSGIRequestHandler):
 class ExporterServer(WSGIServer):
     """WSGI server with a fixed pool of worker threads and a selector for incoming heads.
 
-    With `ssl_context` set, every accepted connection is wrapped in TLS with the context of
-    that moment, so a reload can swap certificates without closing the listening socket.
+    With `ssl_context` set, every accepted connection is wrapped in TLS with it. With
+    `tls_source` set instead, the context is asked for at every accept, so a reload changes the
+    certificate of the next connection without closing the listening socket.
     """
 
     request_queue_size = 1024
     allow_reuse_address = True
     ssl_context: ssl.SSLContext | None = None
+    tls_source: Callable[[], ssl.SSLContext | None] | None = None
 
     def __init__(
         self,
@@ -188,9 +194,9 @@ class ExporterServer(WSGIServer):
         RequestHandlerClass: Any,  # noqa: N803 - socketserver's name
         bind_and_activate: bool = True,
         *,
-        workers: int = DEFAULT_WORKERS,
-        max_connections: int = DEFAULT_MAX_CONNECTIONS,
-        read_timeout: float = DEFAULT_READ_TIMEOUT,
+        workers: int = default("web_workers"),
+        max_connections: int = default("web_max_connections"),
+        read_timeout: float = default("web_read_timeout"),
         name: str = "web",
     ) -> None:
         if workers < 1 or max_connections < 1 or read_timeout <= 0:
@@ -323,7 +329,8 @@ class ExporterServer(WSGIServer):
     def _work(self) -> None:
         while (job := self._jobs.get()) is not None:
             try:
-                self.finish_request(job, job.address)
+                # The handler reads the socket and the head already read from the _Accepted.
+                self.finish_request(job, job.address)  # type: ignore[arg-type]
             except Exception:  # noqa: BLE001 - as socketserver: one debug line, next request
                 self.handle_error(job.sock, job.address)
             finally:
@@ -332,7 +339,8 @@ class ExporterServer(WSGIServer):
 
     def _on_ready(self, what: Any, mask: int) -> None:
         if what == "listener":
-            self._handle_request_noblock()  # get_request, then process_request
+            # socketserver's own step (get_request, then process_request), unlisted in its hints.
+            self._handle_request_noblock()  # type: ignore[attr-defined]
         elif what == "wake":
             with contextlib.suppress(OSError):
                 while self._wake_read.recv(512):
@@ -343,7 +351,7 @@ class ExporterServer(WSGIServer):
     def get_request(self) -> tuple[socket.socket, Any]:
         connection, address = self.socket.accept()
         connection.setblocking(False)
-        context = self.ssl_context
+        context = self.tls_source() if self.tls_source is not None else self.ssl_context
         if context is not None:
             # The handshake runs later, non-blockingly, in the selector (see _read_head).
             connection = context.wrap_socket(
@@ -384,7 +392,7 @@ class ExporterServer(WSGIServer):
             self._refused, self._refused_logged = 0, now
 
     def _schedule(self, pending: _Pending) -> None:
-        timeout = self.RequestHandlerClass.timeout
+        timeout = getattr(self.RequestHandlerClass, "timeout", None)
         expiry = (
             pending.deadline if timeout is None else min(pending.deadline, pending.last + timeout)
         )
@@ -395,7 +403,7 @@ class ExporterServer(WSGIServer):
             _, _, pending = heapq.heappop(self._expiries)
             if pending.done:
                 continue
-            timeout = self.RequestHandlerClass.timeout
+            timeout = getattr(self.RequestHandlerClass, "timeout", None)
             idle = timeout is not None and now - pending.last >= timeout
             if now >= pending.deadline or idle:
                 log.debug("%s: no complete request head in time, closed", pending.address[0])
@@ -408,6 +416,11 @@ class ExporterServer(WSGIServer):
         try:
             if not pending.handshaken and isinstance(sock, ssl.SSLSocket):
                 sock.do_handshake()
+                if not client_san_allowed(sock):
+                    # The toolkit fails the handshake itself; here it has just completed.
+                    log.debug("client certificate of %s has no allowed SAN", pending.address[0])
+                    self._drop(pending)
+                    return
             pending.handshaken = True
             # Read until the socket has nothing more: a TLS socket may hold decrypted bytes
             # (SSLSocket.pending()) that the selector cannot see, so stopping early could
@@ -498,14 +511,17 @@ def make_server(
     app: Any,
     ssl_context: ssl.SSLContext | None = None,
     *,
-    workers: int = DEFAULT_WORKERS,
-    max_connections: int = DEFAULT_MAX_CONNECTIONS,
-    read_timeout: float = DEFAULT_READ_TIMEOUT,
+    workers: int = default("web_workers"),
+    max_connections: int = default("web_max_connections"),
+    read_timeout: float = default("web_read_timeout"),
     name: str = "web",
+    tls_source: Callable[[], ssl.SSLContext | None] | None = None,
 ) -> ExporterServer:
     """Bind the server to a Prometheus-style listen address; ConfigError if it cannot.
 
-    With an SSLContext, every connection speaks TLS (see exporter/config/webconfig.py). `name`
+    With an SSLContext, every connection speaks TLS (see exporter/config/webconfig.py); with
+    `tls_source`, every connection speaks TLS with the context it gives at that moment (TLS is
+    on or off for the server's whole life: it serves HTTPS if the source gives one now). `name`
     prefixes its worker threads' names (web-worker-1, ...).
     """
     host, port = parse_listen_address(address)
@@ -522,8 +538,8 @@ def make_server(
         )
     except OSError as exc:
         raise ConfigError(f"cannot listen on {address}: {exc.strerror or exc}") from None
-    if ssl_context is not None:
-        server.ssl_context = ssl_context
+    server.ssl_context, server.tls_source = ssl_context, tls_source
+    if (tls_source() if tls_source is not None else ssl_context) is not None:
         server.base_environ["HTTPS"] = "on"
     server.set_app(app)
     return server

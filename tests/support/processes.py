@@ -1,0 +1,131 @@
+"""Processes and servers that are always stopped, readiness polled: tools, free ports, waiting."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+import requests
+
+REPO = Path(__file__).resolve().parents[2]
+IN_CI = os.environ.get("CI", "").lower() == "true"
+# How often in-process servers look for shutdown(): each stop waits up to this long.
+POLL_INTERVAL = 0.02
+
+# Debian installs Alertmanager as prometheus-alertmanager; upstream tarballs call it alertmanager.
+_TOOL_ALIASES = {"alertmanager": ("prometheus-alertmanager", "alertmanager")}
+
+
+def find_tool(name: str) -> str:
+    """Path of an external tool; skip locally when missing, fail under CI=true."""
+    for candidate in _TOOL_ALIASES.get(name, (name,)):
+        path = shutil.which(candidate)
+        if path:
+            return path
+    message = (
+        f"{name} not found: install it with "
+        "'apt-get update && apt-get install -y prometheus prometheus-alertmanager' "
+        "(or run .ci/run, which does)"
+    )
+    if IN_CI:
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_until(
+    condition: Callable[[], object],
+    timeout: float = 30.0,
+    interval: float = 0.1,
+    what: str = "",
+    *,
+    process: subprocess.Popen | None = None,
+    log_path: Path | None = None,
+) -> object:
+    """Poll until condition() is truthy; a readiness check, never a fixed sleep.
+
+    With `process`, a process that has exited fails the wait at once, with its exit code and
+    the tail of its output (`log_path`, or its stderr pipe): waiting on would only hide why.
+    """
+    deadline = time.monotonic() + timeout
+    last_error: Exception | None = None
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise AssertionError(
+                f"{process.args[0] if isinstance(process.args, list) else process.args} exited "
+                f"with {process.returncode} while waiting for {what or condition}: "
+                f"{_output_tail(process, log_path)}"
+            )
+        try:
+            result = condition()
+        except Exception as exc:  # noqa: BLE001 - any failure means "not yet"
+            last_error = exc
+        else:
+            if result:
+                return result
+        time.sleep(interval)
+    raise AssertionError(
+        f"timed out after {timeout}s waiting for {what or condition}: {last_error}"
+    )
+
+
+def _output_tail(process: subprocess.Popen, log_path: Path | None) -> str:
+    if log_path is not None:
+        return log_path.read_text(errors="replace")[-2000:]
+    if process.stderr is not None:
+        data = process.stderr.read()
+        return (data.decode(errors="replace") if isinstance(data, bytes) else data)[-2000:]
+    return "(output not captured)"
+
+
+def http_ok(url: str, **kwargs: object) -> bool:
+    return requests.get(url, timeout=2, **kwargs).status_code == 200
+
+
+@contextmanager
+def running_process(
+    argv: Sequence[str],
+    ready_url: str | None = None,
+    *,
+    env: dict[str, str] | None = None,
+    cwd: Path | None = None,
+    timeout: float = 60.0,
+    log_path: Path | None = None,
+) -> Iterator[subprocess.Popen]:
+    """Start a process, wait for ready_url to answer 200, always stop it afterwards."""
+    log = open(log_path, "wb") if log_path else subprocess.DEVNULL  # noqa: SIM115
+    proc = subprocess.Popen(
+        list(argv), env=env, cwd=cwd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+    )
+    try:
+        if ready_url:
+            wait_until(
+                lambda: http_ok(ready_url),
+                timeout=timeout,
+                what=f"{argv[0]} at {ready_url}",
+                process=proc,
+                log_path=log_path,
+            )
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=10)
+        if log_path:
+            log.close()
