@@ -33,6 +33,7 @@ nothing.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import ssl
 import threading
@@ -44,7 +45,9 @@ from exporter.common.memory import limit_malloc_arenas
 from exporter.common.wsgi import WsgiApp
 from exporter.config.settings import Settings
 from exporter.config.values import ConfigError, Secret, host_port, loopback_for
+from exporter.config.webconfig import ssl_context
 from exporter.metrics.selfmetrics import SelfMetrics
+from exporter.polling.balance import BalanceCollector
 from exporter.polling.client import ApiClient, Transport
 from exporter.polling.configured import WebhookConfigCollector, WebhooksClient
 from exporter.polling.scraper import SYSTEM_CLOCK, Clock, NumbersClient, Scrapers, SubaccountScraper
@@ -166,8 +169,8 @@ class Exporter:
 def build_generation(app: ExporterApp, settings: Settings, scrapers: Scrapers) -> Generation:
     """Everything one load of the configuration serves, complete before it serves.
 
-    The web config's TLS serves the callbacks too; its basic auth does not (8x8 sends the
-    registered Authorization value instead).
+    The web config's certificate serves the callbacks too; its basic auth and its
+    client-certificate check do not (8x8 sends the registered Authorization value instead).
     """
     configured = Configured(settings, scrapers)
     tls = _tls_context(settings)
@@ -181,7 +184,9 @@ def build_generation(app: ExporterApp, settings: Settings, scrapers: Scrapers) -
             if hooks is not None
             else None
         ),
-        callback_tls=tls if hooks is not None and hooks.web_tls else None,
+        callback_tls=callback_tls_context(settings)
+        if hooks is not None and hooks.web_tls
+        else None,
     )
 
 
@@ -221,6 +226,29 @@ def _behind_web_config(app: WsgiApp, settings: Settings) -> WsgiApp:
 def _tls_context(settings: Settings) -> ssl.SSLContext | None:
     web = settings.web_config
     return web.tls_context if web is not None else None
+
+
+_VERIFY_MODES = {
+    "NoClientCert": ssl.CERT_NONE,
+    "VerifyClientCertIfGiven": ssl.CERT_OPTIONAL,
+    "RequireAndVerifyClientCert": ssl.CERT_REQUIRED,
+}
+
+
+def callback_tls_context(settings: Settings) -> ssl.SSLContext | None:
+    """The web config's certificate for the callback listener, with the listener's own
+    client-certificate setting (--webhook.tls-client-auth), never the one for /metrics."""
+    web, hooks = settings.web_config, settings.webhooks
+    if web is None or web.tls is None or hooks is None:
+        return None
+    mode = _VERIFY_MODES[hooks.client_auth]
+    tls = web.tls
+    if mode != ssl.CERT_NONE and tls.client_ca_file is None and tls.client_ca_pem is None:
+        raise ConfigError(
+            f"--webhook.tls-client-auth {hooks.client_auth} needs client_ca_file in the web "
+            "config's tls_server_config"
+        )
+    return ssl_context(dataclasses.replace(tls, client_auth=mode), "webhook listener TLS")
 
 
 def _unchanged(old: Generation, new: Settings) -> list[SubaccountScraper]:
@@ -341,6 +369,9 @@ def build_app(
         webhook_lists = WebhookConfigCollector()
     if webhook_lists is not None:
         metrics.registry.register(webhook_lists)
+    balance = build_balance(settings)
+    if balance is not None:
+        metrics.registry.register(balance)
     if webhook_state is not None:
         metrics.registry.register(bridge(webhook_state))
     scrapers = build_scrapers(settings, metrics, new_client, clock, webhook_lists=webhook_lists)
@@ -349,6 +380,22 @@ def build_app(
     app = ExporterApp(settings, scrapers, metrics)
     app.webhook_state = webhook_state  # the status page shows its last callbacks
     return app
+
+
+def build_balance(settings: Settings) -> BalanceCollector | None:
+    """--balance.account-id: the prepaid balance, read on its own schedule with the API key."""
+    config = settings.balance
+    key = settings.api_key or next((s.api_key for s in settings.subaccounts if s.api_key), None)
+    if config is None or key is None:
+        return None
+    client = ApiClient(
+        config.base_url,
+        key,
+        timeout=config.timeout,
+        retries=settings.api_retries,
+        max_response_bytes=1 << 20,
+    )
+    return BalanceCollector(client, config.account_id, config.interval, config.timeout)
 
 
 def build_webhook_state(settings: Settings, clock: Clock = SYSTEM_CLOCK) -> WebhookState | None:

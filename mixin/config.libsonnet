@@ -18,11 +18,18 @@
     unhealthyShareWarning: 0.1,
     unhealthyShareCritical: 0.25,
     healthCheckStaleSeconds: 172800,
-    callMosThreshold: 3.5,
+    // 8x8's poor band starts below 3.6 (bad below 3.1, fair 3.6 to 4.0).
+    callMosThreshold: 3.6,
     callFailureRatioThreshold: 0.2,
     // Fewer call legs or sessions than this in the window: too little traffic to judge.
     callMinimumCount: 10,
     webhooksSilentHours: 6,
+    // The prepaid balance (--balance.account-id), in the account's own currency: set it to
+    // about two days of your spend. The trend alert fires when the fall over the window would
+    // empty the balance within the horizon.
+    balanceLowThreshold: 20,
+    balanceTrendWindow: '6h',
+    balanceRunningOutDays: 3,
 
     // How long each condition must hold before its alert fires.
     forDurations: {
@@ -41,7 +48,10 @@
       EightByEightCallFailureRatioHigh: '10m',
       EightByEightNumberPushedUnhealthy: '5m',
       EightByEightWebhooksStopped: '30m',
+      EightByEightWebhookAuthenticationFailing: '10m',
       EightByEightWebhookMisconfigured: '30m',
+      EightByEightBalanceLow: '15m',
+      EightByEightBalanceRunningOut: '30m',
     },
 
     // Where each alert's runbook section is: %s becomes the section's anchor (the alert name in

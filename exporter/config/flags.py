@@ -66,6 +66,18 @@ def base_url(value: str, name: str) -> str:
     return validate_base_url(value)
 
 
+def telemetry_path(value: str, name: str) -> str:
+    """The metrics path: absolute, not / nor /probe, and not under /-/ (the exporter's own
+    pages there, /-/healthy among them, answer without credentials)."""
+    url_path("/probe", "/")(value, name)
+    if value.startswith("/-/"):
+        raise ConfigError(
+            f"invalid {name} {value!r}: paths under /-/ are reserved "
+            "(/-/healthy answers without credentials)"
+        )
+    return value
+
+
 def url_path(*reserved: str) -> Check:
     """A check for a path of this exporter's own: absolute, and none of `reserved`."""
 
@@ -121,6 +133,23 @@ class Flag(NamedTuple):
         return self.help if shown is None else f"{self.help} (default {shown}{self.default_note})"
 
 
+CLIENT_AUTH_TYPES = ("NoClientCert", "VerifyClientCertIfGiven", "RequireAndVerifyClientCert")
+MIN_BALANCE_INTERVAL = 60.0
+
+
+def client_auth_type(value: str, name: str) -> str:
+    if value not in CLIENT_AUTH_TYPES:
+        raise ConfigError(f"invalid {name} {value!r}: one of " + ", ".join(CLIENT_AUTH_TYPES))
+    return value
+
+
+def balance_interval(value: str | float, name: str) -> float:
+    seconds = parse_duration(value, name)
+    if seconds < MIN_BALANCE_INTERVAL:
+        raise ConfigError(f"{name} must be at least 1m")
+    return seconds
+
+
 _FD_NOTE = "well below a 1,024 file-descriptor limit"
 
 FLAGS: tuple[Flag, ...] = (
@@ -136,7 +165,7 @@ FLAGS: tuple[Flag, ...] = (
         "telemetry_path",
         "path of the metrics endpoint",
         default="/metrics",
-        check=url_path("/probe", "/"),
+        check=telemetry_path,
     ),
     Flag(
         "--web.config.file",
@@ -338,8 +367,9 @@ FLAGS: tuple[Flag, ...] = (
         "--webhook.max-body-size",
         "webhook_max_body",
         "largest callback body accepted",
-        default="1MiB",
+        default="32MiB",
         check=parse_size,
+        default_note=": a SNAPSHOT of 100,000 numbers",
     ),
     Flag(
         "--webhook.read-timeout",
@@ -364,6 +394,37 @@ FLAGS: tuple[Flag, ...] = (
         check=between(1, MAX_CONNECTIONS),
         kind="int",
         default_note=f": with --web.max-connections {_FD_NOTE}",
+    ),
+    Flag(
+        "--webhook.tls-client-auth",
+        "webhook_tls_client_auth",
+        "client certificates the callback listener asks for when --web.config.file sets TLS: "
+        "NoClientCert (8x8 sends none), VerifyClientCertIfGiven or RequireAndVerifyClientCert "
+        "(against the web config's client_ca_file); the web config's client_auth_type applies "
+        "to /metrics only",
+        default="NoClientCert",
+        check=client_auth_type,
+    ),
+    Flag(
+        "--balance.account-id",
+        "balance_account_id",
+        "8x8 account ID (UUID) whose prepaid balance to export; off by default",
+    ),
+    Flag(
+        "--balance.base-url",
+        "balance_base_url",
+        "base URL of the balance API (regional: https://sms.us.8x8.com, https://sms.8x8.uk, "
+        "https://sms.8x8.id)",
+        default="https://sms.8x8.com",
+        check=base_url,
+    ),
+    Flag(
+        "--balance.interval",
+        "balance_interval",
+        "read the balance at most this often, whatever the scrape interval",
+        default="5m",
+        check=balance_interval,
+        default_note=", at least 1m",
     ),
 )
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from exporter.config import flags
+from exporter.config.balance import BalanceSettings, balance_settings
 from exporter.config.flags import checked, default
 from exporter.config.values import (
     ConfigError,
@@ -65,6 +66,7 @@ class Settings:
     probe_allowed: frozenset[str] | None = None
     web_config: WebConfig | None = None
     webhooks: WebhookSettings | None = None  # the callback listener, when enabled
+    balance: BalanceSettings | None = None  # the prepaid balance read, when enabled
     collector_webhooks: bool = default("collector_webhooks")
     log_level: str = default("log_level")
     log_format: str = default("log_format")
@@ -154,6 +156,7 @@ def settings_from_flags(args: argparse.Namespace, env: dict[str, str]) -> Settin
         probe_allowed=probe_allowed,
         web_config=web_config,
         webhooks=webhooks,
+        balance=balance_settings(args),
         collector_webhooks=args.collector_webhooks,
         log_level=args.log_level,
         log_format=args.log_format,

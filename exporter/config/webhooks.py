@@ -33,6 +33,9 @@ class WebhookSettings:
     max_connections: int = default("webhook_max_connections")
     # The listener speaks --web.config.file's TLS, if any; the demo's stays plain HTTP.
     web_tls: bool = True
+    # Its own client-certificate check (--webhook.tls-client-auth), never the web config's:
+    # 8x8 presents no client certificate, so Prometheus' mutual TLS must not apply here.
+    client_auth: str = default("webhook_tls_client_auth")
 
 
 def read_auth_file(path: str | Path) -> Secret:
@@ -81,6 +84,7 @@ def webhook_settings(
     allowed = frozenset(subaccounts) | (probe_allowed or frozenset())
     workers = checked(args, "webhook_workers")
     max_connections = checked(args, "webhook_max_connections")
+    client_auth = checked(args, "webhook_tls_client_auth")
     return WebhookSettings(
         listen_address=listen_address,
         auth_header=auth,
@@ -91,4 +95,5 @@ def webhook_settings(
         per_number=per_number,
         workers=workers,
         max_connections=max_connections,
+        client_auth=client_auth,
     )

@@ -24,6 +24,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from exporter.common.countries import ASSIGNED, UNKNOWN
 from exporter.common.eightbyeight import NUMBER_STATUSES
 from exporter.common.errors import REASONS
 
@@ -82,7 +83,8 @@ RECEIVER = Emitter(
     "is the virtual number's country; a leg's virtual number is the `destination` of an "
     "INBOUND leg and the `source` of an OUTBOUND one. The per-number families follow "
     "`--collector.per-number` and exist only for numbers 8x8 listed in a VNU for that "
-    "subaccount (at most 100,000 per subaccount), so callbacks naming other numbers cannot "
+    "subaccount, first come first served up to `PER_NUMBER_SERIES_CAP` per subaccount (more are counted in "
+    "`eightbyeight_webhook_numbers_over_cap_total`), so callbacks naming other numbers cannot "
     "grow the exposition.",
 )
 WEBHOOK_LIST = Emitter(
@@ -92,7 +94,17 @@ WEBHOOK_LIST = Emitter(
     "`GET /api/v1/subaccounts/{id}/webhooks` tells whether the VNU and VSS webhooks are "
     "registered, enabled and send an Authorization value; on `/metrics`.",
 )
-EMITTERS = (POLL, EXPORTER, CONFIG, RECEIVER, WEBHOOK_LIST)
+BALANCE = Emitter(
+    "balance",
+    "Prepaid balance (with `--balance.account-id`)",
+    "With `--balance.account-id`: the 8x8 account's prepaid balance, read from the balance API "
+    "in the background at most once per `--balance.interval` (never on a scrape's budget); on "
+    "`/metrics`. A failed read keeps the last balance and sets "
+    "`eightbyeight_account_balance_up` to 0; it never fails a scrape nor changes "
+    "`eightbyeight_up`. The balance belongs to the account, so these families have no "
+    "`subaccount` label: their figures are per process.",
+)
+EMITTERS = (POLL, EXPORTER, CONFIG, RECEIVER, WEBHOOK_LIST, BALANCE)
 
 # --- label vocabularies: the values enumerated labels take ------------------------------------
 EVENT_TYPES = ("vnu", "vss")  # callback event types, lower-case on every family that has them
@@ -103,24 +115,49 @@ DIRECTIONS = ("inbound", "outbound")
 # A leg is "answered" when it connected, "failed" when 8x8 or the network failed it, and
 # "unanswered" when the other side did not pick up (busy, no answer, cancelled).
 CALL_OUTCOMES = ("answered", "failed", "unanswered")
-# Receiver outcomes; 401, 404 and 405 are never counted (nothing about them is trusted).
+# Receiver outcomes: every answer is counted, refusals by their reason (a fixed list, so a
+# caller without the Authorization value cannot add series).
 REQUEST_OUTCOMES = (
     "accepted",
+    "unauthorized",
+    "not_found",
+    "method_not_allowed",
     "duplicate",
     "unknown_event_type",
     "malformed_json",
+    "bad_framing",
     "invalid_event",
     "body_too_large",
     "body_timeout",
     "subaccount_not_allowed",
     "overloaded",
 )
-MAX_ERROR_CODES = 50  # distinct errorCode values kept as labels; later ones count as "other"
+# The error codes 8x8 documents (errorDetails.errorCode); any other is counted as "other".
+ERROR_CODES = (*(str(code) for code in range(-2010, -2000)), "-9999")
+# The fields a call summary (or a VNU record's time) can lose one at a time.
+INVALID_FIELDS = (
+    "session_status",
+    "call_direction",
+    "call_status",
+    "mos",
+    "packet_loss_rate",
+    "jitter",
+    "call_duration",
+    "call_quality",
+    "updated_timestamp",
+)
+# The caps on pushed numbers: "numbers" (not kept at all), "series" (no per-number series).
+CAPS = ("numbers", "series")
+# Pushed numbers with per-number series, per subaccount (first come first served).
+PER_NUMBER_SERIES_CAP = 10_000
+# A country label: an officially assigned ISO 3166-1 alpha-2 code, "other" or "unknown".
+COUNTRIES = (*sorted(ASSIGNED), OTHER, UNKNOWN)
 
 # --- histogram buckets ------------------------------------------------------------------------
 API_DURATION_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
-# MOS: 1 (bad) to 5 (excellent); 3.5 and 4.0 are the usual "fair" and "good" lines.
-MOS_BUCKETS = (1.0, 2.0, 2.5, 3.0, 3.5, 3.8, 4.0, 4.2, 4.4, 5.0)
+# MOS: 1 (bad) to 5 (excellent), with a bucket at each edge of 8x8's bands: bad below 3.1,
+# poor 3.1-3.6, fair 3.6-4.0, good 4.0-4.3, excellent 4.3-5.0.
+MOS_BUCKETS = (1.0, 2.0, 2.5, 3.1, 3.6, 4.0, 4.3, 5.0)
 PACKET_LOSS_BUCKETS = (0.0, 0.001, 0.005, 0.01, 0.02, 0.03, 0.05, 0.1, 0.2, 0.5)
 JITTER_BUCKETS = (0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.2, 0.5)
 
@@ -136,20 +173,23 @@ LABEL_SYNONYMS: dict[str, tuple[str, ...]] = {
     "currency": ("billing_currency",),
     "reference_id": ("range", "number_range"),
     "reason": ("error", "failure_reason"),
+    "field": ("invalid_field", "field_name"),
+    "cap": ("limit",),
 }
 
 # What each label means; one concept has one label name on every family that carries it.
 LABELS: dict[str, str] = {
     SUBACCOUNT: "The 8x8 subaccount ID whose numbers or events these are.",
     MSISDN: "The virtual number in E.164 format, with its leading `+`.",
-    "country": "Two-letter country code of the virtual number (`unknown` when absent).",
+    "country": "Two-letter country code of the virtual number (`unknown` when absent; on the "
+    "receiver's families an officially assigned ISO 3166-1 code, else `other`).",
     "number_type": "The number type as 8x8 reports it, such as `Mobile` (`unknown` when absent).",
     "operational_status": "The number's operational status, lower-case (`active`, `expiring`, "
     "`inactive`, `unhealthy`; the numbers list may report others as they are).",
     "health_status": "The number's last Number Health status, lower-case, as reported.",
     "reference_id": "The number range the number belongs to (referenceId).",
     "currency": "The billing currency of the fees (billingCurrency).",
-    "reason": "Why a fetch from the 8x8 API failed.",
+    "reason": "Why a fetch from an 8x8 API failed.",
     "version": "The exporter's version.",
     "outcome": "What became of it: on the receiver's requests, what the receiver did with a "
     "callback; on a number's call legs, how the leg ended.",
@@ -159,7 +199,12 @@ LABELS: dict[str, str] = {
     "session_status": "The session's sessionStatus, lower-case.",
     "call_status": "The leg's callStatus, lower-case.",
     "direction": "The leg's callDirection, lower-case.",
-    "error_code": "8x8's errorCode of a session that ended with an error.",
+    "error_code": "8x8's errorCode of a session that ended with an error (8x8's documented "
+    "codes; `other` for any other).",
+    "field": "The field of a callback whose value was dropped (missing, of the wrong type or "
+    "out of the documented range).",
+    "cap": "Which cap refused a pushed number: `numbers` (not kept) or `series` (kept, without "
+    "per-number series).",
 }
 
 Values = tuple[str, ...] | int  # the values an enumerated label takes, or how many at most
@@ -185,6 +230,9 @@ class Family:
     buckets: tuple[float, ...] = ()
     values: tuple[tuple[str, Values], ...] = ()
     created: bool = False
+    # For a label whose values are one-hot per series set: how many it shows at once, where
+    # fewer than it may take (a number's status shows the four documented ones, or `other`).
+    at_once: tuple[tuple[str, int], ...] = ()
 
     def __post_init__(self) -> None:
         problem = _problem(self)
@@ -239,12 +287,27 @@ def worst_case_series(family: Family) -> tuple[int, tuple[str, ...]]:
     for label in family.labels:
         if label == SUBACCOUNT:
             continue
-        values = family.values_of(label)
+        values = dict(family.at_once).get(label, family.values_of(label))
         if values is not None:
             count *= values if isinstance(values, int) else len(values)
         elif not family.per_number:
             per.append(label)  # a per-number family's attributes come one per number
     return count, ((MSISDN,) if family.per_number else tuple(per))
+
+
+def worst_case_per_subaccount(emitter: Emitter) -> tuple[int, int]:
+    """At most how many series one subaccount has from the emitter's families whose values are
+    all bounded: (those without per-number families, those per number)."""
+    fixed = per_number = 0
+    for family in FAMILIES:
+        if family.emitter is not emitter or SUBACCOUNT not in family.labels:
+            continue
+        count, per = worst_case_series(family)
+        if per == (MSISDN,):
+            per_number += count
+        elif not per:
+            fixed += count
+    return fixed, per_number
 
 
 def _problem(family: Family) -> str | None:
@@ -529,8 +592,9 @@ CONFIG_LAST_RELOAD_SUCCESS_TIMESTAMP_SECONDS = Family(
 _AT_COUNTRY = ("country", SUBACCOUNT)
 WEBHOOK_REQUESTS = Family(
     "eightbyeight_webhook_requests",
-    "Authenticated callbacks received from 8x8, by outcome (accepted, duplicate, "
-    "unknown_event_type, or why they were refused).",
+    "Requests to the webhook receiver by outcome: accepted, duplicate, unknown_event_type, "
+    "or why they were refused (unauthorized, not_found, method_not_allowed, bad_framing, "
+    "subaccount_not_allowed, body_too_large, ...).",
     ("outcome",),
     kind="counter",
     emitter=RECEIVER,
@@ -561,7 +625,7 @@ CALL_SESSIONS = Family(
     ("country", "session_status", SUBACCOUNT),
     kind="counter",
     emitter=RECEIVER,
-    values=_vals(session_status=(*SESSION_STATUSES, OTHER)),
+    values=_vals(country=COUNTRIES, session_status=(*SESSION_STATUSES, UNKNOWN, OTHER)),
     created=True,
 )
 CALL_LEGS = Family(
@@ -570,7 +634,7 @@ CALL_LEGS = Family(
     ("call_status", "direction", SUBACCOUNT),
     kind="counter",
     emitter=RECEIVER,
-    values=_vals(call_status=(*CALL_STATUSES, OTHER), direction=(*DIRECTIONS, OTHER)),
+    values=_vals(call_status=(*CALL_STATUSES, UNKNOWN, OTHER), direction=(*DIRECTIONS, UNKNOWN)),
     created=True,
 )
 CALL_SESSION_ERRORS = Family(
@@ -579,7 +643,7 @@ CALL_SESSION_ERRORS = Family(
     ("error_code", SUBACCOUNT),
     kind="counter",
     emitter=RECEIVER,
-    values=_vals(error_code=MAX_ERROR_CODES + 1),
+    values=_vals(error_code=(*ERROR_CODES, OTHER)),
     created=True,
 )
 CALL_MOS = Family(
@@ -588,6 +652,7 @@ CALL_MOS = Family(
     _AT_COUNTRY,
     kind="histogram",
     emitter=RECEIVER,
+    values=_vals(country=COUNTRIES),
     buckets=MOS_BUCKETS,
     created=True,
 )
@@ -597,6 +662,7 @@ CALL_PACKET_LOSS_RATIO = Family(
     _AT_COUNTRY,
     kind="histogram",
     emitter=RECEIVER,
+    values=_vals(country=COUNTRIES),
     unit="ratio",
     buckets=PACKET_LOSS_BUCKETS,
     created=True,
@@ -607,6 +673,7 @@ CALL_JITTER_SECONDS = Family(
     _AT_COUNTRY,
     kind="histogram",
     emitter=RECEIVER,
+    values=_vals(country=COUNTRIES),
     unit="seconds",
     buckets=JITTER_BUCKETS,
     created=True,
@@ -639,6 +706,7 @@ NUMBER_PUSHED_STATUS = Family(
     (MSISDN, "operational_status", SUBACCOUNT),
     emitter=RECEIVER,
     values=_vals(operational_status=(*NUMBER_STATUSES, OTHER)),
+    at_once=(("operational_status", len(NUMBER_STATUSES)),),
 )
 NUMBER_PUSHED_STATUS_TIMESTAMP_SECONDS = Family(
     "eightbyeight_number_pushed_status_timestamp_seconds",
@@ -649,7 +717,8 @@ NUMBER_PUSHED_STATUS_TIMESTAMP_SECONDS = Family(
 )
 NUMBER_CALL_LEGS = Family(
     "eightbyeight_number_call_legs",
-    "Call legs on the virtual number by outcome (answered, failed, unanswered).",
+    "Call sessions on the virtual number by outcome (answered, failed, unanswered), "
+    "once per session, from the leg that carries the outcome.",
     (MSISDN, "outcome", SUBACCOUNT),
     kind="counter",
     emitter=RECEIVER,
@@ -677,6 +746,28 @@ NUMBER_CALL_JITTER_SECONDS = Family(
     kind="summary",
     emitter=RECEIVER,
     unit="seconds",
+)
+
+WEBHOOK_INVALID_FIELDS = Family(
+    "eightbyeight_webhook_invalid_fields",
+    "Values dropped from accepted callbacks because they were missing, of the wrong type or "
+    "out of the documented range; the rest of the event still counts.",
+    ("field",),
+    kind="counter",
+    emitter=RECEIVER,
+    values=_vals(field=INVALID_FIELDS),
+    created=True,
+)
+WEBHOOK_NUMBERS_OVER_CAP = Family(
+    "eightbyeight_webhook_numbers_over_cap",
+    "Pushed numbers refused by a cap, counted once when first pushed: 'numbers' (over "
+    "100,000 per subaccount: not kept at all) or 'series' (kept and counted by status, but "
+    "over 10,000 per subaccount: no per-number series).",
+    ("cap", SUBACCOUNT),
+    kind="counter",
+    emitter=RECEIVER,
+    values=_vals(cap=CAPS),
+    created=True,
 )
 
 # === Webhook registration read (--collector.webhooks) =========================================
@@ -709,6 +800,36 @@ WEBHOOK_AUTH_HEADER_SET = Family(
     values=_vals(event_type=EVENT_TYPES),
 )
 
+# === Prepaid balance (--balance.account-id) ===================================================
+ACCOUNT_BALANCE = Family(
+    "eightbyeight_account_balance",
+    "Prepaid balance of the 8x8 account as last read, in its currency (--balance.account-id).",
+    ("currency",),
+    emitter=BALANCE,
+    values=_vals(currency=1),
+)
+ACCOUNT_BALANCE_UP = Family(
+    "eightbyeight_account_balance_up",
+    "1 if the last read of the prepaid balance succeeded, else 0.",
+    (),
+    emitter=BALANCE,
+)
+ACCOUNT_BALANCE_LAST_SUCCESS_TIMESTAMP_SECONDS = Family(
+    "eightbyeight_account_balance_last_success_timestamp_seconds",
+    "Unix time of the last successful read of the prepaid balance.",
+    (),
+    emitter=BALANCE,
+    unit="seconds",
+)
+ACCOUNT_BALANCE_READ_FAILURES = Family(
+    "eightbyeight_account_balance_read_failures",
+    "Failed reads of the prepaid balance, by reason (forbidden: not a prepaid account).",
+    ("reason",),
+    kind="counter",
+    emitter=BALANCE,
+    values=_vals(reason=REASONS),
+)
+
 # Every family, each emitter's in its exposition order.
 FAMILIES: tuple[Family, ...] = (
     *POLL_FAMILIES,
@@ -736,10 +857,16 @@ FAMILIES: tuple[Family, ...] = (
     NUMBER_CALL_MOS,
     NUMBER_CALL_PACKET_LOSS_RATIO,
     NUMBER_CALL_JITTER_SECONDS,
+    WEBHOOK_INVALID_FIELDS,
+    WEBHOOK_NUMBERS_OVER_CAP,
     WEBHOOK_CONFIG_UP,
     WEBHOOK_CONFIGURED,
     WEBHOOK_ENABLED,
     WEBHOOK_AUTH_HEADER_SET,
+    ACCOUNT_BALANCE,
+    ACCOUNT_BALANCE_UP,
+    ACCOUNT_BALANCE_LAST_SUCCESS_TIMESTAMP_SECONDS,
+    ACCOUNT_BALANCE_READ_FAILURES,
 )
 
 BY_NAME: dict[str, Family] = {family.name: family for family in FAMILIES}

@@ -55,13 +55,36 @@ def _labels(family: c.Family) -> str:
     out = []
     for label in family.labels:
         values = family.values_of(label)
-        if isinstance(values, tuple):
+        if isinstance(values, tuple) and len(values) > _LISTED:
+            out.append(f"`{label}` ({len(values)} values, {_LIST_NOTES.get(label, 'see below')})")
+        elif isinstance(values, tuple):
             out.append(f"`{label}` ({', '.join(values)})")
         elif isinstance(values, int):
             out.append(f"`{label}` (at most {values})")
         else:
             out.append(f"`{label}`")
     return ", ".join(out) or "none"
+
+
+_LISTED = 20  # a label with more values is summed up in its cell
+_LIST_NOTES = {
+    "country": "the officially assigned ISO 3166-1 alpha-2 codes of "
+    "exporter/common/countries.py, `other` and `unknown`",
+}
+
+
+def _worst_case(emitter: c.Emitter) -> list[str]:
+    """The bound per subaccount of an emitter with per-number families, as one sentence."""
+    fixed, per_number = c.worst_case_per_subaccount(emitter)
+    if not per_number:
+        return []
+    cap = c.PER_NUMBER_SERIES_CAP
+    return [
+        f"Worst case per subaccount, whatever arrives: **{fixed:,}** series without the "
+        f"per-number families, plus **{per_number:,}** per number; at the cap of {cap:,} "
+        f"numbers with per-number series, **{fixed + per_number * cap:,}**.",
+        "",
+    ]
 
 
 def _cell(text: str) -> str:
@@ -111,6 +134,8 @@ def render() -> str:
         families = c.of(emitter)
         lines += [f"## {emitter.title}", "", emitter.description, ""]
         lines += [*_table(families), ""]
+        if emitter is c.RECEIVER:
+            lines += _worst_case(emitter)
     lines += [*_label_section(), "", *_buckets()]
     return "\n".join(lines) + "\n"
 

@@ -222,6 +222,11 @@ class ApiClient:
         """The raw JSON body of the subaccount's webhook list (--collector.webhooks)."""
         return self._fetch(self.webhooks_url(subaccount), timeout)
 
+    def fetch_balance(self, account_id: str, timeout: float | None = None) -> bytearray:
+        """The raw JSON body of the account's prepaid balance (--balance.account-id)."""
+        url = f"{self.base_url}/api/v1/accounts/{quote(account_id, safe='')}/balance"
+        return self._fetch(url, timeout)
+
     def _fetch(self, url: str, timeout: float | None) -> bytearray:
         budget = self.timeout if timeout is None else min(timeout, self.timeout)
         deadline = time.monotonic() + max(budget, 0.001)

@@ -307,7 +307,14 @@ def _split_numbers(body: bytes | bytearray) -> tuple[int, int, list[msgspec.Raw]
 
 
 # Error codes of the 8x8 platform's own envelope ({"code": 1200, "message": ...}).
-PLATFORM_ERRORS = {1200: "unauthorized", 1201: "forbidden", 1300: "not_found", 2000: "server_error"}
+# 1001 is the validation error of the webhooks API's 422 (a string "1001" with an errorId).
+PLATFORM_ERRORS = {
+    1001: "bad_request",
+    1200: "unauthorized",
+    1201: "forbidden",
+    1300: "not_found",
+    2000: "server_error",
+}
 # Success as other Voice endpoints say it: 0/"ok" (webhooks), 1/"Created" (call flows), 200.
 _SUCCESS_WORDS = frozenset({"ok", "success", "created"})
 
@@ -330,19 +337,25 @@ def _code_number(code: int | str) -> int | None:
         return None
 
 
+def error_reason(code: int | str | None) -> str | None:
+    """The failure reason an envelope's statusCode or code stands for; None for success/none."""
+    if code is None or _is_success(code):
+        return None
+    number = _code_number(code)
+    if number in PLATFORM_ERRORS:
+        return PLATFORM_ERRORS[number]
+    if number is not None and 400 <= number <= 599:
+        return reason_for_status(number)
+    return "invalid_response"
+
+
 def _raise_if_error_envelope(envelope: Envelope, secrets: Collection[str]) -> None:
     """A 200 whose statusCode or code is not a success is that error, whatever else it holds."""
     for code in _codes(envelope):
-        if _is_success(code):
+        reason = error_reason(code)
+        if reason is None:
             continue
         message = redact_and_cut(envelope.message, secrets, 200)
-        number = _code_number(code)
-        if number in PLATFORM_ERRORS:
-            reason = PLATFORM_ERRORS[number]
-        elif number is not None and 400 <= number <= 599:
-            reason = reason_for_status(number)
-        else:
-            reason = "invalid_response"
         raise ResponseError(reason, f"error envelope {code}: {message}")
 
 

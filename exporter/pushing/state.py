@@ -13,18 +13,23 @@ Kept in memory only, lost at restart (counters restart at 0, which `rate()` hand
 A push never changes what the poll shows and the other way round: the numbers list
 (`eightbyeight_number_info`, `..._by_status`) and the pushed status
 (`eightbyeight_number_pushed_status`, `eightbyeight_pushed_virtual_numbers_by_status`) are
-separate families, side by side, each with its own time. Between pushes, the newer status by
-8x8's `updatedTimestamp` wins: an older or redelivered VNU never overwrites a newer one.
+separate families, side by side, each with its own time.
+
+Ordering: per-number update times decide. The newer status by 8x8's `updatedTimestamp` wins:
+an older or redelivered VNU never overwrites a newer one. A SNAPSHOT is taken as of its latest
+`updatedTimestamp`; a number it lacks is removed unless that number's own update is newer
+(an older snapshot delivered late never erases a newer update). An `updatedTimestamp` more
+than `MAX_CLOCK_SKEW` after the receiver's clock is refused and counted
+(`eightbyeight_webhook_invalid_fields_total{field="updated_timestamp"}`).
 """
 
 from __future__ import annotations
 
 import hashlib
-import re
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 
@@ -32,17 +37,17 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.core import Metric
 from prometheus_client.exposition import generate_latest
 
+from exporter.common.countries import UNKNOWN, country_label
 from exporter.common.eightbyeight import NUMBER_STATUSES, parse_timestamp
 from exporter.metrics import catalogue as c
 from exporter.metrics.catalogue import (
     CALL_OUTCOMES,
-    CALL_STATUSES,
-    DIRECTIONS,
+    CAPS,
+    ERROR_CODES,
     EVENT_TYPES,
-    MAX_ERROR_CODES,
+    INVALID_FIELDS,
     OTHER,
     REQUEST_OUTCOMES,
-    SESSION_STATUSES,
     UPDATE_EVENT_TYPES,
 )
 from exporter.metrics.instruments import (
@@ -52,17 +57,27 @@ from exporter.metrics.instruments import (
     histogram,
     summary_family,
 )
-from exporter.pushing.events import CallLeg, NumberUpdate, SessionSummary
+from exporter.pushing.events import (
+    Leg,
+    NumberUpdate,
+    Session,
+    SessionSummary,
+    pushed_numbers,
+    read_session,
+)
 
 _FAILED = {"failed", "error"}
 _ANSWERED = {"completed"}
 
 MAX_NUMBERS_PER_SUBACCOUNT = 100_000
 MAX_SUBACCOUNTS = 64  # when no allow-list is configured
+# Per-number series (--collector.per-number) for at most this many pushed numbers per
+# subaccount, first come first served; a SNAPSHOT that drops a number frees its place.
+MAX_NUMBER_SERIES = c.PER_NUMBER_SERIES_CAP
+# An updatedTimestamp later than the receiver's clock plus this is refused: 8x8's and this
+# host's clocks may differ a little, but a far-future time would pin a status for good.
+MAX_CLOCK_SKEW = 300.0
 DEDUPE_WINDOW = 10_000
-
-_COUNTRY = re.compile(r"^[A-Z]{2}$")
-_ERROR_CODE = re.compile(r"^-?[0-9]{1,6}$")
 
 
 def _known(value: str | None, known: Iterable[str]) -> str:
@@ -70,11 +85,34 @@ def _known(value: str | None, known: Iterable[str]) -> str:
     return lowered if lowered in known else OTHER
 
 
+def carrying_status(legs: Iterable[Leg], session_status: str | None) -> str | None:
+    """The status that tells how a session went for a number: the first leg that did not
+    complete carries it; all completed is completed; no leg status at all is the session's."""
+    statuses = [leg.status for leg in legs if leg.status is not None]
+    for status in statuses:
+        if status != "completed":
+            return status
+    return statuses[0] if statuses else session_status
+
+
+def _outcome(status: str) -> str:
+    if status in _ANSWERED:
+        return "answered"
+    return "failed" if status in _FAILED else "unanswered"
+
+
+def _snapshot_time(incoming: dict[str, _Number], now: float) -> float:
+    """When a SNAPSHOT was taken: its latest update time (8x8 sends no time of its own), or
+    the time it arrived when no record has one."""
+    times = [number.updated for number in incoming.values() if number.updated is not None]
+    return max(times) if times else now
+
+
 def _country(value: str | None) -> str:
-    return value if value and _COUNTRY.match(value) else "unknown"
+    return country_label(value)
 
 
-@dataclass
+@dataclass(slots=True)  # 100,000 of them per subaccount: no per-instance __dict__
 class _Number:
     status: str
     updated: float | None
@@ -94,8 +132,12 @@ class _NumberCalls:
 class _Subaccount:
     numbers: dict[str, _Number] = field(default_factory=dict)
     calls: dict[str, _NumberCalls] = field(default_factory=dict)
+    series: set[str] = field(default_factory=set)  # numbers with per-number series
     total_numbers: int | None = None
     last_event: dict[str, float] = field(default_factory=dict)
+    # A SNAPSHOT in parts: the numbers its parts listed so far, and the latest time they carry.
+    parts: set[str] = field(default_factory=set)
+    parts_taken: float = 0.0
 
 
 class WebhookState:
@@ -118,7 +160,6 @@ class WebhookState:
         self._lock = threading.Lock()
         self._subaccounts: dict[str, _Subaccount] = {}
         self._seen: OrderedDict[bytes, None] = OrderedDict()
-        self._error_codes: set[str] = set()
         self.registry = CollectorRegistry(auto_describe=True)
         self._instruments()
         self.registry.register(_StateCollector(self))
@@ -137,6 +178,10 @@ class WebhookState:
         self.mos = histogram(c.CALL_MOS, r)
         self.packet_loss = histogram(c.CALL_PACKET_LOSS_RATIO, r)
         self.jitter = histogram(c.CALL_JITTER_SECONDS, r)
+        self.over_cap = counter(c.WEBHOOK_NUMBERS_OVER_CAP, r)
+        self.invalid_fields = counter(c.WEBHOOK_INVALID_FIELDS, r)
+        for name in INVALID_FIELDS:
+            self.invalid_fields.labels(field=name)
 
     def start_at_zero(self, subaccounts: Iterable[str]) -> None:
         """Counters of known subaccounts exist from the start, so increase() sees the first
@@ -146,6 +191,8 @@ class WebhookState:
                 self.events.labels(event_type=event_type, subaccount=sub)
             for kind in UPDATE_EVENT_TYPES:
                 self.vnu_events.labels(subaccount=sub, update_event_type=kind)
+            for cap in CAPS:
+                self.over_cap.labels(cap=cap, subaccount=sub)
 
     # ---- admission and de-duplication ----
 
@@ -174,8 +221,13 @@ class WebhookState:
                 self._seen.popitem(last=False)
             return True
 
+    def forget(self, key: bytes) -> None:
+        """Take back a `first_delivery` whose event was refused after all."""
+        with self._lock:
+            self._seen.pop(key, None)
+
     @staticmethod
-    def body_key(body: bytes) -> bytes:
+    def body_key(body: bytes | bytearray) -> bytes:
         return hashlib.sha256(body).digest()
 
     @staticmethod
@@ -192,129 +244,175 @@ class WebhookState:
     # ---- VNU ----
 
     def apply_number_update(self, update: NumberUpdate) -> None:
+        """Apply a VNU: per-number update times decide (see the module's docstring)."""
         sub = update.sub_account_id
         kind = _known(update.update_event_type, UPDATE_EVENT_TYPES)
         now = self.clock()
+        incoming, refused = self._pushed_numbers(update, now)
+        over = {"numbers": 0, "series": 0}
         with self._lock:
             state = self._sub(sub)
             state.last_event["vnu"] = now
             if update.total_numbers is not None:
                 state.total_numbers = update.total_numbers
-            incoming = self._pushed_numbers(update)
             if kind == "snapshot":
-                for msisdn in set(state.numbers) - set(incoming):
-                    del state.numbers[msisdn]
-                    state.calls.pop(msisdn, None)
+                self._take_snapshot(state, update, incoming, now)
             for msisdn, number in incoming.items():
-                self._upsert(state, msisdn, number)
+                cap = self._upsert(state, msisdn, number)
+                if cap:
+                    over[cap] += 1
+        for cap, count in over.items():
+            if count:
+                self.over_cap.labels(cap=cap, subaccount=sub).inc(count)
+        if refused:
+            self.invalid_fields.labels(field="updated_timestamp").inc(refused)
         self.events.labels(event_type="vnu", subaccount=sub).inc()
         self.vnu_events.labels(subaccount=sub, update_event_type=kind).inc()
 
+    def _take_snapshot(
+        self, state: _Subaccount, update: NumberUpdate, incoming: dict[str, _Number], now: float
+    ) -> None:
+        """A whole SNAPSHOT drops the numbers it lacks at once. One that lists fewer numbers
+        than its `totalNumbers` is a part: its numbers are applied, and the numbers no part
+        listed are dropped only once the parts together reach `totalNumbers`. Parts that never
+        complete drop nothing (a stale number stays until the next whole snapshot)."""
+        taken = _snapshot_time(incoming, now)
+        total = update.total_numbers
+        if total is None or len(update.virtual_numbers) >= total:
+            state.parts, state.parts_taken = set(), 0.0
+            self._drop_missing(state, incoming, taken)
+            return
+        if len(state.parts) < MAX_NUMBERS_PER_SUBACCOUNT:
+            state.parts.update(incoming)
+        state.parts_taken = max(state.parts_taken, taken)
+        if len(state.parts) >= min(total, MAX_NUMBERS_PER_SUBACCOUNT):
+            listed, state.parts = state.parts, set()
+            self._drop_missing(state, listed, state.parts_taken)
+            state.parts_taken = 0.0
+
     @staticmethod
-    def _pushed_numbers(update: NumberUpdate) -> dict[str, _Number]:
+    def _drop_missing(state: _Subaccount, incoming: Collection[str], taken: float) -> None:
+        """A SNAPSHOT lists the whole pool as of `taken`: a number it lacks is gone, unless an
+        update newer than the snapshot says otherwise (a snapshot delivered late)."""
+        for msisdn in set(state.numbers) - set(incoming):
+            updated = state.numbers[msisdn].updated
+            if updated is not None and updated > taken:
+                continue
+            del state.numbers[msisdn]
+            state.calls.pop(msisdn, None)
+            state.series.discard(msisdn)
+
+    @staticmethod
+    def _pushed_numbers(update: NumberUpdate, now: float) -> tuple[dict[str, _Number], int]:
+        """The update's numbers, and how many were refused for an update time in the future."""
         out: dict[str, _Number] = {}
-        for pushed in update.virtual_numbers[:MAX_NUMBERS_PER_SUBACCOUNT]:
+        refused = 0
+        latest = now + MAX_CLOCK_SKEW
+        for pushed in pushed_numbers(update, MAX_NUMBERS_PER_SUBACCOUNT):
+            updated = parse_timestamp(pushed.updated_timestamp)
+            if updated is not None and updated > latest:
+                refused += 1  # it would pin the number's status until that time
+                continue
             msisdn = "+" + pushed.msisdn.lstrip("+")
             out[msisdn] = _Number(
                 _known(pushed.operational_status, NUMBER_STATUSES),
-                parse_timestamp(pushed.updated_timestamp),
+                updated,
                 _country(pushed.country_code),
             )
-        return out
+        return out, refused
 
-    @staticmethod
-    def _upsert(state: _Subaccount, msisdn: str, number: _Number) -> None:
+    def _upsert(self, state: _Subaccount, msisdn: str, number: _Number) -> str | None:
+        """Apply one pushed number; the cap that refused part of it ('numbers', 'series')."""
         current = state.numbers.get(msisdn)
         if current is None:
-            if len(state.numbers) < MAX_NUMBERS_PER_SUBACCOUNT:
-                state.numbers[msisdn] = number
-            return
+            if len(state.numbers) >= MAX_NUMBERS_PER_SUBACCOUNT:
+                return "numbers"
+            state.numbers[msisdn] = number
+            if not self.per_number:
+                return None
+            if len(state.series) >= MAX_NUMBER_SERIES:
+                return "series"
+            state.series.add(msisdn)
+            return None
         if (
             current.updated is not None
             and number.updated is not None
             and number.updated < current.updated
         ):
-            return  # an older status arriving late: the newer one stays
+            return None  # an older status arriving late: the newer one stays
         state.numbers[msisdn] = number
+        return None
 
     # ---- VSS ----
 
     def apply_session_summary(self, summary: SessionSummary) -> None:
-        sub = summary.sub_account_id
-        legs = list(summary.details.values())
+        session = read_session(summary)
+        sub = session.subaccount
+        for name in session.invalid:
+            self.invalid_fields.labels(name).inc()
         country = next(
-            (_country(leg.virtual_number_country) for leg in legs if leg.virtual_number_country),
+            (_country(leg.country) for leg in session.legs if leg.country),
             "unknown",
         )
-        status = _known(summary.session_status, SESSION_STATUSES)
+        status = session.status or UNKNOWN
         self.sessions.labels(country=country, session_status=status, subaccount=sub).inc()
-        error = summary.error_details
-        if error is not None and error.error_code is not None:
-            code = self._error_label(str(error.error_code))
+        if session.error_code is not None:
+            code = self._error_label(session.error_code)
             self.errors.labels(error_code=code, subaccount=sub).inc()
-        for leg in legs:
+        for leg in session.legs:
             self._count_leg(sub, country, leg)
         with self._lock:
             self._sub(sub).last_event["vss"] = self.clock()
             if self.per_number:
-                for leg in legs:
-                    self._attribute(self._sub(sub), leg)
+                self._attribute(self._sub(sub), session)
         self.events.labels(event_type="vss", subaccount=sub).inc()
 
-    def _error_label(self, code: str) -> str:
-        if not _ERROR_CODE.match(code):
-            return OTHER
-        with self._lock:
-            if code in self._error_codes or len(self._error_codes) < MAX_ERROR_CODES:
-                self._error_codes.add(code)
-                return code
-        return OTHER
+    @staticmethod
+    def _error_label(code: str) -> str:
+        code = code.strip()
+        return code if code in ERROR_CODES else OTHER
 
-    def _count_leg(self, sub: str, session_country: str, leg: CallLeg) -> None:
-        direction = _known(leg.call_direction, DIRECTIONS)
-        status = _known(leg.call_status, CALL_STATUSES)
+    def _count_leg(self, sub: str, session_country: str, leg: Leg) -> None:
+        direction, status = leg.direction or UNKNOWN, leg.status or UNKNOWN
         self.legs.labels(call_status=status, direction=direction, subaccount=sub).inc()
-        quality = leg.call_quality
-        if quality is None:
-            return
-        country = _country(leg.virtual_number_country) if leg.virtual_number_country else None
-        country = country or session_country
+        country = _country(leg.country) if leg.country else session_country
         where = {"country": country, "subaccount": sub}
-        if quality.mos is not None:
-            self.mos.labels(**where).observe(quality.mos)
-        if quality.packet_loss_rate is not None:
-            self.packet_loss.labels(**where).observe(quality.packet_loss_rate)
-        if quality.jitter is not None:
-            self.jitter.labels(**where).observe(quality.jitter / 1000.0)
+        if leg.mos is not None:
+            self.mos.labels(**where).observe(leg.mos)
+        if leg.loss is not None:
+            self.packet_loss.labels(**where).observe(leg.loss)
+        if leg.jitter_seconds is not None:
+            self.jitter.labels(**where).observe(leg.jitter_seconds)
 
     @staticmethod
-    def _attribute(state: _Subaccount, leg: CallLeg) -> None:
-        number = leg.virtual_number
-        if not number:
-            return
-        msisdn = "+" + number.lstrip("+")
-        if msisdn not in state.numbers:
-            return  # not a number this subaccount owns (as far as VNU told): no new series
-        calls = state.calls.get(msisdn)
-        if calls is None:
-            calls = state.calls[msisdn] = _NumberCalls()
-        status = (leg.call_status or "").lower()
-        outcome = (
-            "answered" if status in _ANSWERED else "failed" if status in _FAILED else "unanswered"
-        )
-        calls.outcomes[outcome] += 1
-        quality = leg.call_quality
-        if quality is None:
-            return
-        for name, value in (
-            ("mos", quality.mos),
-            ("loss", quality.packet_loss_rate),
-            ("jitter", None if quality.jitter is None else quality.jitter / 1000.0),
-        ):
-            if value is not None:
-                pair = calls.quality[name]
-                pair[0] += value
-                pair[1] += 1
+    def _attribute(state: _Subaccount, session: Session) -> None:
+        """Per owned number: one outcome per session, from the leg that carries it, and the
+        quality of every leg. In number masking leg A completes (the caller reached 8x8) and
+        leg B carries BUSY, NO_ANSWER or FAILED: counting legs would halve the failure ratio.
+        """
+        legs_of: dict[str, list[Leg]] = {}
+        for leg in session.legs:
+            if leg.virtual_number:
+                msisdn = "+" + leg.virtual_number.lstrip("+")
+                if msisdn in state.series:  # a number VNU says it owns, within the cap
+                    legs_of.setdefault(msisdn, []).append(leg)
+        for msisdn, legs in legs_of.items():
+            calls = state.calls.get(msisdn)
+            if calls is None:
+                calls = state.calls[msisdn] = _NumberCalls()
+            status = carrying_status(legs, session.status)
+            if status is not None:  # nothing says how it went: the quality still counts
+                calls.outcomes[_outcome(status)] += 1
+            for leg in legs:
+                for name, value in (
+                    ("mos", leg.mos),
+                    ("loss", leg.loss),
+                    ("jitter", leg.jitter_seconds),
+                ):
+                    if value is not None:
+                        pair = calls.quality[name]
+                        pair[0] += value
+                        pair[1] += 1
 
     # ---- rendering ----
 
@@ -344,6 +442,7 @@ class WebhookState:
                         }
                         if self.per_number
                         else {},
+                        set(state.series) if self.per_number else set(),
                         state.total_numbers,
                         dict(state.last_event),
                     ),
@@ -391,7 +490,8 @@ class _StateCollector:
             "jitter": summary_family(c.NUMBER_CALL_JITTER_SECONDS),
         }
         for sub, state in snapshot:
-            for msisdn, number in sorted(state.numbers.items()):
+            for msisdn in sorted(state.series):
+                number = state.numbers[msisdn]
                 statuses = NUMBER_STATUSES if number.status in NUMBER_STATUSES else (number.status,)
                 for name in statuses:
                     status.add_metric([msisdn, name, sub], 1.0 if name == number.status else 0.0)

@@ -11,6 +11,11 @@ Fault modes (`PushFaults`): `wrong_auth` sends another Authorization value, `mal
 broken JSON instead of the events, `duplicate` delivers every event twice, `burst` adds that
 many call sessions per interval, `bad_quality` makes every call's quality poor (MOS ~2),
 `failing` makes every session fail, and `unhealthy` pushes the listed numbers as Unhealthy.
+
+Session shapes follow 8x8's Number Masking page: a COMPLETED session has two completed legs
+(the caller's INBOUND leg A to the virtual number, the forwarded OUTBOUND leg B from it); a
+BUSY, NO_ANSWER or FAILED session has leg A COMPLETED and leg B carrying the failure; a
+CANCELED or ERROR session has leg A alone.
 """
 
 from __future__ import annotations
@@ -40,6 +45,7 @@ _SESSION_STATUSES = [
     ("CANCELED", 3),
     ("FAILED", 4),
 ]
+_OUTCOME_ON_B = frozenset({"BUSY", "NO_ANSWER", "FAILED"})
 _ERRORS = ((-2004, "No coverage available for requested area"), (-2010, "Trunk capacity exceeded"))
 _MALFORMED = b'{"eventType": "SESSION_SUMMARY", "payload": {"sessionId": '
 SNAPSHOT_EVERY = 600.0  # seconds between full snapshots, so a restarted receiver catches up
@@ -224,10 +230,15 @@ class PushSender:
         start = end - duration - rng.uniform(2, 12)
         caller = f"+1{rng.randrange(2_000_000_000, 9_999_999_999)}"
         callee = f"+65{rng.randrange(80_000_000, 99_999_999)}"
-        leg_a = _leg(rng, "INBOUND", caller, msisdn, "US", country, start, end, status, poor)
+        # Number masking, as 8x8 documents it: the caller's leg (A) reaches 8x8 and completes;
+        # the forwarded leg (B) carries a busy, unanswered or failed outcome. A caller who hangs
+        # up first, or a platform error, leaves the one leg A.
+        two_legs = status in _OUTCOME_ON_B or status == "COMPLETED"
+        status_a = "COMPLETED" if two_legs else status
+        leg_a = _leg(rng, "INBOUND", caller, msisdn, "US", country, start, end, status_a, poor)
         leg_a["destinationRefId"] = reference
         details = {"callA": leg_a}
-        if status == "COMPLETED":
+        if two_legs:
             leg_b = _leg(rng, "OUTBOUND", msisdn, callee, country, "SG", start, end, status, poor)
             leg_b["sourceRefId"] = reference
             details["callB"] = leg_b

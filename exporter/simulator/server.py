@@ -439,6 +439,12 @@ class Simulator:
         )
         return self._push.start()
 
+    def set_balance(
+        self, balance: float | None, currency: str = "USD", fault: int | None = None
+    ) -> None:
+        """What GET /api/v1/accounts/{id}/balance answers (see SimulatedApi.set_balance)."""
+        self._service.set_balance(balance, currency, fault)
+
     def set_webhooks(self, subaccount: str, hooks: list[dict[str, Any]]) -> None:
         """Replace what GET /api/v1/subaccounts/{id}/webhooks lists for the subaccount."""
         self._service.set_webhooks(subaccount, hooks)

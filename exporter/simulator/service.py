@@ -129,6 +129,7 @@ class SimulatorService:
         self._bodies: dict[str, _CachedBody] = {}
         self._catalogs: dict[tuple[str, int], inventory.Catalog] = {}
         self._webhooks: dict[str, list[dict[str, Any]]] = {}
+        self._balance: tuple[float | None, str, int | None] = (100.0, "USD", None)
 
     # ---- faults and stats (admin) ----
 
@@ -244,6 +245,9 @@ class SimulatorService:
         self, method: str, path: str, headers: RequestHeaders, base_url: str
     ) -> Response:
         """Answer one API request; base_url prefixes the `uri` of each number."""
+        account = _balance_route(path)
+        if account is not None:
+            return self._balance_answer(method, unquote(account), headers)
         webhooks_of = _webhooks_route(path)
         if webhooks_of is not None:
             return self._webhooks_answer(method, unquote(webhooks_of), headers)
@@ -352,6 +356,31 @@ class SimulatorService:
             "statusMessage": "ok",
         }
         return json_response(200, body)
+
+    # ---- the prepaid balance (GET /api/v1/accounts/{accountId}/balance) ----
+
+    def set_balance(
+        self, balance: float | None, currency: str = "USD", fault: int | None = None
+    ) -> None:
+        """What the balance endpoint answers: `balance` in `currency`; None for an account not
+        in prepaid mode (403, code 1201); `fault` an HTTP status to answer instead."""
+        with self._lock:
+            self._balance = (balance, currency, fault)
+
+    def _balance_answer(self, method: str, account: str, headers: RequestHeaders) -> Response:
+        with self._lock:
+            self._stats.total += 1
+            balance, currency, fault = self._balance
+        if method != "GET":
+            message = f"Request method '{method}' not supported"
+            return json_response(405, {"code": 405, "message": message})
+        if not self._authorised(headers.get("Authorization")):
+            return json_response(401, {"code": 1200, "message": "Unauthorized"})
+        if fault is not None:
+            return self._fault_response({"status": fault, "envelope": "platform"})
+        if balance is None:
+            return json_response(403, {"code": 1201, "message": "Account not in prepaid mode"})
+        return json_response(200, {"balance": balance, "currency": currency})
 
     def _authorised(self, header: str | None) -> bool:
         if not header:
@@ -483,6 +512,14 @@ def _api_route(path: str) -> tuple[str, str | None] | None:
     if len(parts) == 7:
         return (parts[4], parts[6]) if parts[6] else None
     return parts[4], None
+
+
+def _balance_route(path: str) -> str | None:
+    """The raw account segment of /api/v1/accounts/{accountId}/balance, else None."""
+    parts = path.split("/")
+    if len(parts) == 6 and parts[:4] == ["", "api", "v1", "accounts"] and parts[4]:
+        return parts[4] if parts[5] == "balance" else None
+    return None
 
 
 def _webhooks_route(path: str) -> str | None:

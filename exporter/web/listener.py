@@ -7,7 +7,7 @@ from typing import Any
 
 from exporter.common.wsgi import StartResponse, text_response
 from exporter.config.webhooks import WebhookSettings
-from exporter.pushing.receiver import WebhookReceiver
+from exporter.pushing.receiver import CONTENT_LENGTHS, WebhookReceiver
 from exporter.pushing.state import WebhookState
 from exporter.web.generation import Live
 from exporter.web.server import ExporterServer, _QuietHandler, make_server
@@ -18,6 +18,14 @@ def _handler(read_timeout: float) -> type[_QuietHandler]:
         # 8x8 sends small bodies at once: a peer silent for --webhook.read-timeout is dropped;
         # the server's deadline bounds the head and a trickled body together to that, too.
         timeout = read_timeout
+
+        def get_environ(self) -> dict[str, Any]:
+            environ = super().get_environ()
+            # wsgiref keeps the first Content-Length only: the receiver refuses conflicting ones.
+            environ[CONTENT_LENGTHS] = tuple(
+                value.strip() for value in self.headers.get_all("Content-Length") or ()
+            )
+            return environ
 
     return _CallbackHandler
 

@@ -43,6 +43,33 @@ SCRAPE_TIMEOUT_HEADER = "HTTP_X_PROMETHEUS_SCRAPE_TIMEOUT_SECONDS"
 ANSWER_SECONDS_PER_SUBACCOUNT = 0.001
 
 
+# What a form on another site can make a browser POST without asking first (no preflight).
+# `curl -X POST` sends no Content-Type. (text/plain is what wsgiref reports when none was
+# sent, so it cannot be told apart here; browsers send Origin with such a POST.)
+_FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
+
+
+def cross_site_refusal(environ: dict[str, Any]) -> str | None:
+    """Why a POST that changes state looks sent by a browser for another site, or None.
+
+    Without basic auth a form on any web page could otherwise reload the exporter from a
+    browser inside the network: refuse what browsers mark as cross-site (`Sec-Fetch-Site`),
+    an `Origin` other than this host, and the content types a cross-site form can send.
+    """
+    site = environ.get("HTTP_SEC_FETCH_SITE", "").strip().lower()
+    if site and site not in ("same-origin", "none"):
+        return f"cross-site request refused (Sec-Fetch-Site: {site[:20]})"
+    origin = environ.get("HTTP_ORIGIN", "").strip()
+    if origin:
+        host = environ.get("HTTP_HOST", "").strip().lower()
+        if origin == "null" or origin.lower().split("://", 1)[-1] != host:
+            return "cross-site request refused (Origin is not this host)"
+    kind = environ.get("CONTENT_TYPE", "").split(";", 1)[0].strip().lower()
+    if kind in _FORM_TYPES:
+        return f"request refused: POST /-/reload without a body, not as {kind}"
+    return None
+
+
 class ExporterApp:
     """WSGI application serving the exporter's endpoints (built by exporter/app.py).
 
@@ -119,7 +146,7 @@ class ExporterApp:
         method = environ.get("REQUEST_METHOD", "GET")
         path = environ.get("PATH_INFO", "/")
         if path == "/-/reload":
-            return self._reload(method, start_response)
+            return self._reload(method, start_response, environ)
         if method not in ("GET", "HEAD"):
             return text_response(
                 start_response,
@@ -228,7 +255,9 @@ class ExporterApp:
         host = environ.get("HTTP_HOST") or "eightbyeight-exporter:9881"
         return _probe_help_html(target, host)
 
-    def _reload(self, method: str, start_response: StartResponse) -> Iterable[bytes]:
+    def _reload(
+        self, method: str, start_response: StartResponse, environ: dict[str, Any]
+    ) -> Iterable[bytes]:
         if method != "POST":
             return text_response(
                 start_response,
@@ -236,6 +265,9 @@ class ExporterApp:
                 "only POST is supported\n",
                 [("Allow", "POST")],
             )
+        refusal = cross_site_refusal(environ)
+        if refusal is not None:
+            return text_response(start_response, "403 Forbidden", f"{refusal}\n")
         if self.reload is None:
             return text_response(start_response, "404 Not Found", "reloading is not available\n")
         try:

@@ -224,8 +224,8 @@ local promql = import '../lib/promql.libsonnet';
             'Call quality in a country is degraded.',
             'The mean Mean Opinion Score of the call legs on the {{ $labels.country }} virtual '
             + 'numbers of subaccount {{ $labels.subaccount }} was {{ $value | printf "%.2f" }} '
-            + 'over the last 15 minutes (below ' + config.callMosThreshold + ', where callers '
-            + 'notice). 8x8 measured it on real calls (session summaries).',
+            + "over the last 15 minutes (below %g, 8x8's poor band " % config.callMosThreshold
+            + 'or worse). 8x8 measured it on real calls (session summaries).',
           ),
           alert(
             'EightByEightCallFailureRatioHigh',
@@ -291,6 +291,25 @@ local promql = import '../lib/promql.libsonnet';
             + 'The webhooks at 8x8 may be disabled, point elsewhere, or be refused here (wrong '
             + 'Authorization value, network, TLS).',
           ),
+          // Every 401 is counted by reason, never by what was sent: steady ones mean the
+          // Authorization value registered at 8x8 and the one configured here differ.
+          alert(
+            'EightByEightWebhookAuthenticationFailing',
+            'warning',
+            |||
+              sum by (%(instance)s) (
+                increase(eightbyeight_webhook_requests_total%(sel)s[5m])
+              ) >= 1
+            ||| % {
+              instance: by(['job', 'instance']),
+              sel: sel('outcome="unauthorized"'),
+            },
+            'Callbacks from 8x8 fail authentication.',
+            'The webhook receiver {{ $labels.instance }} refused callbacks with 401 in every '
+            + '5-minute window for the last 10 minutes ({{ $value | printf "%.0f" }} in the last '
+            + '5 minutes): the Authorization value 8x8 sends does not match the one configured '
+            + 'here, so pushed updates and call summaries are lost.',
+          ),
           // Only with --collector.webhooks, which reads the webhook list registered at 8x8.
           alert(
             'EightByEightWebhookMisconfigured',
@@ -304,6 +323,47 @@ local promql = import '../lib/promql.libsonnet';
             "8x8's webhook list for subaccount {{ $labels.subaccount }} has no enabled "
             + '{{ $labels.event_type | toUpper }} webhook, or it has no httpAuthHeader. Without it the '
             + "exporter's receiver gets no {{ $labels.event_type | toUpper }} callbacks, or refuses them (401).",
+          ),
+        ],
+      },
+      // The prepaid balance (--balance.account-id): its thresholds are in the account's own
+      // currency (balanceLowThreshold in config.libsonnet).
+      {
+        name: 'eightbyeight.balance',
+        rules: [
+          alert(
+            'EightByEightBalanceLow',
+            'warning',
+            |||
+              eightbyeight_account_balance%(sel)s < %(threshold)g
+            ||| % { sel: sel(), threshold: config.balanceLowThreshold },
+            'The 8x8 prepaid balance is low.',
+            'The prepaid balance of the 8x8 account read by {{ $labels.instance }} has been below '
+            + '%g {{ $labels.currency }} for 15 minutes ' % config.balanceLowThreshold
+            + '({{ $value | printf "%.2f" }} now). When it runs out, 8x8 stops the services '
+            + 'that draw on it.',
+          ),
+          alert(
+            'EightByEightBalanceRunningOut',
+            'warning',
+            |||
+              (
+                eightbyeight_account_balance%(sel)s
+                /
+                -deriv(eightbyeight_account_balance%(sel)s[%(window)s])
+              ) < %(seconds)d
+              and
+              deriv(eightbyeight_account_balance%(sel)s[%(window)s]) < 0
+            ||| % {
+              sel: sel(),
+              window: config.balanceTrendWindow,
+              seconds: config.balanceRunningOutDays * 86400,
+            },
+            'The 8x8 prepaid balance runs out in under %d days.' % config.balanceRunningOutDays,
+            'At the rate the prepaid balance read by {{ $labels.instance }} fell over the last '
+            + '%s, it reaches 0 {{ $labels.currency }} in ' % config.balanceTrendWindow
+            + '{{ $value | humanizeDuration }}, under %d days, ' % config.balanceRunningOutDays
+            + 'for 30 minutes.',
           ),
         ],
       },

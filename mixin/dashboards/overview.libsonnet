@@ -1164,7 +1164,7 @@ local g = import 'lib.libsonnet';
         {
           type: 'timeseries',
           title: 'Mean MOS by country',
-          description: "Mean Opinion Score of call legs on the subaccounts' numbers, per country of the virtual number (1 bad to 5 excellent; below 3.5 callers notice). From session summaries 8x8 pushes to the webhook receiver.",
+          description: "Mean Opinion Score of call legs on the subaccounts' numbers, per country of the virtual number (1 bad to 5 excellent; below 3.6 is 8x8's poor band). From session summaries 8x8 pushes to the webhook receiver.",
           fieldConfig: {
             defaults: {
               unit: 'none',
@@ -1229,7 +1229,7 @@ local g = import 'lib.libsonnet';
         {
           type: 'timeseries',
           title: 'Low MOS (10th percentile) by country',
-          description: 'The MOS that 10% of call legs fall below, per country, estimated from the MOS histogram (buckets around 3.5 and 4.0).',
+          description: "The MOS that 10% of call legs fall below, per country, estimated from the MOS histogram (buckets at 8x8's band edges 3.1, 3.6, 4.0 and 4.3).",
           fieldConfig: {
             defaults: {
               unit: 'none',

@@ -147,3 +147,37 @@ def test_faults_become_alerts_and_resolve(tmp_path):
         sim.clear_faults()
         wait_for_status(receiver, "resolved", "EightByEightApiAuthenticationFailed", subaccount=SUB)
         assert query(prom_url, f'eightbyeight_up{{subaccount="{SUB}"}} == 1')
+
+
+def test_a_low_prepaid_balance_becomes_a_delivered_alert(tmp_path):
+    """Simulator balance endpoint -> exporter (--balance.account-id) -> Prometheus with the
+    shipped rules -> Alertmanager -> the tickets receiver."""
+    find_tool("prometheus")
+    find_tool("alertmanager")
+    account = "5f0c2a51-3b9e-4c7d-9a61-0e2f8b7c4d13"
+    with Simulator(subaccounts={SUB: 5}, api_key=KEY, seed=3) as sim:
+        sim.set_balance(7.5, "USD")
+        args = ["--subaccount", SUB, "--balance.account-id", account,
+                "--balance.base-url", sim.base_url, "--balance.interval", "1m"]  # fmt: skip
+        with (
+            exporter_reading(tmp_path, sim.base_url, KEY, *args) as exporter_url,
+            WebhookReceiver() as receiver,
+            alertmanager_process(tmp_path, alertmanager_config(receiver.url)) as am_url,
+            prometheus_process(
+                tmp_path, exporter_url, fast_rules(tmp_path, "2s"), am_url
+            ) as prom_url,
+        ):
+            wait_until(
+                lambda: query(prom_url, "eightbyeight_account_balance_up == 1"),
+                timeout=60,
+                what="Prometheus scraping the balance",
+            )
+            path, alert = wait_for_status(receiver, "firing", "EightByEightBalanceLow")
+            assert path == "/team-tickets"
+            assert alert["labels"]["severity"] == "warning"
+            assert alert["labels"]["currency"] == "USD"
+            assert alert["annotations"]["summary"] == "The 8x8 prepaid balance is low."
+            assert "(7.50 now)" in alert["annotations"]["description"]
+            assert alert["annotations"]["runbook_url"].endswith("#eightbyeightbalancelow")
+            # The numbers are read as ever: the balance has its own up.
+            assert query(prom_url, f'eightbyeight_up{{subaccount="{SUB}"}} == 1')

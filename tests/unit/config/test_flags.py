@@ -105,7 +105,7 @@ def test_webhook_settings_without_flags_hold_the_table_defaults():
 def test_defaults_are_parsed_by_the_flags_own_check():
     assert default("api_timeout") == 10.0
     assert default("max_response_bytes") == 256 * 2**20
-    assert default("webhook_max_body") == 2**20
+    assert default("webhook_max_body") == 32 * 2**20
     assert default("timeout_offset") == 0.5
     assert default("per_number") is True
     assert default("demo") is False

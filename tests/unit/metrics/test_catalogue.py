@@ -218,6 +218,21 @@ def test_the_event_type_label_has_the_same_values_on_every_family():
     assert {family.values_of("event_type") for family in with_event_type} == {c.EVENT_TYPES}
 
 
+def balance_collector() -> object:
+    """--balance.account-id's collector, having read one balance (in this thread)."""
+    from exporter.polling.balance import BalanceCollector
+
+    class Client:
+        def fetch_balance(self, account_id: str, timeout: float | None = None) -> bytes:
+            return json.dumps({"balance": 12.5, "currency": "EUR"}).encode()
+
+    collector = BalanceCollector(Client(), "0" * 32, 300.0, 1.0, wall=lambda: NOW)
+    thread = collector.start_read()
+    assert thread is not None
+    thread.join()
+    return collector
+
+
 def whole_exposition() -> str:
     """/metrics as the exporter serves it with every emitter on, each having seen some data."""
     from exporter.metrics.selfmetrics import SelfMetrics
@@ -237,7 +252,8 @@ def whole_exposition() -> str:
     metrics.api.duration("acme-prod", 0.3)
     metrics.configuration_loaded(NOW)
     state = WebhookState(allowed={"acme-prod"}, clock=lambda: NOW)
-    numbers = [vnu_number("+6531234567", "Active", "2026-01-01T00:00:00Z")]
+    # Before NOW: an update time far in the future is refused.
+    numbers = [vnu_number("+6531234567", "Active", "2024-06-01T00:00:00Z")]
     for event in (vnu(kind="SNAPSHOT", numbers=numbers), vss(error=-2004)):
         envelope = decode_envelope(json.dumps(event).encode())
         if envelope.eventType == "VIRTUAL_NUMBER_UPDATE":
@@ -254,6 +270,7 @@ def whole_exposition() -> str:
     lists.read(Client(), "acme-prod", 1.0)
     metrics.registry.register(lists)
     metrics.registry.register(bridge(state))
+    metrics.registry.register(balance_collector())
     # OpenMetrics: the answer with every sample, `_created` included (text 0.0.4 has none).
     return metrics.exposition(openmetrics=True).decode() + rendered_text()
 

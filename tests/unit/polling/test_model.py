@@ -213,7 +213,7 @@ def test_per_number_rows_can_be_skipped():
             "unauthorized",
             "1200",
         ),
-        (b'{"statusCode": "1001", "statusMessage": "Invalid"}', "invalid_response", "1001"),
+        (b'{"statusCode": "1001", "statusMessage": "Invalid"}', "bad_request", "1001"),
     ],
 )
 def test_bad_response_fails_whole(body, reason, words):
@@ -236,7 +236,7 @@ def test_bad_response_fails_whole(body, reason, words):
         ({"code": 1201, "message": "Forbidden", "statusCode": None}, "forbidden"),
         ({"code": "1300", "message": "Not found", "statusCode": None}, "not_found"),
         ({"code": 2000, "message": "Internal error", "statusCode": None}, "server_error"),
-        ({"statusCode": "1001", "statusMessage": "Invalid"}, "invalid_response"),
+        ({"statusCode": "1001", "statusMessage": "Invalid"}, "bad_request"),
     ],
     ids=repr,
 )
@@ -521,7 +521,7 @@ def parse_envelopes(doc: dict) -> object:
         ({"statusCode": 600, "statusMessage": "m"}, "invalid_response", "error envelope 600: m"),
         (
             {"statusCode": 1001, "statusMessage": "failed"},
-            "invalid_response",
+            "bad_request",
             "error envelope 1001: failed",
         ),
         ({"code": 1500}, "invalid_response", "error envelope 1500: "),
