@@ -25,13 +25,12 @@ from typing import Any
 
 import pytest
 import requests
-import yaml
 
 from mixin import build
 from tests.stack import test_dashboards as dashboards
 from tests.support.exporters import exporter_process, parse_samples
-from tests.support.processes import find_tool, free_port, running_process, wait_until
-from tests.support.stack import query
+from tests.support.processes import find_tool, wait_until
+from tests.support.stack import prometheus_with_config, query
 
 pytestmark = pytest.mark.e2e
 
@@ -87,24 +86,6 @@ def prometheus_config(exporters: dict[str, str], rule_files: list[Path]) -> dict
             for job in JOBS
         ],
     }
-
-
-@contextlib.contextmanager
-def prometheus(tmp_path: Path, config: dict[str, Any]):
-    binary = find_tool("prometheus")
-    port = free_port()
-    config_path = tmp_path / "prometheus.yml"
-    config_path.write_text(yaml.safe_dump(config), encoding="utf-8")
-    url = f"http://127.0.0.1:{port}"
-    argv = [
-        binary,
-        f"--config.file={config_path}",
-        f"--storage.tsdb.path={tmp_path / 'prometheus-data'}",
-        f"--web.listen-address=127.0.0.1:{port}",
-        "--log.level=warn",
-    ]
-    with running_process(argv, f"{url}/-/ready", log_path=tmp_path / "prometheus.log"):
-        yield url
 
 
 def for_one(expr: str, dashboard: dict[str, Any], cluster: str, job: str) -> str:
@@ -214,7 +195,7 @@ def test_two_clusters_and_two_jobs_stay_apart(tmp_path):
             for cluster in CLUSTERS
         }
         prom_url = stack.enter_context(
-            prometheus(tmp_path, prometheus_config(exporters, rule_files))
+            prometheus_with_config(tmp_path, prometheus_config(exporters, rule_files))
         )
 
         # Every query, for every cluster and job: data, and only that cluster's and job's.

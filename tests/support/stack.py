@@ -52,8 +52,6 @@ def prometheus_process(
     interval: str = "1s",
 ) -> Iterator[str]:
     """A real Prometheus scraping the exporter as job `eightbyeight`; yields its URL."""
-    binary = find_tool("prometheus")
-    port = free_port()
     config: dict[str, Any] = {
         "global": {"scrape_interval": interval, "evaluation_interval": interval},
         "rule_files": [str(p) for p in rule_files],
@@ -71,8 +69,17 @@ def prometheus_process(
                 {"static_configs": [{"targets": [alertmanager_url.removeprefix("http://")]}]}
             ]
         }
+    with prometheus_with_config(tmp_path, config) as url:
+        yield url
+
+
+@contextmanager
+def prometheus_with_config(tmp_path: Path, config: dict[str, Any]) -> Iterator[str]:
+    """A real Prometheus running `config` (written to tmp_path), ready; yields its URL."""
+    binary = find_tool("prometheus")
+    port = free_port()
     config_path = tmp_path / "prometheus.yml"
-    config_path.write_text(yaml.safe_dump(config))
+    config_path.write_text(yaml.safe_dump(config), encoding="utf-8")
     url = f"http://127.0.0.1:{port}"
     argv = [
         binary,
