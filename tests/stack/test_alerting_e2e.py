@@ -4,22 +4,20 @@ Simulator -> exporter -> real Prometheus (shipped rules, `for:` shortened) -> re
 (shipped configuration, receivers pointed at this test's webhook) -> webhook receiver.
 """
 
-import copy
-import re
 import time
-from datetime import datetime
 
 import pytest
-import requests
-import yaml
 
 from exporter.simulator import Simulator
-from tests.support.processes import REPO, find_tool, wait_until
+from tests.support.processes import find_tool, wait_until
 from tests.support.stack import (
     WebhookReceiver,
+    alertmanager_alerts,
+    alertmanager_config,
     alertmanager_process,
     exporter_reading,
     fast_rules,
+    last_rule_evaluation,
     prometheus_process,
     query,
 )
@@ -28,17 +26,6 @@ pytestmark = pytest.mark.e2e
 
 SUB = "acme-prod"
 KEY = "e2e-alerting-key-31415"
-
-
-def alertmanager_config(webhook_url: str) -> dict:
-    """The shipped configuration, with its receivers sent to the test and timers shortened."""
-    config = copy.deepcopy(yaml.safe_load((REPO / "prometheus/alertmanager.yml").read_text()))
-    config["route"].update(group_wait="1s", group_interval="1s", repeat_interval="1h")
-    for receiver in config["receivers"]:
-        for hook in receiver.get("webhook_configs", []):
-            hook["url"] = f"{webhook_url}/{receiver['name']}"
-            hook["send_resolved"] = True
-    return config
 
 
 def latest(receiver, alertname, **labels):
@@ -58,27 +45,6 @@ def wait_for_status(receiver, status, alertname, timeout=120, **labels):
         return hit if hit and hit[1]["status"] == status else None
 
     return wait_until(arrived, timeout=timeout, interval=0.5, what=f"{alertname} {status}")
-
-
-def last_rule_evaluation(prometheus_url: str, alertname: str) -> float:
-    """Wall-clock time of the last evaluation of the rule group holding `alertname`."""
-    groups = requests.get(f"{prometheus_url}/api/v1/rules", timeout=10).json()["data"]["groups"]
-    for group in groups:
-        if any(rule.get("name") == alertname for rule in group["rules"]):
-            stamp = re.sub(r"(\.\d{6})\d+", r"\1", group["lastEvaluation"])
-            return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
-    raise AssertionError(f"no rule group holds {alertname}")
-
-
-def alertmanager_alerts(alertmanager_url: str, alertname: str) -> list[dict]:
-    """Every alert Alertmanager holds under that name: active, silenced or inhibited."""
-    response = requests.get(
-        f"{alertmanager_url}/api/v2/alerts",
-        params={"filter": f'alertname="{alertname}"'},
-        timeout=10,
-    )
-    response.raise_for_status()
-    return response.json()
 
 
 def test_faults_become_alerts_and_resolve(tmp_path):

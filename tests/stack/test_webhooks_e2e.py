@@ -9,11 +9,12 @@ with poor quality.
 import pytest
 
 from exporter.simulator import Simulator
-from tests.stack.test_alerting_e2e import alertmanager_config, latest, wait_for_status
+from tests.stack.test_alerting_e2e import latest, wait_for_status
 from tests.support.callbacks import CALLBACK_PATH
 from tests.support.processes import find_tool, free_port, wait_until
 from tests.support.stack import (
     WebhookReceiver,
+    alertmanager_config,
     alertmanager_process,
     exporter_reading,
     fast_rules,

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import re
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -110,6 +112,38 @@ def alertmanager_process(tmp_path: Path, config: dict[str, Any]) -> Iterator[str
     ]
     with running_process(argv, f"{url}/-/ready", log_path=tmp_path / "alertmanager.log"):
         yield url
+
+
+def alertmanager_config(webhook_url: str) -> dict[str, Any]:
+    """The shipped configuration, with its receivers sent to the test and timers shortened."""
+    config = copy.deepcopy(yaml.safe_load((REPO / "prometheus/alertmanager.yml").read_text()))
+    config["route"].update(group_wait="1s", group_interval="1s", repeat_interval="1h")
+    for receiver in config["receivers"]:
+        for hook in receiver.get("webhook_configs", []):
+            hook["url"] = f"{webhook_url}/{receiver['name']}"
+            hook["send_resolved"] = True
+    return config
+
+
+def last_rule_evaluation(prometheus_url: str, alertname: str) -> float:
+    """Wall-clock time of the last evaluation of the rule group holding `alertname`."""
+    groups = requests.get(f"{prometheus_url}/api/v1/rules", timeout=10).json()["data"]["groups"]
+    for group in groups:
+        if any(rule.get("name") == alertname for rule in group["rules"]):
+            stamp = re.sub(r"(\.\d{6})\d+", r"\1", group["lastEvaluation"])
+            return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
+    raise AssertionError(f"no rule group holds {alertname}")
+
+
+def alertmanager_alerts(alertmanager_url: str, alertname: str) -> list[dict[str, Any]]:
+    """Every alert Alertmanager holds under that name: active, silenced or inhibited."""
+    response = requests.get(
+        f"{alertmanager_url}/api/v2/alerts",
+        params={"filter": f'alertname="{alertname}"'},
+        timeout=10,
+    )
+    response.raise_for_status()
+    return response.json()
 
 
 def query(prometheus_url: str, expr: str) -> list[dict[str, Any]]:
