@@ -674,33 +674,42 @@ def test_per_number_series_follow_the_setting(per_number):
 
 
 class SteppingClock(FakeClock):
-    """Every read of the monotonic clock moves it on by one second."""
+    """Every read of the monotonic clock moves it on by `step` seconds."""
+
+    def __init__(self, step: float) -> None:
+        super().__init__()
+        self.step = step
 
     def monotonic(self) -> float:
         value = super().monotonic()
-        self.now += 1.0
+        self.now += self.step
         return value
 
 
 def test_a_waiting_scrape_gives_up_at_its_own_deadline_less_the_time_already_spent():
-    clock = SteppingClock()
+    clock = SteppingClock(step=60.0)
     client = Client(clock)
     client.gate.clear()
     scraper = scraper_with_edges(client, clock)
-    leader = threading.Thread(target=scraper.scrape, args=(30,))
+    leader = threading.Thread(target=scraper.scrape, args=(3600,))
     leader.start()
+    # Ends the leader's fetch after a minute: a waiter that waited for it, or for its own
+    # whole budget, takes that long; one that kept to its deadline, no time at all.
+    release = threading.Timer(60.0, client.gate.set)
     try:
         wait_until(lambda: client.timeouts, timeout=10, interval=0.005)
-        # The waiter has used one (fake) second of its 1.05 before it starts to wait: it may
-        # wait 0.05 s more, not 1 s and not 2.05 s.
+        release.start()
+        # The waiter has used one (fake) minute of its 60.05 s before it starts to wait: it
+        # may wait 0.05 s more at most, not its 60.05 s and not until the leader is done.
         started = time.monotonic()
-        waited = scraper.scrape(1.05)
+        waited = scraper.scrape(60.05)
         elapsed = time.monotonic() - started
     finally:
+        release.cancel()
         client.gate.set()
         leader.join(10)
     assert not waited.up
-    assert elapsed < 0.9
+    assert elapsed < 30.0
 
 
 def test_scrape_all_scrapes_in_parallel_with_the_deadline():
