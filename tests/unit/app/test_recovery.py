@@ -17,10 +17,11 @@ pytestmark = pytest.mark.slow
 KEY = "recovery-key-51c0e7a2-never-shown"
 SUB = "acme-prod"
 HEADER = {"X-Prometheus-Scrape-Timeout-Seconds": "2"}
-# A scrape's deadline is 1.5 s; what it must not wait for (a hung or slow API) lasts a minute.
-# Half of that is out of reach of any machine that keeps to the deadline, and in reach of none
-# that waits.
+# A scrape's deadline is 1.5 s; what it must not wait for (a hung or slow API) lasts a minute,
+# within a longer API timeout. Half of that is out of reach of any machine that keeps to the
+# deadline, and in reach of none that waits.
 BOUND = 30.0
+API_TIMEOUT = ("--api.timeout", "120s")
 
 BEFORE = Reply.json(numbers_body([number("+6531234567"), number("+6531234568")]))
 AFTER = Reply.json(
@@ -68,7 +69,8 @@ def last_success(samples: dict) -> float | None:
 def test_first_scrape_after_the_outage_is_up(tmp_path, flags):
     stale = "--cache.serve-stale-for" in flags
     with FakeApi(BEFORE) as api:
-        argv = ["--api.base-url", api.base_url, "--subaccount", SUB, "--api.retries", "1", *flags]
+        argv = ["--api.base-url", api.base_url, "--subaccount", SUB, "--api.retries", "1"]
+        argv += [*API_TIMEOUT, *flags]
         env = {"EIGHTBYEIGHT_API_KEY": KEY}
         with exporter_process(argv, env, tmp_path / "exporter.log") as (url, _):
             samples, _ = scrape(url)
@@ -121,6 +123,7 @@ def test_recovery_while_many_scrapers_wait(tmp_path):
     with FakeApi(Reply(hang=True)) as api:
         # A worker for each of the twenty (beyond --web.workers, requests wait their turn).
         argv = ["--api.base-url", api.base_url, "--subaccount", SUB, "--web.workers", "20"]
+        argv += API_TIMEOUT
         env = {"EIGHTBYEIGHT_API_KEY": KEY}
         with exporter_process(argv, env, tmp_path / "exporter.log") as (url, _):
             with ThreadPoolExecutor(max_workers=20) as pool:
