@@ -108,10 +108,12 @@ def exporter_process(
     *,
     scheme: str = "http",
     ready: Callable[[str], bool] | None = None,
+    ready_timeout: float = 30.0,
 ) -> Iterator[tuple[str, int]]:
     """`python -m exporter` on a free loopback port; yields (base URL, pid); always stopped.
 
-    Readiness is /-/healthy answering 200 over plain HTTP, or `ready(url)` (e.g. over TLS).
+    Readiness is /-/healthy answering 200 over plain HTTP, or `ready(url)` (e.g. over TLS),
+    within `ready_timeout` seconds (for `ready`).
     """
     port = free_port()
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("EIGHTBYEIGHT_")}
@@ -130,7 +132,7 @@ def exporter_process(
         if ready is not None:
             wait_until(
                 lambda: ready(url),
-                timeout=30,
+                timeout=ready_timeout,
                 what=f"exporter at {url}",
                 process=proc,
                 log_path=log_path,

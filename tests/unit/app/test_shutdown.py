@@ -98,8 +98,10 @@ def test_the_grace_is_bounded(tmp_path: Path):
             wait_until(lambda: api.count == 1, timeout=10, what="the fetch under way")
             signalled = time.monotonic()
             proc.send_signal(signal.SIGTERM)
-            assert proc.wait(timeout=15) == 0
-            assert time.monotonic() - signalled < 8
+            # The scrape in flight would last the minute the API hangs; the 1 s grace ends it
+            # long before half of that on any machine.
+            assert proc.wait(timeout=90) == 0
+            assert time.monotonic() - signalled < 30
             with pytest.raises(requests.ConnectionError):
                 scrape.result(30)
     assert "shutdown grace ran out" in log.read_text()

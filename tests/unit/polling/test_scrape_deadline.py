@@ -4,7 +4,10 @@ capped by --api.timeout, bounds the whole upstream call, and /metrics still answ
 The first tests check, in milliseconds, which deadline the app hands the API client for each
 header: the budget less the little kept back to answer in time, less the moment it took to
 start the fetch. The tests marked slow prove on the real clock that a hanging API is cut off
-by it.
+by it: the deadline that must win is a second or two, the one that must lose (a header or
+offset ignored, the API timeout) is 60 s or more, and the bound between them is 30 s, so no
+machine is slow enough to reach it with the right deadline nor fast enough to pass with the
+wrong one.
 """
 
 from __future__ import annotations
@@ -146,21 +149,25 @@ def hanging_exporter(api: FakeApi, *flags: str) -> InProcessExporter:
     return InProcessExporter(["--api.base-url", api.base_url, "--subaccount", SUB, *flags])
 
 
-# Real time: each window is narrower than the offset on both sides, so a deadline that ignored
-# the offset (or counted it twice) lands outside it.
+# Beyond any machine's slowness, and short of the 60 s the header alone would allow.
+BOUND = 30.0
+
+
+# Real time: the offset is most of the header, so a deadline that ignored it (60 s) passes the
+# bound, and one that counted it twice (the 0.05 s floor) falls short of the lower one.
 @pytest.mark.slow
 @pytest.mark.parametrize(
     ("header", "offset", "expected"),
-    [("2", "0.5s", 1.5), ("3", "1s", 2.0), ("1.6", "600ms", 1.0)],
+    [("60", "58.5s", 1.5), ("62", "1m", 2.0), ("61", "60000ms", 1.0)],
 )
 def test_scrape_timeout_header_less_offset_bounds_the_fetch(hanging_api, header, offset, expected):
-    flags = ("--api.timeout", "30s", "--web.timeout-offset", offset)
+    flags = ("--api.timeout", "120s", "--web.timeout-offset", offset)
     with hanging_exporter(hanging_api, *flags) as exp:
         answer, elapsed = timed_scrape(exp, **{HEADER: header})
         samples = parse_samples(answer.text)
     assert answer.status_code == 200
     # The scrape answers by its deadline less what it keeps back to render the answer.
-    assert expected - least_reserve(expected) - 0.05 <= elapsed < expected + 0.4
+    assert expected - least_reserve(expected) - 0.05 <= elapsed < BOUND
     assert value(samples, "eightbyeight_up", subaccount=SUB) == 0
     assert (
         value(samples, "eightbyeight_api_request_failures_total", subaccount=SUB, reason="timeout")
@@ -173,15 +180,16 @@ def test_api_timeout_caps_a_longer_scrape_timeout(hanging_api):
     with hanging_exporter(hanging_api, "--api.timeout", "1s") as exp:
         answer, elapsed = timed_scrape(exp, **{HEADER: "60"})
     assert answer.status_code == 200
-    assert 0.9 <= elapsed < 1.6
+    assert 0.9 <= elapsed < BOUND
 
 
 @pytest.mark.slow
 def test_without_the_header_api_timeout_is_the_deadline(hanging_api):
+    # The API never answers: only a deadline ends the scrape (which one: the fast test above).
     with hanging_exporter(hanging_api, "--api.timeout", "1s") as exp:
         answer, elapsed = timed_scrape(exp)
     assert answer.status_code == 200
-    assert 0.9 <= elapsed < 1.6
+    assert 0.9 <= elapsed < BOUND
 
 
 @pytest.mark.slow
@@ -190,39 +198,44 @@ def test_unusable_header_falls_back_to_api_timeout(hanging_api, header):
     with hanging_exporter(hanging_api, "--api.timeout", "1s") as exp:
         answer, elapsed = timed_scrape(exp, **{HEADER: header})
     assert answer.status_code == 200
-    assert elapsed < 1.6
+    assert 1.0 - least_reserve(1.0) - 0.05 <= elapsed < BOUND
     assert value(parse_samples(answer.text), "eightbyeight_up", subaccount=SUB) == 0
 
 
 @pytest.mark.slow
 def test_header_shorter_than_the_offset_still_answers(hanging_api):
-    # The deadline is the 0.05 s floor: well under what a 0.5 s floor would take.
-    with hanging_exporter(hanging_api, "--api.timeout", "10s") as exp:
+    # The deadline is the 0.05 s floor (the rule: the fast test above), not the 60 s API
+    # timeout a header it cannot use would fall back to.
+    with hanging_exporter(hanging_api, "--api.timeout", "60s") as exp:
         answer, elapsed = timed_scrape(exp, **{HEADER: "0.3"})
     assert answer.status_code == 200
-    assert 0.05 - least_reserve(0.05) - 0.01 <= elapsed < 0.4
+    assert 0.05 - least_reserve(0.05) - 0.01 <= elapsed < BOUND
     assert value(parse_samples(answer.text), "eightbyeight_up", subaccount=SUB) == 0
 
 
 @pytest.mark.slow
 def test_probe_honours_the_header_too(hanging_api):
-    with InProcessExporter(["--api.base-url", hanging_api.base_url, "--api.timeout", "30s"]) as exp:
+    argv = ["--api.base-url", hanging_api.base_url, "--api.timeout", "60s"]
+    with InProcessExporter(argv) as exp:
         answer, elapsed = timed_scrape(exp, "/probe?target=acme-dev", **{HEADER: "1.5"})
     assert answer.status_code == 200
-    # 1.5 s less the default 0.5 s offset, less what the scrape keeps back to answer
-    assert 1.0 - least_reserve(1.0) - 0.05 <= elapsed < 1.4
+    # 1.5 s less the default 0.5 s offset, less what the scrape keeps back to answer; ignoring
+    # the header would wait for the 60 s API timeout.
+    assert 1.0 - least_reserve(1.0) - 0.05 <= elapsed < BOUND
     assert value(parse_samples(answer.text), "eightbyeight_up", subaccount="acme-dev") == 0
 
 
 @pytest.mark.slow
 def test_slow_retries_end_at_the_deadline():
-    # 503 after 0.4 s, for ever: retries happen, but never past the deadline.
+    # 503 after 0.4 s, for ever: retries happen, but never past the deadline (about 1.4 s), so
+    # at most four attempts start of the eleven the retries allow. Counted once the fetch has
+    # ended (its worker joined), so an attempt made after the answer counts too.
     with FakeApi(Reply(503, b"", delay=0.4)) as api:
         flags = ("--api.retries", "10", "--api.timeout", "30s")
         with hanging_exporter(api, *flags) as exp:
-            answer, elapsed = timed_scrape(exp, **{HEADER: "2"})
+            answer, _ = timed_scrape(exp, **{HEADER: "2"})
+            exp.app.pool.close(timeout=60)
         assert answer.status_code == 200
-        assert elapsed < 2.1
         assert 2 <= api.count <= 4
 
 
@@ -237,8 +250,8 @@ def test_scrape_duration_is_the_time_the_slow_api_took(delay):
     samples = parse_samples(answer.text)
     assert value(samples, "eightbyeight_up", subaccount=SUB) == 1
     duration = value(samples, "eightbyeight_scrape_duration_seconds", subaccount=SUB)
-    assert delay <= duration < delay + 0.3
-    assert duration <= elapsed
+    # At least the API's delay, at most the whole request around it: the fetch, not a deadline.
+    assert delay <= duration <= elapsed
 
 
 @pytest.mark.slow
@@ -248,7 +261,7 @@ def test_scrape_duration_of_a_timed_out_scrape_is_the_deadline(hanging_api):
     duration = value(
         parse_samples(answer.text), "eightbyeight_scrape_duration_seconds", subaccount=SUB
     )
-    # The deadline is --api.timeout less what the scrape keeps back to answer in time.
+    # The deadline is --api.timeout less what the scrape keeps back to answer in time; the
+    # duration is no more than the request around it.
     deadline = 1.0 - least_reserve(1.0)
-    assert deadline - 0.05 <= duration < 1.3
-    assert duration <= elapsed
+    assert deadline - 0.05 <= duration <= elapsed

@@ -530,11 +530,12 @@ class Client:
         self.takes = 0.0
         self.gate = threading.Event()
         self.gate.set()
+        self.hold = 10.0  # longest a closed gate holds a fetch
         self.timeouts: list[float | None] = []
 
     def fetch_numbers(self, subaccount: str, timeout: float | None = None) -> bytes:
         self.timeouts.append(timeout)
-        assert self.gate.wait(10)
+        assert self.gate.wait(self.hold)
         self.clock.advance(self.takes)
         if isinstance(self.answer, BaseException):
             raise self.answer
@@ -674,33 +675,44 @@ def test_per_number_series_follow_the_setting(per_number):
 
 
 class SteppingClock(FakeClock):
-    """Every read of the monotonic clock moves it on by one second."""
+    """Every read of the monotonic clock moves it on by `step` seconds."""
+
+    def __init__(self, step: float) -> None:
+        super().__init__()
+        self.step = step
 
     def monotonic(self) -> float:
         value = super().monotonic()
-        self.now += 1.0
+        self.now += self.step
         return value
 
 
 def test_a_waiting_scrape_gives_up_at_its_own_deadline_less_the_time_already_spent():
-    clock = SteppingClock()
+    clock = SteppingClock(step=60.0)
     client = Client(clock)
     client.gate.clear()
+    client.hold = 120.0
     scraper = scraper_with_edges(client, clock)
-    leader = threading.Thread(target=scraper.scrape, args=(30,))
+    leader = threading.Thread(target=scraper.scrape, args=(3600,))
     leader.start()
+    # Ends the leader's fetch after a minute: a waiter that waited for it, or for more than
+    # what is left of its budget, takes that long; one that kept to its deadline, no time.
+    release = threading.Timer(60.0, client.gate.set)
     try:
         wait_until(lambda: client.timeouts, timeout=10, interval=0.005)
-        # The waiter has used one (fake) second of its 1.05 before it starts to wait: it may
-        # wait 0.05 s more, not 1 s and not 2.05 s.
+        release.start()
+        # Each read of the clock takes a (fake) minute: the waiter has used one when its
+        # scrape starts and another when it starts to wait, so 0.05 s is left of its 120.05 s;
+        # not the 60.05 s left had it not counted the second minute, nor the leader's time.
         started = time.monotonic()
-        waited = scraper.scrape(1.05)
+        waited = scraper.scrape(120.05)
         elapsed = time.monotonic() - started
     finally:
+        release.cancel()
         client.gate.set()
         leader.join(10)
+    assert elapsed < 30.0
     assert not waited.up
-    assert elapsed < 0.9
 
 
 def test_scrape_all_scrapes_in_parallel_with_the_deadline():

@@ -454,8 +454,9 @@ def test_stop_does_not_wait_for_injected_latency():
         time.sleep(0.01)
     started = time.monotonic()
     sim.stop()
-    thread.join(timeout=10)
-    assert time.monotonic() - started < 5
+    thread.join(timeout=60)
+    # Waiting for the request would take the minute of latency; not waiting, never half of it.
+    assert time.monotonic() - started < 30
     assert not thread.is_alive()
     assert outcome
 
