@@ -17,6 +17,7 @@ from __future__ import annotations
 import struct
 import threading
 from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -120,7 +121,8 @@ class Piece:
         """The chunks deflated; with `compressor` (shared by the pieces of one response), after a
         full flush, so the piece never refers back to what that compressor had before."""
         if compressor is None:
-            compressor = new_compressor()
+            with spare_compressor() as own:
+                return cls.of(chunks, own)
         out = []
         crc = size = 0
         kept = []
@@ -208,17 +210,39 @@ def new_compressor() -> Any:
     return zlib.compressobj(1, zlib.DEFLATED, -zlib.MAX_WBITS)
 
 
+# Compressors kept for the next response. A full flush leaves a compressor as good as new for
+# what comes after it (nothing after refers back), and a new one costs more than deflating a
+# 100-number subaccount's families: its ~270 kB of state is allocated (mmapped) and zeroed each
+# time. A few suffice, as the scraper deflates one response at a time.
+_SPARE: list[Any] = []
+_SPARE_MAX = 4
+
+
+@contextmanager
+def spare_compressor() -> Iterator[Any]:
+    """A compressor from the spares (or a new one), fully flushed; back to them after use."""
+    try:
+        compressor = _SPARE.pop()  # atomic: no lock needed
+    except IndexError:
+        compressor = new_compressor()
+    yield compressor
+    # Not in a `finally`: a compressor interrupted in the middle of a piece holds unflushed
+    # input, and goes with the exception.
+    if len(_SPARE) < _SPARE_MAX:
+        _SPARE.append(compressor)
+
+
 def deflate_all(texts: Iterable[SampleText]) -> None:
     """Deflate the texts of one response that are large enough, with one compressor for all.
 
-    A compressor costs more to set up than a small text costs to deflate, and one response has
-    a dozen small family texts: those are left to the gzip bodies (see DEFLATE_ALONE_FROM).
+    A compressor costs more to set up than a small text costs to deflate (so it is a spare one),
+    and one response has a dozen small family texts: those are left to the gzip bodies (see
+    DEFLATE_ALONE_FROM).
     """
-    compressor = None
-    for text in texts:
-        if text.deflated_alone():
-            compressor = compressor or new_compressor()
-            text.piece(compressor)
+    with spare_compressor() as compressor:
+        for text in texts:
+            if text.deflated_alone():
+                text.piece(compressor)
 
 
 TextPart = bytes | SampleText

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import gzip
 import zlib
+from collections.abc import Iterator
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from exporter.metrics import encoding
 from exporter.metrics.encoding import (
     DEFLATE_ALONE_FROM,
     Piece,
@@ -108,3 +110,37 @@ def test_only_texts_large_enough_are_deflated_on_their_own():
     assert small._chunks is not None
     assert large.deflated_alone()
     assert large._piece is not None
+
+
+def test_spare_compressors_are_reused_and_their_pieces_splice_like_new_ones(monkeypatch):
+    monkeypatch.setattr(encoding, "_SPARE", [])
+    made = []
+    real = encoding.new_compressor
+    monkeypatch.setattr(encoding, "new_compressor", lambda: made.append(1) or real())
+    texts = [b"".join(b"line %d of text %d\n" % (i, n) for i in range(400)) for n in range(6)]
+    bodies = []
+    for _ in range(3):  # three responses, as three subaccounts' fetches would deflate
+        parts = [SampleText([text]) for text in texts]
+        deflate_all(parts)
+        bodies.append(gzip.decompress(b"".join(gzip_body([b"# head\n", *parts, b"# tail\n"]))))
+    expected = b"# head\n" + b"".join(texts) + b"# tail\n"
+    assert bodies == [expected] * 3
+    # One for the pieces, kept and reused by the next responses; one per gzip body (its last
+    # flush ends the stream, so it is never kept).
+    assert len(made) == 1 + 3
+    assert len(encoding._SPARE) == 1
+
+
+def test_a_compressor_interrupted_mid_piece_is_not_kept(monkeypatch):
+    monkeypatch.setattr(encoding, "_SPARE", [])
+
+    def broken() -> Iterator[bytes]:
+        yield b"x" * 10_000
+        raise MemoryError
+
+    with pytest.raises(MemoryError):
+        Piece.of(broken())
+    assert encoding._SPARE == []
+    piece = Piece.of([b"y" * 10_000])  # a new compressor, kept afterwards
+    assert zlib.decompressobj(-zlib.MAX_WBITS).decompress(piece.deflated) == b"y" * 10_000
+    assert len(encoding._SPARE) == 1
