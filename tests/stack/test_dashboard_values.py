@@ -367,6 +367,11 @@ def test_every_panel_target_has_an_expected_value():
     )
 
 
+def test_panels_the_demo_leaves_empty_are_checked_here():
+    titles = {title for title, _ref in EXPECTED}
+    assert titles >= dashboards.NOT_IN_THE_DEMO
+
+
 def test_differences_catch_a_wrong_value_a_missing_and_an_extra_series():
     want = {key(country="SG"): 0.4, key(country="AU"): 0.0}
     assert differences({key(country="SG"): 0.4, key(country="AU"): 0.0}, want) == []
