@@ -23,7 +23,10 @@ finish with what they started with.
   next request or connection, on the callback listener too (its TLS is the web config's);
 - the receiver takes callbacks of the subaccounts configured now, with the Authorization value
   of the file now; what it remembers of earlier callbacks stays;
-- the self-metrics (counters, histograms) carry on.
+- the self-metrics (counters, histograms) carry on;
+- the prepaid balance (--balance.account-id) is read with the API key of now: a reload that
+  changes the key (its file, or the config file's `api_key_file`) hands the reader a new
+  client, which reads at the next scrape; its last value and failure counts carry on.
 
 What flags alone decide (listen addresses, telemetry and callback paths, timeouts, cache,
 logging) cannot change, as the flags are the same; turning TLS on or off needs a restart too,
@@ -37,7 +40,7 @@ import dataclasses
 import logging
 import ssl
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING
 
 from exporter.common.logs import log_event
@@ -60,6 +63,8 @@ from exporter.web.routes import ExporterApp
 from exporter.web.server import ExporterServer, make_server
 
 if TYPE_CHECKING:
+    from prometheus_client.core import Metric
+
     from exporter.simulator import Simulator
 
 log = logging.getLogger("exporter")
@@ -94,8 +99,10 @@ class Exporter:
         callbacks: ExporterServer | None = None,
         webhook_state: WebhookState | None = None,
         webhook_lists: WebhookConfigCollector | None = None,
+        balance: BalanceSlot | None = None,
     ) -> None:
         self.app = app
+        self.balance = balance
         self.live = live
         self.server = server
         self.callbacks = callbacks
@@ -142,6 +149,9 @@ class Exporter:
                     kept=_unchanged(old, settings),
                 )
                 new = build_generation(self.app, settings, scrapers)
+                follow_balance = (
+                    self.balance.prepare(settings) if self.balance is not None else lambda: None
+                )
                 for listener in self.reload_listeners:
                     listener(settings)
             except Exception as exc:  # noqa: BLE001 - a failed reload keeps what runs now
@@ -150,6 +160,7 @@ class Exporter:
                 log_event(log, logging.ERROR, "reloading the configuration failed", err=reason)
                 raise ConfigError(reason) from None
             self.live.generation = new  # the one swap: both listeners, every route
+            follow_balance()
             _start_at_zero(new, self.app.metrics, self.webhook_state)
             self.app.metrics.configuration_loaded(self._clock.time())
             log_event(
@@ -358,6 +369,7 @@ def build_app(
     clock: Clock = SYSTEM_CLOCK,
     webhook_state: WebhookState | None = None,
     webhook_lists: WebhookConfigCollector | None = None,
+    balance: BalanceSlot | None = None,
 ) -> ExporterApp:
     """The WSGI application with its scrapers and self-metrics (no web config, no socket).
 
@@ -369,9 +381,7 @@ def build_app(
         webhook_lists = WebhookConfigCollector()
     if webhook_lists is not None:
         metrics.registry.register(webhook_lists)
-    balance = build_balance(settings)
-    if balance is not None:
-        metrics.registry.register(balance)
+    metrics.registry.register(balance if balance is not None else BalanceSlot(settings))
     if webhook_state is not None:
         metrics.registry.register(bridge(webhook_state))
     scrapers = build_scrapers(settings, metrics, new_client, clock, webhook_lists=webhook_lists)
@@ -382,20 +392,67 @@ def build_app(
     return app
 
 
-def build_balance(settings: Settings) -> BalanceCollector | None:
-    """--balance.account-id: the prepaid balance, read on its own schedule with the API key."""
-    config = settings.balance
-    key = settings.api_key or next((s.api_key for s in settings.subaccounts if s.api_key), None)
+def balance_key(settings: Settings) -> Secret | None:
+    """The key the balance is read with: the default key, else the first subaccount's."""
+    return settings.api_key or next((s.api_key for s in settings.subaccounts if s.api_key), None)
+
+
+def _balance_client(settings: Settings) -> ApiClient | None:
+    config, key = settings.balance, balance_key(settings)
     if config is None or key is None:
         return None
-    client = ApiClient(
+    return ApiClient(
         config.base_url,
         key,
         timeout=config.timeout,
         retries=settings.api_retries,
         max_response_bytes=1 << 20,
     )
+
+
+def build_balance(settings: Settings) -> BalanceCollector | None:
+    """--balance.account-id: the prepaid balance, read on its own schedule with the API key."""
+    config, client = settings.balance, _balance_client(settings)
+    if config is None or client is None:
+        return None
     return BalanceCollector(client, config.account_id, config.interval, config.timeout)
+
+
+class BalanceSlot:
+    """The balance reader of the configuration serving now, registered once in the self-metrics.
+
+    A reload that changes what it reads with (the key; the flags stay those of start-up) hands
+    the running reader a new client, so its last value, schedule and failure counts carry on;
+    one that gives a key where there was none builds the reader.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self.reader = build_balance(settings)
+        self._source = (settings.balance, balance_key(settings))
+
+    def prepare(self, settings: Settings) -> Callable[[], None]:
+        """What to apply once the reload's generation serves (nothing here can fail then)."""
+        source = (settings.balance, balance_key(settings))
+        if source == self._source:
+            return lambda: None
+        reader, client = self.reader, _balance_client(settings)
+        replacement = build_balance(settings) if reader is None or client is None else None
+
+        def apply() -> None:
+            if reader is not None and client is not None:
+                reader.use_client(client)
+            else:
+                self.reader = replacement
+            self._source = source
+
+        return apply
+
+    def collect(self) -> Iterator[Metric]:
+        reader = self.reader
+        return reader.collect() if reader is not None else iter(())
+
+    def describe(self) -> list[Metric]:
+        return []
 
 
 def build_webhook_state(settings: Settings, clock: Clock = SYSTEM_CLOCK) -> WebhookState | None:
@@ -418,7 +475,14 @@ def build_exporter(
     limit_malloc_arenas()
     webhook_state = build_webhook_state(settings, clock)
     webhook_lists = WebhookConfigCollector() if settings.collector_webhooks else None
-    app = build_app(settings, clock=clock, webhook_state=webhook_state, webhook_lists=webhook_lists)
+    balance = BalanceSlot(settings)
+    app = build_app(
+        settings,
+        clock=clock,
+        webhook_state=webhook_state,
+        webhook_lists=webhook_lists,
+        balance=balance,
+    )
     live = Live(build_generation(app, settings, app.scrapers))
     app.current = live.configured
     server = make_server(
@@ -445,6 +509,7 @@ def build_exporter(
         callbacks=callbacks,
         webhook_state=webhook_state,
         webhook_lists=webhook_lists,
+        balance=balance,
     )
 
 

@@ -99,9 +99,16 @@ class BalanceCollector:
         thread.start()
         return thread
 
+    def use_client(self, client: BalanceClient) -> None:
+        """Read with `client` from now on (a reload changed the key), starting at the next
+        collect: the last answer was read with the old one."""
+        with self._lock:
+            self.client, self._started = client, None
+
     def _read(self) -> None:
+        client = self.client
         try:
-            value = read_balance(self.client.fetch_balance(self.account_id, self.timeout))
+            value = read_balance(client.fetch_balance(self.account_id, self.timeout))
         except (FetchError, ResponseError) as exc:
             self._failed(exc.reason)
         except Exception as exc:  # noqa: BLE001 - an optional read never ends the process

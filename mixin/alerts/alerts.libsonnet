@@ -8,6 +8,23 @@ local promql = import '../lib/promql.libsonnet';
   local by(names) = promql.labels(config, names),
   local target = by(['job', 'instance', 'subaccount']),
   local percent(ratio) = '%d%%' % std.floor(ratio * 100 + 0.5),
+  // A Prometheus duration of one unit ('15m') in words: '15 minutes', or '15-minute' before a
+  // noun. The texts state every threshold and window from the values the expressions use, so
+  // they cannot drift apart (tests/stack/test_alert_texts.py).
+  local units = { s: 'second', m: 'minute', h: 'hour', d: 'day', w: 'week' },
+  local count(duration) = std.parseInt(std.substr(duration, 0, std.length(duration) - 1)),
+  local unit(duration) = units[duration[std.length(duration) - 1]],
+  local spoken(duration) =
+    '%d %s%s' % [count(duration), unit(duration), if count(duration) == 1 then '' else 's'],
+  local hyphenated(duration) = '%d-%s' % [count(duration), unit(duration)],
+  local held(name) = spoken(config.forDurations[name]),
+  // The window of eightbyeight:api_auth_failures:increase15m (rules/rules.libsonnet).
+  local authFailureWindow = '15m',
+  // Call quality and outcomes are judged over this window, with at least
+  // callMinimumCount legs or sessions in it.
+  local callWindow = '15m',
+  // A 401 in each such window, for the alert's `for`, fires the webhook authentication alert.
+  local webhookAuthWindow = '5m',
 
   local alert(name, severity, expr, summary, description) = {
     alert: name,
@@ -83,8 +100,8 @@ local promql = import '../lib/promql.libsonnet';
             'The 8x8 API rejects the key of a subaccount.',
             'The exporter cannot read the virtual numbers of subaccount {{ $labels.subaccount }} '
             + 'because the 8x8 API answers 401 Unauthorized or 403 Forbidden ({{ $value | humanize }} '
-            + 'authentication failures in the last 15 minutes). The API key is wrong, expired or '
-            + 'revoked, or lacks access to this subaccount.',
+            + 'authentication failures in the last %s). ' % spoken(authFailureWindow)
+            + 'The API key is wrong, expired or revoked, or lacks access to this subaccount.',
           ),
           alert(
             'EightByEightApiDown',
@@ -96,8 +113,9 @@ local promql = import '../lib/promql.libsonnet';
             ||| % { sel: sel(), sub: by(['subaccount']) },
             'The 8x8 API cannot be read for a subaccount.',
             'The exporter cannot read the virtual numbers of subaccount {{ $labels.subaccount }} '
-            + '(target {{ $labels.instance }}) and the failures are not authentication errors: '
-            + '8x8 outage, rate limiting, timeouts, network or TLS trouble, or an unexpected '
+            + '(target {{ $labels.instance }}) and the failures are not authentication errors '
+            + '(no 401 or 403 in the last %s): 8x8 outage,' % spoken(authFailureWindow)
+            + ' rate limiting, timeouts, network or TLS trouble, or an unexpected '
             + 'response. eightbyeight_api_request_failures_total shows the reason.',
           ),
           alert(
@@ -209,23 +227,26 @@ local promql = import '../lib/promql.libsonnet';
             'warning',
             |||
               (
-                sum by (%(group)s) (rate(eightbyeight_call_mos_sum%(sel)s[15m]))
+                sum by (%(group)s) (rate(eightbyeight_call_mos_sum%(sel)s[%(window)s]))
                 /
-                sum by (%(group)s) (rate(eightbyeight_call_mos_count%(sel)s[15m]))
+                sum by (%(group)s) (rate(eightbyeight_call_mos_count%(sel)s[%(window)s]))
               ) < %(threshold)g
               and on (%(group)s)
-              sum by (%(group)s) (increase(eightbyeight_call_mos_count%(sel)s[15m])) >= %(minimum)d
+              sum by (%(group)s) (increase(eightbyeight_call_mos_count%(sel)s[%(window)s])) >= %(minimum)d
             ||| % {
               group: by(['job', 'instance', 'subaccount', 'country']),
               sel: sel(),
+              window: callWindow,
               threshold: config.callMosThreshold,
               minimum: config.callMinimumCount,
             },
             'Call quality in a country is degraded.',
             'The mean Mean Opinion Score of the call legs on the {{ $labels.country }} virtual '
             + 'numbers of subaccount {{ $labels.subaccount }} was {{ $value | printf "%.2f" }} '
-            + "over the last 15 minutes (below %g, 8x8's poor band " % config.callMosThreshold
-            + 'or worse). 8x8 measured it on real calls (session summaries).',
+            + 'over the last %s, ' % spoken(callWindow)
+            + "below %g (8x8's poor band or worse), " % config.callMosThreshold
+            + 'with at least %d legs with quality data. ' % config.callMinimumCount
+            + '8x8 measured it on real calls (session summaries).',
           ),
           alert(
             'EightByEightCallFailureRatioHigh',
@@ -233,24 +254,26 @@ local promql = import '../lib/promql.libsonnet';
             |||
               (
                 sum by (%(group)s) (
-                  rate(eightbyeight_call_sessions_total%(failed)s[15m])
+                  rate(eightbyeight_call_sessions_total%(failed)s[%(window)s])
                 )
                 /
-                sum by (%(group)s) (rate(eightbyeight_call_sessions_total%(sel)s[15m]))
+                sum by (%(group)s) (rate(eightbyeight_call_sessions_total%(sel)s[%(window)s]))
               ) > %(threshold)g
               and on (%(group)s)
-              sum by (%(group)s) (increase(eightbyeight_call_sessions_total%(sel)s[15m])) >= %(minimum)d
+              sum by (%(group)s) (increase(eightbyeight_call_sessions_total%(sel)s[%(window)s])) >= %(minimum)d
             ||| % {
               group: by(['job', 'instance', 'subaccount', 'country']),
               sel: sel(),
               failed: sel('session_status=~"failed|error"'),
+              window: callWindow,
               threshold: config.callFailureRatioThreshold,
               minimum: config.callMinimumCount,
             },
             'Too many calls in a country fail.',
             '{{ $value | humanizePercentage }} of the call sessions on the {{ $labels.country }} '
             + 'virtual numbers of subaccount {{ $labels.subaccount }} ended FAILED or ERROR in the '
-            + 'last 15 minutes (more than %s). ' % percent(config.callFailureRatioThreshold)
+            + 'last %s (more than %s, ' % [spoken(callWindow), percent(config.callFailureRatioThreshold)]
+            + 'with at least %d sessions). ' % config.callMinimumCount
             + "eightbyeight_call_session_errors_total shows 8x8's error codes.",
           ),
           alert(
@@ -298,16 +321,19 @@ local promql = import '../lib/promql.libsonnet';
             'warning',
             |||
               sum by (%(instance)s) (
-                increase(eightbyeight_webhook_requests_total%(sel)s[5m])
+                increase(eightbyeight_webhook_requests_total%(sel)s[%(window)s])
               ) >= 1
             ||| % {
+              window: webhookAuthWindow,
               instance: by(['job', 'instance']),
               sel: sel('outcome="unauthorized"'),
             },
             'Callbacks from 8x8 fail authentication.',
             'The webhook receiver {{ $labels.instance }} refused callbacks with 401 in every '
-            + '5-minute window for the last 10 minutes ({{ $value | printf "%.0f" }} in the last '
-            + '5 minutes): the Authorization value 8x8 sends does not match the one configured '
+            + '%s window ' % hyphenated(webhookAuthWindow)
+            + 'for the last %s ' % held('EightByEightWebhookAuthenticationFailing')
+            + '({{ $value | printf "%.0f" }} in the last ' + '%s): ' % spoken(webhookAuthWindow)
+            + 'the Authorization value 8x8 sends does not match the one configured '
             + 'here, so pushed updates and call summaries are lost.',
           ),
           // Only with --collector.webhooks, which reads the webhook list registered at 8x8.
@@ -339,7 +365,8 @@ local promql = import '../lib/promql.libsonnet';
             ||| % { sel: sel(), threshold: config.balanceLowThreshold },
             'The 8x8 prepaid balance is low.',
             'The prepaid balance of the 8x8 account read by {{ $labels.instance }} has been below '
-            + '%g {{ $labels.currency }} for 15 minutes ' % config.balanceLowThreshold
+            + '%g {{ $labels.currency }} ' % config.balanceLowThreshold
+            + 'for %s ' % held('EightByEightBalanceLow')
             + '({{ $value | printf "%.2f" }} now). When it runs out, 8x8 stops the services '
             + 'that draw on it.',
           ),
@@ -363,7 +390,7 @@ local promql = import '../lib/promql.libsonnet';
             'At the rate the prepaid balance read by {{ $labels.instance }} fell over the last '
             + '%s, it reaches 0 {{ $labels.currency }} in ' % config.balanceTrendWindow
             + '{{ $value | humanizeDuration }}, under %d days, ' % config.balanceRunningOutDays
-            + 'for 30 minutes.',
+            + 'for %s.' % held('EightByEightBalanceRunningOut'),
           ),
         ],
       },

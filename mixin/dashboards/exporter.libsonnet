@@ -965,6 +965,127 @@ local g = import 'lib.libsonnet';
             ||| % s, '{{subaccount}} {{event_type}}', 'A'),
           ],
         },
+        {
+          type: 'stat',
+          title: 'Prepaid balance',
+          description: 'The prepaid balance of the 8x8 account as last read, in its currency (eightbyeight_account_balance, --balance.account-id; read every --balance.interval). Red below the EightByEightBalanceLow threshold.',
+          fieldConfig: {
+            defaults: {
+              unit: 'none',
+              thresholds: {
+                mode: 'absolute',
+                steps: [
+                  {
+                    color: 'red',
+                    value: null,
+                  },
+                  {
+                    color: 'green',
+                    value: config.balanceLowThreshold,
+                  },
+                ],
+              },
+              color: {
+                mode: 'thresholds',
+              },
+              mappings: [],
+              decimals: 2,
+            },
+            overrides: [],
+          },
+          options: {
+            reduceOptions: {
+              calcs: [
+                'lastNotNull',
+              ],
+              fields: '',
+              values: false,
+            },
+            colorMode: 'value',
+            graphMode: 'area',
+            justifyMode: 'auto',
+            orientation: 'auto',
+            textMode: 'value_and_name',
+            wideLayout: true,
+            showPercentChange: false,
+          },
+          gridPos: {
+            x: 0,
+            y: 44,
+            w: 12,
+            h: 4,
+          },
+          targets: [
+            g.target(|||
+              max by (%(c)scurrency) (eightbyeight_account_balance{%(base)s})
+            ||| % s { window: config.balanceTrendWindow }, '{{currency}}', 'A'),
+          ],
+        },
+        {
+          type: 'stat',
+          title: 'Prepaid balance: days left',
+          description: 'Days until the prepaid balance reaches 0 at the rate it fell over the last %s (deriv), as EightByEightBalanceRunningOut judges it; no value while it does not fall.' % config.balanceTrendWindow,
+          fieldConfig: {
+            defaults: {
+              unit: 'd',
+              thresholds: {
+                mode: 'absolute',
+                steps: [
+                  {
+                    color: 'red',
+                    value: null,
+                  },
+                  {
+                    color: 'green',
+                    value: config.balanceRunningOutDays,
+                  },
+                ],
+              },
+              color: {
+                mode: 'thresholds',
+              },
+              mappings: [],
+              decimals: 1,
+            },
+            overrides: [],
+          },
+          options: {
+            reduceOptions: {
+              calcs: [
+                'lastNotNull',
+              ],
+              fields: '',
+              values: false,
+            },
+            colorMode: 'value',
+            graphMode: 'area',
+            justifyMode: 'auto',
+            orientation: 'auto',
+            textMode: 'value_and_name',
+            wideLayout: true,
+            showPercentChange: false,
+          },
+          gridPos: {
+            x: 12,
+            y: 44,
+            w: 12,
+            h: 4,
+          },
+          targets: [
+            g.target(|||
+              max by (%(c)scurrency) (
+                (
+                  eightbyeight_account_balance{%(base)s}
+                  /
+                  -deriv(eightbyeight_account_balance{%(base)s}[%(window)s])
+                  / 86400
+                )
+                and
+                deriv(eightbyeight_account_balance{%(base)s}[%(window)s]) < 0
+              )
+            ||| % s { window: config.balanceTrendWindow }, '{{currency}}', 'A'),
+          ],
+        },
       ],
     ),
   },

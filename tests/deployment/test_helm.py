@@ -99,6 +99,9 @@ def test_values_pass_the_charts_schema(case):
         ({"serviceMonitor": {"interval": "one minute"}}, "interval"),
         ({"extraArgs": ["cache.ttl=5m"]}, "extraArgs"),
         ({"webhooks": {"enabled": "yes"}}, "enabled"),
+        ({"webhooks": {"tlsClientAuth": "RequireClientCert"}}, "tlsClientAuth"),
+        ({"balance": {"accountId": "acme-prod"}}, "accountId"),
+        ({"balance": {"interval": "five minutes"}}, "interval"),
     ],
 )
 def test_schema_refuses_bad_values(values, named):
@@ -120,6 +123,7 @@ def test_every_case_renders_the_objects_it_asks_for():
         "minimal": ["ConfigMap", "Deployment", "Service"],
         "probe-mode": sorted([*base, "ConfigMap", "PrometheusRule", "ScrapeConfig"]),
         "webhook-secret-from-value": sorted([*base, "ConfigMap", *operator, "Secret"]),
+        "balance-and-webhook-tls": sorted([*base, "ConfigMap", *operator]),
     }
 
 
@@ -366,3 +370,21 @@ def test_a_changed_configuration_rolls_the_pods():
         return deployment["spec"]["template"]["metadata"]["annotations"]["checksum/config"]
 
     assert checksum({}) != checksum({"config": {"subaccounts": [{"id": "acme-prod"}]}})
+
+
+def test_balance_and_webhook_client_auth_values_become_flags(tmp_path):
+    settings = exporter_settings("balance-and-webhook-tls", tmp_path)
+    assert settings.balance is not None
+    assert (settings.balance.account_id, settings.balance.base_url, settings.balance.interval) == (
+        "0b5c2f0e-4d1a-4c8e-9f3b-2a7d6e1c9b40",
+        "https://sms.8x8.uk",
+        600.0,
+    )
+    assert settings.webhooks is not None
+    assert settings.webhooks.client_auth == "VerifyClientCertIfGiven"
+
+
+def test_balance_and_webhook_client_auth_are_off_by_default(tmp_path):
+    settings = exporter_settings("default", tmp_path)
+    assert settings.balance is None
+    assert not any(arg.startswith(("--balance.", "--webhook.tls")) for arg in container()["args"])

@@ -60,6 +60,6 @@ def test_every_dashboard_query_returns_data_from_the_demo(tmp_path):
         never = [
             f"{name} / {where}: no data: {expr}"
             for index, (name, where, expr) in enumerate(queries)
-            if index not in answered
+            if index not in answered and where not in dashboards.NOT_IN_THE_DEMO
         ]
         assert never == []

@@ -446,3 +446,31 @@ def test_rule_unit_tests_feed_series_the_exporter_exposes(file: str, series: str
     assert given == set(METRIC_LABELS[name]), f"{name}: {sorted(given)}, exposed with " + str(
         sorted(METRIC_LABELS[name])
     )
+
+
+def _minutes(duration: str) -> float:
+    units = {"s": 1 / 60, "m": 1, "h": 60, "d": 1440}
+    return sum(int(n) * units[u] for n, u in re.findall(r"(\d+)([smhd])", duration))
+
+
+def for_edges() -> dict[str, set[float]]:
+    """Per alert, the times where one test has it silent a minute before and firing at them."""
+    edges: dict[str, set[float]] = {}
+    for path in TEST_FILES:
+        for test in load_yaml(path)["tests"]:
+            cases = test.get("alert_rule_test", [])
+            silent = {
+                (c["alertname"], _minutes(c["eval_time"])) for c in cases if not c["exp_alerts"]
+            }
+            for case in cases:
+                at = _minutes(case["eval_time"])
+                if case["exp_alerts"] and (case["alertname"], at - 1) in silent:
+                    edges.setdefault(case["alertname"], set()).add(at)
+    return edges
+
+
+def test_every_alert_is_tested_at_the_edge_of_its_for():
+    """Silent one evaluation (1m) before and firing at the moment its `for:` has passed: a
+    changed hold time, or a condition true a minute later than meant, fails a promtool test."""
+    edges = for_edges()
+    assert alert_names() - set(edges) == set(), "no silent-then-firing pair a minute apart"

@@ -594,3 +594,71 @@ def test_a_callback_during_a_reload_is_judged_wholly_by_one_generation(tmp_path)
         status, _, answer = held.result(30)
         assert (status, answer) == ("403 Forbidden", b"subaccount_not_allowed\n")
         assert callback(exp.callback_url, vnu("acme-new"), NEW_AUTH) == 200
+
+
+# --- the prepaid balance follows the key ---------------------------------------------------------
+
+ACCOUNT = "0b5c2f0e-4d1a-4c8e-9f3b-2a7d6e1c9b40"
+
+
+def balance_reply(path: str, headers: dict[str, str]) -> Reply:
+    """The balance for the key the request carries: each key reads its own figure."""
+    if "/balance" not in path:
+        return GOOD
+    figures = {OLD_KEY: 120.5, NEW_KEY: 80.25}
+    key = headers.get("Authorization", "").removeprefix("Bearer ")
+    if key not in figures:
+        return Reply(status=401, body=b'{"code": 1002, "message": "unauthorized"}')
+    return Reply.json({"balance": figures[key], "currency": "USD"})
+
+
+def balance_keys(api: FakeApi) -> list[str]:
+    return [
+        headers["Authorization"].removeprefix("Bearer ")
+        for path, headers in api.requests
+        if "/balance" in path
+    ]
+
+
+def balance_of(exp: InProcessExporter) -> float | None:
+    return value(parse_samples(exp.get().text), "eightbyeight_account_balance", currency="USD")
+
+
+def test_a_reload_that_rotates_the_key_reads_the_balance_with_the_new_one(tmp_path, key_file):
+    flags = ["--subaccount", "acme-prod", "--api.key-file", str(key_file),
+             "--balance.account-id", ACCOUNT]  # fmt: skip
+    with FakeApi(balance_reply) as api:
+        flags += ["--api.base-url", api.base_url, "--balance.base-url", api.base_url]
+        with InProcessExporter(flags) as exp:
+            exp.get()  # starts the first read, in the background
+            wait_until(lambda: balance_keys(api) == [OLD_KEY], timeout=10, what="first read")
+            wait_until(lambda: balance_of(exp) == 120.5,
+                       timeout=10, what="first balance")  # fmt: skip
+
+            key_file.write_text(NEW_KEY + "\n")
+            assert reload(exp.url).status_code == 200
+            # The interval (5m) has not passed, yet the next scrape reads with the new key.
+            exp.get()
+            wait_until(lambda: balance_keys(api) == [OLD_KEY, NEW_KEY], timeout=10,
+                       what="read with the new key")  # fmt: skip
+            wait_until(lambda: balance_of(exp) == 80.25,
+                       timeout=10, what="new balance")  # fmt: skip
+            samples = parse_samples(exp.get().text)
+            assert value(samples, "eightbyeight_account_balance_up") == 1
+            # ...and only once: the reader keeps its schedule from then on.
+            assert balance_keys(api) == [OLD_KEY, NEW_KEY]
+
+
+def test_a_reload_that_changes_nothing_keeps_the_balance_schedule(tmp_path, key_file):
+    flags = ["--subaccount", "acme-prod", "--api.key-file", str(key_file),
+             "--balance.account-id", ACCOUNT]  # fmt: skip
+    with FakeApi(balance_reply) as api:
+        flags += ["--api.base-url", api.base_url, "--balance.base-url", api.base_url]
+        with InProcessExporter(flags) as exp:
+            exp.get()
+            wait_until(lambda: balance_of(exp) == 120.5,
+                       timeout=10, what="first balance")  # fmt: skip
+            assert reload(exp.url).status_code == 200
+            exp.get()
+            exp.get()
+            assert balance_keys(api) == [OLD_KEY]
