@@ -40,7 +40,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import requests
 
 from exporter.simulator import Simulator
 from mixin import build
@@ -54,6 +53,7 @@ from tests.support.stack import (
     last_rule_evaluation,
     prometheus_with_config,
     query,
+    rule_errors,
 )
 
 pytestmark = pytest.mark.e2e
@@ -259,16 +259,6 @@ def delivered(receiver: WebhookReceiver, expected: dict[Alert, Places]) -> list[
             assert path == RECEIVERS[under_test[0]], (path, alert["labels"])
             found.append(alert["labels"])
     return found
-
-
-def rule_errors(prom_url: str) -> list[str]:
-    groups = requests.get(f"{prom_url}/api/v1/rules", timeout=10).json()["data"]["groups"]
-    return [
-        f"{rule['name']}: {rule.get('lastError')}"
-        for group in groups
-        for rule in group["rules"]
-        if rule.get("health") != "ok"
-    ]
 
 
 @dataclass

@@ -30,7 +30,7 @@ from mixin import build
 from tests.stack import test_dashboards as dashboards
 from tests.support.exporters import exporter_process, parse_samples
 from tests.support.processes import find_tool, wait_until
-from tests.support.stack import prometheus_with_config, query
+from tests.support.stack import prometheus_with_config, query, rule_errors
 
 pytestmark = pytest.mark.e2e
 
@@ -173,16 +173,6 @@ def firing_by_cluster(prom_url: str) -> dict[str, set[tuple[tuple[str, str], ...
         cluster = labels.pop("cluster", "(none)")
         found.setdefault(cluster, set()).add(tuple(sorted(labels.items())))
     return found
-
-
-def rule_errors(prom_url: str) -> list[str]:
-    groups = requests.get(f"{prom_url}/api/v1/rules", timeout=10).json()["data"]["groups"]
-    return [
-        f"{rule['name']}: {rule.get('lastError')}"
-        for group in groups
-        for rule in group["rules"]
-        if rule.get("health") != "ok"
-    ]
 
 
 def test_two_clusters_and_two_jobs_stay_apart(tmp_path):

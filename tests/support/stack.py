@@ -146,6 +146,17 @@ def alertmanager_alerts(alertmanager_url: str, alertname: str) -> list[dict[str,
     return response.json()
 
 
+def rule_errors(prometheus_url: str) -> list[str]:
+    """Every rule that did not evaluate cleanly, with its last error."""
+    groups = requests.get(f"{prometheus_url}/api/v1/rules", timeout=10).json()["data"]["groups"]
+    return [
+        f"{rule['name']}: {rule.get('lastError')}"
+        for group in groups
+        for rule in group["rules"]
+        if rule.get("health") != "ok"
+    ]
+
+
 def query(prometheus_url: str, expr: str) -> list[dict[str, Any]]:
     """An instant query; raises on a query error."""
     response = requests.get(f"{prometheus_url}/api/v1/query", params={"query": expr}, timeout=10)
