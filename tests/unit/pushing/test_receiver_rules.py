@@ -213,6 +213,22 @@ def test_a_refusals_detail_is_logged_cut_to_200_characters(app, caplog):
     assert 0 < len(line.fields["detail"]) <= 200
 
 
+def test_a_refusal_is_logged_with_what_was_wrong(app, caplog):
+    caplog.set_level(logging.WARNING, logger="exporter.webhooks")
+    bad_number = vnu(numbers=[{"msisdn": "+65abc", "operationalStatus": "Active"}])
+    refused = [
+        (json.dumps(bad_number).encode(), "invalid_event", "msisdn"),
+        (json.dumps(vss(sub="acme-test")).encode(), "subaccount_not_allowed", "subaccount"),
+        (b"{", "malformed_json", "JSON"),
+    ]
+    for body, reason, named in refused:
+        caplog.clear()
+        call(app, body)
+        (line,) = [r for r in caplog.records if r.getMessage() == "callback refused"]
+        assert line.fields["reason"] == reason
+        assert named in line.fields["detail"], line.fields
+
+
 def test_the_log_gate_lets_one_line_per_reason_per_interval():
     now = [100.0]
     gate = LogGate(interval=10.0, clock=lambda: now[0])
