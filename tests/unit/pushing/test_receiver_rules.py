@@ -453,3 +453,24 @@ def test_a_chunked_body_whose_connection_fails_is_a_timeout(app, exc):
     stream = _ChunkedFailing(chunks(GOOD), exc, after_lines=2)
     _, _, text = call(app, stream=stream, CONTENT_LENGTH="", HTTP_TRANSFER_ENCODING="chunked")
     assert text == b"body_timeout\n"
+
+
+class _LineBound(io.BytesIO):
+    """Records how much each readline may take: a chunk line is never read unbounded."""
+
+    def __init__(self, raw: bytes) -> None:
+        super().__init__(raw)
+        self.limits: list[int | None] = []
+
+    def readline(self, size: int | None = -1) -> bytes:
+        self.limits.append(size)
+        return super().readline(size)
+
+
+def test_chunk_lines_are_read_at_most_1025_bytes_at_a_time(app):
+    # A hostile endless chunk-size line is cut at 1 KiB, never buffered whole.
+    for raw in (chunks(GOOD), b"64;" + b"x" * 5000 + b"\r\n"):
+        stream = _LineBound(raw)
+        call(app, stream=stream, CONTENT_LENGTH="", HTTP_TRANSFER_ENCODING="chunked")
+        assert stream.limits
+        assert all(limit is not None and 0 < limit <= 1025 for limit in stream.limits)
