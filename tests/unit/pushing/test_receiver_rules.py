@@ -376,6 +376,7 @@ def test_a_body_slower_than_the_read_timeout_is_a_timeout():
         chunks(GOOD, size=1),
         chunks(GOOD).replace(b"\r\n", b"\n"),  # bare LF line ends
         chunks(GOOD).replace(b"64\r\n", b"64;name=value\r\n"),  # chunk extensions
+        chunks(GOOD).replace(b"64\r\n", b"64 ;a=1;b\r\n"),
         chunks(GOOD).replace(b"64\r\n", b"00064\r\n"),
         chunks(GOOD, size=171).replace(b"ab\r\n", b"AB\r\n"),  # upper-case hex
         chunks(GOOD, end=b"0\r\nX-Trailer: 1\r\n\r\n"),
