@@ -145,6 +145,7 @@ def test_every_odd_value_of_a_session_is_named_once_in_order():
         ("  completed\t", "completed"),
         ("No-Answer", "no_answer"),
         ("no_answer", "no_answer"),
+        ("NO ANSWER", "no_answer"),
         ("NOANSWER", "no_answer"),
         ("Cancelled", "canceled"),
         ("canceled", "canceled"),

@@ -213,17 +213,24 @@ def test_a_refusals_detail_is_logged_cut_to_200_characters(app, caplog):
     assert 0 < len(line.fields["detail"]) <= 200
 
 
-def test_a_refusal_is_logged_with_what_was_wrong(app, caplog):
+def test_a_refusal_is_logged_with_what_was_wrong(caplog):
     caplog.set_level(logging.WARNING, logger="exporter.webhooks")
     bad_number = vnu(numbers=[{"msisdn": "+65abc", "operationalStatus": "Active"}])
     refused = [
         (json.dumps(bad_number).encode(), "invalid_event", "msisdn"),
         (json.dumps(vss(sub="acme-test")).encode(), "subaccount_not_allowed", "subaccount"),
         (b"{", "malformed_json", "JSON"),
+        (b'{"eventType": 7}', "invalid_event", "eventType"),
+        (
+            json.dumps({"eventType": "SESSION_SUMMARY", "payload": {}}).encode(),
+            "invalid_event",
+            "sessionId",
+        ),
+        (b'{"payload": ' + b"[" * 100_000, "malformed_json", "nested"),
     ]
     for body, reason, named in refused:
         caplog.clear()
-        call(app, body)
+        call(WebhookReceiver(WebhookState([SUB]), AUTH), body)  # its own log allowance
         (line,) = [r for r in caplog.records if r.getMessage() == "callback refused"]
         assert line.fields["reason"] == reason
         assert named in line.fields["detail"], line.fields
