@@ -308,9 +308,12 @@ def test_framing_is_refused_when_it_is_ambiguous_or_wrong(app, environ, status, 
     assert outcomes(app) == {reason: 1}
 
 
-def test_a_transfer_encoding_alongside_a_content_length_list_is_refused(app):
+def test_a_transfer_encoding_alongside_a_content_length_is_refused(app):
+    # Well-formed chunks, but which framing a proxy in front used is a guess: refused.
     status, _ = chunked_call(app, chunks(GOOD), **{CONTENT_LENGTHS: ["12"]})
     assert status.startswith("400")
+    status, text = chunked_call(app, chunks(GOOD), CONTENT_LENGTH="12")
+    assert (status, text) == ("400 Bad Request", b"bad_framing\n")
 
 
 def test_a_body_of_exactly_the_cap_is_read():
@@ -324,6 +327,8 @@ def test_no_content_length_is_an_empty_body(app):
     assert call(app, CONTENT_LENGTH="")[2] == b"malformed_json\n"
     env_without = call(app, stream=io.BytesIO(GOOD), CONTENT_LENGTH=None)
     assert env_without[2] == b"malformed_json\n"
+    # Nothing announced, nothing sent: an empty body at once, not a wait for one.
+    assert call(app, stream=io.BytesIO(b""), CONTENT_LENGTH=None)[2] == b"malformed_json\n"
 
 
 class _Pieces:
