@@ -57,7 +57,8 @@ def call(
 
 def chunked_call(app: WebhookReceiver, raw: bytes, **environ: object) -> tuple[str, bytes]:
     environ.setdefault("HTTP_TRANSFER_ENCODING", "chunked")
-    status, _, text = call(app, stream=io.BytesIO(raw), CONTENT_LENGTH="", **environ)
+    environ.setdefault("CONTENT_LENGTH", "")
+    status, _, text = call(app, stream=io.BytesIO(raw), **environ)
     return status, text
 
 
