@@ -396,6 +396,9 @@ def test_a_body_slower_than_the_read_timeout_is_a_timeout():
         chunks(GOOD, end=b"0\r\n" + b"X-T: 1\r\n" * 31 + b"\r\n"),
         chunks(GOOD, end=b"0\r\n"),  # the connection ends after the last chunk: no trailers
         chunks(GOOD, end=b"0\r\n\n"),
+        # The body ends at the empty line; what follows on the connection is not read.
+        chunks(GOOD, end=b"0\n\n" + b"X-Next: request\n" * 40),
+        chunks(GOOD).replace(b"64\r\n", b"00000064\r\n"),  # eight hex digits at most
     ],
 )
 def test_chunked_bodies_are_accepted(app, raw):
@@ -414,6 +417,7 @@ def test_the_chunked_coding_is_named_in_any_case(app, encoding):
     ("raw", "reason"),
     [
         (chunks(GOOD).replace(b"64\r\n", b"zz\r\n", 1), "bad_framing"),
+        (chunks(GOOD).replace(b"64\r\n", b"6X\r\n", 1), "bad_framing"),
         (chunks(GOOD).replace(b"64\r\n", b"\r\n", 1), "bad_framing"),
         (chunks(GOOD).replace(b"64\r\n", b";ext\r\n", 1), "bad_framing"),
         (chunks(GOOD).replace(b"64\r\n", b"000000064\r\n", 1), "bad_framing"),
