@@ -436,3 +436,17 @@ def test_without_per_number_series_no_number_is_remembered_for_calls():
     assert not family(state, "eightbyeight_number_call_legs_total")
     assert value(samples(state), "eightbyeight_webhook_events_total", subaccount=SUB,
                  event_type="vss") == 1  # fmt: skip
+
+
+def test_a_session_is_counted_in_every_aggregate_family():
+    state = WebhookState([SUB], clock=lambda: NOW)
+    apply(state, vss(session="all"))
+    got = samples(state)
+    where = {"subaccount": SUB, "country": "SG"}
+    assert value(got, "eightbyeight_call_sessions_total", session_status="completed", **where) == 1
+    for direction in ("inbound", "outbound"):
+        assert value(got, "eightbyeight_call_legs_total", subaccount=SUB, direction=direction,
+                     call_status="completed") == 1  # fmt: skip
+    for family_name in ("mos", "packet_loss_ratio", "jitter_seconds"):
+        assert value(got, f"eightbyeight_call_{family_name}_count", **where) == 2, family_name
+    assert value(got, "eightbyeight_call_packet_loss_ratio_sum", **where) == 0.01
