@@ -276,6 +276,9 @@ def test_the_numbers_cap_refuses_new_numbers_and_counts_them(monkeypatch):
     assert value(got, "eightbyeight_webhook_numbers_over_cap_total", **over) == 4
     assert value(got, "eightbyeight_webhook_numbers_over_cap_total", subaccount=SUB,
                  cap="series") == 0  # fmt: skip
+    # Two new numbers in one callback, both within what is read: two over the cap.
+    apply(state, vnu(numbers=[number("+6531234505", offset=-1), number("+6531234506", -1)]))
+    assert value(samples(state), "eightbyeight_webhook_numbers_over_cap_total", **over) == 6
     # Numbers it already has are still updated.
     apply(state, vnu(numbers=[number("+6531234501", offset=-1, status="Unhealthy")]))
     assert statuses(state)["+6531234501"] == "unhealthy"
@@ -284,7 +287,7 @@ def test_the_numbers_cap_refuses_new_numbers_and_counts_them(monkeypatch):
     apply(state, snapshot(number("+6531234507", 0), total=4))
     apply(state, snapshot(number("+6531234508", 0), total=4))
     assert set(statuses(state)) == {"+6531234508"}
-    assert value(samples(state), "eightbyeight_webhook_numbers_over_cap_total", **over) == 5
+    assert value(samples(state), "eightbyeight_webhook_numbers_over_cap_total", **over) == 7
 
 
 def test_the_series_cap_is_first_come_and_a_snapshot_frees_places(monkeypatch):
