@@ -453,3 +453,12 @@ def test_a_session_is_counted_in_every_aggregate_family():
     for family_name in ("mos", "packet_loss_ratio", "jitter_seconds"):
         assert value(got, f"eightbyeight_call_{family_name}_count", **where) == 2, family_name
     assert value(got, "eightbyeight_call_packet_loss_ratio_sum", **where) == 0.01
+
+
+def test_every_future_update_time_in_a_callback_is_counted():
+    state = WebhookState([SUB], clock=lambda: NOW)
+    apply(state, vnu(numbers=[number("+6531234501", offset=301), number("+6531234502", 900),
+                              number("+6531234503", offset=0)]))  # fmt: skip
+    assert value(samples(state), "eightbyeight_webhook_invalid_fields_total",
+                 field="updated_timestamp") == 2  # fmt: skip
+    assert set(statuses(state)) == {"+6531234503"}
