@@ -462,3 +462,19 @@ def test_every_future_update_time_in_a_callback_is_counted():
     assert value(samples(state), "eightbyeight_webhook_invalid_fields_total",
                  field="updated_timestamp") == 2  # fmt: skip
     assert set(statuses(state)) == {"+6531234503"}
+
+
+def test_legs_without_a_status_take_the_sessions_outcome_and_keep_their_country():
+    state = WebhookState([SUB], clock=lambda: NOW)
+    apply(state, vnu(numbers=[number(OWN)]))
+    event = vss(session="b", status="BUSY")
+    leg_a, leg_b = event["payload"]["details"].values()
+    leg_a.pop("callStatus")
+    leg_b.pop("callStatus")
+    leg_b["sourceCountryCode"] = "MY"  # leg A is SG, so is the session
+    apply(state, event)
+    got = samples(state)
+    assert value(got, "eightbyeight_number_call_legs_total", subaccount=SUB, msisdn=OWN,
+                 outcome="unanswered") == 1  # fmt: skip
+    assert value(got, "eightbyeight_call_mos_count", subaccount=SUB, country="MY") == 1
+    assert value(got, "eightbyeight_call_mos_count", subaccount=SUB, country="SG") == 1
