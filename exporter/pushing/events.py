@@ -183,7 +183,7 @@ def _closed(value: object, known: tuple[str, ...]) -> str | None:
     if not isinstance(value, str):
         return None
     word = value.strip().lower().replace(" ", "_").replace("-", "_")
-    word = _SPELLINGS.get(word.replace("_", ""), word)
+    word = _SPELLINGS.get(word, word)
     return word if word in known else None
 
 

@@ -249,7 +249,9 @@ class WebhookState:
         kind = _known(update.update_event_type, UPDATE_EVENT_TYPES)
         now = self.clock()
         incoming, refused = self._pushed_numbers(update, now)
-        over = {"numbers": 0, "series": 0}
+        # Records past the cap are never read: not kept, so counted like any number over it.
+        unread = max(0, len(update.virtual_numbers) - MAX_NUMBERS_PER_SUBACCOUNT)
+        over = {"numbers": unread, "series": 0}
         with self._lock:
             state = self._sub(sub)
             state.last_event["vnu"] = now
