@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 
 from exporter.config.flags import build_parser
+from exporter.metrics.catalogue import REQUEST_OUTCOMES
 from tests.support.processes import REPO
 
 CONFIGURATION = REPO / "docs" / "configuration.md"
@@ -43,3 +44,22 @@ def test_the_flags_the_configuration_page_names_exist():
     named = set(re.findall(r"`(--[\w.-]+)", section)) - {"--timeout"}
     assert named
     assert named <= parser_flags(), named - parser_flags()
+
+
+WEBHOOKS = REPO / "docs" / "webhooks.md"
+OUTCOME_CELL = re.compile(r"\| `(\w+)`(?: / `(\w+)`)? \|$", re.M)
+
+
+def outcomes_in_answer_table(text: str) -> set[str]:
+    """The `outcome` values the "How callbacks are answered" table names, in its last column."""
+    section = text.split("## How callbacks are answered", 1)[1].split("\n## ", 1)[0]
+    return {name for pair in OUTCOME_CELL.findall(section) for name in pair if name}
+
+
+def test_the_callback_answer_table_names_every_outcome_the_receiver_counts():
+    assert outcomes_in_answer_table(WEBHOOKS.read_text(encoding="utf-8")) == set(REQUEST_OUTCOMES)
+
+
+def test_a_refusal_said_to_count_nothing_is_noticed():
+    table = "## How callbacks are answered\n| x | 401 | nothing |\n| y | 404 / 405 | `a` / `b` |\n"
+    assert outcomes_in_answer_table(table) == {"a", "b"}
