@@ -31,6 +31,7 @@ from exporter.polling.scraper import (
     CPU_WORK,
     FetchPool,
     Scrapers,
+    ScraperStatus,
     SubaccountScraper,
     least_reserve,
     scrape_all,
@@ -501,15 +502,17 @@ def test_a_closed_pool_stops_its_workers_and_takes_no_more_calls():
         made.submit(lambda: 2)
 
 
-def test_a_body_waits_its_turn_to_be_read_but_never_past_the_deadline():
+def test_a_body_waits_its_turn_to_be_read_but_never_past_the_deadline(caplog):
     """Bodies are parsed one at a time; one that cannot get its turn before the deadline is a
     `timeout`, with its fetch counted as made."""
     metrics = SelfMetrics()
     clock = FakeClock()
     scraper = SubaccountScraper(SUB, FakeClient(clock), metrics, clock=clock)
-    with CPU_WORK:  # another body is being read, and stays so
-        sample = scraper.scrape(0.2)
+    with caplog.at_level(logging.WARNING, logger="exporter.polling.scraper"), CPU_WORK:
+        sample = scraper.scrape(0.2)  # another body is being read, and stays so
     assert not sample.up
+    fields = failure_fields(caplog)
+    assert (fields["status"], fields["detail"]) == (200, "no time left to read the body")
     exposition = parse_samples(metrics.exposition().decode())
     assert value(exposition, "eightbyeight_api_requests_total", subaccount=SUB) == 1
     reason = {"subaccount": SUB, "reason": "timeout"}
@@ -741,3 +744,145 @@ def test_per_number_series_are_on_by_default():
     sample = SubaccountScraper(SUB_EDGES, Client(clock), SelfMetrics(), clock=clock).scrape(5)
     text = b"".join(plain_body(render_scrapes([sample], clock.time()))).decode()
     assert "eightbyeight_number_info{" in text
+
+
+# --- What the status page and the answer's reserve are built from -----------------------------
+
+
+def test_the_answer_reserve_is_a_tenth_of_a_short_scrape_and_100_ms_at_most():
+    assert least_reserve(0.5) == pytest.approx(0.05)
+    assert least_reserve(1.0) == pytest.approx(0.1)
+    assert least_reserve(30.0) == pytest.approx(0.1)
+
+
+def test_a_scrape_never_started_is_a_timeout_on_the_status_page_too(client, clock, metrics):
+    scraper = scraper_with(client, clock, metrics)
+    sample = scraper.not_started(clock.monotonic())
+    assert not sample.up
+    assert client.count == 0
+    status = scraper.status
+    assert (status.failure_reason, status.failure_detail, status.failure_time) == (
+        "timeout",
+        "not started before the scrape deadline",
+        clock.time(),
+    )
+    samples = parse_samples(metrics.exposition().decode())
+    assert (
+        value(samples, "eightbyeight_api_request_failures_total", subaccount=SUB, reason="timeout")
+        == 1
+    )
+
+
+def pool_threads(prefix: str) -> list[str]:
+    return [t.name for t in threading.enumerate() if t.name.startswith(prefix)]
+
+
+def test_an_idle_worker_ends_and_the_next_call_starts_another():
+    made = FetchPool(1, name="idle-fetch", idle_seconds=0.05)
+    try:
+        assert made.submit(lambda: 1).result(timeout=5) == 1
+        wait_until(
+            lambda: not pool_threads("idle-fetch-"),
+            timeout=5,
+            interval=0.01,
+            what="the idle worker to end",
+        )
+        assert made.submit(lambda: 2).result(timeout=5) == 2
+    finally:
+        made.close(timeout=5)
+
+
+def test_a_fetch_counted_as_a_timeout_at_the_deadline_is_not_counted_again_when_it_fails(
+    client, clock, metrics
+):
+    client.answer = FetchError("server_error", "HTTP 503", 503)
+    scraper = scraper_with(client, clock, metrics)
+    client.gate.clear()
+    leader, _ = in_threads(1, lambda: scraper.scrape(10))
+    wait_until(lambda: client.count == 1, timeout=5, interval=0.001, what="the leader's fetch")
+    deadline = clock.monotonic() + 10
+    assert not scraper.missed(clock.monotonic(), deadline).up
+    client.gate.set()
+    join_all(leader)
+    samples = parse_samples(metrics.exposition().decode())
+    failures = "eightbyeight_api_request_failures_total"
+    assert value(samples, failures, subaccount=SUB, reason="timeout") == 1
+    assert value(samples, failures, subaccount=SUB, reason="server_error") is None
+
+
+def test_the_status_page_sees_each_scrape_its_last_success_and_its_last_failure(clock, metrics):
+    unhealthy = number(
+        "+6531234569",
+        numberHealth={"isHealthy": False, "status": "Unhealthy", "lastCheckedTime": None},
+    )
+    body = json.dumps(numbers_body([number("+6531234567"), unhealthy])).encode()
+    client = FakeClient(clock, body)
+    client.takes = 1.5
+    scraper = scraper_with(client, clock, metrics, serve_stale_for=300)
+    assert scraper.status == ScraperStatus()
+    good = scraper.scrape(10)
+    success_time = clock.time()
+    assert scraper.status == ScraperStatus(
+        up=True,
+        stale=False,
+        last_scrape=success_time,
+        last_success=success_time,
+        numbers=2,
+        unhealthy=1,
+        expiring=0,
+    )
+    assert good.inventory is not None
+
+    client.answer = FetchError("server_error", "HTTP 503: maintenance", 503)
+    clock.advance(10)
+    assert scraper.scrape(10).inventory is good.inventory  # stale
+    failure_time = clock.time()
+    assert scraper.status == ScraperStatus(
+        up=False,
+        stale=True,
+        last_scrape=failure_time,
+        last_success=success_time,
+        numbers=2,
+        unhealthy=1,
+        expiring=0,
+        failure_reason="server_error",
+        failure_detail="HTTP 503: maintenance",
+        failure_time=failure_time,
+    )
+
+
+def test_after_fetch_runs_with_under_a_second_left_and_its_failure_is_logged_by_type(
+    client, clock, metrics, caplog
+):
+    calls: list[float] = []
+
+    def broken(subaccount: str, left: float) -> None:
+        calls.append(left)
+        raise RuntimeError("boom")
+
+    client.takes = 1.5
+    scraper = SubaccountScraper(SUB, client, metrics, clock=clock, after_fetch=broken)
+    with caplog.at_level(logging.WARNING, logger="exporter.polling.scraper"):
+        assert scraper.scrape(2.0).up
+    assert calls == [0.5]
+    [record] = [r for r in caplog.records if r.getMessage() == "after-fetch collector failed"]
+    assert record.fields == {"err": "RuntimeError"}
+
+
+def test_with_under_10_ms_left_no_fetch_starts_and_the_scrape_is_a_timeout(metrics):
+    clock = FakeClock(start=0.0)  # 0.01 - 0.0 is exactly 10 ms in floating point
+    client = FakeClient(clock)
+    scraper = scraper_with(client, clock, metrics)
+    assert scraper.scrape(0.01).up  # exactly 10 ms left: still fetched
+    assert client.calls == [(SUB, 0.01)]
+    clock.advance(1000)
+    assert not scraper.scrape(0.005).up
+    assert client.count == 1
+    status = scraper.status
+    assert (status.failure_reason, status.failure_detail) == (
+        "timeout",
+        "no time left before the scrape deadline",
+    )
+    samples = parse_samples(metrics.exposition().decode())
+    failures = "eightbyeight_api_request_failures_total"
+    assert value(samples, failures, subaccount=SUB, reason="timeout") == 1
