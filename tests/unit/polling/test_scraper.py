@@ -522,7 +522,6 @@ def test_a_body_waits_its_turn_to_be_read_but_never_past_the_deadline(caplog):
 
 # --- The scraper at its edges: sub-second cache and stale windows, what a failure is counted and ----------
 
-SUB_EDGES = "acme-prod"
 BODY_EDGES = json.dumps(numbers_body([number("+6531234567")])).encode()
 
 
@@ -546,7 +545,7 @@ class Client:
 
 
 def scraper_with_edges(client, clock, metrics=None, **kwargs) -> SubaccountScraper:
-    return SubaccountScraper(SUB_EDGES, client, metrics or SelfMetrics(), clock=clock, **kwargs)
+    return SubaccountScraper(SUB, client, metrics or SelfMetrics(), clock=clock, **kwargs)
 
 
 def metric(metrics: SelfMetrics, name: str, **labels: str) -> float | None:
@@ -586,20 +585,9 @@ def test_api_request_count_and_duration_are_per_subaccount():
     client.takes = 2.0
     metrics = SelfMetrics()
     scraper_with_edges(client, clock, metrics).scrape(5)
-    assert metric(metrics, "eightbyeight_api_requests_total", subaccount=SUB_EDGES) == 1
-    assert (
-        metric(metrics, "eightbyeight_api_request_duration_seconds_sum", subaccount=SUB_EDGES)
-        == 2.0
-    )
-    assert (
-        metric(metrics, "eightbyeight_api_request_duration_seconds_count", subaccount=SUB_EDGES)
-        == 1
-    )
-
-
-def failure_fields_edges(caplog) -> dict[str, object]:
-    [record] = [r for r in caplog.records if r.getMessage() == "reading virtual numbers failed"]
-    return record.fields
+    assert metric(metrics, "eightbyeight_api_requests_total", subaccount=SUB) == 1
+    assert metric(metrics, "eightbyeight_api_request_duration_seconds_sum", subaccount=SUB) == 2.0
+    assert metric(metrics, "eightbyeight_api_request_duration_seconds_count", subaccount=SUB) == 1
 
 
 def test_no_key_is_counted_and_logged_as_unauthorized(caplog):
@@ -607,8 +595,8 @@ def test_no_key_is_counted_and_logged_as_unauthorized(caplog):
     metrics = SelfMetrics()
     with caplog.at_level(logging.WARNING, "exporter.polling.scraper"):
         assert not scraper_with_edges(None, clock, metrics).scrape(5).up
-    assert failure_fields_edges(caplog) == {
-        "subaccount": SUB_EDGES,
+    assert failure_fields(caplog) == {
+        "subaccount": SUB,
         "status": None,
         "reason": "unauthorized",
         "detail": "no API key configured for this subaccount",
@@ -618,7 +606,7 @@ def test_no_key_is_counted_and_logged_as_unauthorized(caplog):
         metric(
             metrics,
             "eightbyeight_api_request_failures_total",
-            subaccount=SUB_EDGES,
+            subaccount=SUB,
             reason="unauthorized",
         )
         == 1
@@ -631,8 +619,8 @@ def test_an_unexpected_error_before_the_body_has_no_status(caplog):
     client = Client(clock, RuntimeError("boom"))
     with caplog.at_level(logging.WARNING, "exporter.polling.scraper"):
         assert not scraper_with_edges(client, clock, metrics).scrape(5).up
-    assert failure_fields_edges(caplog) == {
-        "subaccount": SUB_EDGES,
+    assert failure_fields(caplog) == {
+        "subaccount": SUB,
         "status": None,
         "reason": "invalid_response",
         "detail": "unexpected RuntimeError while reading",
@@ -642,7 +630,7 @@ def test_an_unexpected_error_before_the_body_has_no_status(caplog):
         metric(
             metrics,
             "eightbyeight_api_request_failures_total",
-            subaccount=SUB_EDGES,
+            subaccount=SUB,
             reason="invalid_response",
         )
         == 1
@@ -657,7 +645,7 @@ def test_an_unexpected_error_after_the_body_arrived_has_status_200(caplog, monke
     clock = FakeClock()
     with caplog.at_level(logging.WARNING, "exporter.polling.scraper"):
         assert not scraper_with_edges(Client(clock), clock).scrape(5).up
-    fields = failure_fields_edges(caplog)
+    fields = failure_fields(caplog)
     assert (fields["status"], fields["detail"]) == (200, "unexpected KeyError while reading")
 
 
@@ -667,11 +655,11 @@ def test_per_number_series_follow_the_setting(per_number):
     sample = scraper_with_edges(Client(clock), clock, per_number=per_number).scrape(5)
     text = b"".join(plain_body(render_scrapes([sample], clock.time()))).decode()
     samples = parse_samples(text)
-    assert value(samples, "eightbyeight_virtual_numbers_listed", subaccount=SUB_EDGES) == 1
+    assert value(samples, "eightbyeight_virtual_numbers_listed", subaccount=SUB) == 1
     shown = value(
         samples,
         "eightbyeight_number_health_check_enabled",
-        subaccount=SUB_EDGES,
+        subaccount=SUB,
         msisdn="+6531234567",
     )
     assert shown == (1 if per_number else None)
@@ -741,7 +729,7 @@ def test_scrape_all_scrapes_in_parallel_with_the_deadline():
 
 def test_per_number_series_are_on_by_default():
     clock = FakeClock()
-    sample = SubaccountScraper(SUB_EDGES, Client(clock), SelfMetrics(), clock=clock).scrape(5)
+    sample = SubaccountScraper(SUB, Client(clock), SelfMetrics(), clock=clock).scrape(5)
     text = b"".join(plain_body(render_scrapes([sample], clock.time()))).decode()
     assert "eightbyeight_number_info{" in text
 
