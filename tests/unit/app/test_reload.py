@@ -15,7 +15,9 @@ import socket
 import ssl
 import threading
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 
 import bcrypt
@@ -624,7 +626,9 @@ def balance_of(exp: InProcessExporter) -> float | None:
     return value(parse_samples(exp.get().text), "eightbyeight_account_balance", currency="USD")
 
 
-def test_a_reload_that_rotates_the_key_reads_the_balance_with_the_new_one(tmp_path, key_file):
+@contextmanager
+def reading_the_balance(key_file: Path) -> Iterator[tuple[FakeApi, InProcessExporter]]:
+    """An exporter reading the balance with the key file's key, once its first read is in."""
     flags = ["--subaccount", "acme-prod", "--api.key-file", str(key_file),
              "--balance.account-id", ACCOUNT]  # fmt: skip
     with FakeApi(balance_reply) as api:
@@ -632,33 +636,31 @@ def test_a_reload_that_rotates_the_key_reads_the_balance_with_the_new_one(tmp_pa
         with InProcessExporter(flags) as exp:
             exp.get()  # starts the first read, in the background
             wait_until(lambda: balance_keys(api) == [OLD_KEY], timeout=10, what="first read")
-            wait_until(lambda: balance_of(exp) == 120.5,
-                       timeout=10, what="first balance")  # fmt: skip
+            wait_until(lambda: balance_of(exp) == 120.5, timeout=10, what="first balance")
+            yield api, exp
 
-            key_file.write_text(NEW_KEY + "\n")
-            assert reload(exp.url).status_code == 200
-            # The interval (5m) has not passed, yet the next scrape reads with the new key.
-            exp.get()
-            wait_until(lambda: balance_keys(api) == [OLD_KEY, NEW_KEY], timeout=10,
-                       what="read with the new key")  # fmt: skip
-            wait_until(lambda: balance_of(exp) == 80.25,
-                       timeout=10, what="new balance")  # fmt: skip
-            samples = parse_samples(exp.get().text)
-            assert value(samples, "eightbyeight_account_balance_up") == 1
-            # ...and only once: the reader keeps its schedule from then on.
-            assert balance_keys(api) == [OLD_KEY, NEW_KEY]
+
+def test_a_reload_that_rotates_the_key_reads_the_balance_with_the_new_one(tmp_path, key_file):
+    with reading_the_balance(key_file) as (api, exp):
+        key_file.write_text(NEW_KEY + "\n")
+        assert reload(exp.url).status_code == 200
+        # The interval (5m) has not passed, yet the next scrape reads with the new key.
+        exp.get()
+        wait_until(
+            lambda: balance_keys(api) == [OLD_KEY, NEW_KEY],
+            timeout=10,
+            what="read with the new key",
+        )
+        wait_until(lambda: balance_of(exp) == 80.25, timeout=10, what="new balance")
+        samples = parse_samples(exp.get().text)
+        assert value(samples, "eightbyeight_account_balance_up") == 1
+        # ...and only once: the reader keeps its schedule from then on.
+        assert balance_keys(api) == [OLD_KEY, NEW_KEY]
 
 
 def test_a_reload_that_changes_nothing_keeps_the_balance_schedule(tmp_path, key_file):
-    flags = ["--subaccount", "acme-prod", "--api.key-file", str(key_file),
-             "--balance.account-id", ACCOUNT]  # fmt: skip
-    with FakeApi(balance_reply) as api:
-        flags += ["--api.base-url", api.base_url, "--balance.base-url", api.base_url]
-        with InProcessExporter(flags) as exp:
-            exp.get()
-            wait_until(lambda: balance_of(exp) == 120.5,
-                       timeout=10, what="first balance")  # fmt: skip
-            assert reload(exp.url).status_code == 200
-            exp.get()
-            exp.get()
-            assert balance_keys(api) == [OLD_KEY]
+    with reading_the_balance(key_file) as (api, exp):
+        assert reload(exp.url).status_code == 200
+        exp.get()
+        exp.get()
+        assert balance_keys(api) == [OLD_KEY]
