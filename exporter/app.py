@@ -410,9 +410,10 @@ def _balance_client(settings: Settings) -> ApiClient | None:
     )
 
 
-def build_balance(settings: Settings) -> BalanceCollector | None:
-    """--balance.account-id: the prepaid balance, read on its own schedule with the API key."""
-    config, client = settings.balance, _balance_client(settings)
+def build_balance(settings: Settings, client: ApiClient | None = None) -> BalanceCollector | None:
+    """--balance.account-id: the prepaid balance, read on its own schedule with the API key
+    (through `client` when one is built already)."""
+    config, client = settings.balance, client or _balance_client(settings)
     if config is None or client is None:
         return None
     return BalanceCollector(client, config.account_id, config.interval, config.timeout)
@@ -436,7 +437,8 @@ class BalanceSlot:
         if source == self._source:
             return lambda: None
         reader, client = self.reader, _balance_client(settings)
-        replacement = build_balance(settings) if reader is None or client is None else None
+        # A reader is built only where there was none; the client is the one built above.
+        replacement = build_balance(settings, client) if reader is None and client else None
 
         def apply() -> None:
             if reader is not None and client is not None:
