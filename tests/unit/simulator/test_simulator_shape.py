@@ -338,3 +338,23 @@ def test_a_client_resetting_a_kept_alive_connection_prints_no_traceback(sim, cap
     server = sim._servers[0]
     wait_until(lambda: not server._connections, timeout=10, interval=0.01, what="the reset")
     assert "Traceback" not in capfd.readouterr().err
+
+
+def test_kept_alive_answers_are_sent_without_waiting_for_an_ack(sim):
+    """Headers and body are two writes: with Nagle's algorithm on, every kept-alive fetch
+    waited 40 ms for the client's delayed ACK. The server's side of the connection has it off."""
+    port = int(sim.base_url.rsplit(":", 1)[1])
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        for _ in range(2):
+            conn.request("GET", "/api/v1/subaccounts/acme-dev/numbers", headers=AUTH)
+            response = conn.getresponse()
+            assert response.status == 200
+            response.read()
+        server = sim._servers[0]
+        with server._connections_lock:
+            connections = list(server._connections)
+        assert len(connections) == 1
+        assert connections[0].getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
+    finally:
+        conn.close()
