@@ -11,6 +11,7 @@ milliseconds each (see tests/unit/polling/test_scraper.py for the main behaviour
 
 from __future__ import annotations
 
+import contextvars
 import json
 import logging
 import threading
@@ -874,3 +875,120 @@ def test_with_under_10_ms_left_no_fetch_starts_and_the_scrape_is_a_timeout(metri
     samples = parse_samples(metrics.exposition().decode())
     failures = "eightbyeight_api_request_failures_total"
     assert value(samples, failures, subaccount=SUB, reason="timeout") == 1
+
+
+# --- A reload's scrapers, the pool's workers and the deadline's log line ----------------------
+
+
+def test_a_reload_keeps_the_scrapers_it_is_handed_and_the_most_recent_probed_ones(
+    client, clock, metrics
+):
+    def made(subaccount: str) -> SubaccountScraper:
+        return SubaccountScraper(subaccount, client, metrics, clock=clock)
+
+    before = {sub: made(sub) for sub in ("acme-a", "probe-1", "probe-2", "probe-3")}
+    kept = list(before.values())  # the probed ones from least to most recently used
+    built: list[str] = []
+
+    def new_scraper(subaccount: str) -> SubaccountScraper:
+        built.append(subaccount)
+        return made(subaccount)
+
+    scrapers = Scrapers(["acme-a", "acme-b"], new_scraper, max_probed=2, kept=kept)
+    assert scrapers.configured[0] is before["acme-a"]
+    assert built == ["acme-b"]
+    assert [s.subaccount for s in scrapers.every()] == ["acme-a", "acme-b", "probe-2", "probe-3"]
+    assert scrapers.for_probe("probe-3") is before["probe-3"]
+    fewer = Scrapers(["acme-a"], new_scraper, max_probed=1, kept=kept)
+    assert [s.subaccount for s in fewer.every()] == ["acme-a", "probe-3"]
+    none = Scrapers(["acme-a"], new_scraper, max_probed=0, kept=kept)
+    assert [s.subaccount for s in none.every()] == ["acme-a"]
+
+
+def test_scrape_all_keeps_back_the_reserve_it_is_given():
+    clock = FakeClock()
+    client = Client(clock)
+    scraper = SubaccountScraper("acme-a", client, SelfMetrics(), clock=clock)
+    assert scrape_all([scraper], 7.5, reserve=2.0)[0].up
+    assert client.timeouts == [pytest.approx(5.5)]
+
+
+def test_the_pool_names_its_workers_fetch_n_as_the_docs_say():
+    made = FetchPool(1)
+    try:
+        assert made.submit(lambda: threading.current_thread().name).result(timeout=5) == "fetch-0"
+    finally:
+        made.close(timeout=5)
+
+
+def test_a_call_runs_in_the_context_of_the_scrape_that_submitted_it(pool):
+    scrape = contextvars.ContextVar("scrape", default="none")
+    scrape.set("scrape-1")
+    assert pool.submit(scrape.get).result(timeout=5) == "scrape-1"
+
+
+def test_idle_workers_take_the_next_calls_and_a_new_worker_starts_only_when_none_is_idle():
+    made = FetchPool(4, name="reuse-fetch")
+    release, running = threading.Event(), threading.Semaphore(0)
+
+    def held() -> bool:
+        running.release()
+        return release.wait(10)
+
+    try:
+        first = [made.submit(held) for _ in range(2)]
+        release.set()
+        assert all(f.result(timeout=10) for f in first)
+        # Private, but the one sign that both workers are back and waiting for a call.
+        wait_until(lambda: made._idle == 2, timeout=10, interval=0.001, what="two idle workers")
+        release.clear()
+        second = [made.submit(held) for _ in range(2)]
+        for _ in range(2):
+            assert running.acquire(timeout=10), "an idle worker did not take a call"
+        assert sorted(pool_threads("reuse-fetch-")) == ["reuse-fetch-0", "reuse-fetch-1"]
+        third = made.submit(held)  # both workers are busy: a third one starts
+        assert running.acquire(timeout=10), "no worker started for a call none was idle for"
+        assert sorted(pool_threads("reuse-fetch-")) == [f"reuse-fetch-{i}" for i in range(3)]
+        release.set()
+        assert all(f.result(timeout=10) for f in [*second, third])
+    finally:
+        release.set()
+        made.close(timeout=5)
+
+
+@pytest.mark.parametrize(("count", "suffix"), [(10, ""), (11, ",...")])
+def test_subaccounts_never_started_are_logged_in_one_line_naming_the_first_ten(
+    caplog, count, suffix
+):
+    clock = FakeClock()
+    one = FetchPool(1, name="busy-fetch")
+    release = threading.Event()
+    names = [f"acme-{i:02d}" for i in range(count)]
+    scrapers = [SubaccountScraper(n, Client(clock), SelfMetrics(), clock=clock) for n in names]
+    try:
+        one.submit(lambda: release.wait(10))  # the only worker stays busy past the deadline
+        with caplog.at_level(logging.WARNING, logger="exporter.polling.scraper"):
+            samples = scrape_all(scrapers, 0.2, reserve=0.1, pool=one)
+    finally:
+        release.set()
+        one.close(timeout=5)
+    assert not any(s.up for s in samples)
+    message = "scrape deadline passed before these subaccounts were fetched"
+    [record] = [r for r in caplog.records if r.getMessage() == message]
+    assert record.fields == {"count": count, "subaccounts": ",".join(names[:10]) + suffix}
+
+
+def test_a_key_an_error_envelope_echoes_is_redacted_from_the_failure_it_logs(metrics, caplog):
+    clock = FakeClock()
+    key = "sk-live-0123456789"
+    body = json.dumps({"statusCode": 401, "statusMessage": f"bad key {key}"}).encode()
+    scraper = SubaccountScraper(
+        SUB, Client(clock, body), metrics, clock=clock, secrets=[Secret(key)]
+    )
+    with caplog.at_level(logging.WARNING, logger="exporter.polling.scraper"):
+        assert not scraper.scrape(5).up
+    fields = failure_fields(caplog)
+    assert fields["reason"] == "unauthorized"
+    assert "bad key" in str(fields["detail"])
+    assert key not in caplog.text
+    assert key not in str(scraper.status.failure_detail)
