@@ -21,6 +21,7 @@ import pytest
 from exporter.app import api_client_factory
 from exporter.common.errors import FetchError
 from exporter.config.flags import default
+from exporter.config.settings import Settings, SubaccountConfig
 from exporter.config.values import Secret
 from exporter.polling import client as client_module
 from exporter.polling.client import ApiClient, Transport
@@ -340,3 +341,15 @@ def test_fetches_leave_nothing_for_the_cyclic_gc(own_watchdog):
             del existing
     assert reasons == ["not_found", "server_error", "timeout", "connection_error"] * 3
     assert left == []
+
+
+def test_every_client_of_the_factory_gets_the_configured_timeout_retries_and_body_cap():
+    settings = Settings(
+        subaccounts=(SubaccountConfig("acme-a", Secret("k"), "http://127.0.0.1:1"),),
+        api_timeout=3.5,
+        api_retries=5,
+        max_response_bytes=12_345,
+    )
+    client = api_client_factory(settings)("acme-a")
+    assert client is not None
+    assert (client.timeout, client._retries, client.max_response_bytes) == (3.5, 5, 12_345)

@@ -1113,3 +1113,20 @@ def test_the_exporter_serves_the_balance_beside_the_numbers():
             # A failing balance read never changes the numbers' up.
             assert value(s, "eightbyeight_account_balance_up") == 0
             assert value(s, "eightbyeight_up", subaccount=SUB) == 1
+
+
+def test_the_balance_is_read_within_its_own_timeout():
+    from exporter.polling.balance import BalanceCollector
+
+    asked: list[tuple[str, float | None]] = []
+
+    class Recording:
+        def fetch_balance(self, account_id: str, timeout: float | None = None) -> bytes:
+            asked.append((account_id, timeout))
+            return b'{"balance": 1.5, "currency": "SGD"}'
+
+    collector = BalanceCollector(Recording(), ACCOUNT, 300.0, 4.5)
+    collector.start_read().join(30)
+    assert asked == [(ACCOUNT, 4.5)]
+    s = balance_samples(collector)
+    assert value(s, "eightbyeight_account_balance", currency="SGD") == 1.5
