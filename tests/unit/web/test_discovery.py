@@ -6,6 +6,7 @@ address, the intervals and the shard number filled in.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -16,11 +17,13 @@ import pytest
 import requests
 import yaml
 
+from exporter.config.settings import Settings, SubaccountConfig
 from exporter.simulator import Simulator
 from exporter.web.discovery import (
     DISCOVERY_PATH,
     discovered_subaccounts,
     request_address,
+    serve_discovery,
     target_groups,
 )
 from tests.support.exporters import InProcessExporter
@@ -82,6 +85,31 @@ def test_the_target_address_is_the_one_the_client_used():
 def test_request_address(host, expected):
     environ = {"HTTP_HOST": host, "SERVER_NAME": "127.0.0.1", "SERVER_PORT": "9881"}
     assert request_address(environ) == expected
+
+
+def test_without_a_usable_host_header_the_address_is_the_servers_own():
+    server = {"SERVER_NAME": "192.0.2.10", "SERVER_PORT": "9881"}
+    assert request_address(server) == "192.0.2.10:9881"
+    assert request_address({**server, "HTTP_HOST": "a b"}) == "192.0.2.10:9881"
+    assert request_address({"SERVER_NAME": "192.0.2.10"}) == "192.0.2.10"
+
+
+def test_discovery_answers_head_with_the_headers_of_get_and_no_body():
+    settings = Settings(subaccounts=(SubaccountConfig("acme-prod", None, "http://127.0.0.1:1"),))
+    answers: dict[str, tuple[str, dict[str, str], bytes]] = {}
+    for method in ("GET", "HEAD"):
+        environ = {"REQUEST_METHOD": method, "HTTP_HOST": "exporter:9881"}
+
+        def start_response(status: str, headers: list[tuple[str, str]], m: str = method) -> None:
+            answers[m] = (status, dict(headers), b"")
+
+        body = b"".join(serve_discovery(settings, environ, start_response))
+        answers[method] = (*answers[method][:2], body)
+    got, head = answers["GET"], answers["HEAD"]
+    assert json.loads(got[2])[0]["targets"] == ["exporter:9881"]
+    assert head[:2] == got[:2]
+    assert head[1]["Content-Length"] == str(len(got[2]))
+    assert head[2] == b""
 
 
 def test_the_probe_allow_list_is_listed_and_obeyed():

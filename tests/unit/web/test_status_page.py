@@ -27,7 +27,12 @@ from exporter.common.journal import MAX_LINES, ScrapeEntry, ScrapeJournal, curre
 from exporter.common.logs import log_event
 from exporter.polling.scraper import FetchPool, ScraperStatus
 from exporter.simulator import Simulator
-from exporter.web.status import StatusPage, SubaccountRow, render_status_page
+from exporter.web.status import (
+    StatusPage,
+    SubaccountRow,
+    render_log_page,
+    render_status_page,
+)
 from tests.support.callbacks import vss
 from tests.support.exporters import InProcessExporter
 from tests.support.pki import bcrypt_hash
@@ -300,3 +305,25 @@ def test_page_escapes_everything():
     text = render_status_page(page, now=10.0).decode()
     assert "<script>" not in text
     assert "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;&amp;" in text
+
+
+def test_ages_are_counted_from_the_time_the_page_is_given():
+    status = ScraperStatus(up=False, failure_reason="timeout", failure_time=1_000.0)
+    page = StatusPage("/metrics", [SubaccountRow("acme-a", True, status)], [], None, False, [])
+    text = render_status_page(page, now=1_045.0).decode()
+    assert "(45 s ago)" in text
+    # A failure without a detail shows its reason and nothing after it.
+    assert "<b>timeout</b>: <td>" in text
+
+
+def test_a_scrapes_log_page_shows_its_duration_outcome_and_age():
+    entry = ScrapeEntry(7, 1_000.0, "/metrics", ())
+    entry.add("level=debug msg=hello")
+    entry.seconds, entry.outcome = 1.2346, "2/3 up, openmetrics, gzip"
+    text = render_log_page(entry, now=1_000.0 + 7_200).decode()
+    assert "<h1>Scrape #7</h1>" in text
+    assert "1,235 ms &middot; 2/3 up, openmetrics, gzip</p>" in text
+    assert "(2 h ago)" in text
+    assert "level=debug msg=hello" in text
+    running = ScrapeEntry(8, 1_000.0, "/metrics", ())
+    assert "still running" in render_log_page(running, now=1_001.0).decode()
