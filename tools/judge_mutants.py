@@ -1,7 +1,7 @@
 """Judge mutmut's mutants one by one against chosen test files, faster than `mutmut run`.
 
     .venv/bin/python tools/judge_mutants.py NAMES_FILE RESULTS.jsonl TEST_FILE... \
-        [--mutants mutants] [--cut-off 60] [--until EPOCH_SECONDS]
+        [--mutants mutants] [--cut-off 60] [--until EPOCH_SECONDS] [--deselect NODE_ID]
 
 NAMES_FILE holds one mutant name a line (`mutmut results` prints them). Run it after `mutmut
 run` has written `mutants/`. mutmut's trampolines read MUTANT_UNDER_TEST on every call, so one
@@ -26,6 +26,7 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 # The two deadline tests wait on the real clock, which the trampolines distort.
@@ -36,8 +37,8 @@ DESELECTED = (
 )
 
 
-def pytest_args(files: list[str]) -> list[str]:
-    deselect = [f"--deselect={test}" for test in DESELECTED]
+def pytest_args(files: list[str], also_deselected: Sequence[str] = ()) -> list[str]:
+    deselect = [f"--deselect={test}" for test in (*DESELECTED, *also_deselected)]
     quiet = ["--rootdir=.", "--tb=no", "-q", "-n", "0", "-p", "no:cacheprovider"]
     return [*quiet, "-x", "-m", "not slow", "-p", "no:randomly", *deselect, *files]
 
@@ -73,6 +74,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--mutants", type=Path, default=Path("mutants"))
     parser.add_argument("--cut-off", type=float, default=60.0)
     parser.add_argument("--until", type=float, default=float("inf"))
+    # e.g. a test that counts the modules a command imports: the trampolines import more.
+    parser.add_argument("--deselect", action="append", default=[], metavar="NODE_ID")
     options = parser.parse_args(argv)
     names = [line.strip() for line in options.names.read_text().splitlines() if line.strip()]
     results = options.results.resolve()
@@ -83,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     sys.path.insert(0, os.getcwd())
     import pytest
 
-    args = pytest_args(options.tests)
+    args = pytest_args(options.tests, options.deselect)
     # Collect only: the children inherit the imports. Running a test here could leave threads
     # (a pool's workers) that a forked child would count on but not have.
     with contextlib.redirect_stdout(io.StringIO()):

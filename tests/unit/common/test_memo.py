@@ -31,3 +31,19 @@ def test_known_entries_are_served_without_computing():
     assert memo[None] == "unknown"
     assert memo[""] == "unknown"
     assert memo["ACTIVE"] == "active"
+
+
+def test_a_memo_with_a_limit_never_holds_more_and_keeps_its_known_entries():
+    computed: list[int] = []
+
+    def double(key: int) -> int:
+        computed.append(key)
+        return key * 2
+
+    memo = Memo(double, known=[(-1, 0)], limit=3)
+    assert [memo[k] for k in (1, 2)] == [2, 4]
+    assert len(memo) == 3  # the known entry and two computed ones: the limit
+    assert memo[3] == 6  # emptied back to the known entry first
+    assert dict(memo) == {-1: 0, 3: 6}
+    assert memo[-1] == 0
+    assert computed == [1, 2, 3]

@@ -276,7 +276,8 @@ def refused(certs: Certs) -> dict[str, tuple[str, str]]:
     return {
         "http2 true": (
             "http_server_config:\n  http2: true\n",
-            "http2: true cannot be honoured: this server speaks HTTP/1.1",
+            "http2: true cannot be honoured: this server speaks HTTP/1.1 only "
+            "(set http2: false or leave it out)",
         ),
         "RequireAnyClientCert": (
             tls + "  client_auth_type: RequireAnyClientCert\n",
@@ -317,7 +318,15 @@ def refused(certs: Certs) -> dict[str, tuple[str, str]]:
         ),
         "rate limit without a unit": (
             "rate_limit:\n  interval: 5\n  burst: 1\n",
-            "invalid duration 5 (a Go duration",
+            "rate_limit: interval: invalid duration 5 (a Go duration",
+        ),
+        "cert_file not a path": (
+            "tls_server_config:\n  cert_file: 5\n  key_file: server.key\n",
+            "tls_server_config: cert_file is required and must be a file path",
+        ),
+        "cert_file blank": (
+            'tls_server_config:\n  cert_file: "  "\n  key_file: server.key\n',
+            "tls_server_config: cert_file is required and must be a file path",
         ),
         "rate limit unknown key": (
             "rate_limit:\n  interval: 1s\n  bursts: 1\n",
@@ -339,6 +348,8 @@ REFUSED = [
     "X-Content-Type-Options value",
     "rate limit burst 0",
     "rate limit without a unit",
+    "cert_file not a path",
+    "cert_file blank",
     "rate limit unknown key",
     "unknown curve",
 ]

@@ -795,6 +795,16 @@ def listener():
         yield exporter, port
 
 
+def test_the_callback_listeners_workers_are_named_as_the_docs_say(listener):
+    import threading
+
+    _, port = listener
+    assert send(port, [b"Content-Length: 2"], b"{}").startswith(b"HTTP/1.0 422 ")  # answered
+    names = [t.name for t in threading.enumerate() if t.name.startswith("webhook-")]
+    assert names
+    assert all(name.startswith("webhook-worker-") for name in names), names
+
+
 def send(port: int, head: list[bytes], body: bytes = b"") -> bytes:
     import socket
 
