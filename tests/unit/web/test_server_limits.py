@@ -22,7 +22,7 @@ from exporter.config.flags import build_parser
 from exporter.config.settings import settings_from_flags
 from exporter.config.values import ConfigError
 from exporter.config.webhooks import webhook_settings
-from exporter.web.server import ExporterServer, make_server, serve_in_thread
+from exporter.web.server import ExporterServer, _RequestReader, make_server, serve_in_thread
 from tests.support.exporters import self_signed_certificate
 from tests.support.processes import wait_until
 
@@ -171,6 +171,30 @@ def test_silent_tls_clients_take_no_worker(tmp_path):
 
 
 # --- deadlines ----------------------------------------------------------------------------------
+
+
+def test_a_read_past_the_requests_deadline_times_out_without_a_per_read_timeout():
+    """In-process, for the fast loop: the slow tests below trickle real requests."""
+    ours, theirs = socket.socketpair()
+    with ours, theirs:
+        reader = _RequestReader(ours, b"GET", time.monotonic() + 0.2, None)
+        buffer = bytearray(16)
+        assert reader.readinto(buffer) == 3  # the head the selector read comes first
+        timed_out: list[TimeoutError] = []
+
+        def read() -> None:
+            try:
+                reader.readinto(buffer)
+            except TimeoutError as exc:
+                timed_out.append(exc)
+
+        thread = threading.Thread(target=read, daemon=True)
+        thread.start()
+        thread.join(30)
+        assert not thread.is_alive(), "a silent client held the read past the deadline"
+        assert timed_out
+        with pytest.raises(TimeoutError, match="did not arrive within its deadline"):
+            reader.readinto(buffer)
 
 
 @pytest.mark.slow
