@@ -8,9 +8,11 @@ from typing import Any
 
 import requests
 
+from exporter.pushing.events import decode_envelope, decode_number_update, decode_session_summary
 from exporter.pushing.receiver import WebhookReceiver as CallbackApp
 from exporter.pushing.state import WebhookState
 from exporter.web.server import make_server, serve_in_thread
+from tests.support.exporters import parse_samples
 from tests.support.processes import POLL_INTERVAL
 
 # --- 8x8 callbacks (webhooks) to the exporter's receiver -----------------------------------------
@@ -142,3 +144,20 @@ class CallbackReceiver:
     def __exit__(self, *exc: object) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+# --- A callback straight into the state, without HTTP ------------------------------------------
+
+
+def apply_event(state: WebhookState, event: dict) -> None:
+    """Decode `event` as the receiver does and apply it to `state`."""
+    envelope = decode_envelope(json.dumps(event).encode())
+    if envelope.eventType == "VIRTUAL_NUMBER_UPDATE":
+        state.apply_number_update(decode_number_update(envelope))
+    else:
+        state.apply_session_summary(decode_session_summary(envelope))
+
+
+def state_samples(state: WebhookState) -> dict:
+    """The state's series, parsed: {(name, labels): value}."""
+    return parse_samples(state.exposition().decode())

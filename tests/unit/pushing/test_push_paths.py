@@ -14,32 +14,19 @@ import pytest
 from exporter.metrics.catalogue import MOS_BUCKETS
 from exporter.polling.configured import WebhookConfigCollector
 from exporter.polling.model import PLATFORM_ERRORS
-from exporter.pushing.events import decode_envelope, decode_number_update, decode_session_summary
 from exporter.pushing.state import WebhookState
-from tests.support.callbacks import vnu, vnu_number, vss
+from tests.support.callbacks import apply_event, state_samples, vnu, vnu_number, vss
 from tests.support.exporters import parse_samples, value
 
 SUB = "acme-prod"
 
 
-def apply(state: WebhookState, event: dict) -> None:
-    envelope = decode_envelope(json.dumps(event).encode())
-    if envelope.eventType == "VIRTUAL_NUMBER_UPDATE":
-        state.apply_number_update(decode_number_update(envelope))
-    else:
-        state.apply_session_summary(decode_session_summary(envelope))
-
-
-def samples(state: WebhookState) -> dict:
-    return parse_samples(state.exposition().decode())
-
-
 def series(state: WebhookState, name: str) -> dict[tuple, float]:
-    return {labels: v for (n, labels), v in samples(state).items() if n == name}
+    return {labels: v for (n, labels), v in state_samples(state).items() if n == name}
 
 
 def invalid(state: WebhookState, field: str) -> float:
-    return value(samples(state), "eightbyeight_webhook_invalid_fields_total", field=field)
+    return value(state_samples(state), "eightbyeight_webhook_invalid_fields_total", field=field)
 
 
 def sessions(state: WebhookState, **labels: str) -> float:
@@ -79,13 +66,15 @@ def test_one_odd_field_is_dropped_and_counted_and_the_session_still_counts(chang
     state = WebhookState([SUB])
     event = vss(session="odd")
     change(event)
-    apply(state, event)
+    apply_event(state, event)
     assert sessions(state, subaccount=SUB) == 1
     assert invalid(state, field) == 1
     others = series(state, "eightbyeight_webhook_invalid_fields_total")
     assert sum(others.values()) == 1, others
     # The other leg's quality still counts (callB always carries a good MOS here).
-    mos_count = value(samples(state), "eightbyeight_call_mos_count", subaccount=SUB, country="SG")
+    mos_count = value(
+        state_samples(state), "eightbyeight_call_mos_count", subaccount=SUB, country="SG"
+    )
     assert mos_count == (1 if field == "mos" or field == "call_quality" else 2)
 
 
@@ -94,7 +83,7 @@ def test_missing_quality_is_not_an_invalid_field():
     event = vss(session="no-quality")
     del leg_a(event)["callQuality"]
     leg_a(event)["callQuality"] = {"mos": None}
-    apply(state, event)
+    apply_event(state, event)
     assert sum(series(state, "eightbyeight_webhook_invalid_fields_total").values()) == 0
     assert sessions(state) == 1
 
@@ -104,9 +93,9 @@ def test_a_dropped_direction_or_status_shows_as_unknown_on_the_leg():
     event = vss(session="no-direction")
     leg_a(event)["callDirection"] = None
     leg_a(event).pop("callStatus")
-    apply(state, event)
+    apply_event(state, event)
     legs = series(state, "eightbyeight_call_legs_total")
-    assert value(samples(state), "eightbyeight_call_legs_total", subaccount=SUB,
+    assert value(state_samples(state), "eightbyeight_call_legs_total", subaccount=SUB,
                  direction="unknown", call_status="unknown") == 1  # fmt: skip
     assert sum(legs.values()) == 2
 
@@ -127,9 +116,9 @@ def test_status_spellings_are_normalised(spelling, label):
     state = WebhookState([SUB])
     event = vss(session="spelled", status=spelling)
     leg_a(event)["callStatus"] = spelling
-    apply(state, event)
+    apply_event(state, event)
     assert sessions(state, session_status=label) == 1
-    assert value(samples(state), "eightbyeight_call_legs_total", subaccount=SUB,
+    assert value(state_samples(state), "eightbyeight_call_legs_total", subaccount=SUB,
                  direction="inbound", call_status=label) == 1  # fmt: skip
 
 
@@ -139,8 +128,8 @@ def test_mos_buckets_sit_on_8x8s_band_edges():
         assert edge in MOS_BUCKETS
     assert 3.5 not in MOS_BUCKETS
     state = WebhookState([SUB])
-    apply(state, vss(session="edges", mos=3.6))
-    s = samples(state)
+    apply_event(state, vss(session="edges", mos=3.6))
+    s = state_samples(state)
     bucket = {
         dict(labels)["le"]: v
         for (name, labels), v in s.items()
@@ -307,9 +296,9 @@ def masked(session: str, status: str) -> dict:
 def test_a_masked_failure_counts_once_as_the_outcome_leg_b_carries(status, outcome):
 
     state = WebhookState([SUB])
-    apply(state, vnu(kind="SNAPSHOT"))
-    apply(state, masked("m-1", status))
-    apply(state, vss(session="ok-1"))
+    apply_event(state, vnu(kind="SNAPSHOT"))
+    apply_event(state, masked("m-1", status))
+    apply_event(state, vss(session="ok-1"))
     per = series(state, "eightbyeight_number_call_legs_total")
     counts = {dict(labels)["outcome"]: v for labels, v in per.items()}
     # One failure and one success: a 50 % failure ratio, not 33 % from counting legs.
@@ -320,13 +309,13 @@ def test_a_masked_failure_counts_once_as_the_outcome_leg_b_carries(status, outco
 def test_the_simulators_failure_ratio_matches_its_session_statuses():
 
     state = WebhookState([SUB])
-    apply(state, vnu(kind="SNAPSHOT"))
+    apply_event(state, vnu(kind="SNAPSHOT"))
     events = simulated_sessions()
     for event in events:
         event["payload"]["details"]["callA"]["destination"] = "+6531234567"
         if "callB" in event["payload"]["details"]:
             event["payload"]["details"]["callB"]["source"] = "+6531234567"
-        apply(state, event)
+        apply_event(state, event)
     per = series(state, "eightbyeight_number_call_legs_total")
     counts = {dict(labels)["outcome"]: v for labels, v in per.items()}
     statuses = [e["payload"]["sessionStatus"] for e in events]
@@ -360,7 +349,7 @@ def test_two_letters_that_name_no_country_add_no_series():
         event = vss(session=f"c{i}")
         leg_a(event)["destinationCountryCode"] = a + b
         event["payload"]["details"]["callB"]["sourceCountryCode"] = a + b
-        apply(state, event)
+        apply_event(state, event)
     countries = {
         dict(labels)["country"] for labels in series(state, "eightbyeight_call_sessions_total")
     }
@@ -374,7 +363,7 @@ def test_two_letters_that_name_no_country_add_no_series():
 def test_error_codes_come_from_the_documented_list():
     state = WebhookState([SUB])
     for i, code in enumerate([-2004, "-2010", -9999, -2011, -3000, "x" * 50, 12345678901]):
-        apply(state, vss(session=f"e{i}", status="ERROR", error=code))
+        apply_event(state, vss(session=f"e{i}", status="ERROR", error=code))
     codes = {
         dict(labels)["error_code"]: v
         for labels, v in series(state, "eightbyeight_call_session_errors_total").items()
@@ -388,9 +377,9 @@ def test_pushed_per_number_series_stop_at_the_cap_and_count_the_overflow(monkeyp
     monkeypatch.setattr(state_module, "MAX_NUMBER_SERIES", 3)
     state = WebhookState([SUB])
     numbers = [vnu_number(f"+65312345{i:02d}", "Active", "2026-01-01T00:00:00Z") for i in range(5)]
-    apply(state, vnu(kind="SNAPSHOT", numbers=numbers))
-    apply(state, vnu(kind="SNAPSHOT", numbers=numbers))  # counted once, when first pushed
-    s = samples(state)
+    apply_event(state, vnu(kind="SNAPSHOT", numbers=numbers))
+    apply_event(state, vnu(kind="SNAPSHOT", numbers=numbers))  # counted once, when first pushed
+    s = state_samples(state)
     msisdns = {
         dict(labels)["msisdn"] for labels in series(state, "eightbyeight_number_pushed_status")
     }
@@ -401,8 +390,8 @@ def test_pushed_per_number_series_stop_at_the_cap_and_count_the_overflow(monkeyp
     assert value(s, "eightbyeight_pushed_virtual_numbers_by_status", subaccount=SUB,
                  operational_status="active") == 5  # fmt: skip
     # A snapshot without the first number frees its place for the next one.
-    apply(state, vnu(kind="SNAPSHOT", numbers=numbers[1:]))
-    apply(state, vnu(kind="UPDATES", numbers=[vnu_number("+6531234599", "Active",
+    apply_event(state, vnu(kind="SNAPSHOT", numbers=numbers[1:]))
+    apply_event(state, vnu(kind="UPDATES", numbers=[vnu_number("+6531234599", "Active",
                                                          "2026-01-01T00:00:00Z")]))  # fmt: skip
     msisdns = {
         dict(labels)["msisdn"] for labels in series(state, "eightbyeight_number_pushed_status")
@@ -435,9 +424,9 @@ def test_worst_case_samples_per_subaccount_match_the_documented_figure(monkeypat
         for i in range(cap + 10)
     ]  # fmt: skip
     errors = [*range(-2010, -2000), -9999, -1]
-    apply(state, vnu(kind="SNAPSHOT", numbers=numbers))
-    apply(state, vnu(kind="OTHER", numbers=numbers[:1]))
-    apply(state, vnu(kind="UPDATES", numbers=numbers[:1]))
+    apply_event(state, vnu(kind="SNAPSHOT", numbers=numbers))
+    apply_event(state, vnu(kind="OTHER", numbers=numbers[:1]))
+    apply_event(state, vnu(kind="UPDATES", numbers=numbers[:1]))
     countries = [*sorted(ASSIGNED), "ZZ", None]
     session_statuses = ["COMPLETED", "NO_ANSWER", "BUSY", "CANCELED", "FAILED", "ERROR",
                         "OPTED_OUT", None]  # fmt: skip
@@ -454,7 +443,7 @@ def test_worst_case_samples_per_subaccount_match_the_documented_figure(monkeypat
                 leg["sourceCountryCode"] = leg["destinationCountryCode"] = country
             leg_a(event)["callStatus"] = status
             leg_a(event)["callDirection"] = ["INBOUND", "OUTBOUND", None][n % 3]
-            apply(state, event)
+            apply_event(state, event)
     text = state.exposition().decode()
     mine = [
         line for line in text.splitlines()
@@ -491,22 +480,30 @@ def pushed_status(state: WebhookState, msisdn: str) -> str | None:
 
 def test_a_late_older_snapshot_never_erases_a_newer_update():
     state = WebhookState([SUB], clock=lambda: NOW)
-    apply(state, vnu(kind="SNAPSHOT", numbers=[vnu_number("+6531234501", "Active", at(-600))]))
-    apply(state, vnu(kind="UPDATES", numbers=[vnu_number("+6531234502", "Unhealthy", at(-60))]))
+    apply_event(
+        state, vnu(kind="SNAPSHOT", numbers=[vnu_number("+6531234501", "Active", at(-600))])
+    )
+    apply_event(
+        state, vnu(kind="UPDATES", numbers=[vnu_number("+6531234502", "Unhealthy", at(-60))])
+    )
     # The snapshot 8x8 took before that update arrives only now: it lacks +...502.
-    apply(state, vnu(kind="SNAPSHOT", numbers=[vnu_number("+6531234501", "Active", at(-300))]))
+    apply_event(
+        state, vnu(kind="SNAPSHOT", numbers=[vnu_number("+6531234501", "Active", at(-300))])
+    )
     assert pushed_status(state, "+6531234502") == "unhealthy"
     # A snapshot taken after the update does remove it.
-    apply(state, vnu(kind="SNAPSHOT", numbers=[vnu_number("+6531234501", "Active", at(-30))]))
+    apply_event(state, vnu(kind="SNAPSHOT", numbers=[vnu_number("+6531234501", "Active", at(-30))]))
     assert pushed_status(state, "+6531234502") is None
 
 
 def test_an_older_status_never_overwrites_a_newer_one():
     state = WebhookState([SUB], clock=lambda: NOW)
-    apply(state, vnu(numbers=[vnu_number("+6531234501", "Unhealthy", at(-10))]))
-    apply(state, vnu(kind="SNAPSHOT", numbers=[vnu_number("+6531234501", "Active", at(-20))]))
+    apply_event(state, vnu(numbers=[vnu_number("+6531234501", "Unhealthy", at(-10))]))
+    apply_event(state, vnu(kind="SNAPSHOT", numbers=[vnu_number("+6531234501", "Active", at(-20))]))
     assert pushed_status(state, "+6531234501") == "unhealthy"
-    apply(state, vnu(numbers=[vnu_number("+6531234501", "Active", at(-10))]))  # same time: applies
+    apply_event(
+        state, vnu(numbers=[vnu_number("+6531234501", "Active", at(-10))])
+    )  # same time: applies
     assert pushed_status(state, "+6531234501") == "active"
 
 
@@ -517,11 +514,11 @@ def test_update_times_beyond_the_skew_are_refused_and_counted(offset, refused):
 
     assert MAX_CLOCK_SKEW == 300
     state = WebhookState([SUB], clock=lambda: NOW)
-    apply(state, vnu(numbers=[vnu_number("+6531234501", "Unhealthy", at(offset))]))
+    apply_event(state, vnu(numbers=[vnu_number("+6531234501", "Unhealthy", at(offset))]))
     assert invalid(state, "updated_timestamp") == (1 if refused else 0)
     assert pushed_status(state, "+6531234501") == (None if refused else "unhealthy")
     # A far-future time never pins the status: the next real update applies.
-    apply(state, vnu(numbers=[vnu_number("+6531234501", "Active", at(0))]))
+    apply_event(state, vnu(numbers=[vnu_number("+6531234501", "Active", at(0))]))
     assert pushed_status(state, "+6531234501") == ("active" if refused else "unhealthy")
 
 
@@ -567,7 +564,7 @@ def peak_bytes_per_1000(count: int) -> float:
     finally:
         tracemalloc.stop()
     assert status == "200 OK"
-    assert value(samples(state), "eightbyeight_pushed_virtual_numbers_by_status",
+    assert value(state_samples(state), "eightbyeight_pushed_virtual_numbers_by_status",
                  subaccount=SUB, operational_status="active") == count  # fmt: skip
     return peak / (count / 1000)
 
@@ -596,17 +593,17 @@ def test_a_100000_number_snapshot_is_taken_by_default_with_bounded_memory():
 def test_a_snapshot_in_parts_drops_missing_numbers_only_once_complete():
     state = WebhookState([SUB], clock=lambda: NOW)
     old = vnu_number("+6531234599", "Active", at(-3600))
-    apply(state, vnu(kind="SNAPSHOT", numbers=[old]))
+    apply_event(state, vnu(kind="SNAPSHOT", numbers=[old]))
     parts = [vnu_number(f"+653123450{i}", "Active", at(-60)) for i in range(3)]
     first = vnu(kind="SNAPSHOT", numbers=parts[:1])
     first["payload"]["totalNumbers"] = 3
-    apply(state, first)
+    apply_event(state, first)
     # The first part is not the whole pool: nothing it lacks is dropped yet.
     assert pushed_status(state, "+6531234599") == "active"
     assert pushed_status(state, "+6531234500") == "active"
     second = vnu(kind="SNAPSHOT", numbers=parts[1:])
     second["payload"]["totalNumbers"] = 3
-    apply(state, second)
+    apply_event(state, second)
     assert pushed_status(state, "+6531234599") is None
     assert {pushed_status(state, n["msisdn"]) for n in parts} == {"active"}
 
@@ -629,7 +626,7 @@ def test_a_bad_record_refuses_the_whole_update_and_its_resend_is_not_a_duplicate
 
 def test_a_status_too_long_to_be_one_is_an_invalid_field():
     state = WebhookState([SUB])
-    apply(state, vss(session="long", status="X" * 129))
+    apply_event(state, vss(session="long", status="X" * 129))
     assert invalid(state, "session_status") == 1
     assert sessions(state, session_status="unknown") == 1
 
@@ -695,7 +692,7 @@ def test_refusals_are_logged_at_a_bounded_rate_without_the_value(caplog):
     text = caplog.text + "".join(str(getattr(r, "fields", "")) for r in caplog.records)
     assert "wrong-guess" not in text
     assert "right" not in text
-    assert value(samples(state), "eightbyeight_webhook_requests_total",
+    assert value(state_samples(state), "eightbyeight_webhook_requests_total",
                  outcome="unauthorized") == 102  # fmt: skip
     assert "Bearer right" not in text
 

@@ -13,10 +13,10 @@ import json
 import pytest
 
 from exporter.pushing import state as state_module
-from exporter.pushing.events import decode_envelope, decode_number_update, decode_session_summary
+from exporter.pushing.events import decode_envelope, decode_session_summary
 from exporter.pushing.state import WebhookState, carrying_status
-from tests.support.callbacks import call_leg, vnu, vnu_number, vss
-from tests.support.exporters import parse_samples, value
+from tests.support.callbacks import apply_event, call_leg, state_samples, vnu, vnu_number, vss
+from tests.support.exporters import value
 
 SUB = "acme-prod"
 NOW = 1_767_225_600.0  # 2026-01-01T00:00:00Z
@@ -30,20 +30,8 @@ def at(offset: float) -> str:
     return moment.isoformat().replace("+00:00", "Z")
 
 
-def apply(state: WebhookState, event: dict) -> None:
-    envelope = decode_envelope(json.dumps(event).encode())
-    if envelope.eventType == "VIRTUAL_NUMBER_UPDATE":
-        state.apply_number_update(decode_number_update(envelope))
-    else:
-        state.apply_session_summary(decode_session_summary(envelope))
-
-
-def samples(state: WebhookState) -> dict:
-    return parse_samples(state.exposition().decode())
-
-
 def family(state: WebhookState, name: str) -> dict[frozenset, float]:
-    return {frozenset(labels): v for (n, labels), v in samples(state).items() if n == name}
+    return {frozenset(labels): v for (n, labels), v in state_samples(state).items() if n == name}
 
 
 def statuses(state: WebhookState) -> dict[str, str]:
@@ -128,7 +116,7 @@ def test_with_an_allow_list_only_its_subaccounts_are_admitted_and_start_at_zero(
     assert state.admit(SUB, frozenset([SUB]))
     assert not state.admit("acme-test", frozenset([SUB]))
     assert not state.admit("acme-other", frozenset([SUB]))
-    got = samples(state)
+    got = state_samples(state)
     for sub in (SUB, "acme-test"):
         for event_type in ("vnu", "vss"):
             assert value(got, "eightbyeight_webhook_events_total", subaccount=sub,
@@ -149,19 +137,19 @@ def test_with_an_allow_list_only_its_subaccounts_are_admitted_and_start_at_zero(
 def test_last_event_times_come_from_the_receivers_clock_not_from_8x8():
     clock = [NOW]
     state = WebhookState([SUB], clock=lambda: clock[0])
-    apply(state, vnu(numbers=[number(OWN, offset=-3600)]))
+    apply_event(state, vnu(numbers=[number(OWN, offset=-3600)]))
     clock[0] = NOW + 10
-    apply(state, vss(session="a"))  # its start and end times are 2026-01-01T00:00:00/20Z
+    apply_event(state, vss(session="a"))  # its start and end times are 2026-01-01T00:00:00/20Z
     last = "eightbyeight_webhook_last_event_timestamp_seconds"
-    got = samples(state)
+    got = state_samples(state)
     assert value(got, last, subaccount=SUB, event_type="vnu") == NOW
     assert value(got, last, subaccount=SUB, event_type="vss") == NOW + 10
     assert state.last_callbacks() == {SUB: ("vss", NOW + 10)}
     clock[0] = NOW + 20
-    apply(state, vnu(numbers=[number(OWN, offset=-30)]))
+    apply_event(state, vnu(numbers=[number(OWN, offset=-30)]))
     assert state.last_callbacks() == {SUB: ("vnu", NOW + 20)}
     # A number's own time is 8x8's updatedTimestamp.
-    got = samples(state)
+    got = state_samples(state)
     assert value(got, "eightbyeight_number_pushed_status_timestamp_seconds", subaccount=SUB,
                  msisdn=OWN) == NOW - 30  # fmt: skip
 
@@ -169,12 +157,12 @@ def test_last_event_times_come_from_the_receivers_clock_not_from_8x8():
 def test_a_number_without_an_update_time_has_no_time_series_and_any_update_replaces_it():
     state = WebhookState([SUB], clock=lambda: NOW)
     untimed = vnu_number(OWN, "Unhealthy", "")
-    apply(state, vnu(numbers=[untimed]))
+    apply_event(state, vnu(numbers=[untimed]))
     assert statuses(state) == {OWN: "unhealthy"}
     assert not family(state, "eightbyeight_number_pushed_status_timestamp_seconds")
-    apply(state, vnu(numbers=[number(OWN, offset=-3600)]))
+    apply_event(state, vnu(numbers=[number(OWN, offset=-3600)]))
     assert statuses(state) == {OWN: "active"}
-    apply(state, vnu(numbers=[vnu_number(OWN, "Inactive", "")]))
+    apply_event(state, vnu(numbers=[vnu_number(OWN, "Inactive", "")]))
     assert statuses(state) == {OWN: "inactive"}
 
 
@@ -187,8 +175,8 @@ def test_pushed_numbers_are_counted_by_status_kind_and_total():
                                           number("6531234502", status="UNHEALTHY"),
                                           number("+6531234503", status="Retired")])  # fmt: skip
     event["payload"]["totalNumbers"] = 3
-    apply(state, event)
-    got = samples(state)
+    apply_event(state, event)
+    got = state_samples(state)
     by_status = "eightbyeight_pushed_virtual_numbers_by_status"
     assert {dict(k)["operational_status"]: v
             for k, v in family(state, by_status).items()} == {
@@ -207,8 +195,8 @@ def test_pushed_numbers_are_counted_by_status_kind_and_total():
     # An update without totalNumbers keeps the last total; an unknown kind counts as other.
     later = vnu(kind="REFRESH", numbers=[number("+6531234501", offset=-1)])
     del later["payload"]["totalNumbers"]
-    apply(state, later)
-    got = samples(state)
+    apply_event(state, later)
+    got = state_samples(state)
     assert value(got, "eightbyeight_pushed_virtual_numbers", subaccount=SUB) == 3
     assert value(got, "eightbyeight_vnu_events_total", subaccount=SUB,
                  update_event_type="other") == 1  # fmt: skip
@@ -216,10 +204,10 @@ def test_pushed_numbers_are_counted_by_status_kind_and_total():
 
 def test_a_snapshot_drops_a_number_updated_at_its_own_time_and_keeps_a_newer_one():
     state = WebhookState([SUB], clock=lambda: NOW)
-    apply(state, vnu(numbers=[number("+6531234501", offset=-100),
+    apply_event(state, vnu(numbers=[number("+6531234501", offset=-100),
                               number("+6531234502", offset=-50),
                               number("+6531234503", offset=-49)]))  # fmt: skip
-    apply(state, snapshot(number("+6531234509", offset=-50)))
+    apply_event(state, snapshot(number("+6531234509", offset=-50)))
     # Taken as of -50: a number last updated then is gone, one updated after it stays.
     assert set(statuses(state)) == {"+6531234509", "+6531234503"}
 
@@ -227,37 +215,39 @@ def test_a_snapshot_drops_a_number_updated_at_its_own_time_and_keeps_a_newer_one
 def test_a_snapshot_without_update_times_is_taken_as_of_its_arrival():
     clock = [NOW]
     state = WebhookState([SUB], clock=lambda: clock[0])
-    apply(state, vnu(numbers=[number("+6531234501", offset=-1), number("+6531234502", offset=5)]))
-    apply(state, snapshot(vnu_number("+6531234509", "Active", "")))
+    apply_event(
+        state, vnu(numbers=[number("+6531234501", offset=-1), number("+6531234502", offset=5)])
+    )
+    apply_event(state, snapshot(vnu_number("+6531234509", "Active", "")))
     assert set(statuses(state)) == {"+6531234509", "+6531234502"}
 
 
 def test_a_whole_snapshot_starts_the_parts_afresh():
     state = WebhookState([SUB], clock=lambda: NOW)
-    apply(state, snapshot(number("+6531234501", offset=-300)))
+    apply_event(state, snapshot(number("+6531234501", offset=-300)))
     # A part of three that never completes...
-    apply(state, snapshot(number("+6531234502"), number("+6531234503"), total=3))
+    apply_event(state, snapshot(number("+6531234502"), number("+6531234503"), total=3))
     # ...then a whole snapshot of two: what it lacks goes, the parts' numbers included.
-    apply(state, snapshot(number("+6531234503", -10), number("+6531234504", -10), total=2))
+    apply_event(state, snapshot(number("+6531234503", -10), number("+6531234504", -10), total=2))
     assert set(statuses(state)) == {"+6531234503", "+6531234504"}
     # Its parts are forgotten: a new part of two is not completed by the old one.
-    apply(state, snapshot(number("+6531234505", -5), total=2))
+    apply_event(state, snapshot(number("+6531234505", -5), total=2))
     assert set(statuses(state)) == {"+6531234503", "+6531234504", "+6531234505"}
-    apply(state, snapshot(number("+6531234506", -5), total=2))
+    apply_event(state, snapshot(number("+6531234506", -5), total=2))
     assert set(statuses(state)) == {"+6531234505", "+6531234506"}
 
 
 def test_parts_are_taken_as_of_the_latest_time_any_part_carries():
     state = WebhookState([SUB], clock=lambda: NOW)
-    apply(state, vnu(numbers=[number("+6531234501", offset=-30)]))
-    apply(state, snapshot(number("+6531234502", offset=-10), total=2))
-    apply(state, snapshot(number("+6531234503", offset=-60), total=2))
+    apply_event(state, vnu(numbers=[number("+6531234501", offset=-30)]))
+    apply_event(state, snapshot(number("+6531234502", offset=-10), total=2))
+    apply_event(state, snapshot(number("+6531234503", offset=-60), total=2))
     # The parts together are as of -10: the update at -30 is older and goes.
     assert set(statuses(state)) == {"+6531234502", "+6531234503"}
     # The next parts start from no time at all: an update at -30 is newer than a part at -40.
-    apply(state, vnu(numbers=[number("+6531234501", offset=-30)]))
-    apply(state, snapshot(number("+6531234502", offset=-40), total=2))
-    apply(state, snapshot(number("+6531234503", offset=-40), total=2))
+    apply_event(state, vnu(numbers=[number("+6531234501", offset=-30)]))
+    apply_event(state, snapshot(number("+6531234502", offset=-40), total=2))
+    apply_event(state, snapshot(number("+6531234503", offset=-40), total=2))
     assert set(statuses(state)) == {"+6531234501", "+6531234502", "+6531234503"}
 
 
@@ -265,43 +255,43 @@ def test_the_numbers_cap_refuses_new_numbers_and_counts_them(monkeypatch):
     monkeypatch.setattr(state_module, "MAX_NUMBERS_PER_SUBACCOUNT", 2)
     state = WebhookState([SUB], clock=lambda: NOW)
     over = {"subaccount": SUB, "cap": "numbers"}
-    apply(state, vnu(numbers=[number("+6531234500")]))
-    apply(state, vnu(numbers=[number("+6531234501"), number("+6531234502")]))
+    apply_event(state, vnu(numbers=[number("+6531234500")]))
+    apply_event(state, vnu(numbers=[number("+6531234501"), number("+6531234502")]))
     assert set(statuses(state)) == {"+6531234500", "+6531234501"}
-    assert value(samples(state), "eightbyeight_webhook_numbers_over_cap_total", **over) == 1
+    assert value(state_samples(state), "eightbyeight_webhook_numbers_over_cap_total", **over) == 1
     # One callback listing more than the cap: those past it are not read, and are counted.
-    apply(state, vnu(numbers=[number(f"+65312345{i:02}", offset=-1) for i in range(5)]))
+    apply_event(state, vnu(numbers=[number(f"+65312345{i:02}", offset=-1) for i in range(5)]))
     assert set(statuses(state)) == {"+6531234500", "+6531234501"}
-    got = samples(state)
+    got = state_samples(state)
     assert value(got, "eightbyeight_webhook_numbers_over_cap_total", **over) == 4
     assert value(got, "eightbyeight_webhook_numbers_over_cap_total", subaccount=SUB,
                  cap="series") == 0  # fmt: skip
     # Two new numbers in one callback, both within what is read: two over the cap.
-    apply(state, vnu(numbers=[number("+6531234505", offset=-1), number("+6531234506", -1)]))
-    assert value(samples(state), "eightbyeight_webhook_numbers_over_cap_total", **over) == 6
+    apply_event(state, vnu(numbers=[number("+6531234505", offset=-1), number("+6531234506", -1)]))
+    assert value(state_samples(state), "eightbyeight_webhook_numbers_over_cap_total", **over) == 6
     # Numbers it already has are still updated.
-    apply(state, vnu(numbers=[number("+6531234501", offset=-1, status="Unhealthy")]))
+    apply_event(state, vnu(numbers=[number("+6531234501", offset=-1, status="Unhealthy")]))
     assert statuses(state)["+6531234501"] == "unhealthy"
     # A snapshot of 4 in parts completes once its parts reach the cap, not its total. Its
     # first part found the state full (and was counted); the completed parts made room.
-    apply(state, snapshot(number("+6531234507", 0), total=4))
-    apply(state, snapshot(number("+6531234508", 0), total=4))
+    apply_event(state, snapshot(number("+6531234507", 0), total=4))
+    apply_event(state, snapshot(number("+6531234508", 0), total=4))
     assert set(statuses(state)) == {"+6531234508"}
-    assert value(samples(state), "eightbyeight_webhook_numbers_over_cap_total", **over) == 7
+    assert value(state_samples(state), "eightbyeight_webhook_numbers_over_cap_total", **over) == 7
 
 
 def test_the_series_cap_is_first_come_and_a_snapshot_frees_places(monkeypatch):
     monkeypatch.setattr(state_module, "MAX_NUMBER_SERIES", 1)
     state = WebhookState([SUB], clock=lambda: NOW)
-    apply(state, vnu(numbers=[number("+6531234501"), number("+6531234502")]))
+    apply_event(state, vnu(numbers=[number("+6531234501"), number("+6531234502")]))
     assert set(statuses(state)) == {"+6531234501"}
-    apply(state, snapshot(number("+6531234502", -1), number("+6531234503", -1)))
+    apply_event(state, snapshot(number("+6531234502", -1), number("+6531234503", -1)))
     # The place +...501 held goes to the first number new to the state: +...502 came past
     # the cap and was counted then; it stays without series.
     assert set(statuses(state)) == {"+6531234503"}
-    apply(state, vnu(numbers=[number("+6531234504", -1)]))
+    apply_event(state, vnu(numbers=[number("+6531234504", -1)]))
     assert set(statuses(state)) == {"+6531234503"}
-    assert value(samples(state), "eightbyeight_webhook_numbers_over_cap_total", subaccount=SUB,
+    assert value(state_samples(state), "eightbyeight_webhook_numbers_over_cap_total", subaccount=SUB,
                  cap="series") == 2  # fmt: skip
 
 
@@ -334,11 +324,11 @@ def test_the_leg_that_did_not_complete_carries_the_outcome(legs, session, carrie
 )  # fmt: skip
 def test_each_status_is_one_outcome_per_number(status, outcome):
     state = WebhookState([SUB], clock=lambda: NOW)
-    apply(state, vnu(numbers=[number(OWN)]))
+    apply_event(state, vnu(numbers=[number(OWN)]))
     event = vss(session="o", status=status)
     for leg in event["payload"]["details"].values():
         leg["callStatus"] = status
-    apply(state, event)
+    apply_event(state, event)
     counts = {dict(k)["outcome"]: v
               for k, v in family(state, "eightbyeight_number_call_legs_total").items()}  # fmt: skip
     assert counts == {o: (1 if o == outcome else 0) for o in ("answered", "failed", "unanswered")}
@@ -346,13 +336,13 @@ def test_each_status_is_one_outcome_per_number(status, outcome):
 
 def test_a_session_without_any_status_still_adds_its_quality_to_the_number():
     state = WebhookState([SUB], clock=lambda: NOW)
-    apply(state, vnu(numbers=[number(OWN)]))
+    apply_event(state, vnu(numbers=[number(OWN)]))
     event = vss(session="q", mos=3.0)
     event["payload"].pop("sessionStatus")
     for leg in event["payload"]["details"].values():
         leg.pop("callStatus")
-    apply(state, event)
-    got = samples(state)
+    apply_event(state, event)
+    got = state_samples(state)
     assert sum(family(state, "eightbyeight_number_call_legs_total").values()) == 0
     assert value(got, "eightbyeight_number_call_mos_count", subaccount=SUB, msisdn=OWN) == 2
     assert value(got, "eightbyeight_number_call_mos_sum", subaccount=SUB, msisdn=OWN) == 6.0
@@ -362,14 +352,14 @@ def test_a_session_without_any_status_still_adds_its_quality_to_the_number():
 
 def test_quality_per_number_sums_each_value_it_has():
     state = WebhookState([SUB], clock=lambda: NOW)
-    apply(state, vnu(numbers=[number("6531234567")]))  # owned, sent without its +
+    apply_event(state, vnu(numbers=[number("6531234567")]))  # owned, sent without its +
     event = vss(session="q")
     leg_a, leg_b = event["payload"]["details"].values()
     leg_a["callQuality"] = {"mos": 4.0, "packetLossRate": 0.25, "jitter": 30}
     leg_b["callQuality"] = {"mos": 3.0}
     leg_b["source"] = "6531234567"
-    apply(state, event)
-    got = samples(state)
+    apply_event(state, event)
+    got = state_samples(state)
     where = {"subaccount": SUB, "msisdn": OWN}
     assert value(got, "eightbyeight_number_call_mos_count", **where) == 2
     assert value(got, "eightbyeight_number_call_mos_sum", **where) == 7.0
@@ -383,14 +373,14 @@ def test_quality_per_number_sums_each_value_it_has():
 
 def test_a_number_without_quality_has_no_summary_and_its_calls_go_with_it():
     state = WebhookState([SUB], clock=lambda: NOW)
-    apply(state, vnu(numbers=[number(OWN)]))
+    apply_event(state, vnu(numbers=[number(OWN)]))
     event = vss(session="nq")
     for leg in event["payload"]["details"].values():
         leg.pop("callQuality")
-    apply(state, event)
+    apply_event(state, event)
     assert not family(state, "eightbyeight_number_call_mos_count")
     assert sum(family(state, "eightbyeight_number_call_legs_total").values()) == 1
-    apply(state, snapshot(number("+6531234599", offset=-1)))
+    apply_event(state, snapshot(number("+6531234599", offset=-1)))
     assert not [k for k in family(state, "eightbyeight_number_call_legs_total")
                 if ("msisdn", OWN) in k]  # fmt: skip
 
@@ -403,8 +393,8 @@ def test_a_sessions_country_is_its_first_legs_and_a_leg_keeps_its_own():
     outbound = call_leg("OUTBOUND", OWN, "+6591178965", mos=3.0)
     outbound["sourceCountryCode"] = "MY"
     event["payload"]["details"] = {"callA": inbound, "callB": outbound}
-    apply(state, event)
-    got = samples(state)
+    apply_event(state, event)
+    got = state_samples(state)
     assert value(got, "eightbyeight_call_sessions_total", subaccount=SUB, country="MY",
                  session_status="completed") == 1  # fmt: skip
     # Leg A has no country of its own: it takes the session's.
@@ -412,8 +402,8 @@ def test_a_sessions_country_is_its_first_legs_and_a_leg_keeps_its_own():
     no_country = vss(session="none")
     for leg in no_country["payload"]["details"].values():
         leg["sourceCountryCode"] = leg["destinationCountryCode"] = None
-    apply(state, no_country)
-    assert value(samples(state), "eightbyeight_call_sessions_total", subaccount=SUB,
+    apply_event(state, no_country)
+    assert value(state_samples(state), "eightbyeight_call_sessions_total", subaccount=SUB,
                  country="unknown", session_status="completed") == 1  # fmt: skip
 
 
@@ -421,10 +411,10 @@ def test_error_codes_are_read_with_spaces_around_them():
     state = WebhookState([SUB])
     event = vss(session="e")
     event["payload"]["errorDetails"] = {"errorCode": " -2004 "}
-    apply(state, event)
+    apply_event(state, event)
     event = vss(session="f")
     event["payload"]["errorDetails"] = {"errorCode": "-9999"}
-    apply(state, event)
+    apply_event(state, event)
     errors = {dict(k)["error_code"]: v
               for k, v in family(state, "eightbyeight_call_session_errors_total").items()}  # fmt: skip
     assert errors == {"-2004": 1, "-9999": 1}
@@ -432,19 +422,19 @@ def test_error_codes_are_read_with_spaces_around_them():
 
 def test_without_per_number_series_no_number_is_remembered_for_calls():
     state = WebhookState([SUB], per_number=False, clock=lambda: NOW)
-    apply(state, vnu(numbers=[number(OWN)]))
-    apply(state, vss(session="p"))
+    apply_event(state, vnu(numbers=[number(OWN)]))
+    apply_event(state, vss(session="p"))
     assert state.snapshot()[0][1].calls == {}
     assert state.snapshot()[0][1].series == set()
     assert not family(state, "eightbyeight_number_call_legs_total")
-    assert value(samples(state), "eightbyeight_webhook_events_total", subaccount=SUB,
+    assert value(state_samples(state), "eightbyeight_webhook_events_total", subaccount=SUB,
                  event_type="vss") == 1  # fmt: skip
 
 
 def test_a_session_is_counted_in_every_aggregate_family():
     state = WebhookState([SUB], clock=lambda: NOW)
-    apply(state, vss(session="all"))
-    got = samples(state)
+    apply_event(state, vss(session="all"))
+    got = state_samples(state)
     where = {"subaccount": SUB, "country": "SG"}
     assert value(got, "eightbyeight_call_sessions_total", session_status="completed", **where) == 1
     for direction in ("inbound", "outbound"):
@@ -457,23 +447,23 @@ def test_a_session_is_counted_in_every_aggregate_family():
 
 def test_every_future_update_time_in_a_callback_is_counted():
     state = WebhookState([SUB], clock=lambda: NOW)
-    apply(state, vnu(numbers=[number("+6531234501", offset=301), number("+6531234502", 900),
+    apply_event(state, vnu(numbers=[number("+6531234501", offset=301), number("+6531234502", 900),
                               number("+6531234503", offset=0)]))  # fmt: skip
-    assert value(samples(state), "eightbyeight_webhook_invalid_fields_total",
+    assert value(state_samples(state), "eightbyeight_webhook_invalid_fields_total",
                  field="updated_timestamp") == 2  # fmt: skip
     assert set(statuses(state)) == {"+6531234503"}
 
 
 def test_legs_without_a_status_take_the_sessions_outcome_and_keep_their_country():
     state = WebhookState([SUB], clock=lambda: NOW)
-    apply(state, vnu(numbers=[number(OWN)]))
+    apply_event(state, vnu(numbers=[number(OWN)]))
     event = vss(session="b", status="BUSY")
     leg_a, leg_b = event["payload"]["details"].values()
     leg_a.pop("callStatus")
     leg_b.pop("callStatus")
     leg_b["sourceCountryCode"] = "MY"  # leg A is SG, so is the session
-    apply(state, event)
-    got = samples(state)
+    apply_event(state, event)
+    got = state_samples(state)
     assert value(got, "eightbyeight_number_call_legs_total", subaccount=SUB, msisdn=OWN,
                  outcome="unanswered") == 1  # fmt: skip
     assert value(got, "eightbyeight_call_mos_count", subaccount=SUB, country="MY") == 1

@@ -30,7 +30,9 @@ from exporter.simulator import Simulator
 from tests.support.callbacks import (
     CALLBACK_AUTH,
     CallbackReceiver,
+    apply_event,
     post_callback,
+    state_samples,
     vnu,
     vnu_number,
     vss,
@@ -38,19 +40,6 @@ from tests.support.callbacks import (
 from tests.support.exporters import InProcessExporter, exporter_process, parse_samples, value
 from tests.support.fake_api import number, numbers_body
 from tests.support.processes import REPO, find_tool, free_port, running_process, wait_until
-
-
-def apply(state: WebhookState, event: dict) -> None:
-    envelope = decode_envelope(json.dumps(event).encode())
-    if envelope.eventType == "VIRTUAL_NUMBER_UPDATE":
-        state.apply_number_update(decode_number_update(envelope))
-    else:
-        state.apply_session_summary(decode_session_summary(envelope))
-
-
-def samples(state: WebhookState):
-    return parse_samples(state.exposition().decode())
-
 
 # --- decoding ---------------------------------------------------------------------------
 
@@ -120,9 +109,9 @@ def test_the_poll_and_the_callbacks_read_a_time_alike(text):
     """A leap second and RFC 3339's lower-case t and z, read by both paths: the same time."""
     polled = parse_inventory(json.dumps(numbers_body([number()], lastUpdatedAt=text)).encode())
     state = WebhookState(["acme-prod"])
-    apply(state, vnu(numbers=[vnu_number("+6531234567", "Active", text)]))
+    apply_event(state, vnu(numbers=[vnu_number("+6531234567", "Active", text)]))
     pushed = value(
-        samples(state),
+        state_samples(state),
         "eightbyeight_number_pushed_status_timestamp_seconds",
         subaccount="acme-prod",
         msisdn="+6531234567",
@@ -136,7 +125,7 @@ def test_the_poll_and_the_callbacks_read_a_time_alike(text):
 
 def test_snapshot_then_updates_and_the_newer_status_wins():
     state = WebhookState(["acme-prod"])
-    apply(
+    apply_event(
         state,
         vnu(
             kind="SNAPSHOT",
@@ -146,10 +135,12 @@ def test_snapshot_then_updates_and_the_newer_status_wins():
             ],
         ),
     )
-    apply(state, vnu(numbers=[vnu_number("+6531234567", "Unhealthy", "2026-01-01T01:00:00Z")]))
+    apply_event(
+        state, vnu(numbers=[vnu_number("+6531234567", "Unhealthy", "2026-01-01T01:00:00Z")])
+    )
     # An older status delivered late does not overwrite the newer one.
-    apply(state, vnu(numbers=[vnu_number("+6531234567", "Active", "2026-01-01T00:30:00Z")]))
-    s = samples(state)
+    apply_event(state, vnu(numbers=[vnu_number("+6531234567", "Active", "2026-01-01T00:30:00Z")]))
+    s = state_samples(state)
     pushed = "eightbyeight_number_pushed_status"
     assert (
         value(
@@ -178,11 +169,11 @@ def test_snapshot_then_updates_and_the_newer_status_wins():
         == 2
     )
     # A new snapshot without a number drops it and its series.
-    apply(
+    apply_event(
         state,
         vnu(kind="SNAPSHOT", numbers=[vnu_number("+6531234568", "Active", "2026-01-02T00:00:00Z")]),
     )
-    s = samples(state)
+    s = state_samples(state)
     assert (
         value(s, pushed, subaccount="acme-prod", msisdn="+6531234567", operational_status="active")
         is None
@@ -191,11 +182,11 @@ def test_snapshot_then_updates_and_the_newer_status_wins():
 
 def test_sessions_legs_quality_and_attribution():
     state = WebhookState(["acme-prod"])
-    apply(state, vnu(kind="SNAPSHOT"))
-    apply(state, vss(session="a", mos=4.5))
-    apply(state, vss(session="b", mos=2.0))
-    apply(state, vss(session="c", status="ERROR", error=-2004, virtual="+6599999999"))
-    s = samples(state)
+    apply_event(state, vnu(kind="SNAPSHOT"))
+    apply_event(state, vss(session="a", mos=4.5))
+    apply_event(state, vss(session="b", mos=2.0))
+    apply_event(state, vss(session="c", status="ERROR", error=-2004, virtual="+6599999999"))
+    s = state_samples(state)
     sessions = "eightbyeight_call_sessions_total"
     assert value(s, sessions, subaccount="acme-prod", country="SG", session_status="completed") == 2
     assert value(s, sessions, subaccount="acme-prod", country="SG", session_status="error") == 1
@@ -235,9 +226,9 @@ def test_sessions_legs_quality_and_attribution():
 
 def test_per_number_switch_off_keeps_only_aggregates():
     state = WebhookState(["acme-prod"], per_number=False)
-    apply(state, vnu(kind="SNAPSHOT"))
-    apply(state, vss())
-    s = samples(state)
+    apply_event(state, vnu(kind="SNAPSHOT"))
+    apply_event(state, vss())
+    s = state_samples(state)
     assert not [k for k in s if any(label == "msisdn" for label, _ in k[1])]
     assert (
         value(
@@ -253,9 +244,9 @@ def test_per_number_switch_off_keeps_only_aggregates():
 def test_error_codes_and_statuses_are_bounded():
     state = WebhookState(["acme-prod"])
     for i in range(70):
-        apply(state, vss(session=f"s{i}", status=f"WEIRD{i}", error=-2000 - i))
-    apply(state, vss(session="x", error=12345678901))
-    s = samples(state)
+        apply_event(state, vss(session=f"s{i}", status=f"WEIRD{i}", error=-2000 - i))
+    apply_event(state, vss(session="x", error=12345678901))
+    s = state_samples(state)
     codes = {
         dict(k[1])["error_code"] for k in s if k[0] == "eightbyeight_call_session_errors_total"
     }
@@ -276,8 +267,8 @@ def test_without_an_allow_list_subaccounts_are_bounded():
 
 def test_exposition_is_valid_for_prometheus(tmp_path):
     state = WebhookState(["acme-prod", 'we"ird\\sub'])
-    apply(state, vnu(kind="SNAPSHOT"))
-    apply(state, vss())
+    apply_event(state, vnu(kind="SNAPSHOT"))
+    apply_event(state, vss())
     text = state.exposition().decode()
     parse_samples(text)
     path = tmp_path / "metrics.txt"
@@ -293,7 +284,7 @@ def test_exposition_is_valid_for_prometheus(tmp_path):
 
 
 def outcome(receiver: CallbackReceiver, name: str) -> float:
-    return value(samples(receiver.state), "eightbyeight_webhook_requests_total", outcome=name)
+    return value(state_samples(receiver.state), "eightbyeight_webhook_requests_total", outcome=name)
 
 
 def test_receiver_answers_as_documented():
@@ -318,7 +309,7 @@ def test_receiver_answers_as_documented():
         assert outcome(r, "subaccount_not_allowed") == 1
         assert outcome(r, "invalid_event") == 1
         assert outcome(r, "body_too_large") == 1
-        s = samples(r.state)
+        s = state_samples(r.state)
         assert (
             value(s, "eightbyeight_webhook_events_total", subaccount="acme-prod", event_type="vss")
             == 1
@@ -399,7 +390,7 @@ def test_simulator_pushes_vnu_and_vss_with_faults():
     ):
         sim.start_push(r.url, CALLBACK_AUTH, interval=0.2)
         wait_until(lambda: outcome(r, "accepted") >= 10, timeout=30, what="pushed events accepted")
-        s = samples(r.state)
+        s = state_samples(r.state)
         assert (
             value(
                 s,
@@ -415,7 +406,7 @@ def test_simulator_pushes_vnu_and_vss_with_faults():
         wait_until(
             lambda: (
                 value(
-                    samples(r.state),
+                    state_samples(r.state),
                     "eightbyeight_number_pushed_status",
                     subaccount="acme-prod",
                     msisdn=victim,
@@ -438,7 +429,7 @@ def test_simulator_pushes_vnu_and_vss_with_faults():
         wait_until(
             lambda: (
                 value(
-                    samples(r.state),
+                    state_samples(r.state),
                     "eightbyeight_number_pushed_status",
                     subaccount="acme-prod",
                     msisdn=victim,
