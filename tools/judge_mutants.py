@@ -1,15 +1,16 @@
 """Judge mutmut's mutants one by one against chosen test files, faster than `mutmut run`.
 
     .venv/bin/python tools/judge_mutants.py NAMES_FILE RESULTS.jsonl TEST_FILE... \
-        [--mutants mutants] [--cut-off 60] [--until EPOCH_SECONDS] [--deselect NODE_ID]
+        [--mutants mutants] [--cut-off 60] [--until EPOCH_SECONDS]
 
 NAMES_FILE holds one mutant name a line (`mutmut results` prints them). Run it after `mutmut
 run` has written `mutants/`. mutmut's trampolines read MUTANT_UNDER_TEST on every call, so one
 warm process can judge mutant after mutant: it imports the code and the test files once, then
-forks a child per mutant that sets the variable and runs `pytest -x` on the test files. A child
-still running after the cut-off is killed and the mutant counted killed (a test that hangs has
-found it). Each result is a JSON line `{"name", "exit", "seconds"}` (exit 1: killed, 0: alive,
-"cut off"); names already in RESULTS are skipped, so a stopped run picks up where it was.
+forks a child per mutant that sets the variable and runs `pytest -x` on the test files, with
+mutmut's own options from pyproject.toml. A child still running after the cut-off is killed
+and the mutant counted killed (a test that hangs has found it). Each result is a JSON line
+`{"name", "exit", "seconds"}` (exit 1: killed, 0: alive, "cut off"); names already in RESULTS
+are skipped, so a stopped run picks up where it was.
 
 Why not `mutmut run`: it runs every fast test that reaches a function, up to ~180 for the
 scraper (~110 s a survivor on 2 shared cores), and its map of tests to functions misses code
@@ -26,21 +27,18 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Sequence
+import tomllib
 from pathlib import Path
 
-# The two deadline tests wait on the real clock, which the trampolines distort.
-DESELECTED = (
-    "tests/unit/polling/test_scrape_deadline.py::test_scrape_duration_is_the_time_the_slow_api_took",
-    "tests/unit/polling/test_scrape_deadline.py::"
-    "test_scrape_duration_of_a_timed_out_scrape_is_the_deadline",
-)
+PYPROJECT = Path(__file__).resolve().parent.parent / "pyproject.toml"
 
 
-def pytest_args(files: list[str], also_deselected: Sequence[str] = ()) -> list[str]:
-    deselect = [f"--deselect={test}" for test in (*DESELECTED, *also_deselected)]
-    quiet = ["--rootdir=.", "--tb=no", "-q", "-n", "0", "-p", "no:cacheprovider"]
-    return [*quiet, "-x", "-m", "not slow", "-p", "no:randomly", *deselect, *files]
+def pytest_args(files: list[str]) -> list[str]:
+    """mutmut's own pytest options (`[tool.mutmut]` in pyproject.toml: the fast tests in one
+    process, less those that cannot judge a mutant), stopping at the first failure."""
+    mutmut = tomllib.loads(PYPROJECT.read_text())["tool"]["mutmut"]
+    quiet = ["--rootdir=.", "--tb=no", "-q", "-p", "no:randomly"]
+    return [*quiet, *mutmut["pytest_add_cli_args"], "-x", *files]
 
 
 def judge(name: str, args: list[str], cut_off: float) -> tuple[int | str, float]:
@@ -74,8 +72,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--mutants", type=Path, default=Path("mutants"))
     parser.add_argument("--cut-off", type=float, default=60.0)
     parser.add_argument("--until", type=float, default=float("inf"))
-    # e.g. a test that counts the modules a command imports: the trampolines import more.
-    parser.add_argument("--deselect", action="append", default=[], metavar="NODE_ID")
     options = parser.parse_args(argv)
     names = [line.strip() for line in options.names.read_text().splitlines() if line.strip()]
     results = options.results.resolve()
@@ -86,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     sys.path.insert(0, os.getcwd())
     import pytest
 
-    args = pytest_args(options.tests, options.deselect)
+    args = pytest_args(options.tests)
     # Collect only: the children inherit the imports. Running a test here could leave threads
     # (a pool's workers) that a forked child would count on but not have.
     with contextlib.redirect_stdout(io.StringIO()):
