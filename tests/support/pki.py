@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import datetime
 import ipaddress
 from dataclasses import dataclass
@@ -113,6 +114,12 @@ def make_pki(d: Path) -> Pki:
         rogue_key=_write(d / "rogue.key", key=rogue_key),
         other_key=_write(d / "other.key", key=ec.generate_private_key(ec.SECP256R1())),
     )
+
+
+def basic_authorization(credentials: str | bytes) -> str:
+    """The Authorization value of HTTP basic auth for `user:password` (or any bytes)."""
+    raw = credentials.encode() if isinstance(credentials, str) else credentials
+    return "Basic " + base64.b64encode(raw).decode()
 
 
 def bcrypt_hash(password: str) -> str:

@@ -6,7 +6,6 @@ SIGHUP to a real process and rotate the key under it.
 
 from __future__ import annotations
 
-import base64
 import json
 import logging
 import os
@@ -20,7 +19,6 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 
-import bcrypt
 import pytest
 import requests
 from cryptography import x509
@@ -38,6 +36,7 @@ from tests.support.exporters import (
     value,
 )
 from tests.support.fake_api import FakeApi, Reply, number, numbers_body
+from tests.support.pki import basic_authorization, bcrypt_hash
 from tests.support.processes import wait_until
 
 DEFAULT_KEY = "default-key-0000aaaa"
@@ -249,15 +248,6 @@ def test_redaction_learns_new_keys_and_keeps_the_old_ones():
 # --- The web config ---------------------------------------------------------------------------
 
 
-def bcrypt_hash(password: str) -> str:
-    return bcrypt.hashpw(password.encode(), bcrypt.gensalt(rounds=4)).decode()
-
-
-def basic(user: str, password: str) -> dict[str, str]:
-    token = base64.b64encode(f"{user}:{password}".encode()).decode()
-    return {"Authorization": f"Basic {token}"}
-
-
 def test_basic_auth_users_change_on_reload_and_reload_needs_them(tmp_path):
     web = tmp_path / "web.yml"
     web.write_text(f"basic_auth_users:\n  prom: '{bcrypt_hash('old-secret')}'\n")
@@ -265,7 +255,8 @@ def test_basic_auth_users_change_on_reload_and_reload_needs_them(tmp_path):
         flags = ["--api.base-url", api.base_url, "--web.config.file", str(web)]
         with InProcessExporter(flags) as exp:
             assert reload(exp.url).status_code == 401
-            old, new = basic("prom", "old-secret"), basic("prom", "new-secret")
+            old = {"Authorization": basic_authorization("prom:old-secret")}
+            new = {"Authorization": basic_authorization("prom:new-secret")}
             web.write_text(f"basic_auth_users:\n  prom: '{bcrypt_hash('new-secret')}'\n")
             assert reload(exp.url, headers=old).status_code == 200
             assert exp.get(headers=old).status_code == 401

@@ -25,7 +25,7 @@ from exporter.config.webconfig import load_web_config
 from exporter.web.auth import BasicAuth
 from tests.support.exporters import exporter_process, parse_samples, value
 from tests.support.fake_api import FakeApi
-from tests.support.pki import Pki, bcrypt_hash
+from tests.support.pki import Pki, basic_authorization, bcrypt_hash
 from tests.support.processes import REPO
 
 KEY = "webcfg-key-0b7d2c91-never-shown"
@@ -252,12 +252,6 @@ def test_bad_web_config_stops_the_process_at_start_up(tmp_path):
 # --- Basic auth, in-process ------------------------------------------------------------------
 
 
-def basic(user: str, password: str) -> str:
-    import base64
-
-    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
-
-
 @pytest.fixture
 def counted_bcrypt(monkeypatch):
     calls = []
@@ -274,22 +268,22 @@ def counted_bcrypt(monkeypatch):
 def test_verified_credentials_are_remembered(counted_bcrypt):
     auth = BasicAuth({USER: bcrypt_hash(PASSWORD).encode()})
     for _ in range(20):
-        assert auth.check(basic(USER, PASSWORD))
+        assert auth.check(basic_authorization(f"{USER}:{PASSWORD}"))
     assert len(counted_bcrypt) == 1
 
 
 def test_wrong_passwords_are_never_remembered(counted_bcrypt):
     auth = BasicAuth({USER: bcrypt_hash(PASSWORD).encode()})
-    assert auth.check(basic(USER, PASSWORD))
+    assert auth.check(basic_authorization(f"{USER}:{PASSWORD}"))
     for _ in range(3):
-        assert not auth.check(basic(USER, PASSWORD + "x"))
-    assert not auth.check(basic(USER, ""))
+        assert not auth.check(basic_authorization(f"{USER}:{PASSWORD}x"))
+    assert not auth.check(basic_authorization(f"{USER}:"))
     assert len(counted_bcrypt) == 5
 
 
 def test_unknown_users_cost_a_bcrypt_check_too(counted_bcrypt):
     auth = BasicAuth({USER: bcrypt_hash(PASSWORD).encode()})
-    assert not auth.check(basic("mallory", PASSWORD))
+    assert not auth.check(basic_authorization(f"mallory:{PASSWORD}"))
     assert len(counted_bcrypt) == 1
 
 
@@ -306,9 +300,9 @@ def test_unknown_users_cost_a_bcrypt_check_too(counted_bcrypt):
         "Bearer " + PASSWORD,
         "Digest username=prometheus",
         "Basic \u00ff\u00fe",
-        basic(USER.upper(), PASSWORD),
-        basic(USER, PASSWORD.upper()),
-        basic(USER, PASSWORD + "\0"),
+        basic_authorization(f"{USER.upper()}:{PASSWORD}"),
+        basic_authorization(f"{USER}:{PASSWORD.upper()}"),
+        basic_authorization(f"{USER}:{PASSWORD}\0"),
     ],
 )
 def test_malformed_or_wrong_credentials_are_refused(header):
@@ -319,15 +313,15 @@ def test_malformed_or_wrong_credentials_are_refused(header):
 def test_long_passwords_follow_bcrypt_semantics():
     long_password = "p" * 100
     auth = BasicAuth({USER: bcrypt.hashpw(long_password.encode()[:72], bcrypt.gensalt(4))})
-    assert auth.check(basic(USER, long_password))
-    assert not auth.check(basic(USER, "q" * 100))
+    assert auth.check(basic_authorization(f"{USER}:{long_password}"))
+    assert not auth.check(basic_authorization(f"{USER}:{'q' * 100}"))
 
 
 def test_two_y_and_two_a_hashes_from_htpasswd_work():
     hashed = bcrypt_hash(PASSWORD)
     for prefix in ("$2y$", "$2a$"):
         auth = BasicAuth({USER: (prefix + hashed[4:]).encode()})
-        assert auth.check(basic(USER, PASSWORD))
+        assert auth.check(basic_authorization(f"{USER}:{PASSWORD}"))
 
 
 # --- A real exporter over TLS ----------------------------------------------------------------

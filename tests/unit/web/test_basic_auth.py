@@ -2,18 +2,12 @@
 
 from __future__ import annotations
 
-import base64
-
 from exporter.web.auth import BasicAuth
-from tests.support.pki import bcrypt_hash
+from tests.support.pki import basic_authorization, bcrypt_hash
 
 # bcrypt reads the first 72 bytes of a password: any longer password that starts with this
 # one matches its hash, so credentials of any length can be made valid.
 PASSWORD = "p" * 72
-
-
-def basic(user_password: bytes) -> str:
-    return "Basic " + base64.b64encode(user_password).decode()
 
 
 def credentials_of(size: int) -> bytes:
@@ -23,7 +17,10 @@ def credentials_of(size: int) -> bytes:
 
 def test_credentials_of_4096_base64_characters_are_read_and_longer_ones_refused_unread():
     auth = BasicAuth({"prom": bcrypt_hash(PASSWORD).encode()})
-    at_limit, over = basic(credentials_of(3072)), basic(credentials_of(3075))
+    at_limit, over = (
+        basic_authorization(credentials_of(3072)),
+        basic_authorization(credentials_of(3075)),
+    )
     assert (len(at_limit), len(over)) == (6 + 4096, 6 + 4100)
     assert auth.check(at_limit)
     assert not auth.check(over)
@@ -31,7 +28,7 @@ def test_credentials_of_4096_base64_characters_are_read_and_longer_ones_refused_
 
 def test_other_schemes_empty_or_malformed_credentials_are_refused():
     auth = BasicAuth({"prom": bcrypt_hash(PASSWORD).encode()})
-    good = basic(b"prom:" + PASSWORD.encode())
+    good = basic_authorization(b"prom:" + PASSWORD.encode())
     assert auth.check(good)
     assert auth.check("basic " + good.split(" ", 1)[1])  # the scheme's case does not matter
     for header in (
@@ -41,8 +38,8 @@ def test_other_schemes_empty_or_malformed_credentials_are_refused():
         "Basic ",
         "Bearer " + good.split(" ", 1)[1],
         "Basic not-base64!",
-        basic(b"no-colon"),
-        basic(b"prom:wrong"),
-        basic(b"other:" + PASSWORD.encode()),
+        basic_authorization(b"no-colon"),
+        basic_authorization(b"prom:wrong"),
+        basic_authorization(b"other:" + PASSWORD.encode()),
     ):
         assert not auth.check(header), header
