@@ -5,8 +5,8 @@ once per API response. A gzip body is one gzip member assembled from pieces defl
 API response; only the few clock-dependent lines are compressed per scrape. Pieces deflated on
 their own concatenate into one DEFLATE stream when each ends on a byte boundary (a full flush)
 and the later ones never refer back past their own start; the CRC-32 of the whole is combined
-from the pieces' CRCs (zlib's crc32_combine), so the uncompressed text is not needed at scrape
-time.
+from the pieces' CRCs (zlib-ng's crc32_combine), so the uncompressed text is not needed at
+scrape time.
 
 A plain body is streamed: text kept only deflated is inflated a slice at a time while it is
 sent, so plain clients, however many at once, never hold a whole inflated copy each.
@@ -27,68 +27,6 @@ from zlib_ng import zlib_ng as zlib
 
 # gzip member header: deflate, no name, no mtime, "fastest" flag (XFL 4), unknown OS.
 GZIP_HEADER = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x04\xff"
-
-# --- CRC-32 of a concatenation from the CRCs of its parts -------------------------------------
-
-_CRC_POLY = 0xEDB88320
-
-
-def _crc_multiply(a: int, b: int) -> int:
-    """a * b modulo the CRC-32 polynomial (zlib's multmodp); a is never 0."""
-    product = 0
-    bit = 1 << 31
-    while bit:
-        if a & bit:
-            product ^= b
-            if not a & (bit - 1):
-                break
-        bit >>= 1
-        b = (b >> 1) ^ _CRC_POLY if b & 1 else b >> 1
-    return product
-
-
-_X_POW_2N = [1 << 30]  # x^(2^n) modulo the polynomial, for n = 0..31
-for _ in range(31):
-    _X_POW_2N.append(_crc_multiply(_X_POW_2N[-1], _X_POW_2N[-1]))
-
-
-# Up to this length, crc_shift runs zlib's own CRC over zeros (C speed) instead of the loop below:
-# most pieces are this small, and the loop costs ~0.1-0.2 ms a piece.
-_ZEROS = bytes(1 << 16)
-
-
-def _shifted_by_zeros(crc: int, length: int) -> int:
-    """crc * x^(8 * length), for length up to len(_ZEROS), by zlib's CRC over zeros.
-
-    Appending n zero bytes maps a CRC c to c * x^(8n) xor crc32(n zeros): the CRC of n zeros from
-    c, less that of n zeros from 0, is c * x^(8n).
-    """
-    zeros = memoryview(_ZEROS)[:length]
-    return zlib.crc32(zeros, crc) ^ zlib.crc32(zeros, 0)
-
-
-def crc_shift(length: int) -> int:
-    """x^(8 * length) modulo the CRC-32 polynomial: what appending `length` bytes does to a CRC."""
-    if length <= len(_ZEROS):
-        return _shifted_by_zeros(1 << 31, length)  # x^0, reflected, times x^(8 length)
-    product = 1 << 31
-    k = 3
-    while length:
-        if length & 1:
-            product = _crc_multiply(_X_POW_2N[k & 31], product)
-        length >>= 1
-        k += 1
-    return product
-
-
-def crc_combine(crc_a: int, crc_b: int, shift_b: int) -> int:
-    """zlib.crc32(a + b) from zlib.crc32(a), zlib.crc32(b) and shift_b = crc_shift(len(b)).
-
-    The shift is passed rather than the length because it costs ~30 multiplications to compute:
-    a `Piece` computes its own once, when it is deflated.
-    """
-    return _crc_multiply(shift_b, crc_a) ^ crc_b
-
 
 # --- text deflated once -----------------------------------------------------------------------
 
@@ -113,7 +51,6 @@ class Piece:
     deflated: bytes
     crc: int
     size: int
-    shift: int | None  # crc_shift(size), for pieces too large for the zeros in crc_after
     text: bytes | None = None
 
     @classmethod
@@ -134,14 +71,11 @@ class Piece:
                 kept.append(chunk)
         out.append(compressor.flush(zlib.Z_FULL_FLUSH))
         text = b"".join(kept) if size <= _KEEP_TEXT_UP_TO else None
-        shift = crc_shift(size) if size > len(_ZEROS) else None
-        return cls(b"".join(out), crc, size, shift, text)
+        return cls(b"".join(out), crc, size, text)
 
     def crc_after(self, crc: int) -> int:
         """The CRC-32 of some text (whose CRC is `crc`) followed by this piece's text."""
-        if self.shift is None:
-            return _shifted_by_zeros(crc, self.size) ^ self.crc
-        return crc_combine(crc, self.crc, self.shift)
+        return zlib.crc32_combine(crc, self.crc, self.size)
 
     def inflated(self) -> Iterator[bytes]:
         """The text, a slice at a time (never all of it at once unless it was kept)."""
@@ -187,6 +121,12 @@ class SampleText:
             return
         assert self._piece is not None  # set before the text is dropped
         yield from self._piece.inflated()
+
+    def kept_text(self) -> list[bytes] | Iterator[bytes]:
+        """The text: the chunks as rendered while they are kept (a small text is never dropped
+        for its piece), else inflated as `stream` does."""
+        chunks = self._chunks
+        return chunks if chunks is not None else self.stream()
 
     def deflated_alone(self) -> bool:
         """Whether gzip bodies splice this text in as a piece (else they compress its text)."""
@@ -283,7 +223,7 @@ def gzip_body(parts: Sequence[TextPart]) -> list[bytes]:
         if not isinstance(part, SampleText):
             pending.append(part)
         elif not part.deflated_alone():
-            pending.extend(part.stream())
+            pending.extend(part.kept_text())
         else:
             piece = part.piece()
             if pending:
@@ -297,7 +237,7 @@ def gzip_body(parts: Sequence[TextPart]) -> list[bytes]:
                 out.append(compressor.flush(zlib.Z_FULL_FLUSH))
                 compressed = False
             out.append(piece.deflated)
-            crc = piece.crc_after(crc)
+            crc = zlib.crc32_combine(crc, piece.crc, piece.size)  # piece.crc_after(crc), inlined
             size += piece.size
     text = b"".join(pending)
     out.append(compressor.compress(text))

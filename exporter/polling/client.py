@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import heapq
+import http.client
 import itertools
 import json
 import logging
@@ -30,7 +31,7 @@ from requests.adapters import HTTPAdapter
 from urllib3 import BaseHTTPResponse
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import ConnectionPool, HTTPConnectionPool, HTTPSConnectionPool
-from urllib3.exceptions import InvalidHeader, MaxRetryError, ResponseError
+from urllib3.exceptions import HTTPError, InvalidHeader, MaxRetryError, ResponseError
 from urllib3.response import HTTPResponse
 from urllib3.util.retry import Retry
 from urllib3.util.timeout import Timeout
@@ -50,7 +51,14 @@ RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 # FetchError of a fetch (`retries`), so urllib3's own lines are not wanted.
 logging.getLogger("urllib3").setLevel(logging.ERROR)
 _READ_CHUNK_BYTES = 1 << 16
+# At most this many distinct URLs' requests are kept prepared per client (it asks for two or three).
+_PREPARED_URLS = 8
 _ERROR_BODY_PEEK = 1 << 14
+# What reading a body may raise besides what requests wraps: a raw read is urllib3's and
+# http.client's own.
+_READ_ERRORS = (requests.RequestException, HTTPError, http.client.HTTPException, OSError)
+# A body sent with one of these headers is not its Content-Length of bytes as they arrive.
+_ENCODED = ("Content-Encoding", "Transfer-Encoding")
 _JITTER = random.SystemRandom()  # spreads retries; not a security use
 
 
@@ -207,6 +215,8 @@ class ApiClient:
         self._session.trust_env = False  # never route the key through an ambient proxy setting
         self._session.mount("http://", self._adapter)
         self._session.mount("https://", self._adapter)
+        # The request of each URL, prepared once (see _send): url -> PreparedRequest.
+        self._prepared: dict[str, requests.PreparedRequest] = {}
 
     def numbers_url(self, subaccount: str) -> str:
         return f"{self.base_url}/api/v1/subaccounts/{quote(subaccount, safe='')}/numbers"
@@ -214,20 +224,20 @@ class ApiClient:
     def webhooks_url(self, subaccount: str) -> str:
         return f"{self.base_url}/api/v1/subaccounts/{quote(subaccount, safe='')}/webhooks"
 
-    def fetch_numbers(self, subaccount: str, timeout: float | None = None) -> bytearray:
+    def fetch_numbers(self, subaccount: str, timeout: float | None = None) -> bytes | bytearray:
         """The raw JSON body of the subaccount's list; FetchError on any failure."""
         return self._fetch(self.numbers_url(subaccount), timeout)
 
-    def fetch_webhooks(self, subaccount: str, timeout: float | None = None) -> bytearray:
+    def fetch_webhooks(self, subaccount: str, timeout: float | None = None) -> bytes | bytearray:
         """The raw JSON body of the subaccount's webhook list (--collector.webhooks)."""
         return self._fetch(self.webhooks_url(subaccount), timeout)
 
-    def fetch_balance(self, account_id: str, timeout: float | None = None) -> bytearray:
+    def fetch_balance(self, account_id: str, timeout: float | None = None) -> bytes | bytearray:
         """The raw JSON body of the account's prepaid balance (--balance.account-id)."""
         url = f"{self.base_url}/api/v1/accounts/{quote(account_id, safe='')}/balance"
         return self._fetch(url, timeout)
 
-    def _fetch(self, url: str, timeout: float | None) -> bytearray:
+    def _fetch(self, url: str, timeout: float | None) -> bytes | bytearray:
         budget = self.timeout if timeout is None else min(timeout, self.timeout)
         deadline = time.monotonic() + max(budget, 0.001)
         policy = self._retry_policy(deadline)
@@ -266,20 +276,22 @@ class ApiClient:
         )
 
     def _send(self, url: str, deadline: float) -> requests.Response:
-        headers = {
-            "Authorization": f"Bearer {self._api_key.reveal()}",
-            "Accept": "application/json",
-            "User-Agent": f"eightbyeight-exporter/{__version__}",
-        }
         try:
-            return self._session.get(
-                url,
-                headers=headers,
+            # Straight to the adapter with a request prepared once per URL: what Session.get
+            # would send (the session's headers and cookies), without preparing it and merging
+            # settings again at every fetch, which cost a third of the client's time per fetch.
+            request = self._request(url)
+            response = self._adapter.send(
+                request,
+                stream=True,
                 # requests hands a urllib3 Timeout to urllib3 unchanged; its hints know only floats.
                 timeout=DeadlineTimeout(deadline),  # type: ignore[arg-type]
-                stream=True,
-                allow_redirects=False,
+                verify=self._session.verify,
+                cert=self._session.cert,
+                proxies={},
             )
+            self._keep_cookies(request, response)
+            return response
         except requests.RequestException as exc:
             error = _send_error(exc, deadline)
             _drop_tracebacks(exc)
@@ -291,6 +303,28 @@ class ApiClient:
         finally:
             del error
 
+    def _request(self, url: str) -> requests.PreparedRequest:
+        """The GET of `url` as the session prepares it: its headers, this client's key and
+        cookies. A copy of the one prepared before, since a send may change what it is given."""
+        prepared = self._prepared.get(url)
+        if prepared is None:
+            headers = {
+                "Authorization": f"Bearer {self._api_key.reveal()}",
+                "Accept": "application/json",
+                "User-Agent": f"eightbyeight-exporter/{__version__}",
+            }
+            prepared = self._session.prepare_request(requests.Request("GET", url, headers))
+            if len(self._prepared) < _PREPARED_URLS:
+                self._prepared[url] = prepared
+        return prepared.copy()
+
+    def _keep_cookies(self, request: requests.PreparedRequest, response: requests.Response) -> None:
+        """Keep what the answer set in this client's jar (as Session.send would), for its later
+        requests; they are prepared again with it."""
+        if "set-cookie" in response.headers:
+            requests.cookies.extract_cookies_to_jar(self._session.cookies, request, response.raw)
+            self._prepared.clear()
+
     def _status_error(self, response: requests.Response) -> FetchError:
         status = response.status_code
         detail = f"HTTP {status}"
@@ -301,22 +335,20 @@ class ApiClient:
             return FetchError("invalid_response", f"unexpected redirect ({detail})", status)
         return FetchError(reason_for_status(status), detail, status)
 
-    def _read_body(self, response: requests.Response, deadline: float) -> bytearray:
+    def _read_body(self, response: requests.Response, deadline: float) -> bytes | bytearray:
         cap = self.max_response_bytes
         declared = response.headers.get("Content-Length", "")
         if declared.isdigit() and int(declared) > cap:
             raise FetchError(
                 "invalid_response", f"body of {declared} bytes exceeds the {cap}-byte cap", 200
             )
-        body = bytearray()
+        body: bytes | bytearray
         try:
-            for chunk in response.iter_content(_READ_CHUNK_BYTES):
-                body += chunk
-                if len(body) > cap:
-                    raise FetchError("invalid_response", f"body exceeds the {cap}-byte cap", 200)
-                if time.monotonic() > deadline:
-                    raise FetchError("timeout", "body not read before the deadline", 200)
-        except (requests.RequestException, OSError, AttributeError, ValueError) as exc:
+            if declared.isdigit() and not any(name in response.headers for name in _ENCODED):
+                body = self._read_declared(response, int(declared))
+            else:
+                body = self._read_chunks(response, cap, deadline)
+        except (*_READ_ERRORS, AttributeError, ValueError) as exc:
             # AttributeError/ValueError: urllib3 reading from a connection that was cut.
             if time.monotonic() >= deadline:
                 raise FetchError("timeout", "body not read before the deadline", 200) from None
@@ -324,6 +356,27 @@ class ApiClient:
         if time.monotonic() >= deadline:
             # A socket cut at the deadline can look like a short, complete body.
             raise FetchError("timeout", "body not read before the deadline", 200)
+        return body
+
+    @staticmethod
+    def _read_declared(response: requests.Response, length: int) -> bytes:
+        """A body of known length, within the cap, in one read: the deadline's watchdog cuts a
+        read that takes too long, so it need not be read a chunk at a time to be checked."""
+        body = response.raw.read(length, decode_content=False)
+        if len(body) < length:
+            raise ValueError(f"IncompleteRead: {len(body)} of {length} bytes")
+        return body
+
+    @staticmethod
+    def _read_chunks(response: requests.Response, cap: int, deadline: float) -> bytearray:
+        """A body of unknown length (or compressed), decoded a chunk at a time up to the cap."""
+        body = bytearray()
+        for chunk in response.iter_content(_READ_CHUNK_BYTES):
+            body += chunk
+            if len(body) > cap:
+                raise FetchError("invalid_response", f"body exceeds the {cap}-byte cap", 200)
+            if time.monotonic() > deadline:
+                raise FetchError("timeout", "body not read before the deadline", 200)
         return body
 
 

@@ -501,18 +501,43 @@ def _own_texts(family: Family) -> tuple[str, str]:
     return before, after
 
 
+def go_strings(values: list[float]) -> list[str]:
+    """floatToGoString of each value, for many values at once.
+
+    For finite values of at least 0, floatToGoString is the repr, except that from 1e6 up
+    (seven digits before the point and no exponent in the repr) Go writes an exponent: the
+    digits around the point run together, trailing zeros and the point dropped. One repr() of
+    the list and a comprehension cost much less than a call per value.
+    """
+    texts = repr(values)[1:-1]
+    # "inf" and "nan" hold an n, and no finite value's repr does.
+    if not values or "n" in texts or min(values) < 0.0:
+        return list(map(floatToGoString, values))
+    return [
+        text
+        if (dot := text.find(".")) < 7
+        else f"{(text[0] + '.' + text[1:dot] + text[dot + 1 :]).rstrip('0.')}e+{dot - 1:02d}"
+        for text in texts.split(", ")
+    ]
+
+
 def _age_lines(checks: list[tuple[str, float]], now: float) -> str:
     """The lines of eightbyeight_health_check_age_seconds: each prefix, the age of its check."""
     ages = list(map(max, repeat(0.0), map(now.__sub__, map(_SECOND, checks))))
-    # floatToGoString of a float from 0 up to 1e6 (no infinity, no NaN) is its repr: one repr()
-    # of the list is much cheaper than one call per value.
-    fast = max(ages) < 1e6
-    texts = repr(ages)[1:-1].split(", ") if fast else list(map(floatToGoString, ages))
+    texts = go_strings(ages)
     parts = [""] * (3 * len(ages))
     parts[0::3] = map(_FIRST, checks)
     parts[1::3] = texts
     parts[2::3] = repeat("\n", len(ages))
     return "".join(parts)
+
+
+def _own_lines(texts: tuple[str, str], subs: list[str], values: list[float]) -> list[str]:
+    """A per-subaccount family's lines: its text around each subaccount, then the value."""
+    before, after = texts
+    return [
+        f"{before}{sub}{after}{text}\n" for sub, text in zip(subs, go_strings(values), strict=True)
+    ]
 
 
 def render_scrapes(
@@ -530,28 +555,38 @@ def render_scrapes(
     the two formats write alike), so the inventories' deflated pieces serve both, and `# EOF`.
     """
     parts_of: dict[str, list[TextPart]] = {}
-    # The lines of the families rendered per scrape, one list per family, joined at the end.
-    lines: tuple[list[str], ...] = ([], [], [], [], [])
-    up, duration, invalid, success, age = lines
+    up: list[str] = []
+    invalid: list[str] = []
+    subs: list[str] = []
+    durations: list[float] = []
+    succeeded: list[str] = []  # the subaccounts with a last success, and its time
+    success_times: list[float] = []
     checks: list[tuple[str, float]] = []  # every group's age prefix and oldest check
-    go = floatToGoString
     up_text, duration_text, invalid_text, success_text = map(_own_texts, _PER_SCRAPE[:4])
     for scrape in scrapes:
         sub = escape_label_value(scrape.subaccount)
+        subs.append(sub)
+        durations.append(scrape.duration)
         inventory = scrape.inventory
         up.append(f"{up_text[0]}{sub}{up_text[1]}{'1.0' if scrape.up else '0.0'}\n")
-        duration.append(f"{duration_text[0]}{sub}{duration_text[1]}{go(scrape.duration)}\n")
         count = inventory.invalid_records if (inventory and scrape.up) else 0
         invalid.append(f"{invalid_text[0]}{sub}{invalid_text[1]}{_COUNTS[count]}\n")
         if scrape.last_success is not None:
-            success.append(f"{success_text[0]}{sub}{success_text[1]}{go(scrape.last_success)}\n")
+            succeeded.append(sub)
+            success_times.append(scrape.last_success)
         if inventory is None:
             continue
         checks += inventory.check_ages
         for name, text in inventory.samples.items():
             parts_of.setdefault(name, []).append(text)
-    if checks:
-        age.append(_age_lines(checks, now))
+    # The lines of the families rendered per scrape, one list per family, joined below.
+    lines = (
+        up,
+        _own_lines(duration_text, subs, durations),
+        invalid,
+        _own_lines(success_text, succeeded, success_times),
+        [_age_lines(checks, now)] if checks else [],
+    )
     for family, family_lines in zip(_PER_SCRAPE, lines, strict=True):
         if family_lines:
             parts_of.setdefault(family.name, []).insert(0, "".join(family_lines).encode())

@@ -1,4 +1,4 @@
-"""Response bodies: the CRC-32 combination and gzip stitched from pieces deflated once."""
+"""Response bodies: gzip stitched from pieces deflated once, and their CRC-32 combined."""
 
 from __future__ import annotations
 
@@ -15,27 +15,12 @@ from exporter.metrics.encoding import (
     DEFLATE_ALONE_FROM,
     Piece,
     SampleText,
-    crc_combine,
-    crc_shift,
     deflate_all,
     gzip_body,
     plain_body,
 )
 
 chunks = st.lists(st.binary(max_size=300), max_size=4)
-
-
-@settings(max_examples=300, deadline=None)
-@given(st.binary(max_size=2000), st.binary(max_size=2000))
-def test_crc_combine_is_the_crc_of_the_concatenation(a, b):
-    assert crc_combine(zlib.crc32(a), zlib.crc32(b), crc_shift(len(b))) == zlib.crc32(a + b)
-
-
-@settings(max_examples=50, deadline=None)
-@given(st.binary(min_size=1, max_size=64), st.integers(min_value=0, max_value=1 << 20))
-def test_crc_combine_holds_for_pieces_of_any_size(a, length):
-    b = bytes(range(256)) * (length // 256) + bytes(length % 256)
-    assert crc_combine(zlib.crc32(a), zlib.crc32(b), crc_shift(len(b))) == zlib.crc32(a + b)
 
 
 @settings(max_examples=150, deadline=None)
@@ -67,7 +52,6 @@ def test_a_piece_extends_a_crc_as_the_concatenation_would(length):
     text = bytes(range(256)) * (length // 256) + b"z" * (length % 256)
     piece = Piece.of([text])
     assert piece.crc_after(zlib.crc32(before)) == zlib.crc32(before + text)
-    assert (piece.shift is None) == (length <= 1 << 16)
 
 
 # Texts below and above the size deflated on its own, side by side and between bytes, so that

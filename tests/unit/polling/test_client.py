@@ -12,6 +12,7 @@ The retry policy is driven with urllib3's own objects and a fake clock; the sock
 from __future__ import annotations
 
 import gzip
+import http.client
 import io
 import json
 import math
@@ -329,7 +330,8 @@ def test_backoff_grows_from_the_second_failure_with_no_jitter_configured():
 
 
 class Body:
-    """A streamed response: headers and the chunks `iter_content` yields, then `then`."""
+    """A streamed response: headers and the chunks `iter_content` yields, then `then`; with a
+    Content-Length, its `raw.read` gives them all at once (or raises `then`)."""
 
     def __init__(self, chunks, length: str | None = None, then: BaseException | None = None):
         self.headers = requests.structures.CaseInsensitiveDict()
@@ -337,11 +339,19 @@ class Body:
             self.headers["Content-Length"] = length
         self.chunks = chunks
         self.then = then
+        self.raw = types.SimpleNamespace(read=self._read_raw)
+        self.raw_reads: list[tuple[int, bool]] = []
 
     def iter_content(self, size):
         yield from self.chunks
         if self.then is not None:
             raise self.then
+
+    def _read_raw(self, amount, decode_content=True):
+        self.raw_reads.append((amount, decode_content))
+        if self.then is not None:
+            raise self.then
+        return b"".join(self.chunks)[:amount]
 
 
 def read_error(body: Body, deadline_in: float = 30.0, cap: int = 100) -> tuple:
@@ -353,7 +363,42 @@ def read_error(body: Body, deadline_in: float = 30.0, cap: int = 100) -> tuple:
 
 def test_body_up_to_the_cap_is_read():
     client = ApiClient("http://127.0.0.1:1", Secret(KEY_MESSAGES), max_response_bytes=4)
-    assert client._read_body(Body([b"ab", b"cd"], "4"), time.monotonic() + 30) == b"abcd"
+    declared = Body([b"ab", b"cd"], "4")
+    assert client._read_body(declared, time.monotonic() + 30) == b"abcd"
+    assert declared.raw_reads == [(4, False)]  # one read of the declared length, as sent
+    assert client._read_body(Body([b"ab", b"cd"]), time.monotonic() + 30) == b"abcd"
+
+
+@pytest.mark.parametrize(
+    ("header", "value"), [("Content-Encoding", "gzip"), ("transfer-encoding", "chunked")]
+)
+def test_an_encoded_body_is_read_decoded_a_chunk_at_a_time(header, value):
+    client = ApiClient("http://127.0.0.1:1", Secret(KEY_MESSAGES), max_response_bytes=4)
+    body = Body([b"ab", b"cd"], "2")
+    body.headers[header] = value
+    assert client._read_body(body, time.monotonic() + 30) == b"abcd"
+    assert body.raw_reads == []
+
+
+def test_body_shorter_than_declared_or_cut_while_read_at_once_names_the_cause():
+    assert read_error(Body([b"abc"], "5")) == (
+        "connection_error",
+        "body cut off: incomplete body",
+        200,
+    )
+    protocol = urllib3.exceptions.ProtocolError(
+        "Connection broken", ConnectionResetError(104, "reset")
+    )
+    assert read_error(Body([], "5", then=protocol)) == (
+        "connection_error",
+        "body cut off: connection reset by peer",
+        200,
+    )
+    assert read_error(Body([], "5", then=http.client.IncompleteRead(b"ab", 3))) == (
+        "connection_error",
+        "body cut off: incomplete body",
+        200,
+    )
 
 
 def test_declared_length_over_the_cap_is_refused():
@@ -409,10 +454,10 @@ def test_body_cut_off_before_the_deadline_names_the_cause():
 def test_request_failures(monkeypatch, raised, reason, detail):
     client = ApiClient("http://127.0.0.1:1", Secret(KEY_MESSAGES))
 
-    def failing_get(*args, **kwargs):
+    def failing_send(*args, **kwargs):
         raise raised
 
-    monkeypatch.setattr(client._session, "get", failing_get)
+    monkeypatch.setattr(client._adapter, "send", failing_send)
     with pytest.raises(FetchError) as caught:
         client.fetch_numbers("acme-prod", 5)
     assert (caught.value.reason, caught.value.detail, caught.value.status) == (reason, detail, None)
@@ -807,17 +852,20 @@ def test_each_request_is_bounded_by_a_timeout_that_tracks_the_deadline(monkeypat
     api = ApiClient("http://127.0.0.1:1", Secret("k"))
     sent: list[dict] = []
 
-    def record(url, **kwargs):
-        sent.append(kwargs)
-        return "the response"
+    answer = requests.Response()
 
-    monkeypatch.setattr(api._session, "get", record)
-    assert api._send("http://127.0.0.1:1/x", 1234.5) == "the response"
+    def record(request, **kwargs):
+        sent.append({"url": request.url, **kwargs})
+        return answer
+
+    # The adapter, not the session, sends: it never follows a redirect.
+    monkeypatch.setattr(api._adapter, "send", record)
+    assert api._send("http://127.0.0.1:1/x", 1234.5) is answer
     timeout = sent[0]["timeout"]
     assert isinstance(timeout, client_module.DeadlineTimeout)
     assert timeout.deadline == 1234.5
     assert sent[0]["stream"] is True
-    assert sent[0]["allow_redirects"] is False
+    assert (sent[0]["url"], sent[0]["proxies"]) == ("http://127.0.0.1:1/x", {})
 
 
 def test_a_body_cut_short_as_incomplete_is_named_so():

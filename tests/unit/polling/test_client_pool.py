@@ -17,6 +17,7 @@ import weakref
 from collections.abc import Callable
 
 import pytest
+import requests
 
 from exporter.app import api_client_factory
 from exporter.common.errors import FetchError
@@ -229,6 +230,32 @@ def test_a_cookie_set_for_one_subaccount_is_never_sent_for_another():
         None,
         "session=first-only",
     ]
+
+
+def test_a_fetch_sends_what_a_session_would_and_prepares_each_url_once(monkeypatch):
+    prepared: list[str] = []
+    real_prepare = ApiClient._request
+
+    def counted(self, url):
+        if url not in self._prepared:
+            prepared.append(url)
+        return real_prepare(self, url)
+
+    monkeypatch.setattr(ApiClient, "_request", counted)
+    with KeepAliveServer() as server:
+        api = ApiClient(server.base_url, Secret("the-key"))
+        for _ in range(3):
+            assert api.fetch_numbers("one") == GOOD
+        api.fetch_numbers("two")
+        with requests.Session() as session:
+            session.get(f"{server.base_url}/by-a-session", headers={"Accept": "application/json"})
+    assert prepared == [api.numbers_url("one"), api.numbers_url("two")]
+    fetched, by_session = server.requests[0], server.requests[-1]
+    assert fetched["authorization"] == "Bearer the-key"
+    assert fetched["user-agent"].startswith("eightbyeight-exporter/")
+    assert sorted(fetched) == sorted(by_session | {"authorization": ""})
+    for name in ("accept", "accept-encoding", "connection"):
+        assert fetched[name] == by_session[name]
 
 
 def factory_settings(

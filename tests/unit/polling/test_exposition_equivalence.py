@@ -476,3 +476,20 @@ def test_vectorised_float_formatting_is_float_to_go_string(values):
 def test_unix_times_in_milliseconds_format_like_float_to_go_string(millis):
     values = [m / 1000 for m in millis]
     assert exposition._go_float_lines(values) == [f"{floatToGoString(v)}\n" for v in values]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.one_of(
+            st.floats(min_value=0.0, max_value=1e6),
+            st.floats(min_value=1e6, max_value=1e17),
+            st.integers(min_value=0, max_value=10**12).map(float),
+            st.floats(),
+            st.just(-0.0),
+        ),
+        max_size=40,
+    )
+)
+def test_many_ages_format_like_float_to_go_string(values):
+    assert exposition.go_strings(values) == [floatToGoString(v) for v in values]
