@@ -123,6 +123,7 @@ def measure_size(numbers: int, args: argparse.Namespace, workdir: Path) -> dict[
                 args.cached_repeat,
                 lambda: sim.request_count(SUBACCOUNT),
                 workdir,
+                body,
             )
         print(" done", file=sys.stderr)
     return result
@@ -178,6 +179,11 @@ def rows(sizes: dict[str, dict[str, Any]]) -> list[tuple[str, list[str]]]:
         row("  series", lambda r: f"{r[ag]['series']:,}"),
         row("HTTP cold scrape (best)", lambda r: _ms(r["http"]["cold"]["best"])),
         row("  median", lambda r: _ms(r["http"]["cold"]["median"])),
+        row(
+            "  json.loads in turns with it (best)",
+            lambda r: _ms(r["http"]["cold"]["floor_turns"]["best"]),
+        ),
+        row("  cold / json.loads in turns", lambda r: _x(_cold_over_floor(r))),
         row("HTTP cached scrape (best)", lambda r: _ms(r["http"]["cached"]["best"])),
         row("  median", lambda r: _ms(r["http"]["cached"]["median"])),
         row(
@@ -309,6 +315,14 @@ def cost_table(cost: dict[str, Any]) -> str:
     return _aligned(["", "CPU"], body)
 
 
+def _cold_over_floor(r: dict[str, Any]) -> float:
+    """The best cold HTTP scrape over the best `json.loads` of the body timed in turns with
+    it (see measure_http), or else over the in-process floor."""
+    cold = r["http"]["cold"]
+    floor = (cold.get("floor_turns") or r["floor"])["best"]
+    return cold["best"] / floor
+
+
 def targets(
     sizes: dict[str, dict[str, Any]],
     many: dict[str, list[dict[str, Any]]] | None = None,
@@ -348,7 +362,7 @@ def targets(
         ),
         (
             "cold HTTP scrape / json.loads at 10,000",
-            value(10_000, lambda r: r["http"]["cold"]["best"] / r["floor"]["best"]),
+            value(10_000, _cold_over_floor),
             "<=",
             1.5,
         ),
@@ -360,7 +374,7 @@ def targets(
         ),
         (
             "cold HTTP scrape / json.loads at 100,000",
-            value(100_000, lambda r: r["http"]["cold"]["best"] / r["floor"]["best"]),
+            value(100_000, _cold_over_floor),
             "<=",
             1.25,
         ),

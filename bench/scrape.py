@@ -7,8 +7,10 @@ header, `Accept-Encoding: gzip` and the scrape timeout (10 s, the default).
 
 from __future__ import annotations
 
+import gc
 import gzip
 import http.client
+import json
 import os
 import re
 import socket
@@ -181,6 +183,20 @@ def check_ages(scrape: Scrape) -> list[float]:
     return [float(value) for value in _AGE.findall(scrape.text())]
 
 
+def json_loads_seconds(body: bytes) -> float:
+    """Wall time of one `json.loads` of the body, as in a fresh interpreter: what this process
+    already holds (the simulator's inventories) is frozen out of the cyclic GC's collections
+    meanwhile, so they cost what they cost there (bench/inprocess.py) and no more."""
+    gc.collect()
+    gc.freeze()
+    try:
+        started = time.perf_counter()
+        json.loads(body)
+        return time.perf_counter() - started
+    finally:
+        gc.unfreeze()
+
+
 def summary(seconds: list[float]) -> dict[str, float]:
     ordered = sorted(seconds)
     return {"best": ordered[0], "median": ordered[len(ordered) // 2], "runs": len(ordered)}
@@ -195,8 +211,13 @@ def measure_http(
     cached_repeat: int,
     request_count: Callable[[], int],
     logs: Path,
+    body: bytes = b"",
 ) -> dict[str, object]:
-    """Cold scrapes, cached scrapes and memory, each configuration in a fresh process."""
+    """Cold scrapes, cached scrapes and memory, each configuration in a fresh process.
+
+    With the API's `body`, each cold scrape takes turns with a `json.loads` of it here (the
+    floor of the cold scrapes' target), so that a change in the host's speed weighs on both.
+    """
     out: dict[str, object] = {}
     name = f"{subaccount}-{numbers}"
 
@@ -206,11 +227,16 @@ def measure_http(
         proc.check(first, numbers)
         peak_after_first = proc.memory()["VmHWM"]
         # Ten cold scrapes at the least: the peak RSS must not climb from one to the next.
-        runs = [proc.scrape() for _ in range(max(repeat, COLD_SCRAPES - 1))]
+        runs, floors = [], []
+        for _ in range(max(repeat, COLD_SCRAPES - 1)):
+            if body:
+                floors.append(json_loads_seconds(body))
+            runs.append(proc.scrape())
         proc.check(runs[-1], numbers)
         memory = proc.memory()
         out["cold"] = {
             **summary([run.seconds for run in runs]),
+            "floor_turns": summary(floors) if floors else None,
             "first": first.seconds,
             "peak_after_first": peak_after_first,
             "peak_after_all": memory["VmHWM"],

@@ -99,9 +99,10 @@ class Piece:
 class SampleText:
     """Sample lines rendered once per API response (one family of one subaccount, or a header).
 
-    Deflated once (`piece`: by the scraper right after rendering, or by the first gzip
-    response) and then kept only deflated, as per-number text shrinks ~20 times. A client
-    without gzip gets it inflated as it is sent (`stream`).
+    Deflated once (`deflated`: while it is rendered, as per-number text is; or `piece`: by the
+    scraper right after rendering, or by the first gzip response) and then kept only deflated,
+    as per-number text shrinks ~20 times. A client without gzip gets it inflated as it is sent
+    (`stream`).
     """
 
     __slots__ = ("_chunks", "_lock", "_piece", "size")
@@ -111,6 +112,15 @@ class SampleText:
         self._piece: Piece | None = None
         self._lock = threading.Lock()
         self.size = sum(map(len, chunks))
+
+    @classmethod
+    def deflated(cls, chunks: Iterable[bytes]) -> SampleText:
+        """Text deflated as its chunks come (each may be made only when asked for), so that it
+        never exists whole as text; kept as SampleText keeps text once deflated."""
+        piece = Piece.of(chunks)
+        text = cls([])
+        text._chunks, text._piece, text.size = None, piece, piece.size
+        return text
 
     def stream(self) -> Iterator[bytes]:
         """The text: as rendered, or inflated a slice at a time once it is kept deflated."""

@@ -265,3 +265,44 @@ def test_check_ages_print_as_float_to_go_string(ages):
     text = b"".join(plain_body(render_scrapes([SubaccountScrape("s", True, 0.1, inventory)], now)))
     expected = "".join(f"{prefix}{floatToGoString(max(0.0, now - (now - age)))}\n" for age in ages)
     assert expected.encode() in text
+
+
+def test_per_number_text_is_deflated_a_chunk_at_a_time_as_it_is_made(monkeypatch):
+    from exporter.common.memory import MMAP_THRESHOLD
+    from exporter.metrics import encoding
+    from exporter.polling import exposition as module
+
+    records = [
+        number(f"+65{9000000 + i}", referenceId=f"ref-{i:06d}-" + "x" * 40)
+        for i in range(3 * module.LINES_PER_CHUNK + 5)
+    ]
+    inventory = parse_inventory(json.dumps(numbers_body(records)).encode())
+    made: list[int] = []  # sizes of the chunks, in the order they were made
+    pieces: list[list[int]] = []  # for each piece, what had been made when it began
+    real_lines, real_piece = module._line_chunks, encoding.Piece.of.__func__
+
+    def counted_lines(*args, **kwargs):
+        for chunk in real_lines(*args, **kwargs):
+            made.append(len(chunk))
+            yield chunk
+
+    def noted_piece(cls, chunks, compressor=None):
+        pieces.append(list(made))
+        return real_piece(cls, chunks, compressor)
+
+    monkeypatch.setattr(module, "_line_chunks", counted_lines)
+    monkeypatch.setattr(encoding.Piece, "of", classmethod(noted_piece))
+    rendered = render_inventory(inventory, "acme-prod")
+
+    info = rendered.samples["eightbyeight_number_info"]
+    assert info.deflated_alone()
+    assert info._chunks is None  # kept only deflated from the start
+    # No chunk was made before the piece that deflates it began: each family's first piece
+    # starts before its chunks exist, so they are never all held as text at once.
+    assert all(len(before) < len(made) for before in pieces)
+    assert len(made) >= 7 * 4  # seven per-number families, four chunks each
+    assert max(made) < MMAP_THRESHOLD  # each chunk's memory is reused by the next
+    text = b"".join(
+        plain_body(render_scrapes([SubaccountScrape("acme-prod", True, 0.1, rendered)], NOW))
+    )
+    assert text.count(b"eightbyeight_number_info{") == len(records)
