@@ -1,11 +1,11 @@
 """CPU per /metrics scrape of many subaccounts, against a floor measured in the same run.
 
 The floor is what any exporter of this API must do at the least: one process fetching the
-same bodies sequentially over one `requests.Session` and `json.loads`-ing each, best of
-FLOOR_RUNS runs after a warm-up. The exporter (a fresh process, all subaccounts configured) is
-scraped with Prometheus' headers, 1 + STEADY_SCRAPES times: the first scrape also starts its
-threads and connections; the best of the others is the steady state that the floor's best
-warm run compares with (their median is recorded too). Its CPU time is read from
+same bodies sequentially over one `requests.Session` and `json.loads`-ing each. The exporter (a
+fresh process, all subaccounts configured) is scraped with Prometheus' headers, 1 +
+STEADY_SCRAPES times: the first scrape also starts its threads and connections; each of the
+others follows a run of the floor, so that both are measured while the host runs alike, and
+the best of each is compared (the exporter's median is recorded too). Its CPU time is read from
 /proc/PID/stat before and after each. With `profile=True`, py-spy samples the thread holding
 the GIL during a third scrape, and the samples are folded into shares by area.
 """
@@ -30,9 +30,8 @@ from bench.scrape import ExporterProcess
 from exporter.simulator import Simulator
 
 API_KEY = "bench-key"
-# The floor is the best of this many runs, the exporter the best of this many scrapes after its
-# first: the same kind of figure on both sides, the least disturbed by whatever else runs.
-FLOOR_RUNS = 3
+# The exporter's steady scrapes after its first, each after a run of the floor: the best of
+# each is compared, the same kind of figure on both sides, taken while the host ran alike.
 STEADY_SCRAPES = 4
 SEED = 8
 _TICKS = os.sysconf("SC_CLK_TCK")
@@ -129,18 +128,20 @@ def measure_cost(
     with Simulator(dict.fromkeys(names, numbers), API_KEY, seed=SEED, clock=lambda: frozen) as sim:
         floor_cpu(sim.base_url, names[: min(50, subaccounts)])  # warms the simulator's bodies
         floor_cpu(sim.base_url, names)  # and every other body, so both read the same cache
-        floor = min(floor_cpu(sim.base_url, names) for _ in range(FLOOR_RUNS))
         flags = ["--log.level", "error"]
         for name in names[1:]:
             flags += ["--subaccount", name]
         log = logs / f"cost-{subaccounts}x{numbers}.log"
+        floors, cpu, seconds = [], [], []
         with ExporterProcess(sim.base_url, API_KEY, names[0], flags, log) as proc:
-            cpu, seconds = [], []
-            for _ in range(1 + STEADY_SCRAPES):
+            for turn in range(1 + STEADY_SCRAPES):
+                if turn:  # the floor takes turns with the steady scrapes
+                    floors.append(floor_cpu(sim.base_url, names))
                 before = cpu_seconds(proc.pid)
                 seconds.append(proc.scrape().seconds)
                 cpu.append(cpu_seconds(proc.pid) - before)
             shares = _profiled_scrape(proc) if profile else []
+    floor = min(floors)
     steady = min(cpu[1:])
     return {
         "subaccounts": subaccounts,
