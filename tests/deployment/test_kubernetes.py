@@ -44,9 +44,9 @@ OPERATOR_KINDS = {"ServiceMonitor", "PrometheusRule"}
 MiB = 2**20
 # From the benchmark (docs/performance.md): resident memory of an idle exporter, and the peak
 # added while reading one subaccount of 10,000 and of 100,000 numbers.
-IDLE_RSS = 36 * 10**6
-PEAK_10K = 15 * 10**6
-PEAK_100K = 119 * 10**6
+IDLE_RSS = 38 * 10**6
+PEAK_10K = 14 * 10**6
+PEAK_100K = 105 * 10**6
 
 
 @cache
