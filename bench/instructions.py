@@ -1,0 +1,154 @@
+"""Instructions per subaccount: the exporter's work on one body against the floor's, counted.
+
+    python -m bench.instructions [--subaccounts 100] [--numbers 100]
+
+Seconds of CPU move by half as much again from one hour to the next on a shared VM; the number
+of instructions a piece of work runs does not. This counts them with valgrind's callgrind for
+two programs, each run in a fresh interpreter against the simulator (which runs here, outside
+valgrind):
+
+- the floor: a `requests.Session` fetching a subaccount's body and `json.loads`-ing it;
+- the exporter's work on one subaccount, in one thread: its API client's fetch,
+  `parse_inventory`, `render_inventory` and `deflate_all`, as the scraper calls them.
+
+Each program warms up on ten subaccounts (imports, connections, memos), then fetches N of them;
+it is counted with N = 0 and with N = the subaccounts, and the difference over N is what one
+subaccount costs. The hash seed is fixed and what the warm-up left is frozen out of the cyclic
+GC, so that the counts repeat from run to run. What the whole process adds (threads taking turns at the GIL, the answer, page
+faults) is not in these counts: `python -m bench` measures that in seconds. Prints one JSON
+object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from exporter.simulator import Simulator
+
+API_KEY = "bench-key"
+SEED = 8
+WARM_UP = 10
+_COLLECTED = re.compile(r"Collected : (\d+)")
+REPO = Path(__file__).resolve().parent.parent
+
+
+def run_child(mode: str, count: int, base_url: str, names: list[str]) -> None:
+    """The measured program: warm up, then `count` fetches (and the exporter's work on each)."""
+    # No automatic collection before the counted part: where one lands in the imports and the
+    # warm-up differs from run to run, and a full one costs as much as dozens of fetches.
+    gc.disable()
+    if mode == "floor":
+        import requests
+
+        session = requests.Session()
+        session.trust_env = False
+
+        def one(name: str) -> None:
+            response = session.get(
+                f"{base_url}/api/v1/subaccounts/{name}/numbers",
+                headers={"Authorization": f"Bearer {API_KEY}"},
+                timeout=60,
+            )
+            json.loads(response.content)
+
+    else:
+        from exporter.config.values import Secret
+        from exporter.metrics.encoding import deflate_all
+        from exporter.polling.client import ApiClient, Transport
+        from exporter.polling.exposition import render_inventory
+        from exporter.polling.model import parse_inventory
+
+        transport = Transport()
+        clients = {
+            name: ApiClient(base_url, Secret(API_KEY), transport=transport) for name in names
+        }
+
+        def one(name: str) -> None:
+            body = clients[name].fetch_numbers(name, 60)
+            rendered = render_inventory(parse_inventory(body, True, [API_KEY]), name, True)
+            deflate_all(rendered.samples.values())
+
+    for name in names[:WARM_UP]:
+        one(name)
+    # What the interpreter holds by now (modules, connections, memos) is left out of the cyclic
+    # GC's collections from here on, as in a long-running process whose old objects rarely are.
+    gc.collect()
+    gc.freeze()
+    gc.enable()
+    for index in range(count):
+        one(names[index % len(names)])
+
+
+def instructions(valgrind: str, mode: str, count: int, base_url: str, names: list[str]) -> int:
+    """Instructions callgrind counts for the whole child program."""
+    argv = [
+        valgrind,
+        "--tool=callgrind",
+        "--callgrind-out-file=/dev/null",
+        sys.executable,
+        "-m",
+        "bench.instructions",
+        "--child",
+        mode,
+        str(count),
+        base_url,
+        *names,
+    ]
+    # pymalloc's arenas are opaque to valgrind; the system allocator is what it can follow.
+    # A fixed hash seed: the same dict and set layouts, so the same instructions, every run.
+    # No bytecode written: else the first run compiles every module and the second does not.
+    env = {
+        "PYTHONMALLOC": "malloc",
+        "PYTHONHASHSEED": "0",
+        "PYTHONDONTWRITEBYTECODE": "1",
+        "PATH": "/usr/bin:/bin",
+    }
+    done = subprocess.run(argv, cwd=REPO, env=env, capture_output=True, text=True, check=False)
+    found = _COLLECTED.search(done.stderr)
+    if done.returncode != 0 or found is None:
+        raise RuntimeError(f"callgrind run failed: {done.stderr.strip()[-800:]}")
+    return int(found.group(1))
+
+
+def measure(subaccounts: int, numbers: int) -> dict[str, Any]:
+    """Instructions per subaccount of the floor and of the exporter's work, and their ratio."""
+    valgrind = shutil.which("valgrind")
+    if valgrind is None:
+        raise SystemExit("valgrind is not installed (Debian: apt-get install valgrind)")
+    names = [f"bench-{i:04d}" for i in range(max(subaccounts, WARM_UP))]
+    frozen = 1_700_000_000.0
+    out: dict[str, Any] = {"subaccounts": subaccounts, "numbers": numbers}
+    with Simulator(dict.fromkeys(names, numbers), API_KEY, seed=SEED, clock=lambda: frozen) as sim:
+        for mode in ("floor", "exporter"):
+            base = instructions(valgrind, mode, 0, sim.base_url, names)
+            full = instructions(valgrind, mode, subaccounts, sim.base_url, names)
+            out[mode] = (full - base) / subaccounts
+    out["ratio"] = out["exporter"] / out["floor"]
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if args[:1] == ["--child"]:
+        mode, count, base_url, *names = args[1:]
+        run_child(mode, int(count), base_url, names)
+        return 0
+    parser = argparse.ArgumentParser(prog="python -m bench.instructions", description=__doc__)
+    parser.add_argument("--subaccounts", type=int, default=100, help="subaccounts counted")
+    parser.add_argument("--numbers", type=int, default=100, help="numbers per subaccount")
+    options = parser.parse_args(args)
+    json.dump(measure(options.subaccounts, options.numbers), sys.stdout)
+    print()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
