@@ -9,6 +9,7 @@ import sys
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 
 import requests
@@ -24,7 +25,15 @@ from exporter.config.settings import settings_from_flags
 from exporter.polling.scraper import SYSTEM_CLOCK, Clock
 from exporter.web.routes import ExporterApp
 from exporter.web.server import ExporterServer, serve_in_thread
-from tests.support.processes import POLL_INTERVAL, REPO, free_port, running_process, wait_until
+from tests.support.processes import (
+    POLL_INTERVAL,
+    REPO,
+    free_port,
+    http_ok,
+    owns_listener,
+    running_process,
+    wait_until,
+)
 
 # --- Exporters: in this process or as processes --------------------------------------------------
 
@@ -100,6 +109,11 @@ class InProcessExporter:
         self.app.pool.close(timeout=0)
 
 
+# A port that another process took between free_port() and the exporter's bind is lost this
+# often at most before a test gives up.
+PORT_ATTEMPTS = 3
+
+
 @contextmanager
 def exporter_process(
     argv: Sequence[str],
@@ -112,32 +126,42 @@ def exporter_process(
 ) -> Iterator[tuple[str, int]]:
     """`python -m exporter` on a free loopback port; yields (base URL, pid); always stopped.
 
-    Readiness is /-/healthy answering 200 over plain HTTP, or `ready(url)` (e.g. over TLS),
-    within `ready_timeout` seconds (for `ready`).
+    Readiness is the exporter itself listening on that port (not another process that took it
+    meanwhile) and /-/healthy answering 200 over plain HTTP within 60 s, or `ready(url)` (e.g.
+    over TLS) within `ready_timeout` seconds. A port lost to another process is tried again with a new
+    one, up to PORT_ATTEMPTS times.
     """
-    port = free_port()
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("EIGHTBYEIGHT_")}
     full_env.update(env)
-    command = [
-        sys.executable,
-        "-m",
-        "exporter",
-        "--web.listen-address",
-        f"127.0.0.1:{port}",
-        *argv,
-    ]
-    url = f"{scheme}://127.0.0.1:{port}"
-    plain_ready = f"{url}/-/healthy" if ready is None else None
-    with running_process(command, plain_ready, env=full_env, cwd=REPO, log_path=log_path) as proc:
-        if ready is not None:
-            wait_until(
-                lambda: ready(url),
-                timeout=ready_timeout,
-                what=f"exporter at {url}",
-                process=proc,
-                log_path=log_path,
-            )
-        yield url, proc.pid
+    for attempt in range(1, PORT_ATTEMPTS + 1):
+        port = free_port()
+        url = f"{scheme}://127.0.0.1:{port}"
+        command = [sys.executable, "-m", "exporter", "--web.listen-address", f"127.0.0.1:{port}"]
+        with running_process([*command, *argv], env=full_env, cwd=REPO, log_path=log_path) as proc:
+            try:
+                wait_until(
+                    partial(_started, proc.pid, port, url, ready),
+                    timeout=60.0 if ready is None else ready_timeout,
+                    what=f"exporter at {url}",
+                    process=proc,
+                    log_path=log_path,
+                )
+            except AssertionError:
+                if attempt < PORT_ATTEMPTS and _lost_port(log_path):
+                    continue
+                raise
+            yield url, proc.pid
+            return
+
+
+def _started(pid: int, port: int, url: str, ready: Callable[[str], bool] | None) -> bool:
+    if not owns_listener(pid, port):
+        return False
+    return http_ok(f"{url}/-/healthy") if ready is None else ready(url)
+
+
+def _lost_port(log_path: Path) -> bool:
+    return "Address already in use" in log_path.read_text(errors="replace")
 
 
 class FakeClock:

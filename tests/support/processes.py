@@ -45,6 +45,36 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def listening_inodes(port: int) -> set[str]:
+    """Socket inodes listening on 127.0.0.1:port (or on every IPv4 address), from /proc."""
+    wanted = {f"0100007F:{port:04X}", f"00000000:{port:04X}"}
+    inodes = set()
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        if fields[1] in wanted and fields[3] == "0A":  # 0A: LISTEN
+            inodes.add(fields[9])
+    return inodes
+
+
+def owns_listener(pid: int, port: int) -> bool:
+    """Whether process `pid` holds the socket listening on `port`, not some other process.
+
+    A port from free_port() is free only when it is asked: another process (another test
+    worker) may bind it before the process it was meant for does, which then fails to start,
+    while a readiness check on that port is answered by the other one.
+    """
+    inodes = {f"socket:[{inode}]" for inode in listening_inodes(port)}
+    if not inodes:
+        return False
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            if os.readlink(fd) in inodes:
+                return True
+        except OSError:
+            continue  # closed meanwhile
+    return False
+
+
 def wait_until(
     condition: Callable[[], object],
     timeout: float = 30.0,

@@ -1,4 +1,5 @@
-"""The test helpers themselves: a process that dies while awaited is reported at once.
+"""The test helpers themselves: a process that dies while awaited is reported at once, and an
+exporter is only taken as started when it is the one listening on its port.
 
 "At once" without betting on the machine's speed: the wait is two minutes, so a helper that
 waited it out takes that long, and one that noticed the exit never takes half of it.
@@ -6,14 +7,19 @@ waited it out takes that long, and one that noticed the exit never takes half of
 
 from __future__ import annotations
 
+import os
+import socket
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
+import requests
 
+from tests.support import exporters
 from tests.support.exporters import exporter_process
-from tests.support.processes import wait_until
+from tests.support.processes import owns_listener, wait_until
 
 
 def test_wait_until_fails_at_once_when_the_process_has_exited():
@@ -49,3 +55,56 @@ def test_an_exporter_that_fails_at_start_up_is_reported_at_once(tmp_path):
     assert time.monotonic() - started < 60
     assert "exited with 2" in str(caught.value)
     assert "missing.yml does not exist" in str(caught.value)
+
+
+def test_a_listener_is_owned_by_the_process_that_bound_it():
+    with socket.create_server(("127.0.0.1", 0)) as mine:
+        port = mine.getsockname()[1]
+        other = subprocess.Popen(
+            [sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE
+        )
+        try:
+            assert owns_listener(os.getpid(), port)
+            assert not owns_listener(other.pid, port)
+        finally:
+            other.communicate(b"")
+    assert not owns_listener(os.getpid(), port)  # closed: nobody listens there now
+
+
+@pytest.mark.slow
+def test_an_exporter_whose_port_another_process_took_starts_on_another(tmp_path, monkeypatch):
+    # Another process (a test worker's fake API) binds the port free_port() gave before the
+    # exporter could: its answers must not pass for the exporter's, and a new port is tried.
+    squatter = socket.create_server(("127.0.0.1", 0))
+    taken = squatter.getsockname()[1]
+    answering = threading.Event()
+
+    def answer_everything() -> None:
+        answering.set()
+        while True:
+            try:
+                conn, _ = squatter.accept()
+            except OSError:
+                return  # closed: the test is over
+            with conn:
+                conn.recv(65536)
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}")
+
+    thread = threading.Thread(target=answer_everything, name="squatter")
+    thread.start()
+    answering.wait()
+    ports = iter([taken])
+    real_free_port = exporters.free_port
+    monkeypatch.setattr(exporters, "free_port", lambda: next(ports, None) or real_free_port())
+    try:
+        with exporter_process(
+            ["--subaccount", "acme-prod"], {"EIGHTBYEIGHT_API_KEY": "k"}, tmp_path / "exporter.log"
+        ) as (url, pid):
+            assert url != f"http://127.0.0.1:{taken}"
+            assert owns_listener(pid, int(url.rsplit(":", 1)[1]))
+            assert requests.get(f"{url}/-/healthy", timeout=10).text == "OK\n"
+    finally:
+        squatter.shutdown(socket.SHUT_RDWR)  # wakes the accept() the thread is blocked in
+        squatter.close()
+        thread.join(timeout=10)
+    assert not thread.is_alive()
