@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -92,7 +93,10 @@ def scene(tmp_path: Path) -> Iterator[tuple[InProcessExporter, Simulator]]:
     auth_file = tmp_path / "callback-auth"
     auth_file.write_text(CALLBACK_AUTH + "\n")
     subaccounts = {HEALTHY: 40, FAILING: 10, STALE: 25}
-    with Simulator(subaccounts=subaccounts, api_key=KEY, seed=7) as sim:
+    # The simulated numbers stand still: they evolve every few seconds on the real clock, and
+    # the page must show what the first scrape counted, however long the scrapes after it take.
+    frozen = time.time()
+    with Simulator(subaccounts=subaccounts, api_key=KEY, seed=7, clock=lambda: frozen) as sim:
         sim.set_faults({"unhealthy": 3, "expiring": 2}, HEALTHY)
         sim.set_faults({"status": 500, "message": f"internal error for key {KEY}"}, FAILING)
         argv = ["--api.base-url", sim.base_url, "--cache.serve-stale-for", "1h"]
