@@ -247,7 +247,7 @@ def gzip_body(parts: Sequence[TextPart]) -> list[bytes]:
                 out.append(compressor.flush(zlib.Z_FULL_FLUSH))
                 compressed = False
             out.append(piece.deflated)
-            crc = zlib.crc32_combine(crc, piece.crc, piece.size)  # piece.crc_after(crc), inlined
+            crc = piece.crc_after(crc)
             size += piece.size
     text = b"".join(pending)
     out.append(compressor.compress(text))
