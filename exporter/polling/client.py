@@ -364,7 +364,7 @@ class ApiClient:
         read that takes too long, so it need not be read a chunk at a time to be checked."""
         body = response.raw.read(length, decode_content=False)
         if len(body) < length:
-            raise ValueError(f"IncompleteRead: {len(body)} of {length} bytes")
+            raise http.client.IncompleteRead(body, length - len(body))
         return body
 
     @staticmethod
