@@ -5,15 +5,14 @@ same bodies sequentially over one `requests.Session` and `json.loads`-ing each. 
 fresh process, all subaccounts configured) is scraped with Prometheus' headers, 1 +
 STEADY_SCRAPES times: the first scrape also starts its threads and connections; each of the
 others follows a run of the floor, so that both are measured while the host runs alike, and
-the best of each is compared (the exporter's median is recorded too). Its CPU time is read from
-/proc/PID/stat before and after each. With `profile=True`, py-spy samples the thread holding
+the best of each is compared (the exporter's median is recorded too). Its CPU time is read as
+every other exporter figure of the benchmark is (`ExporterProcess.timed_scrape`). With `profile=True`, py-spy samples the thread holding
 the GIL during a third scrape, and the samples are folded into shares by area.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import statistics
 import subprocess
@@ -34,7 +33,6 @@ API_KEY = "bench-key"
 # each is compared, the same kind of figure on both sides, taken while the host ran alike.
 STEADY_SCRAPES = 4
 SEED = 8
-_TICKS = os.sysconf("SC_CLK_TCK")
 
 # Where a sampled frame belongs: the first area whose marker is in its file path wins, looked
 # for from the innermost frame outwards.
@@ -60,12 +58,6 @@ AREAS = (
         ("exporter/web/server.py", "exporter/web/routes.py", "wsgiref/", "socketserver.py"),
     ),
 )
-
-
-def cpu_seconds(pid: int) -> float:
-    """User plus system CPU time of a process so far."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / _TICKS
 
 
 def floor_cpu(base_url: str, names: list[str]) -> float:
@@ -137,9 +129,9 @@ def measure_cost(
             for turn in range(1 + STEADY_SCRAPES):
                 if turn:  # the floor takes turns with the steady scrapes
                     floors.append(floor_cpu(sim.base_url, names))
-                before = cpu_seconds(proc.pid)
-                seconds.append(proc.scrape().seconds)
-                cpu.append(cpu_seconds(proc.pid) - before)
+                scrape, used = proc.timed_scrape()
+                seconds.append(scrape.seconds)
+                cpu.append(used)
             shares = _profiled_scrape(proc) if profile else []
     floor = min(floors)
     steady = min(cpu[1:])
