@@ -484,7 +484,8 @@ def _go_float_lines(values: list[float]) -> list[str]:
     A float from 1e9 to 1e10 (times from 2001 to 2286) has a repr of ten integer digits and a
     fraction without trailing zeros, except for a whole number ("...0.0"); floatToGoString moves
     the point behind the first digit and appends e+09. One repr() of the list is much cheaper
-    than one per value.
+    than one per value. go_strings covers any value of at least 0, but costs ~1.5 times this
+    on per-number times (100,000 of them: 97-117 against 64-91 ms).
     """
     if values and min(values) >= 1e9 and max(values) < 1e10:
         return [
