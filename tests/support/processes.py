@@ -6,6 +6,7 @@ import os
 import shutil
 import socket
 import subprocess
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -39,7 +40,71 @@ def find_tool(name: str) -> str:
     pytest.skip(message)
 
 
+# The kernel hands out ports from its ephemeral range both for bind(port 0) and as the local
+# port of every outgoing connection, so such a port is free only the moment it is asked: another
+# worker's server or any connection of the suite's may take it before the process it was meant
+# for binds it (seen: one fresh-clone run in twelve). Ports below that range are never handed out
+# by the kernel: each test worker takes them one after another from a block of its own.
+_EPHEMERAL_RANGE = Path("/proc/sys/net/ipv4/ip_local_port_range")
+LOWEST_TEST_PORT = 10000
+_MIN_BLOCK = 64
+
+
+def worker_ports(
+    worker: str | None = None, workers: int | None = None, ephemeral_low: int | None = None
+) -> range:
+    """This test worker's block of ports below the kernel's ephemeral range (empty if that range
+    starts too low to leave every worker a block). The worker is pytest-xdist's ("gw3": 3)."""
+    worker = worker if worker is not None else os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+    workers = (
+        workers if workers is not None else int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    )
+    low = ephemeral_low if ephemeral_low is not None else _ephemeral_low()
+    index = int(worker.removeprefix("gw") or 0)
+    size = (low - LOWEST_TEST_PORT) // max(workers, 1)
+    if size < _MIN_BLOCK or index >= workers:
+        return range(0)
+    start = LOWEST_TEST_PORT + index * size
+    return range(start, start + size)
+
+
+def _ephemeral_low() -> int:
+    try:
+        return int(_EPHEMERAL_RANGE.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768  # Linux's default
+
+
+_port_lock = threading.Lock()
+_next_port = 0  # index into worker_ports() of the next port to try
+
+
 def free_port() -> int:
+    """A loopback port nothing holds now, from this worker's block (see worker_ports), each
+    handed out once until the block wraps round; from the kernel if the worker has no block."""
+    global _next_port
+    ports = worker_ports()
+    with _port_lock:
+        for _ in range(len(ports)):
+            port = ports[_next_port % len(ports)]
+            _next_port += 1
+            if port_is_free(port):
+                return port
+    return _kernel_port()
+
+
+def port_is_free(port: int) -> bool:
+    """Whether 127.0.0.1:port can be bound without SO_REUSEADDR: no socket uses the port, not
+    even one waiting out TIME_WAIT."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def _kernel_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]

@@ -1,5 +1,6 @@
-"""The test helpers themselves: a process that dies while awaited is reported at once, and an
-exporter is only taken as started when it is the one listening on its port.
+"""The test helpers themselves: a process that dies while awaited is reported at once, an
+exporter is only taken as started when it is the one listening on its port, and the ports handed
+out are ones neither the kernel nor another worker hands out too.
 
 "At once" without betting on the machine's speed: the wait is two minutes, so a helper that
 waited it out takes that long, and one that noticed the exit never takes half of it.
@@ -7,6 +8,7 @@ waited it out takes that long, and one that noticed the exit never takes half of
 
 from __future__ import annotations
 
+import itertools
 import os
 import socket
 import subprocess
@@ -17,9 +19,16 @@ import time
 import pytest
 import requests
 
-from tests.support import exporters
+from tests.support import exporters, processes
 from tests.support.exporters import exporter_process
-from tests.support.processes import owns_listener, wait_until
+from tests.support.processes import (
+    LOWEST_TEST_PORT,
+    free_port,
+    owns_listener,
+    port_is_free,
+    wait_until,
+    worker_ports,
+)
 
 
 def test_wait_until_fails_at_once_when_the_process_has_exited():
@@ -108,3 +117,33 @@ def test_an_exporter_whose_port_another_process_took_starts_on_another(tmp_path,
         squatter.close()
         thread.join(timeout=10)
     assert not thread.is_alive()
+
+
+def test_workers_get_blocks_of_ports_below_the_kernels_that_do_not_overlap():
+    blocks = [worker_ports(f"gw{index}", 4, 32768) for index in range(4)]
+    assert all(len(block) >= 1000 for block in blocks)
+    assert blocks[0].start == LOWEST_TEST_PORT
+    assert blocks[-1].stop <= 32768  # the kernel's ephemeral range starts there
+    for first, second in itertools.pairwise(blocks):
+        assert first.stop <= second.start
+    # Without xdist the one process is worker 0 of 1; too low a kernel range leaves no block.
+    assert worker_ports("gw0", 1, 32768) == range(LOWEST_TEST_PORT, 32768)
+    assert worker_ports("gw0", 4, LOWEST_TEST_PORT + 100) == range(0)
+
+
+def test_free_ports_are_this_workers_each_once_and_never_one_in_use(monkeypatch):
+    block = worker_ports()
+    assert len(block) > 0, "this machine's ephemeral range leaves the workers no block"
+    first = free_port()
+    assert first in block
+    with socket.create_server(("127.0.0.1", first + 1)):  # taken by someone else meanwhile
+        assert not port_is_free(first + 1)
+        handed = [free_port() for _ in range(5)]
+    assert first + 1 not in handed
+    assert len(set(handed)) == 5
+    assert first not in handed
+    assert all(port in block for port in handed)
+    # When the block has no free port left, the kernel picks one.
+    monkeypatch.setattr(processes, "worker_ports", lambda: range(first, first + 1))
+    with socket.create_server(("127.0.0.1", first)):
+        assert free_port() != first
