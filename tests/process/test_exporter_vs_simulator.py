@@ -4,6 +4,8 @@ One simulator and one exporter process serve every case; each case sets a fault,
 checks what the exporter reports, then clears the fault and checks that the next scrape is good.
 """
 
+import time
+
 import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
@@ -20,7 +22,12 @@ NUMBERS = 40
 
 @pytest.fixture(scope="module")
 def sim():
-    with Simulator(subaccounts={SUB: NUMBERS}, api_key=KEY, seed=5) as simulator:
+    # The numbers stand still: they evolve every 5 s on the real clock, and a case compares the
+    # simulator's snapshot, or an earlier scrape, with a later scrape.
+    frozen = time.time()
+    with Simulator(
+        subaccounts={SUB: NUMBERS}, api_key=KEY, seed=5, clock=lambda: frozen
+    ) as simulator:
         yield simulator
 
 

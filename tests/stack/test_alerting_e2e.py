@@ -50,8 +50,12 @@ def wait_for_status(receiver, status, alertname, timeout=120, **labels):
 def test_faults_become_alerts_and_resolve(tmp_path):
     find_tool("prometheus")
     find_tool("alertmanager")
+    # The numbers stand still: on the real clock the victim, healthy in the snapshot read
+    # first, could start a simulated outage (or take the moving unhealthy role) before the
+    # exporter's later reads, and its alert would never resolve.
+    frozen = time.time()
     with (
-        Simulator(subaccounts={SUB: 20}, api_key=KEY, seed=3) as sim,
+        Simulator(subaccounts={SUB: 20}, api_key=KEY, seed=3, clock=lambda: frozen) as sim,
         exporter_reading(tmp_path, sim.base_url, KEY, "--subaccount", SUB) as exporter_url,
         WebhookReceiver() as receiver,
         alertmanager_process(tmp_path, alertmanager_config(receiver.url)) as am_url,

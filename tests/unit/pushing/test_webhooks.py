@@ -384,9 +384,14 @@ def test_bad_flags_are_one_line_errors(flags, message):
 
 @pytest.mark.slow
 def test_simulator_pushes_vnu_and_vss_with_faults():
+    # The numbers stand still (the pushes still go out every 0.2 s): on the real clock the victim
+    # could turn unhealthy by itself, an outage or the moving unhealthy role, and never recover
+    # within the wait. Fixed after every simulated number's creation date, so that the pushed
+    # changes are newer than the first snapshot's times.
+    frozen = 1_767_225_600.0  # 2026-01-01T00:00:00Z
     with (
         CallbackReceiver(allowed=("acme-prod",)) as r,
-        Simulator(subaccounts={"acme-prod": 30}, api_key="k", seed=5) as sim,
+        Simulator(subaccounts={"acme-prod": 30}, api_key="k", seed=5, clock=lambda: frozen) as sim,
     ):
         sim.start_push(r.url, CALLBACK_AUTH, interval=0.2)
         wait_until(lambda: outcome(r, "accepted") >= 10, timeout=30, what="pushed events accepted")
