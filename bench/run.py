@@ -13,7 +13,10 @@ measures side by side:
 - over HTTP, with the exporter as a subprocess: cold scrapes, scrapes served from the cache
   (--cache.ttl) and peak RSS (VmHWM) above the idle process, a fresh process per size;
 - one /metrics scrape of many subaccounts behind a slow API (bench/many.py): 1,000
-  subaccounts of 100 numbers at 200 ms of latency, and 100 at 3 s, with a 10 s scrape timeout.
+  subaccounts of 100 numbers at 200 ms of latency, and 100 at 3 s, with a 10 s scrape timeout;
+- the CPU of one such scrape of 1,000 subaccounts against a fetching floor (bench/cost.py);
+- /metrics answers and threads with 3,000 idle connections open on the callback port
+  (bench/connections.py).
 
 It prints a table and the targets, writes the figures to bench/results/latest.json and prints
 the changes against the previous file when there is one.
@@ -38,12 +41,15 @@ from typing import Any
 if __package__ in (None, ""):  # run as `python bench/run.py`
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.connections import measure_idle_connections, raised_file_limit
 from bench.cost import measure_cost
 from bench.many import CASES, TARGET_SECONDS, THREAD_BOUND, measure_many
 from bench.scrape import REPO, measure_http
 from exporter.simulator import Simulator
 
 RESULTS = REPO / "bench" / "results" / "latest.json"
+# Idle connections held open on the callback port while /metrics is timed.
+IDLE_CONNECTIONS = 3_000
 SUBACCOUNT = "bench"
 API_KEY = "bench-key"
 SEED = 8
@@ -315,6 +321,33 @@ def cost_table(cost: dict[str, Any]) -> str:
     return _aligned(["", "CPU"], body)
 
 
+def connections_table(idle: dict[str, Any]) -> str:
+    """/metrics answers and threads while the callback port holds idle connections."""
+    body = [
+        ["idle connections opened to the callback port", f"{idle['idle_connections']:,}"],
+        ["  of them kept open (the rest turned away)", f"{idle['webhook_connections_open']:,}"],
+        ["/metrics answer before they were opened", _ms(idle["metrics_seconds_without_idle"])],
+        ["/metrics answer while they are open: median", _ms(idle["metrics_seconds_median"])],
+        ["/metrics answer while they are open: slowest", _ms(idle["metrics_seconds_max"])],
+        [
+            "threads of both listeners (their bound)",
+            f"{idle['threads_added']} ({idle['max_threads']})",
+        ],
+    ]
+    return _aligned(["", ""], body)
+
+
+def connections_targets(idle: dict[str, Any] | None) -> list[tuple[str, float | None, str, float]]:
+    """/metrics answers within 1 s, and the listeners' threads stay within their bound."""
+    if idle is None:
+        return []
+    case = f"{idle['idle_connections']:,} idle connections on the callback port"
+    return [
+        (f"{case}: slowest /metrics answer, s", idle["metrics_seconds_max"], "<=", 1.0),
+        (f"{case}: listener threads", idle["threads_added"], "<=", idle["max_threads"]),
+    ]
+
+
 def _cold_over_floor(r: dict[str, Any]) -> float:
     """The best cold HTTP scrape over the best `json.loads` of the body timed in turns with
     it (see measure_http), or else over the in-process floor."""
@@ -327,6 +360,7 @@ def targets(
     sizes: dict[str, dict[str, Any]],
     many: dict[str, list[dict[str, Any]]] | None = None,
     cost: dict[str, Any] | None = None,
+    idle: dict[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
     """The issue's targets, each with its value from this run (None if not measured)."""
 
@@ -395,6 +429,7 @@ def targets(
             if cost
             else []
         ),
+        *connections_targets(idle),
     ]
     out = []
     for name, measured, op, limit in checks:
@@ -458,6 +493,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--no-cost", action="store_true", help="leave out the CPU-per-scrape measurement"
     )
+    parser.add_argument(
+        "--no-connections",
+        action="store_true",
+        help=f"leave out /metrics with {IDLE_CONNECTIONS:,} idle connections on the callback port",
+    )
     parser.add_argument("--output", type=Path, default=RESULTS, help="JSON results file")
     args = parser.parse_args(argv)
     try:
@@ -487,6 +527,7 @@ def main(argv: list[str] | None = None) -> int:
         "sizes": {},
         "many": {},
         "cost": None,
+        "idle_connections": None,
     }
     with tempfile.TemporaryDirectory(prefix="bench-") as workdir:
         for numbers in sizes:
@@ -505,7 +546,17 @@ def main(argv: list[str] | None = None) -> int:
             print("  CPU of one scrape of 1,000 x 100 ...", end="", flush=True, file=sys.stderr)
             results["cost"] = measure_cost(1_000, 100, Path(workdir), profile=True)
             print(" done", file=sys.stderr)
-    results["targets"] = targets(results["sizes"], results["many"], results["cost"])
+    if not args.no_connections:
+        print(f"  {IDLE_CONNECTIONS:,} idle connections ...", end="", flush=True, file=sys.stderr)
+        try:
+            with raised_file_limit(IDLE_CONNECTIONS + 1_024):
+                results["idle_connections"] = measure_idle_connections(IDLE_CONNECTIONS)
+            print(" done", file=sys.stderr)
+        except OSError as exc:  # a hard file-descriptor limit too low for them
+            print(f" not measured: {exc}", file=sys.stderr)
+    results["targets"] = targets(
+        results["sizes"], results["many"], results["cost"], results["idle_connections"]
+    )
 
     print()
     print(table(results["sizes"]))
@@ -516,6 +567,9 @@ def main(argv: list[str] | None = None) -> int:
         print("\nCPU of one /metrics scrape of 1,000 subaccounts x 100 numbers")
         print("(profile: py-spy's samples of the thread holding the GIL, by area)")
         print(cost_table(results["cost"]))
+    if results["idle_connections"]:
+        print(f"\n/metrics with {IDLE_CONNECTIONS:,} idle connections on the callback port")
+        print(connections_table(results["idle_connections"]))
     print_targets(results["targets"])
     if previous:
         print_deltas(previous, results)
