@@ -207,7 +207,7 @@ def rows(sizes: dict[str, dict[str, Any]]) -> list[tuple[str, list[str]]]:
             lambda r: _x(r["http"]["cold_formats"]["openmetrics_over_text"]),
         ),
         row(
-            "  OpenMetrics / text, CPU",
+            "  OpenMetrics / text, CPU (median of pairs)",
             lambda r: _x(r["http"]["cold_formats"]["cpu_openmetrics_over_text"]),
         ),
         row(

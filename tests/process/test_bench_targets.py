@@ -1,8 +1,9 @@
-"""`python -m bench` prints the idle-connection targets with its other targets."""
+"""`python -m bench`: the idle-connection targets printed with its other targets, and the
+OpenMetrics and text scrapes taking turns at going first."""
 
 from __future__ import annotations
 
-from bench import run
+from bench import run, scrape
 
 IDLE = {
     "idle_connections": 3_000,
@@ -38,3 +39,16 @@ def test_the_table_shows_the_answers_and_the_bound():
     assert "3,000" in table
     assert "15.0 ms" in table
     assert "14 (14)" in table
+
+
+def test_format_pairs_take_turns_going_first_and_come_back_in_one_order():
+    asked: list[str] = []
+
+    class Proc:
+        def timed_scrape(self, text_only: bool = False):
+            asked.append("text" if text_only else "openmetrics")
+            return asked[-1], 0.01
+
+    pairs = [scrape._format_pair(Proc(), openmetrics_first=turn % 2 == 0) for turn in range(2)]
+    assert asked == ["openmetrics", "text", "text", "openmetrics"]
+    assert [(om[0], text[0]) for om, text in pairs] == [("openmetrics", "text")] * 2
