@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import socket
@@ -68,6 +69,7 @@ def worker_ports(
     return range(start, start + size)
 
 
+@functools.cache  # read once: free_port() asks for the block at every call
 def _ephemeral_low() -> int:
     try:
         return int(_EPHEMERAL_RANGE.read_text().split()[0])
