@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import itertools
 import json
 import re
 import shutil
@@ -175,9 +176,7 @@ def measure(subaccounts: int, numbers: int, by_stage: bool = False) -> dict[str,
                 continue
             counts = [per_subaccount(mode, upto) for upto in range(1, len(stages) + 1)]
             out[mode] = counts[-1]
-            steps = [
-                later - earlier for earlier, later in zip([0.0, *counts], counts, strict=False)
-            ]
+            steps = [later - earlier for earlier, later in itertools.pairwise([0.0, *counts])]
             out.setdefault("stages", {})[mode] = dict(zip(stages, steps, strict=True))
     out["ratio"] = out["exporter"] / out["floor"]
     return out
