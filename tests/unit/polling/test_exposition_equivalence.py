@@ -482,6 +482,44 @@ def test_unix_times_in_milliseconds_format_like_float_to_go_string(millis):
 @given(
     st.lists(
         st.one_of(
+            st.integers(min_value=10**15, max_value=2**33 * 10**6 - 1),
+            st.integers(min_value=10**9, max_value=2**33 - 1).map(lambda s: s * 10**6),
+            st.sampled_from([b * 10**15 for b in range(1, 9)]),  # whole billions: "2e+09"
+        ),
+        min_size=1,
+        max_size=40,
+    )
+)
+def test_unix_times_in_microseconds_take_the_integer_path(micros):
+    values = [m / 1e6 for m in micros]
+    expected = [f"{floatToGoString(v)}\n" for v in values]
+    assert exposition._micro_time_lines(values) == expected
+    assert exposition._go_float_lines(values) == expected
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.integers(min_value=10**15, max_value=2**33 * 10**6 - 1), min_size=1, max_size=20),
+    st.floats(min_value=1e9, max_value=2.0**33, exclude_max=True),
+)
+def test_a_time_between_microseconds_is_left_to_repr(micros, odd):
+    values = [m / 1e6 for m in micros] + [odd]
+    if round(odd * 1e6) / 1e6 != odd:
+        assert exposition._micro_time_lines(values) is None
+    assert exposition._go_float_lines(values) == [f"{floatToGoString(v)}\n" for v in values]
+
+
+def test_times_from_2_to_the_33_take_the_repr_path():
+    # From 2**33 a float may be the nearest to two multiples of a microsecond, and repr picks
+    # the shorter: 8598366900.83529, whose microseconds rounded would print ...835291.
+    values = [2.0**33, 2.0**33 + 0.5, 8_598_366_900_835_290 / 1e6, 9_999_999_999.999]
+    assert exposition._go_float_lines(values) == [f"{floatToGoString(v)}\n" for v in values]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.one_of(
             st.floats(min_value=0.0, max_value=1e6),
             st.floats(min_value=1e6, max_value=1e17),
             st.integers(min_value=0, max_value=10**12).map(float),
