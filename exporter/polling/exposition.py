@@ -502,17 +502,19 @@ def _go_float_lines(values: list[float]) -> list[str]:
     return [f"{floatToGoString(value)}\n" for value in values]
 
 
-# Below 2**33 (the year 2242) two multiples of a microsecond are always more than one float apart,
-# and a time in microseconds stays below 2**53, so it is a float's exact integer.
-_MICRO_TIMES_BELOW = float(2**33)
+# Below 2**32 (the year 2106) two multiples of a microsecond are always more than one float apart,
+# and `round(time * 1e6)` is always the nearest whole microsecond: the time is within 0.24 us of
+# it and the product rounds by at most 0.25 more. From 2**32 the two add up past half a
+# microsecond, and a time could be refused (or, from 2**33, printed wrong).
+_MICRO_TIMES_BELOW = float(2**32)
 
 
 def _micro_time_lines(times: list[float]) -> list[str] | None:
-    """_go_float_lines of times from 1e9 to 2**33 s, if each is a whole number of microseconds
+    """_go_float_lines of times from 1e9 to 2**32 s, if each is a whole number of microseconds
     (the float nearest to one); None if one is not.
 
     Such a time's repr is its microseconds' digits with the point after the tenth and the
-    trailing zeros cut (no shorter decimal is as near: below 2**33 the multiples of a
+    trailing zeros cut (no shorter decimal is as near: below 2**32 the multiples of a
     microsecond lie more than a float apart), so formatting an int (str) replaces the shortest
     float-to-decimal search of repr (dtoa), which costs several times as much.
     """
