@@ -488,8 +488,8 @@ def _go_float_lines(values: list[float]) -> list[str]:
     cheaper than one per value. go_strings covers any value of at least 0, but costs ~1.5 times
     the repr() path on per-number times.
     """
-    if values and min(values) >= 1e9 and max(values) < 1e10:
-        if max(values) < _MICRO_TIMES_BELOW:
+    if values and min(values) >= 1e9 and (latest := max(values)) < 1e10:
+        if latest < _MICRO_TIMES_BELOW:
             lines = _micro_time_lines(values)
             if lines is not None:
                 return lines
