@@ -19,6 +19,7 @@ import statistics
 import sys
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -80,7 +81,7 @@ def measure(body: bytes, subaccount: str, repeat: int, naive_repeat: int) -> dic
         floor_c.append(cpu)
         for per_number in (True, False):
             cpu_before = time.process_time()
-            _, _, stages = _clock(lambda p=per_number: exporter_scrape(body, subaccount, p))
+            _, _, stages = _clock(partial(exporter_scrape, body, subaccount, per_number))
             runs[per_number].append((time.process_time() - cpu_before, stages))
 
     out: dict[str, Any] = {"body_bytes": len(body), "floor": _summary(floor_w, floor_c)}

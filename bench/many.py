@@ -15,6 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from bench.host import Stolen
 from bench.scrape import ExporterProcess
 from exporter.app import thread_bound
 from exporter.config.settings import Settings
@@ -107,7 +108,7 @@ def measure_many(
         log = logs / f"many-{subaccounts}x{numbers}-{latency}s.log"
         with ExporterProcess(sim.base_url, API_KEY, names[0], flags, log) as proc:
             idle = proc.memory()["VmRSS"]
-            with ThreadPeak(proc.pid) as peak:
+            with ThreadPeak(proc.pid) as peak, Stolen() as stolen:
                 first = proc.scrape()
                 second = proc.scrape()
             memory = proc.memory()
@@ -126,5 +127,6 @@ def measure_many(
         "rss": {"idle": idle, "peak": memory["VmHWM"], "after": memory["VmRSS"]},
         "threads_after": threads,
         "threads_peak": peak.most,
+        "stolen_share": stolen.share,
         **({"texts": (first.text(), second.text())} if keep_text else {}),
     }

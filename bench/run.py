@@ -43,6 +43,7 @@ if __package__ in (None, ""):  # run as `python bench/run.py`
 
 from bench.connections import measure_idle_connections, raised_file_limit
 from bench.cost import measure_cost
+from bench.host import Stolen
 from bench.many import CASES, TARGET_SECONDS, THREAD_BOUND, measure_many
 from bench.scrape import REPO, measure_http
 from exporter.simulator import Simulator
@@ -284,6 +285,7 @@ def many_table(many: dict[str, list[dict[str, Any]]]) -> str:
         ("RSS peak", lambda rs: _mb(max(r["rss"]["peak"] for r in rs))),
         ("threads at most, during the scrapes", lambda rs: str(max(r["threads_peak"] for r in rs))),
         ("threads after the scrapes", lambda rs: str(max(r["threads_after"] for r in rs))),
+        ("CPU the host took during a run, at most", _most_stolen),
     ]
     header = [""]
     for runs in many.values():
@@ -291,6 +293,16 @@ def many_table(many: dict[str, list[dict[str, Any]]]) -> str:
         header.append(_case(r["subaccounts"], r["numbers"], r["latency"]))
     body = [[label, *(cell(runs) for runs in many.values())] for label, cell in labelled]
     return _aligned(header, body)
+
+
+def _share(share: float | None) -> str:
+    return "?" if share is None else f"{share:.0%}"
+
+
+def _most_stolen(runs: list[dict[str, Any]]) -> str:
+    """The largest share of CPU time the VM's host took during one run (steal), if known."""
+    shares = [r["stolen_share"] for r in runs if r.get("stolen_share") is not None]
+    return _share(max(shares) if shares else None)
 
 
 def many_targets(
@@ -529,31 +541,36 @@ def main(argv: list[str] | None = None) -> int:
         "cost": None,
         "idle_connections": None,
     }
-    with tempfile.TemporaryDirectory(prefix="bench-") as workdir:
-        for numbers in sizes:
-            results["sizes"][str(numbers)] = measure_size(numbers, args, Path(workdir))
-        if not (args.no_http or args.no_many):
-            for subaccounts, numbers, latency in CASES:
-                case = _case(subaccounts, numbers, latency)
-                print(f"  {case}: {args.many_runs} runs ...", end="", flush=True, file=sys.stderr)
-                runs = [
-                    measure_many(subaccounts, numbers, latency, Path(workdir))
-                    for _ in range(args.many_runs)
-                ]
-                results["many"][f"{subaccounts}x{numbers}@{latency:g}s"] = runs
+    with Stolen() as stolen:
+        with tempfile.TemporaryDirectory(prefix="bench-") as workdir:
+            for numbers in sizes:
+                results["sizes"][str(numbers)] = measure_size(numbers, args, Path(workdir))
+            if not (args.no_http or args.no_many):
+                for subaccounts, numbers, latency in CASES:
+                    case = _case(subaccounts, numbers, latency)
+                    print(
+                        f"  {case}: {args.many_runs} runs ...", end="", flush=True, file=sys.stderr
+                    )
+                    runs = [
+                        measure_many(subaccounts, numbers, latency, Path(workdir))
+                        for _ in range(args.many_runs)
+                    ]
+                    results["many"][f"{subaccounts}x{numbers}@{latency:g}s"] = runs
+                    print(" done", file=sys.stderr)
+            if not (args.no_http or args.no_cost):
+                print("  CPU of one scrape of 1,000 x 100 ...", end="", flush=True, file=sys.stderr)
+                results["cost"] = measure_cost(1_000, 100, Path(workdir), profile=True)
                 print(" done", file=sys.stderr)
-        if not (args.no_http or args.no_cost):
-            print("  CPU of one scrape of 1,000 x 100 ...", end="", flush=True, file=sys.stderr)
-            results["cost"] = measure_cost(1_000, 100, Path(workdir), profile=True)
-            print(" done", file=sys.stderr)
-    if not args.no_connections:
-        print(f"  {IDLE_CONNECTIONS:,} idle connections ...", end="", flush=True, file=sys.stderr)
-        try:
-            with raised_file_limit(IDLE_CONNECTIONS + 1_024):
-                results["idle_connections"] = measure_idle_connections(IDLE_CONNECTIONS)
-            print(" done", file=sys.stderr)
-        except OSError as exc:  # a hard file-descriptor limit too low for them
-            print(f" not measured: {exc}", file=sys.stderr)
+        if not args.no_connections:
+            print(
+                f"  {IDLE_CONNECTIONS:,} idle connections ...", end="", flush=True, file=sys.stderr
+            )
+            try:
+                with raised_file_limit(IDLE_CONNECTIONS + 1_024):
+                    results["idle_connections"] = measure_idle_connections(IDLE_CONNECTIONS)
+                print(" done", file=sys.stderr)
+            except OSError as exc:  # a hard file-descriptor limit too low for them
+                print(f" not measured: {exc}", file=sys.stderr)
     results["targets"] = targets(
         results["sizes"], results["many"], results["cost"], results["idle_connections"]
     )
@@ -570,6 +587,11 @@ def main(argv: list[str] | None = None) -> int:
     if results["idle_connections"]:
         print(f"\n/metrics with {IDLE_CONNECTIONS:,} idle connections on the callback port")
         print(connections_table(results["idle_connections"]))
+    results["stolen_share"] = stolen.share
+    print(
+        f"\nCPU the VM's host took while the figures above were measured (steal, /proc/stat): "
+        f"{_share(stolen.share)} of all CPU time"
+    )
     print_targets(results["targets"])
     if previous:
         print_deltas(previous, results)
