@@ -34,12 +34,6 @@ PROMETHEUS_HEADERS = {
 TEXT_ONLY_ACCEPT = "text/plain;version=0.0.4;q=0.5,*/*;q=0.4"
 # Cold scrapes in a row whose peak RSS is compared with the first's.
 COLD_SCRAPES = 10
-# OpenMetrics and text scrapes taken in turns: the two do the same work but for a header and
-# `# EOF`, so their CPU ratio is 1 but for noise, and the median over 9 pairs still moved from
-# 0.97 to 1.06 from one run to the next on a VM whose host took a fifth of its CPU. Up to
-# 10,000 numbers a pair takes a quarter of a second or less, and more of them cost little.
-FORMAT_PAIRS = 25
-FORMAT_PAIRS_FROM_50_000 = 9
 _AGE = re.compile(rb"^eightbyeight_health_check_age_seconds\{[^}]*\} (\S+)$", re.MULTILINE)
 
 
@@ -238,11 +232,13 @@ def measure_http(
     request_count: Callable[[], int],
     logs: Path,
     body: bytes = b"",
+    format_pairs: int = 9,
 ) -> dict[str, object]:
     """Cold scrapes, cached scrapes and memory, each configuration in a fresh process.
 
     With the API's `body`, each cold scrape takes turns with a `json.loads` of it here (the
     floor of the cold scrapes' target), so that a change in the host's speed weighs on both.
+    OpenMetrics and text are compared over `format_pairs` pairs of scrapes (`repeat` if more).
     """
     out: dict[str, object] = {}
     name = f"{subaccount}-{numbers}"
@@ -277,10 +273,9 @@ def measure_http(
         # from pair to pair, so that neither always follows the other. Wall time is noisy on a
         # shared host, so the exporter's CPU time is compared too: pair by pair, the median of
         # the ratios, which a burst of load in one pair does not move.
-        pair_count = FORMAT_PAIRS if numbers < 50_000 else FORMAT_PAIRS_FROM_50_000
         pairs = [
             _format_pair(proc, openmetrics_first=turn % 2 == 0)
-            for turn in range(max(repeat, pair_count))
+            for turn in range(max(repeat, format_pairs))
         ]
         for (openmetrics, _), (text, _) in pairs[-1:]:
             proc.check(openmetrics, numbers)
