@@ -112,11 +112,12 @@ def measure_in_process(body: bytes, workdir: Path, repeat: int, naive_repeat: in
 
 # From this many numbers a subaccount takes seconds a run: its figures take fewer runs.
 LARGE = 50_000
-# OpenMetrics and text scrapes taken in turns, below LARGE and from it: the two do the same work
-# but for a header and `# EOF`, so their CPU ratio is 1 but for noise, and the median over 9
-# pairs still moved from 0.97 to 1.06 from one run to the next on a VM whose host took a fifth
-# of its CPU. Below LARGE a pair takes a quarter of a second or less, and more of them cost little.
-FORMAT_PAIRS = (25, 9)
+# OpenMetrics and text scrapes taken in turns: the two do the same work but for a header and
+# `# EOF`, so their CPU ratio is 1 but for noise, and the median over 9 pairs still moved from
+# 0.97 to 1.06 from one run to the next on a VM whose host took a fifth of its CPU. Below LARGE
+# a pair takes a quarter of a second or less, and more of them cost little.
+FORMAT_PAIRS = 25
+FORMAT_PAIRS_LARGE = 9
 
 
 def measure_size(numbers: int, args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
@@ -141,7 +142,7 @@ def measure_size(numbers: int, args: argparse.Namespace, workdir: Path) -> dict[
                 lambda: sim.request_count(SUBACCOUNT),
                 workdir,
                 body,
-                format_pairs=FORMAT_PAIRS[large],
+                format_pairs=FORMAT_PAIRS_LARGE if large else FORMAT_PAIRS,
             )
         print(" done", file=sys.stderr)
     return result

@@ -232,7 +232,8 @@ def measure_http(
     request_count: Callable[[], int],
     logs: Path,
     body: bytes = b"",
-    format_pairs: int = 9,
+    *,
+    format_pairs: int,
 ) -> dict[str, object]:
     """Cold scrapes, cached scrapes and memory, each configuration in a fresh process.
 
