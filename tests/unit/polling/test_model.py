@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 import pytest
 
 from exporter.common.errors import ResponseError
+from exporter.polling import model
 from exporter.polling.model import parse_inventory, parse_timestamp
 from tests.support.fake_api import number, numbers_body
 
@@ -572,3 +573,33 @@ def test_a_time_without_offset_is_utc_whatever_the_local_zone(monkeypatch):
     finally:
         monkeypatch.undo()
         time.tzset()
+
+
+def test_a_body_decoded_whole_or_a_batch_at_a_time_gives_the_same_inventory(monkeypatch):
+    # Records over several batches, some of them varying what the fold looks at.
+    records = [
+        number(
+            f"+65{6000000 + i}",
+            countryCode=["SG", "US", None][i % 3],
+            rentalPrice=None if i % 7 == 0 else 1.25 * (i % 5),
+            numberHealth={
+                "isHealthy": i % 2 == 0,
+                "lastCheckedTime": f"2026-11-{1 + i % 28:02}T10:00:00.{i % 1000:03}Z",
+            },
+        )
+        for i in range(5000)
+    ]
+    body = json.dumps(numbers_body(records)).encode()
+    decoded_whole = []
+    decode_whole = model._decode_whole
+    monkeypatch.setattr(
+        model, "_decode_whole", lambda b: decoded_whole.append(1) or decode_whole(b)
+    )
+    whole = parse_inventory(body)
+    monkeypatch.setattr(model, "DECODE_WHOLE_UP_TO", len(body) - 1)
+    batched = parse_inventory(body)
+    assert decoded_whole == [1]  # the first time only: the body is above the second bound
+    assert (whole.listed, whole.invalid_records) == (batched.listed, batched.invalid_records)
+    assert (whole.listed, whole.invalid_records) == (5000, 0)
+    assert whole.groups == batched.groups
+    assert number_rows(whole) == number_rows(batched)
