@@ -89,10 +89,10 @@ class DecodedResponse(msgspec.Struct, gc=False):
 
 
 _DECODED = msgspec.json.Decoder(DecodedResponse)
-# Bodies up to this size are first decoded whole. That skips the scan that cuts the body into raw
-# records, a sixth of the parse at 10,000 numbers (51 against 60 ms), but holds every decoded
-# record at once: about as many bytes again as the body. Above it the extra peak would outweigh
-# the saving (at 100,000 numbers, 49 MB more for a 51 MB body).
+# Bodies up to this size are first decoded whole. That skips the scan that cuts the body into
+# raw records, a sixth of the parse at 10,000 numbers (51 against 59 ms at best), but holds every
+# decoded record at once: about as many bytes again as the body. Above it the extra peak would
+# outweigh the saving (at 100,000 numbers, 49 MB more for a 51 MB body).
 DECODE_WHOLE_UP_TO = 8 << 20
 # What decoding one bad record can raise; invalid UTF-8 in a string surfaces as the
 # UnicodeDecodeError, nesting deeper than the interpreter's recursion limit as the RecursionError.
