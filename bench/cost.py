@@ -6,8 +6,15 @@ fresh process, all subaccounts configured) is scraped with Prometheus' headers, 
 STEADY_SCRAPES times: the first scrape also starts its threads and connections; each of the
 others follows a run of the floor, so that both are measured while the host runs alike, and
 the best of each is compared (the exporter's median is recorded too). Its CPU time is read as
-every other exporter figure of the benchmark is (`ExporterProcess.timed_scrape`). With `profile=True`, py-spy samples the thread holding
-the GIL during a third scrape, and the samples are folded into shares by area.
+every other exporter figure of the benchmark is (`ExporterProcess.timed_scrape`). With
+`profile=True`, py-spy samples the thread holding the GIL during a third scrape, and the
+samples are folded into shares by area.
+
+Each turn also times the exporter's work alone: a process of its own doing, one subaccount after
+the other in one thread, what the scraper does for each (the program `bench.instructions`
+counts: its API client's fetch, parse, render, deflate), with no threads, server or answer.
+Its ratio to the floor is the least that any change to how the work is scheduled or served
+could bring the exporter's ratio down to.
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ from typing import Any
 
 import requests
 
+from bench import instructions
 from bench.scrape import ExporterProcess
 from exporter.simulator import Simulator
 
@@ -70,12 +78,13 @@ AREAS = (
 )
 
 
-def floor_cpu(base_url: str, names: list[str]) -> float:
+def floor_cpu(base_url: str, names: list[str], exporter_work: bool = False) -> float:
     """CPU of a process of its own fetching every body sequentially over one Session and
-    `json.loads`-ing each (not this one's: the simulator serving the bodies runs here)."""
+    `json.loads`-ing each (not this one's: the simulator serving the bodies runs here); with
+    `exporter_work`, doing the exporter's work on each instead (see `work_all`)."""
+    program = "work_all" if exporter_work else "fetch_all"
     code = (
-        "import sys, time; from bench.cost import fetch_all; "
-        "print(fetch_all(sys.argv[1], sys.argv[2:]))"
+        f"import sys; from bench.cost import {program}; print({program}(sys.argv[1], sys.argv[2:]))"
     )
     done = subprocess.run(
         [sys.executable, "-c", code, base_url, *names],
@@ -99,6 +108,16 @@ def fetch_all(base_url: str, names: list[str]) -> float:
                 timeout=60,
             )
             json.loads(response.content)
+    return time.process_time() - started
+
+
+def work_all(base_url: str, names: list[str]) -> float:
+    """The exporter's work on every subaccount, one after the other in this thread: its CPU
+    time, from after the imports and the building of its API clients."""
+    one = instructions.exporter_work(base_url, names)
+    started = time.process_time()
+    for name in names:
+        one(name)
     return time.process_time() - started
 
 
@@ -134,11 +153,12 @@ def measure_cost(
         for name in names[1:]:
             flags += ["--subaccount", name]
         log = logs / f"cost-{subaccounts}x{numbers}.log"
-        floors, cpu, seconds = [], [], []
+        floors, alone, cpu, seconds = [], [], [], []
         with ExporterProcess(sim.base_url, API_KEY, names[0], flags, log) as proc:
             for turn in range(1 + STEADY_SCRAPES):
-                if turn:  # the floor takes turns with the steady scrapes
+                if turn:  # the floor and the work alone take turns with the steady scrapes
                     floors.append(floor_cpu(sim.base_url, names))
+                    alone.append(floor_cpu(sim.base_url, names, exporter_work=True))
                 scrape, used = proc.timed_scrape()
                 seconds.append(scrape.seconds)
                 cpu.append(used)
@@ -153,6 +173,8 @@ def measure_cost(
         "exporter_cpu": steady,
         "exporter_cpu_median": statistics.median(cpu[1:]),
         "ratio": steady / floor if floor else float("inf"),
+        "work_alone_cpu": min(alone),
+        "work_alone_ratio": min(alone) / floor if floor else float("inf"),
         "scrape_seconds": seconds,
         "profile": shares,
     }

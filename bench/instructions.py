@@ -68,7 +68,7 @@ def run_child(mode: str, count: int, base_url: str, names: list[str], stages: in
     # warm-up differs from run to run, and a full one costs as much as dozens of fetches.
     gc.disable()
     stages = stages or len(STAGES[mode])
-    one = _floor(base_url, stages) if mode == "floor" else _exporter(base_url, names, stages)
+    one = _floor(base_url, stages) if mode == "floor" else exporter_work(base_url, names, stages)
     for name in names[:WARM_UP]:
         one(name)
     # What the interpreter holds by now (modules, connections, memos) is left out of the cyclic
@@ -99,7 +99,11 @@ def _floor(base_url: str, stages: int) -> Callable[[str], None]:
     return one
 
 
-def _exporter(base_url: str, names: list[str], stages: int) -> Callable[[str], None]:
+def exporter_work(
+    base_url: str, names: list[str], stages: int = len(EXPORTER_STAGES)
+) -> Callable[[str], None]:
+    """The exporter's work on one subaccount of `names`, up to `stages` (all by default): what
+    its scraper does for it in one fetch thread."""
     from exporter.config.values import Secret
     from exporter.metrics.encoding import deflate_all
     from exporter.polling.client import ApiClient, Transport

@@ -340,6 +340,11 @@ def cost_table(cost: dict[str, Any]) -> str:
         ["exporter process, next scrapes: median", f"{cost['exporter_cpu_median']:.2f} s"],
         ["  exporter / floor", _x(cost["ratio"])],
         ["  per subaccount", _ms(cost["exporter_cpu"] / cost["subaccounts"])],
+        [
+            "exporter's work alone, one subaccount after the other: best",
+            f"{cost['work_alone_cpu']:.2f} s",
+        ],
+        ["  work alone / floor (no threads, no server)", _x(cost["work_alone_ratio"])],
     ]
     body += [[f"  profile: {area}", _share(share)] for area, share in cost["profile"]]
     return _aligned(["", "CPU"], body)
