@@ -10,16 +10,15 @@ every other exporter figure of the benchmark is (`ExporterProcess.timed_scrape`)
 `profile=True`, py-spy samples the thread holding the GIL during a third scrape, and the
 samples are folded into shares by area.
 
-Each turn also times the exporter's work alone: a process of its own doing, one subaccount after
-the other in one thread, what the scraper does for each (the program `bench.instructions`
-counts: its API client's fetch, parse, render, deflate), with no threads, server or answer.
-Its ratio to the floor is the least that any change to how the work is scheduled or served
-could bring the exporter's ratio down to.
+Each turn also times the exporter's work alone, in a process of its own: what the scraper does
+for each subaccount (the program `bench.instructions` counts: its API client's fetch, parse,
+render, deflate), one after the other in one thread, with no threads, server or answer. Its
+ratio to the floor is the least that any change to how the work is scheduled or served could
+bring the exporter's ratio down to.
 """
 
 from __future__ import annotations
 
-import json
 import shutil
 import statistics
 import subprocess
@@ -29,8 +28,6 @@ import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
-
-import requests
 
 from bench import instructions
 from bench.scrape import ExporterProcess
@@ -78,16 +75,25 @@ AREAS = (
 )
 
 
-def floor_cpu(base_url: str, names: list[str], exporter_work: bool = False) -> float:
+def floor_cpu(base_url: str, names: list[str]) -> float:
     """CPU of a process of its own fetching every body sequentially over one Session and
-    `json.loads`-ing each (not this one's: the simulator serving the bodies runs here); with
-    `exporter_work`, doing the exporter's work on each instead (see `work_all`)."""
-    program = "work_all" if exporter_work else "fetch_all"
+    `json.loads`-ing each (not this one's: the simulator serving the bodies runs here)."""
+    return _child_cpu("floor", base_url, names)
+
+
+def work_alone_cpu(base_url: str, names: list[str]) -> float:
+    """CPU of a process of its own doing the exporter's work on every subaccount, one after the
+    other in one thread."""
+    return _child_cpu("exporter", base_url, names)
+
+
+def _child_cpu(mode: str, base_url: str, names: list[str]) -> float:
     code = (
-        f"import sys; from bench.cost import {program}; print({program}(sys.argv[1], sys.argv[2:]))"
+        "import sys; from bench.cost import run_sequentially; "
+        "print(run_sequentially(sys.argv[1], sys.argv[2], sys.argv[3:]))"
     )
     done = subprocess.run(
-        [sys.executable, "-c", code, base_url, *names],
+        [sys.executable, "-c", code, mode, base_url, *names],
         cwd=Path(__file__).resolve().parent.parent,
         capture_output=True,
         text=True,
@@ -96,25 +102,10 @@ def floor_cpu(base_url: str, names: list[str], exporter_work: bool = False) -> f
     return float(done.stdout)
 
 
-def fetch_all(base_url: str, names: list[str]) -> float:
-    """The floor's work, in this process: its CPU time."""
-    started = time.process_time()
-    with requests.Session() as session:
-        session.trust_env = False
-        for name in names:
-            response = session.get(
-                f"{base_url}/api/v1/subaccounts/{name}/numbers",
-                headers={"Authorization": f"Bearer {API_KEY}"},
-                timeout=60,
-            )
-            json.loads(response.content)
-    return time.process_time() - started
-
-
-def work_all(base_url: str, names: list[str]) -> float:
-    """The exporter's work on every subaccount, one after the other in this thread: its CPU
-    time, from after the imports and the building of its API clients."""
-    one = instructions.exporter_work(base_url, names)
+def run_sequentially(mode: str, base_url: str, names: list[str]) -> float:
+    """The work of `bench.instructions`' program of `mode` on every subaccount, one after the
+    other in this thread: its CPU time, from after the session or the API clients are built."""
+    one = instructions.program(mode, base_url, names)
     started = time.process_time()
     for name in names:
         one(name)
@@ -158,12 +149,12 @@ def measure_cost(
             for turn in range(1 + STEADY_SCRAPES):
                 if turn:  # the floor and the work alone take turns with the steady scrapes
                     floors.append(floor_cpu(sim.base_url, names))
-                    alone.append(floor_cpu(sim.base_url, names, exporter_work=True))
+                    alone.append(work_alone_cpu(sim.base_url, names))
                 scrape, used = proc.timed_scrape()
                 seconds.append(scrape.seconds)
                 cpu.append(used)
             shares = _profiled_scrape(proc) if profile else []
-    floor = min(floors)
+    floor, work_alone = min(floors), min(alone)
     steady = min(cpu[1:])
     return {
         "subaccounts": subaccounts,
@@ -173,8 +164,8 @@ def measure_cost(
         "exporter_cpu": steady,
         "exporter_cpu_median": statistics.median(cpu[1:]),
         "ratio": steady / floor if floor else float("inf"),
-        "work_alone_cpu": min(alone),
-        "work_alone_ratio": min(alone) / floor if floor else float("inf"),
+        "work_alone_cpu": work_alone,
+        "work_alone_ratio": work_alone / floor if floor else float("inf"),
         "scrape_seconds": seconds,
         "profile": shares,
     }

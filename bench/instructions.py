@@ -67,8 +67,7 @@ def run_child(mode: str, count: int, base_url: str, names: list[str], stages: in
     # No automatic collection before the counted part: where one lands in the imports and the
     # warm-up differs from run to run, and a full one costs as much as dozens of fetches.
     gc.disable()
-    stages = stages or len(STAGES[mode])
-    one = _floor(base_url, stages) if mode == "floor" else exporter_work(base_url, names, stages)
+    one = program(mode, base_url, names, stages)
     for name in names[:WARM_UP]:
         one(name)
     # What the interpreter holds by now (modules, connections, memos) is left out of the cyclic
@@ -78,6 +77,13 @@ def run_child(mode: str, count: int, base_url: str, names: list[str], stages: in
     gc.enable()
     for index in range(count):
         one(names[index % len(names)])
+
+
+def program(mode: str, base_url: str, names: list[str], stages: int = 0) -> Callable[[str], None]:
+    """What the program of `mode` ("floor" or "exporter") does to one subaccount of `names`,
+    the first `stages` stages of it only if given; built before it is called, imports included."""
+    stages = stages or len(STAGES[mode])
+    return _floor(base_url, stages) if mode == "floor" else _exporter(base_url, names, stages)
 
 
 def _floor(base_url: str, stages: int) -> Callable[[str], None]:
@@ -99,11 +105,7 @@ def _floor(base_url: str, stages: int) -> Callable[[str], None]:
     return one
 
 
-def exporter_work(
-    base_url: str, names: list[str], stages: int = len(EXPORTER_STAGES)
-) -> Callable[[str], None]:
-    """The exporter's work on one subaccount of `names`, up to `stages` (all by default): what
-    its scraper does for it in one fetch thread."""
+def _exporter(base_url: str, names: list[str], stages: int) -> Callable[[str], None]:
     from exporter.config.values import Secret
     from exporter.metrics.encoding import deflate_all
     from exporter.polling.client import ApiClient, Transport

@@ -16,7 +16,7 @@ def test_the_floor_and_the_work_alone_each_fetch_every_subaccount_once():
     ) as sim:
         floor = cost.floor_cpu(sim.base_url, NAMES)
         after_floor = [sim.request_count(name) for name in NAMES]
-        alone = cost.floor_cpu(sim.base_url, NAMES, exporter_work=True)
+        alone = cost.work_alone_cpu(sim.base_url, NAMES)
         after_both = [sim.request_count(name) for name in NAMES]
     assert after_floor == [1, 1, 1]
     assert after_both == [2, 2, 2]
